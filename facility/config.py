@@ -1,0 +1,340 @@
+"""Load and check a site configuration: site files plus device profiles.
+
+A site configuration is a folder: every `*.yaml` in it is one site, and an optional
+`profiles/` subfolder adds or overrides device profiles next to the built-in ones in
+`facility/profiles/`. Every problem found is reported at once, each with file, line
+and field.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from facility.profile import MAX_REGISTER_ADDRESS, ModbusProfile, MqttProfile
+from facility.site import Asset, AssetKind, AssetRef, Site, Station
+from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml, validate
+
+BUILTIN_PROFILES = Path(__file__).parent / "profiles"
+Profile = ModbusProfile | MqttProfile
+
+# Ratings an asset kind cannot be simulated, dashboarded or alarmed without.
+REQUIRED_RATINGS: dict[AssetKind, tuple[str, ...]] = {
+    AssetKind.PUMP: ("motor_kw",),
+    AssetKind.TRANSFORMER: ("kva",),
+    AssetKind.TANK: ("capacity_m3", "height_m"),
+    AssetKind.RESERVOIR: ("capacity_m3",),
+    AssetKind.PARKING_LOT: ("spaces",),
+}
+
+
+@dataclass
+class SiteConfig:
+    """A validated configuration: sites and the profiles their assets use."""
+
+    root: Path
+    sites: list[Site]
+    profiles: dict[str, Profile]
+    sources: dict[str, SourceDoc] = field(default_factory=dict)
+
+    def assets(self) -> Iterator[AssetRef]:
+        for site in self.sites:
+            for station in site.stations:
+                for asset in station.assets:
+                    yield AssetRef(site=site, station=station, asset=asset)
+
+    def site(self, site_id: str) -> Site:
+        for s in self.sites:
+            if s.id == site_id:
+                return s
+        raise KeyError(site_id)
+
+    def profile_of(self, ref: AssetRef) -> Profile:
+        if ref.asset.profile is None:
+            raise KeyError(f"{ref.path} has no device profile")
+        return self.profiles[ref.asset.profile]
+
+
+def load_site_config(path: Path) -> SiteConfig:
+    """Load a site folder (or one site file); raise ConfigError listing every issue."""
+    path = Path(path)
+    issues: list[ConfigIssue] = []
+    profile_dirs = [BUILTIN_PROFILES]
+    if path.is_dir():
+        site_files = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
+        if (path / "profiles").is_dir():
+            profile_dirs.append(path / "profiles")
+    elif path.is_file():
+        site_files = [path]
+    else:
+        raise ConfigError([ConfigIssue(str(path), 0, "", "no such file or folder")])
+    if not site_files:
+        raise ConfigError([ConfigIssue(str(path), 0, "", "no site files (*.yaml) in folder")])
+
+    profiles, profile_sources = _load_profiles(profile_dirs, issues)
+    sites: list[Site] = []
+    sources: dict[str, SourceDoc] = {}
+    for file in site_files:
+        try:
+            doc = load_yaml(file)
+            site = validate(Site, doc)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            continue
+        if site.id in sources:
+            issues.append(
+                doc.issue(
+                    ["id"], f"duplicate site id {site.id!r} (also in {sources[site.id].file})"
+                )
+            )
+            continue
+        sites.append(site)
+        sources[site.id] = doc
+    for site in sites:
+        issues.extend(check_site(site, sources[site.id], profiles))
+    for name, doc in profile_sources.items():
+        issues.extend(check_profile(profiles[name], doc))
+    if issues:
+        raise ConfigError(issues)
+    return SiteConfig(root=path, sites=sites, profiles=profiles, sources=sources)
+
+
+def _load_profiles(
+    dirs: list[Path], issues: list[ConfigIssue]
+) -> tuple[dict[str, Profile], dict[str, SourceDoc]]:
+    profiles: dict[str, Profile] = {}
+    sources: dict[str, SourceDoc] = {}
+    for directory in dirs:
+        local: dict[str, SourceDoc] = {}
+        for file in sorted(directory.glob("*.yaml")):
+            try:
+                doc = load_yaml(file)
+                profile = _validate_profile(doc)
+            except ConfigError as exc:
+                issues.extend(exc.issues)
+                continue
+            if profile.profile in local:
+                issues.append(
+                    doc.issue(
+                        ["profile"],
+                        f"duplicate profile {profile.profile!r} "
+                        f"(also in {local[profile.profile].file})",
+                    )
+                )
+                continue
+            local[profile.profile] = doc
+            profiles[profile.profile] = profile  # a site's own profile overrides a built-in
+            sources[profile.profile] = doc
+    return profiles, sources
+
+
+def _validate_profile(doc: SourceDoc) -> Profile:
+    protocol = doc.data.get("protocol") if isinstance(doc.data, dict) else None
+    if protocol == "modbus":
+        return validate(ModbusProfile, doc)
+    if protocol == "mqtt":
+        return validate(MqttProfile, doc)
+    raise ConfigError(
+        [doc.issue(["protocol"], f"protocol must be modbus or mqtt, not {protocol!r}")]
+    )
+
+
+def check_profile(profile: Profile, doc: SourceDoc) -> list[ConfigIssue]:
+    """Register-map checks pydantic cannot do alone: ranges, overlaps, duplicates."""
+    issues: list[ConfigIssue] = []
+    seen: set[str] = set()
+    for i, name in enumerate(s.name for s in profile.signals):
+        if name in seen:
+            issues.append(doc.issue(["signals", i, "name"], f"duplicate signal {name!r}"))
+        seen.add(name)
+    if isinstance(profile, ModbusProfile):
+        issues.extend(_check_register_map(profile, doc))
+    return issues
+
+
+def _check_register_map(profile: ModbusProfile, doc: SourceDoc) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    # (table, protocol address) -> (signal index, bit or None for the whole register)
+    owners: dict[tuple[str, int], list[tuple[int, int | None]]] = defaultdict(list)
+    for i, s in enumerate(profile.signals):
+        start = profile.protocol_address(s)
+        end = start + s.count - 1
+        if start < 0:
+            issues.append(
+                doc.issue(
+                    ["signals", i, "address"],
+                    f"address {s.address} is below the address base {profile.base_of(s)}",
+                )
+            )
+            continue
+        if end > MAX_REGISTER_ADDRESS:
+            what = "string" if s.length else s.type.value
+            issues.append(
+                doc.issue(
+                    ["signals", i, "address"],
+                    f"{what} of {s.count} registers at {s.address} runs past "
+                    f"the last address {MAX_REGISTER_ADDRESS}",
+                )
+            )
+            continue
+        for reg in range(start, end + 1):
+            key = (s.table.value, reg)
+            for j, other_bit in owners[key]:
+                if s.bit is None or other_bit is None or s.bit == other_bit:
+                    other = profile.signals[j]
+                    issues.append(
+                        doc.issue(
+                            ["signals", i, "address"],
+                            f"{s.name!r} overlaps {other.name!r} at "
+                            f"{s.table.value} register {reg + profile.base_of(s)}",
+                        )
+                    )
+                    break
+            owners[key].append((i, s.bit))
+    return issues
+
+
+def check_site(site: Site, doc: SourceDoc, profiles: dict[str, Profile]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    station_ids: set[str] = set()
+    for si, station in enumerate(site.stations):
+        where: list[str | int] = ["stations", si]
+        if station.id in station_ids:
+            issues.append(doc.issue([*where, "id"], f"duplicate station id {station.id!r}"))
+        station_ids.add(station.id)
+        issues.extend(_check_station(site, station, where, doc, profiles))
+    return issues
+
+
+def _check_station(
+    site: Site,
+    station: Station,
+    where: list[str | int],
+    doc: SourceDoc,
+    profiles: dict[str, Profile],
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    bus_ids = {b.id for b in station.buses}
+    asset_ids: set[str] = set()
+    units: dict[tuple[str, int], str] = {}
+    for ai, asset in enumerate(station.assets):
+        at = [*where, "assets", ai]
+        if asset.id in asset_ids:
+            issues.append(
+                doc.issue([*at, "id"], f"duplicate asset id {asset.id!r} in station {station.id!r}")
+            )
+        asset_ids.add(asset.id)
+        for rating in REQUIRED_RATINGS.get(asset.kind, ()):
+            if getattr(asset.ratings, rating) is None:
+                issues.append(
+                    doc.issue(
+                        [*at, "ratings", rating], f"a {asset.kind.value} needs ratings.{rating}"
+                    )
+                )
+        if asset.kind is AssetKind.GATEWAY:
+            continue
+        if asset.profile is None:
+            issues.append(doc.issue([*at, "profile"], "required field is missing"))
+            continue
+        profile = profiles.get(asset.profile)
+        if profile is None:
+            known = ", ".join(sorted(profiles))
+            issues.append(
+                doc.issue([*at, "profile"], f"no device profile {asset.profile!r} (known: {known})")
+            )
+            continue
+        issues.extend(
+            _check_addressing(
+                asset_at=at, asset=asset, profile=profile, doc=doc, bus_ids=bus_ids, units=units
+            )
+        )
+    issues.extend(_check_control(station, where, doc))
+    return issues
+
+
+def _check_addressing(
+    *,
+    asset_at: list[str | int],
+    asset: Asset,
+    profile: Profile,
+    doc: SourceDoc,
+    bus_ids: set[str],
+    units: dict[tuple[str, int], str],
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    if isinstance(profile, ModbusProfile):
+        if asset.modbus is None:
+            return [
+                doc.issue(
+                    [*asset_at, "modbus"],
+                    f"profile {profile.profile!r} is Modbus: "
+                    "the asset needs modbus.bus and modbus.unit_id",
+                )
+            ]
+        if asset.modbus.bus not in bus_ids:
+            issues.append(
+                doc.issue(
+                    [*asset_at, "modbus", "bus"], f"no bus {asset.modbus.bus!r} in this station"
+                )
+            )
+        key = (asset.modbus.bus, asset.modbus.unit_id)
+        if key in units:
+            issues.append(
+                doc.issue(
+                    [*asset_at, "modbus", "unit_id"],
+                    f"unit id {asset.modbus.unit_id} on bus {asset.modbus.bus!r}"
+                    f" is already used by {units[key]!r}",
+                )
+            )
+        units[key] = asset.id
+    elif asset.modbus is not None:
+        issues.append(
+            doc.issue([*asset_at, "modbus"], f"profile {profile.profile!r} is MQTT: remove modbus")
+        )
+    for signal in asset.limits:
+        if signal not in {s.name for s in profile.signals}:
+            issues.append(
+                doc.issue(
+                    [*asset_at, "limits", signal],
+                    f"profile {profile.profile!r} has no signal {signal!r}",
+                )
+            )
+    return issues
+
+
+def _check_control(station: Station, where: list[str | int], doc: SourceDoc) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    tanks = {a.id: a for a in station.assets if a.kind is AssetKind.TANK}
+    for i, tank in enumerate(station.feeds):
+        if tank not in tanks:
+            issues.append(
+                doc.issue([*where, "feeds", i], f"no tank {tank!r} among this station's assets")
+            )
+    control = station.control
+    if control is None:
+        return issues
+    if control.lead_tank not in station.feeds:
+        issues.append(
+            doc.issue(
+                [*where, "control", "lead_tank"], f"lead tank {control.lead_tank!r} is not in feeds"
+            )
+        )
+    elif control.lead_tank in tanks:
+        height = tanks[control.lead_tank].ratings.height_m or 0
+        if control.stop_level_m >= height:
+            issues.append(
+                doc.issue(
+                    [*where, "control", "stop_level_m"],
+                    f"stop level {control.stop_level_m} m is not below the tank height {height} m",
+                )
+            )
+    if station.static_head_m is None and any(a.kind is AssetKind.PUMP for a in station.assets):
+        issues.append(
+            doc.issue(
+                [*where, "static_head_m"],
+                "a station with pumps needs static_head_m (lift to its tanks)",
+            )
+        )
+    return issues

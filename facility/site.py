@@ -1,0 +1,197 @@
+"""The site model: sites -> stations -> assets, and the asset register.
+
+A site is one operator's system (a reservoir with its pump stations and tanks, or a car
+park). A station is one place with one gateway box. An asset is one piece of equipment
+with its register entry (model, ratings, owner, status, network address).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Ident = str  # validated by IDENT_PATTERN
+IDENT_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AssetKind(StrEnum):
+    PUMP = "pump"
+    TRANSFORMER = "transformer"
+    TANK = "tank"
+    RESERVOIR = "reservoir"
+    WATER_QUALITY = "water_quality"
+    BARRIER_GATE = "barrier_gate"
+    PARKING_LOT = "parking_lot"
+    GATEWAY = "gateway"
+
+
+class AssetStatus(StrEnum):
+    IN_SERVICE = "in_service"
+    STANDBY = "standby"
+    OUT_OF_SERVICE = "out_of_service"
+
+
+class Transport(StrEnum):
+    TCP = "tcp"  # Modbus TCP (MBAP framing)
+    RTU = "rtu"  # Modbus RTU on a local serial port
+    RTU_OVER_TCP = "rtu_over_tcp"  # RTU framing through a serial-to-Ethernet converter
+
+
+class Bus(Strict):
+    """One physical Modbus bus: a TCP endpoint or a serial line."""
+
+    id: Ident = Field(pattern=IDENT_PATTERN)
+    transport: Transport
+    host: str = "127.0.0.1"
+    port: int = Field(default=502, ge=0, le=65535)
+    serial_port: str = ""
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+    @model_validator(mode="after")
+    def _serial_needs_port(self) -> Bus:
+        if self.transport is Transport.RTU and not self.serial_port:
+            raise ValueError("transport rtu needs serial_port (e.g. /dev/ttyUSB0)")
+        return self
+
+
+class ModbusAddress(Strict):
+    bus: Ident
+    unit_id: int = Field(ge=1, le=247)
+
+
+class Ratings(Strict):
+    """Nameplate figures. Only the ones that apply to the asset kind are set."""
+
+    motor_kw: float | None = Field(default=None, gt=0)
+    rated_flow_m3h: float | None = Field(default=None, gt=0)
+    rated_head_m: float | None = Field(default=None, gt=0)
+    kva: float | None = Field(default=None, gt=0)
+    voltage_v: float | None = Field(default=None, gt=0)
+    capacity_m3: float | None = Field(default=None, gt=0)
+    height_m: float | None = Field(default=None, gt=0)
+    area_km2: float | None = Field(default=None, gt=0)
+    spaces: int | None = Field(default=None, gt=0)
+    treatment_m3h: float | None = Field(default=None, gt=0)
+
+
+class Limits(Strict):
+    """Alarm levels of one signal, in its engineering unit."""
+
+    low_low: float | None = None
+    low: float | None = None
+    high: float | None = None
+    high_high: float | None = None
+
+
+class Asset(Strict):
+    id: Ident = Field(pattern=IDENT_PATTERN)
+    kind: AssetKind
+    name: str = ""
+    profile: str | None = None  # device profile name; None only for gateways
+    model: str = ""
+    ratings: Ratings = Ratings()
+    owner: str = ""
+    install_year: int | None = Field(default=None, ge=1950, le=2100)
+    location: str = ""
+    status: AssetStatus = AssetStatus.IN_SERVICE
+    modbus: ModbusAddress | None = None
+    lanes: list[Literal["in", "out"]] = Field(default_factory=list)  # barrier gates only
+    closed_hours: tuple[int, int] | None = None  # gate shut from hour to hour (local time)
+    limits: dict[str, Limits] = Field(default_factory=dict)
+    notes: str = ""
+
+
+class LevelControl(Strict):
+    """How a station runs its pumps: start at a low tank level, stop at a high one."""
+
+    lead_tank: Ident
+    start_level_m: float = Field(gt=0)
+    stop_level_m: float = Field(gt=0)
+    duty_pumps: int = Field(default=1, ge=1)  # pumps started together
+    pump_order: list[Ident] = Field(default_factory=list)  # preference; empty: asset order
+
+    @model_validator(mode="after")
+    def _order(self) -> LevelControl:
+        if self.start_level_m >= self.stop_level_m:
+            raise ValueError("start_level_m must be below stop_level_m")
+        return self
+
+
+class Station(Strict):
+    id: Ident = Field(pattern=IDENT_PATTERN)
+    name: str = ""
+    kind: Literal["pump_station", "intake", "booster", "car_park"] = "pump_station"
+    owner: str = ""
+    mode: Literal["normal", "standby"] = "normal"  # standby: drought mode only
+    location: str = ""
+    buses: list[Bus] = Field(default_factory=list)
+    control: LevelControl | None = None
+    feeds: list[Ident] = Field(default_factory=list)  # tanks this station fills
+    static_head_m: float | None = Field(default=None, gt=0)  # lift to the tanks (assumed)
+    drive_hz: float = Field(default=50.0, gt=0, le=60)  # VFD speed the station runs at
+    assets: list[Asset] = Field(default_factory=list)
+
+    def asset(self, asset_id: str) -> Asset:
+        for a in self.assets:
+            if a.id == asset_id:
+                return a
+        raise KeyError(asset_id)
+
+    def bus(self, bus_id: str) -> Bus:
+        for b in self.buses:
+            if b.id == bus_id:
+                return b
+        raise KeyError(bus_id)
+
+
+class Broker(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=0, le=65535)
+
+
+class Site(Strict):
+    id: Ident = Field(pattern=IDENT_PATTERN)
+    name: str = ""
+    kind: Literal["water_supply", "parking"]
+    timezone: str = "Asia/Shanghai"
+    owner: str = ""
+    households: int | None = Field(default=None, ge=0)
+    population: int | None = Field(default=None, ge=0)
+    industrial_users: list[str] = Field(default_factory=list)
+    # litres per person per day; the source gives none (assumption, see the site file)
+    demand_l_per_person_day: float = Field(default=100.0, gt=0)
+    broker: Broker = Broker()
+    stations: list[Station] = Field(min_length=1)
+
+    def station(self, station_id: str) -> Station:
+        for s in self.stations:
+            if s.id == station_id:
+                return s
+        raise KeyError(station_id)
+
+
+class AssetRef(BaseModel):
+    """An asset with the place it sits in: the tags of every reading it produces."""
+
+    model_config = ConfigDict(frozen=True)
+
+    site: Site
+    station: Station
+    asset: Asset
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.site.id, self.station.id, self.asset.id)
+
+    @property
+    def path(self) -> str:
+        return "/".join(self.key)

@@ -1,0 +1,1 @@
+"""Physics-based device simulators: the field devices a site gateway polls."""
