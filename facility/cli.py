@@ -238,7 +238,8 @@ async def _show(
         while not stop.is_set() and not task.done():
             console.print(_live_table(runner, config))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 5.0)
+                await asyncio.wait_for(asyncio.shield(task), 5.0)
+        console.print(_live_table(runner, config))
         return
     with Live(_live_table(runner, config), console=console, refresh_per_second=2) as live:
         while not stop.is_set() and not task.done():

@@ -74,6 +74,10 @@ class FaultInjector:
         key, p = fault.key, fault.params
         model = self.world.models.get(key)
         kind = fault.kind
+        if isinstance(model, PumpModel) and p.get("hand_start", False):
+            model.hand = on
+            if on:
+                model.start()
         if kind is FaultKind.PUMP_DRY_RUN:
             assert isinstance(model, PumpModel)
             model.dry_run = on

@@ -90,10 +90,14 @@ def record(sim: Simulation, out: IO[str], *, duration_s: float, sample_s: float 
     t = sim.start_ms
     while t <= end:
         step = sim.advance_to(t)
-        for event in step.faults:
-            writer.fault(event)
-        for station, msg in step.messages:
-            writer.message(station, msg)
+        timeline: list[tuple[int, int, FaultEvent | tuple[StationKey, DeviceMessage]]] = [
+            (e.t_ms, 0, e) for e in step.faults]
+        timeline += [(m.t_ms, 1, (station, m)) for station, m in step.messages]
+        for _, _, item in sorted(timeline, key=lambda x: (x[0], x[1])):
+            if isinstance(item, FaultEvent):
+                writer.fault(item)
+            else:
+                writer.message(*item)
         for key in polled:
             writer.snapshot(sim.t_ms, key, sim.values(key))
         count += len(step.faults) + len(step.messages) + len(polled)

@@ -55,6 +55,7 @@ class PumpModel:
     rng: random.Random
     model_name: str = "VFD-PUMP-1"
     available: bool = True  # False when out of service
+    hand: bool = False  # started by hand at the panel: level control leaves it alone
     running: bool = False
     tripped: bool = False
     fault_code: int = 0
@@ -117,7 +118,8 @@ class PumpModel:
 
     def advance(self, dt_s: float, ambient_c: float) -> None:
         load = self.power_kw / self.motor_kw
-        target = ambient_c + BEARING_RISE_AT_RATED_C * load + self.bearing_fault_rise_c
+        fault_heat = self.bearing_fault_rise_c if self.frequency_hz > 0.1 else 0.0
+        target = ambient_c + BEARING_RISE_AT_RATED_C * load + fault_heat
         self.bearing_temp_c = first_order(self.bearing_temp_c, target, dt_s, BEARING_TAU_S)
         if self.frequency_hz > 0.1:
             self.run_hours += dt_s / SECONDS_PER_HOUR

@@ -69,7 +69,8 @@ class StationModel:
         )
         if self.running and satisfied and not self.controller_stuck_on:
             for pump in self.running:
-                pump.stop()
+                if not pump.hand:
+                    pump.stop()
         elif self.running or need or self.controller_stuck_on:
             self._keep_duty_running()
 

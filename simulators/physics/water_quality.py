@@ -17,6 +17,7 @@ CHLORINE_DEMAND_MG_L = 0.15  # ASSUMPTION: raw-water oxidant demand
 SOLUTION_G_PER_L = 2.0  # ClO2 solution strength from the generator: ASSUMPTION
 TAU_FLOWING_S = 600.0
 TAU_IDLE_S = 48 * 3600.0
+TAU_FAILED_S = 1800.0
 
 
 @dataclass
@@ -40,7 +41,9 @@ class WaterQualityModel:
         return self.dose_setpoint_mg_l * self.overdose_factor if self.dosing else 0.0
 
     def advance(self, dt_s: float, t_ms: int) -> None:
-        if self.flow_m3h > 0.5:
+        if self.dosing_failed:  # no fresh dose: the residual is consumed in the sample loop
+            self.residual_mg_l = first_order(self.residual_mg_l, 0.0, dt_s, TAU_FAILED_S)
+        elif self.flow_m3h > 0.5:
             target = max(0.0, self.dose_mg_l - CHLORINE_DEMAND_MG_L)
             self.residual_mg_l = first_order(self.residual_mg_l, target, dt_s, TAU_FLOWING_S)
         else:

@@ -1,0 +1,36 @@
+"""Fixtures shared by every test: the demo site and private real services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from facility.config import SiteConfig, load_site_config
+from tests.services import Mosquitto, PtyPair
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_SITE = ROOT / "deploy" / "sites" / "demo"
+
+
+@pytest.fixture(scope="session")
+def demo_config() -> SiteConfig:
+    return load_site_config(DEMO_SITE)
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path / "mosquitto")
+    broker.workdir.mkdir()
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def pty_pair(tmp_path: Path) -> Iterator[PtyPair]:
+    pair = PtyPair(tmp_path)
+    pair.start()
+    yield pair
+    pair.stop()

@@ -1,0 +1,212 @@
+"""Physics sanity: the numbers an operator would check on a real site."""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import replace
+
+import pytest
+
+from facility.config import SiteConfig
+from simulators.engine import Simulation
+from simulators.feed import record
+from simulators.physics.parking import GateModel, ParkingLotModel
+from simulators.physics.pump import PumpCurve, PumpModel
+from simulators.physics.station import StationModel
+from simulators.physics.tank import TankModel
+from simulators.physics.transformer import TransformerModel
+
+START_MS = 1780264800000  # 2026-06-01 06:00 Asia/Shanghai
+DAY_S = 86400
+
+
+def run_day(config: SiteConfig, seed: int = 1, days: float = 1.0, step_s: float = 10.0) -> Simulation:
+    sim = Simulation(config, seed=seed, start_ms=START_MS, step_s=step_s)
+    sim.advance_to(START_MS + int(days * DAY_S * 1000))
+    return sim
+
+
+def tanks(sim: Simulation) -> dict[tuple[str, str, str], TankModel]:
+    return {k: m for k, m in sim.world.models.items() if isinstance(m, TankModel)}
+
+
+def test_tank_mass_balance_over_a_day_within_half_a_percent(demo_config: SiteConfig) -> None:
+    sim0 = Simulation(demo_config, seed=4, start_ms=START_MS, step_s=10.0)
+    start_volume = {k: t.volume_m3 for k, t in tanks(sim0).items()}
+    sim0.advance_to(START_MS + DAY_S * 1000)
+    for key, tank in tanks(sim0).items():
+        change = tank.volume_m3 - start_volume[key]
+        ledger = tank.inflow_total_m3 - tank.served_total_m3 - tank.overflow_total_m3
+        throughput = tank.inflow_total_m3 + tank.served_total_m3
+        assert throughput > 0, key
+        assert abs(change - ledger) <= 0.005 * throughput, key
+        assert tank.served_total_m3 > 0.5 * tank.inflow_total_m3, key
+
+
+def test_station_flow_reaches_the_tanks(demo_config: SiteConfig) -> None:
+    sim = run_day(demo_config, seed=5)
+    for (site, station), model in sim.world.stations.items():
+        if not model.tanks:
+            continue
+        delivered = sum(t.inflow_total_m3 for t in model.tanks.values())
+        assert delivered == pytest.approx(model.pumped_total_m3, rel=0.005), (site, station)
+
+
+def test_daily_demand_matches_population(demo_config: SiteConfig) -> None:
+    sim = run_day(demo_config, seed=6)
+    for site in demo_config.sites:
+        if site.kind != "water_supply":
+            continue
+        served = sum(t.served_total_m3 for k, t in tanks(sim).items() if k[0] == site.id)
+        expected = (site.population or 0) * site.demand_l_per_person_day / 1000
+        assert served == pytest.approx(expected, rel=0.08), site.id
+
+
+def test_level_control_keeps_tanks_between_set_points_for_two_days(
+    demo_config: SiteConfig,
+) -> None:
+    sim = Simulation(demo_config, seed=2, start_ms=START_MS, step_s=10.0)
+    lowest: dict[tuple[str, str, str], float] = {}
+    highest: dict[tuple[str, str, str], float] = {}
+    for hour in range(1, 49):
+        for _ in range(6):
+            sim.advance_to(sim.t_ms + 600_000)
+            for key, tank in tanks(sim).items():
+                fraction = tank.level_m / tank.height_m
+                lowest[key] = min(lowest.get(key, 1.0), fraction)
+                highest[key] = max(highest.get(key, 0.0), fraction)
+        assert hour
+    for key, tank in tanks(sim).items():
+        station = sim.world.stations[key[:2]]
+        assert lowest[key] >= station.start_fraction - 0.03, key
+        assert highest[key] <= 0.94, key  # below every tank's high alarm (95%)
+        assert tank.overflow_total_m3 == 0 and tank.shortfall_total_m3 == 0, key
+        assert highest[key] >= station.stop_fraction - 0.05, key  # it does fill up
+
+
+def test_out_of_service_and_standby_pumps_never_run(demo_config: SiteConfig) -> None:
+    sim = run_day(demo_config, seed=3)
+    refs = {r.key: r for r in demo_config.assets()}
+    for key, model in sim.world.models.items():
+        if not isinstance(model, PumpModel):
+            continue
+        station = refs[key].station
+        if refs[key].asset.status.value == "out_of_service" or station.mode == "standby":
+            assert not model.running and model.power_kw == 0.0, key
+    running = [k for k, m in sim.world.models.items() if isinstance(m, PumpModel) and m.starts]
+    assert running
+
+
+def test_pump_meets_its_rated_point_and_follows_affinity_laws() -> None:
+    curve = PumpCurve(rated_flow_m3h=323, rated_head_m=90)
+    pump = PumpModel(curve=curve, motor_kw=110, voltage_v=380, rng=random.Random(1))
+    tank = TankModel(capacity_m3=4000, height_m=5, rng=random.Random(2), level_m=1.0)
+    station = StationModel(pumps={"p": pump}, pump_order=["p"], tanks={"t": tank},
+                           static_head_m=68)
+    pump.start()
+    for _ in range(60):
+        station.advance(1.0, 0, 20.0)
+    assert pump.flow_m3h == pytest.approx(323, rel=0.01)
+    assert pump.head_m == pytest.approx(90, rel=0.01)
+    assert pump.power_kw == pytest.approx(110, rel=0.03)
+    assert 150 < pump.current_a < 230
+    full_speed = pump.flow_m3h
+    for p in station.pumps.values():
+        p.setpoint_hz = 45.0
+    for _ in range(30):
+        station.advance(1.0, 0, 20.0)
+    assert pump.flow_m3h < full_speed * 0.9  # less speed, less flow against the same lift
+
+
+def test_two_pumps_in_parallel_give_more_flow_but_less_than_double() -> None:
+    def flow(n: int) -> float:
+        pumps = {f"p{i}": PumpModel(PumpCurve(300, 80), 90, 380, random.Random(i))
+                 for i in range(n)}
+        tank = TankModel(capacity_m3=5000, height_m=5, rng=random.Random(9), level_m=1.0)
+        station = StationModel(pumps=pumps, pump_order=list(pumps), tanks={"t": tank},
+                               static_head_m=55, duty_pumps=n)
+        for _ in range(60):
+            station.advance(1.0, 0, 20.0)
+        return station.flow_m3h
+
+    one, two = flow(1), flow(2)
+    assert one * 1.1 < two < one * 2
+
+
+def test_transformer_runs_hotter_under_more_load() -> None:
+    temps = []
+    for load in (0.3, 0.7, 1.0, 1.2):
+        t = TransformerModel(kva=100, voltage_v=400, rng=random.Random(1))
+        t.set_load(pump_kw=load * 100 * 0.86 - t.aux_load_kw)
+        for _ in range(24 * 60):
+            t.advance(60.0, ambient_c=20.0)
+        assert t.load_factor == pytest.approx(load, rel=0.01)
+        assert t.hot_spot_c > t.top_oil_c > 20.0
+        temps.append(t.top_oil_c)
+    assert temps == sorted(temps)
+    assert temps[2] == pytest.approx(20 + 55, abs=1.0)  # rated load: rated top-oil rise
+
+
+def test_transformer_heats_slowly_with_its_oil_time_constant() -> None:
+    t = TransformerModel(kva=100, voltage_v=400, rng=random.Random(1), top_oil_c=20.0)
+    t.set_load(pump_kw=86 - t.aux_load_kw)
+    t.advance(600.0, ambient_c=20.0)
+    assert 20.0 < t.top_oil_c < 30.0  # 10 minutes into a 3-hour time constant
+
+
+def test_occupancy_stays_within_capacity_and_matches_gate_counts(demo_config: SiteConfig) -> None:
+    sim = Simulation(parking_only(demo_config), seed=8, start_ms=START_MS, step_s=5.0)
+    lots = {k: m for k, m in sim.world.models.items() if isinstance(m, ParkingLotModel)}
+    initial = {k: m.occupied for k, m in lots.items()}
+    seen_max = dict.fromkeys(lots, 0)
+    for _ in range(2 * 24 * 12):
+        sim.advance_to(sim.t_ms + 300_000)
+        for key, lot in lots.items():
+            assert 0 <= lot.occupied <= lot.capacity
+            seen_max[key] = max(seen_max[key], lot.occupied)
+            gates = list(lot.gates.values())
+            entered = sum(g.count_in for g in gates)
+            left = sum(g.count_out for g in gates)
+            assert lot.occupied == initial[key] + entered - left
+    for key, lot in lots.items():
+        assert seen_max[key] < lot.capacity, f"{key} filled up on a nominal day"
+        assert sum(g.count_in for g in lot.gates.values()) > 300
+
+
+def test_gates_only_pass_cars_in_their_lane_direction(demo_config: SiteConfig) -> None:
+    sim = run_day(parking_only(demo_config), seed=9, step_s=5.0)
+    for model in sim.world.models.values():
+        if isinstance(model, GateModel):
+            if "in" not in model.lanes:
+                assert model.count_in == 0, model.id
+            if "out" not in model.lanes:
+                assert model.count_out == 0, model.id
+
+
+def test_night_closed_exit_passes_no_car_at_night(demo_config: SiteConfig) -> None:
+    sim = Simulation(parking_only(demo_config), seed=10, start_ms=START_MS, step_s=5.0)
+    gate = sim.world.models[("xingshui", "xingshui_lot", "north_out_2")]
+    assert isinstance(gate, GateModel)
+    sim.advance_to(START_MS + 17 * 3600 * 1000)  # to 23:00 local
+    before = gate.count_out
+    sim.advance_to(START_MS + 24 * 3600 * 1000)  # to 06:00 local
+    assert gate.count_out == before
+
+
+def parking_only(config: SiteConfig) -> SiteConfig:
+    return replace(config, sites=[s for s in config.sites if s.kind == "parking"])
+
+
+def feed_bytes(config: SiteConfig, seed: int) -> bytes:
+    out = io.StringIO()
+    sim = Simulation(config, seed=seed, start_ms=START_MS, step_s=5.0)
+    record(sim, out, duration_s=2 * 3600, sample_s=60)
+    return out.getvalue().encode()
+
+
+def test_same_seed_gives_the_same_feed_bit_for_bit(demo_config: SiteConfig) -> None:
+    first, second = feed_bytes(demo_config, 11), feed_bytes(demo_config, 11)
+    assert len(first) > 100_000
+    assert first == second
+    assert feed_bytes(demo_config, 12) != first
