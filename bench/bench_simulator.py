@@ -74,11 +74,15 @@ def main() -> None:
     print(f"machine: {platform.node()} {platform.machine()} python {platform.python_version()}")
     reads, rss = asyncio.run(modbus_rate())  # first: the RSS is this process's, now
     speed = physics_speed()
-    print(f"physics, whole demo site, 1 s step: {speed:,.0f} simulated s per wall s "
-          f"({speed / 86400 * 60:.1f} simulated days per wall minute)")
+    print(
+        f"physics, whole demo site, 1 s step: {speed:,.0f} simulated s per wall s "
+        f"({speed / 86400 * 60:.1f} simulated days per wall minute)"
+    )
     rate, size = record_rate()
-    print(f"feed recording, 5 s step, 10 s samples: {rate:,.0f} records/s, "
-          f"{size / 6 / 1e6:.1f} MB per simulated hour")
+    print(
+        f"feed recording, 5 s step, 10 s samples: {rate:,.0f} records/s, "
+        f"{size / 6 / 1e6:.1f} MB per simulated hour"
+    )
     print(f"Modbus TCP, one client, 16-register reads, site ticking at 60x: {reads:,.0f} req/s")
     print(f"RSS serving the whole demo site (13 stations, 11 buses): {rss:.0f} MB")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from enum import StrEnum
 
 
@@ -105,7 +106,7 @@ def _bytes_to_registers(data: bytes) -> list[int]:
     return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
 
 
-def _registers_to_bytes(registers: list[int]) -> bytes:
+def _registers_to_bytes(registers: Sequence[int]) -> bytes:
     return b"".join(r.to_bytes(2, "big") for r in registers)
 
 
@@ -123,7 +124,7 @@ def pack_raw(data_type: DataType, raw: int | float, order: ByteOrder) -> list[in
     return _bytes_to_registers(_to_wire(big, order))
 
 
-def unpack_raw(data_type: DataType, registers: list[int], order: ByteOrder) -> int | float:
+def unpack_raw(data_type: DataType, registers: Sequence[int], order: ByteOrder) -> int | float:
     """Registers in wire order -> raw (unscaled) number."""
     expected = register_count(data_type)
     if len(registers) != expected:
@@ -147,7 +148,7 @@ def encode_string(text: str, length: int, order: ByteOrder = ByteOrder.ABCD) -> 
     return _bytes_to_registers(data)
 
 
-def decode_string(registers: list[int], order: ByteOrder = ByteOrder.ABCD) -> str:
+def decode_string(registers: Sequence[int], order: ByteOrder = ByteOrder.ABCD) -> str:
     data = _registers_to_bytes(registers)
     if order in (ByteOrder.BADC, ByteOrder.DCBA):
         data = b"".join(data[i : i + 2][::-1] for i in range(0, len(data), 2))

@@ -7,6 +7,7 @@ protocol (0-based PDU) addresses, after the profile's address base is applied.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from facility.codec import (
@@ -99,7 +100,7 @@ def encode_signal(
     return pack_raw(signal.type, _clamp(signal.type, raw), order)
 
 
-def decode_signal(profile: ModbusProfile, signal: ModbusSignal, registers: list[int]) -> Value:
+def decode_signal(profile: ModbusProfile, signal: ModbusSignal, registers: Sequence[int]) -> Value:
     """Registers as read from the wire -> engineering value."""
     order = profile.order_of(signal)
     if signal.type is DataType.BOOL:

@@ -91,7 +91,8 @@ def record(sim: Simulation, out: IO[str], *, duration_s: float, sample_s: float 
     while t <= end:
         step = sim.advance_to(t)
         timeline: list[tuple[int, int, FaultEvent | tuple[StationKey, DeviceMessage]]] = [
-            (e.t_ms, 0, e) for e in step.faults]
+            (e.t_ms, 0, e) for e in step.faults
+        ]
         timeline += [(m.t_ms, 1, (station, m)) for station, m in step.messages]
         for _, _, item in sorted(timeline, key=lambda x: (x[0], x[1])):
             if isinstance(item, FaultEvent):

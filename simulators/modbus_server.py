@@ -17,6 +17,8 @@ from enum import StrEnum
 from typing import Any
 
 from pymodbus import FramerType, pymodbus_apply_logging_config
+from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import NoSuchIdException
 from pymodbus.pdu import ExceptionResponse
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -53,6 +55,7 @@ class BusServer:
     faults: dict[int, UnitFault] = field(default_factory=dict)
     port: int = 0
     _server: Any = None
+    _pushing: bool = False  # our own register updates must pass the fault hooks
     requests: int = 0
 
     @property
@@ -68,7 +71,10 @@ class BusServer:
         if not sending:
             self.requests += 1
             return data
-        fault = self.faults.get(self._unit_of(data))
+        unit = self._unit_of(data)
+        if unit not in self.images and self.rtu_framing:
+            return b""  # nobody on a serial line answers an address nobody has
+        fault = self.faults.get(unit)
         if fault is None or fault.kind is CommsFault.EXCEPTION:
             return data
         if fault.kind is CommsFault.NO_RESPONSE:
@@ -80,15 +86,27 @@ class BusServer:
         return data[:7] + b"\x63" + data[8:]  # function code no device sends
 
     def _trace_pdu(self, sending: bool, pdu: Any) -> Any:
+        if not sending:
+            return pdu
+        if pdu.dev_id not in self.images:  # a TCP gateway with no such device behind it
+            return _exception(pdu, ExcCodes.GATEWAY_NO_RESPONSE)
         fault = self.faults.get(pdu.dev_id)
-        if sending and fault is not None and fault.kind is CommsFault.EXCEPTION:
-            return ExceptionResponse(
-                pdu.function_code & 0x7F,
-                fault.exception_code,
-                device_id=pdu.dev_id,
-                transaction=pdu.transaction_id,
-            )
+        if fault is not None and fault.kind is CommsFault.EXCEPTION:
+            return _exception(pdu, fault.exception_code)
         return pdu
+
+    def _action(self, unit: int) -> Any:
+        """Runs before the datastore is touched: a dead or failing device stores no write."""
+
+        async def action(*_request: Any) -> ExcCodes | None:
+            fault = None if self._pushing else self.faults.get(unit)
+            if fault is None or fault.kind in (CommsFault.GARBLED, CommsFault.SHORT):
+                return None
+            if fault.kind is CommsFault.NO_RESPONSE:
+                raise NoSuchIdException(f"unit {unit} is not responding (injected)")
+            return ExcCodes(fault.exception_code)
+
+        return action
 
     def _devices(self) -> list[SimDevice]:
         devices = []
@@ -100,7 +118,8 @@ class BusServer:
                     blocks.append([_block(table, 0, [0])])
                 else:
                     blocks.append([_block(table, span.start, image.tables[table])])
-            devices.append(SimDevice(id=unit, simdata=(blocks[0], blocks[1], blocks[2], blocks[3])))
+            simdata = (blocks[0], blocks[1], blocks[2], blocks[3])
+            devices.append(SimDevice(id=unit, simdata=simdata, action=self._action(unit)))
         return devices
 
     async def start(self) -> None:
@@ -140,12 +159,22 @@ class BusServer:
             values: list[Any] = image.tables[table]
             if table.is_bit_table:
                 values = [bool(v) for v in values]
-            await self._server.async_setValues(unit, FUNCTION_CODE[table], span.start, values)
+            self._pushing = True
+            try:
+                await self._server.async_setValues(unit, FUNCTION_CODE[table], span.start, values)
+            finally:
+                self._pushing = False
 
     async def stop(self) -> None:
         if self._server is not None:
             await self._server.shutdown()
             self._server = None
+
+
+def _exception(pdu: Any, code: int) -> Any:
+    return ExceptionResponse(
+        pdu.function_code & 0x7F, code, device_id=pdu.dev_id, transaction=pdu.transaction_id
+    )
 
 
 def _block(table: Table, start: int, values: list[int]) -> SimData:

@@ -49,6 +49,10 @@ class LinkProxy:
         except OSError:
             writer.close()
             return
+        if not self.up:  # cut while we were dialling
+            writer.close()
+            up_writer.close()
+            return
         self._writers.update((writer, up_writer))
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
 

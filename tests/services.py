@@ -34,11 +34,14 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
 
 
 def require(binary: str) -> str:
-    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists()
-                                    else None)
+    path = shutil.which(binary) or (
+        f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None
+    )
     if path is None:
-        raise RuntimeError(f"{binary} is not installed: run the README's test command, which "
-                           "installs the system packages")
+        raise RuntimeError(
+            f"{binary} is not installed: run the README's test command, which "
+            "installs the system packages"
+        )
     return path
 
 
@@ -57,9 +60,13 @@ class Mosquitto:
             # write our temporary folder
             f"user root\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {self.workdir}/\n"
-            f"log_dest file {self.workdir}/mosquitto.log\n")
-        self.proc = subprocess.Popen([require("mosquitto"), "-c", str(conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            f"log_dest file {self.workdir}/mosquitto.log\n"
+        )
+        self.proc = subprocess.Popen(
+            [require("mosquitto"), "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for_port(self.port)
 
     def stop(self) -> None:
@@ -97,7 +104,9 @@ class PtyPair:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [require("socat"), f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 5
         while not (os.path.exists(self.a) and os.path.exists(self.b)):
             if time.monotonic() > deadline:

@@ -8,6 +8,7 @@ tests read them; the physics was run beforehand until pumps deliver water.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import struct
 from collections.abc import AsyncIterator
@@ -316,3 +317,34 @@ async def test_unconfigured_unit_never_gives_data(
         await wait_connected(client)
         some_key = next(iter(endpoint.units.values()))
         assert await assert_device_matches_image(client, runner, some_key)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [UnitFault(CommsFault.NO_RESPONSE), UnitFault(CommsFault.EXCEPTION, exception_code=6)],
+    ids=["no_response", "busy"],
+)
+async def test_a_failing_device_stores_no_write(
+    runner: SiteRunner, sim: Simulation, fault: UnitFault
+) -> None:
+    endpoint, unit, _ = image_of(runner, PUMP_2)
+    async with tcp_client(endpoint) as client:
+        before = (await client.read_holding_registers(0, count=1, device_id=unit)).registers
+        await set_fault(runner, sim, PUMP_2, fault)
+        with contextlib.suppress(ModbusIOException):
+            response = await client.write_register(0, before[0] ^ 0x55, device_id=unit)
+            assert response.isError()
+        await clear_fault(runner, sim, PUMP_2)
+        await wait_connected(client)
+        after = (await client.read_holding_registers(0, count=1, device_id=unit)).registers
+        assert after == before
+
+
+async def test_tcp_gateway_answers_gateway_no_response_for_an_absent_unit(
+    runner: SiteRunner,
+) -> None:
+    endpoint = next(e for e in runner.endpoints if e.station == XIBA)
+    free = next(u for u in range(1, 248) if u not in endpoint.units)
+    async with tcp_client(endpoint) as client:
+        response = await client.read_input_registers(0, count=1, device_id=free)
+        assert response.isError() and response.exception_code == 11

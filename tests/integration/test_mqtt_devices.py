@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
+from typing import Any
 
 import aiomqtt
 
@@ -27,8 +28,10 @@ def json_path(payload: dict[str, object], path: str) -> object:
     return value
 
 
-async def collect(broker: Mosquitto, runner: SiteRunner, seconds: float) -> list[tuple[str, dict]]:
-    got: list[tuple[str, dict]] = []
+async def collect(
+    broker: Mosquitto, runner: SiteRunner, seconds: float
+) -> list[tuple[str, dict[str, Any]]]:
+    got: list[tuple[str, dict[str, Any]]] = []
     async with aiomqtt.Client("127.0.0.1", broker.port) as client:
         await client.subscribe("parking/#", qos=1)
         await runner.start()
@@ -49,12 +52,18 @@ async def collect(broker: Mosquitto, runner: SiteRunner, seconds: float) -> list
 
 
 async def test_gate_and_counter_messages_reach_the_broker_and_fit_their_profiles(
-    demo_config: SiteConfig, mosquitto: Mosquitto,
+    demo_config: SiteConfig,
+    mosquitto: Mosquitto,
 ) -> None:
     config = replace(demo_config, sites=[demo_config.site("wanda")])
     sim = Simulation(config, seed=5, start_ms=START_MS + 3600_000)  # 07:00, the morning rush
-    runner = SiteRunner(config, sim, SimClock(sim.t_ms, speed=600.0),
-                        broker=Broker(host="127.0.0.1", port=mosquitto.port), tick_s=0.05)
+    runner = SiteRunner(
+        config,
+        sim,
+        SimClock(sim.t_ms, speed=600.0),
+        broker=Broker(host="127.0.0.1", port=mosquitto.port),
+        tick_s=0.05,
+    )
     got = await collect(mosquitto, runner, seconds=3600)
 
     topics = {t for t, _ in got}
@@ -86,12 +95,18 @@ async def test_gate_and_counter_messages_reach_the_broker_and_fit_their_profiles
 
 
 async def test_device_publisher_survives_a_broker_restart(
-    demo_config: SiteConfig, mosquitto: Mosquitto,
+    demo_config: SiteConfig,
+    mosquitto: Mosquitto,
 ) -> None:
     config = replace(demo_config, sites=[demo_config.site("xingshui")])
     sim = Simulation(config, seed=6, start_ms=START_MS + 12 * 3600_000)
-    runner = SiteRunner(config, sim, SimClock(sim.t_ms, speed=600.0),
-                        broker=Broker(host="127.0.0.1", port=mosquitto.port), tick_s=0.05)
+    runner = SiteRunner(
+        config,
+        sim,
+        SimClock(sim.t_ms, speed=600.0),
+        broker=Broker(host="127.0.0.1", port=mosquitto.port),
+        tick_s=0.05,
+    )
     await runner.start()
     publisher = next(iter(runner.publishers.values()))
     for _ in range(100):

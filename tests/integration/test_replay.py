@@ -27,8 +27,13 @@ from tests.services import Mosquitto
 def record_incident(config: SiteConfig, path: Path) -> int:
     scenario = load_scenario(DEMO_SITE / "scenarios" / "pump_trip.yaml", config)
     assert scenario.start is not None
-    sim = Simulation(config, seed=3, start_ms=int(scenario.start.timestamp() * 1000),
-                     scenario=scenario, step_s=5.0)
+    sim = Simulation(
+        config,
+        seed=3,
+        start_ms=int(scenario.start.timestamp() * 1000),
+        scenario=scenario,
+        step_s=5.0,
+    )
     with open(path, "w", encoding="utf-8") as f:
         return record(sim, f, duration_s=2 * 3600, sample_s=30)
 
@@ -43,21 +48,28 @@ def test_feed_records_faults_with_their_labels(demo_config: SiteConfig, tmp_path
     assert faults[0]["expect"]["alarm"] == "pump_trip"
     times = [r["t"] for r in records]
     assert times == sorted(times)
-    tripped = [r for r in records if r["k"] == "s" and r["a"] == "fengshou/xiba/pump_1"
-               and r["v"]["tripped"]]
+    tripped = [
+        r
+        for r in records
+        if r["k"] == "s" and r["a"] == "fengshou/xiba/pump_1" and r["v"]["tripped"]
+    ]
     assert tripped and tripped[0]["t"] >= faults[0]["t"]
 
 
 def test_a_broken_feed_names_its_line(tmp_path: Path) -> None:
     feed = tmp_path / "bad.jsonl"
-    feed.write_text('{"format": "facility-feed", "version": 1, "start_ms": 0}\n'
-                    '{"t": 1, "k": "s", "a": "x/y/z", "v": {}}\n{"t": "soon"\n')
+    feed.write_text(
+        '{"format": "facility-feed", "version": 1, "start_ms": 0}\n'
+        '{"t": 1, "k": "s", "a": "x/y/z", "v": {}}\n{"t": "soon"\n'
+    )
     with pytest.raises(FeedError, match=r"bad.jsonl:3: not JSON"):
         list(read_feed(feed))
 
 
 async def test_replay_serves_recorded_values_over_modbus_and_mqtt(
-    demo_config: SiteConfig, tmp_path: Path, mosquitto: Mosquitto,
+    demo_config: SiteConfig,
+    tmp_path: Path,
+    mosquitto: Mosquitto,
 ) -> None:
     config = replace(demo_config, sites=[demo_config.site("fengshou"), demo_config.site("wanda")])
     feed = tmp_path / "incident.feed.jsonl"
@@ -65,8 +77,13 @@ async def test_replay_serves_recorded_values_over_modbus_and_mqtt(
     replay = Replay(feed)
     # A frozen clock 70 minutes in: just after the trip at 60 minutes.
     at_ms = replay.t_ms + 70 * 60_000
-    runner = SiteRunner(config, replay, SimClock(at_ms, speed=1e-9), any_port=True,
-                        broker=Broker(host="127.0.0.1", port=mosquitto.port))
+    runner = SiteRunner(
+        config,
+        replay,
+        SimClock(at_ms, speed=1e-9),
+        any_port=True,
+        broker=Broker(host="127.0.0.1", port=mosquitto.port),
+    )
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as sub:
         await sub.subscribe("parking/wanda/#", qos=1)
         await runner.start()
@@ -81,18 +98,24 @@ async def test_replay_serves_recorded_values_over_modbus_and_mqtt(
             await client.connect()
             for name in ("tripped", "fault_code", "bearing_temp_c", "run_hours", "flow_m3h"):
                 signal = profile.signal(name)
-                read = {"discrete": client.read_discrete_inputs,
-                        "input": client.read_input_registers}[signal.table.value]
-                resp = await read(profile.protocol_address(signal), count=signal.count,
-                                  device_id=unit)
-                regs = [int(b) for b in resp.bits[:1]] if signal.table.is_bit_table \
-                    else resp.registers
-                want = decode_signal(profile, signal, encode_signal(profile, signal,
-                                                                    expected[name]))
+                read = {
+                    "discrete": client.read_discrete_inputs,
+                    "input": client.read_input_registers,
+                }[signal.table.value]
+                resp = await read(
+                    profile.protocol_address(signal), count=signal.count, device_id=unit
+                )
+                regs = (
+                    [int(b) for b in resp.bits[:1]] if signal.table.is_bit_table else resp.registers
+                )
+                want = decode_signal(
+                    profile, signal, encode_signal(profile, signal, expected[name])
+                )
                 assert decode_signal(profile, signal, regs) == want, name
             client.close()
             message = await asyncio.wait_for(anext(aiter(sub.messages)), timeout=10)
-            payload = json.loads(message.payload)  # type: ignore[arg-type]
+            assert isinstance(message.payload, bytes)
+            payload = json.loads(message.payload)
             assert payload["ts"] <= at_ms
         finally:
             await runner.stop()

@@ -21,8 +21,11 @@ def test_check_accepts_the_demo_site() -> None:
 
 def test_check_lists_every_error_with_file_line_and_field() -> None:
     case = ROOT / "tests" / "testcases" / "several_errors_at_once"
-    expected = [line for line in (case / "expected_errors.txt").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    expected = [
+        line
+        for line in (case / "expected_errors.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     result = runner.invoke(app, ["check", str(case)])
     assert result.exit_code == 1
     assert "Traceback" not in result.output
@@ -42,9 +45,23 @@ def test_check_of_a_missing_path_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_record_writes_a_replayable_feed(tmp_path: Path) -> None:
     out = tmp_path / "feed.jsonl"
-    result = runner.invoke(app, ["record", str(DEMO_SITE / "chaheihai.yaml"), "--out", str(out),
-                                 "--duration", "30m", "--sample", "60s", "--seed", "4",
-                                 "--start", "2026-06-01T06:00:00+08:00"])
+    result = runner.invoke(
+        app,
+        [
+            "record",
+            str(DEMO_SITE / "chaheihai.yaml"),
+            "--out",
+            str(out),
+            "--duration",
+            "30m",
+            "--sample",
+            "60s",
+            "--seed",
+            "4",
+            "--start",
+            "2026-06-01T06:00:00+08:00",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = out.read_text().splitlines()
     header = json.loads(lines[0])
@@ -54,9 +71,13 @@ def test_record_writes_a_replayable_feed(tmp_path: Path) -> None:
 
 def test_a_scenario_with_a_wrong_target_names_its_line(tmp_path: Path) -> None:
     scenario = tmp_path / "bad.yaml"
-    scenario.write_text("scenario: bad\nduration: 1h\nfaults:\n"
-                        "  - kind: pump_trip\n    target: fengshou/xiba/tank_no4\n    at: 5m\n")
-    result = runner.invoke(app, ["record", str(DEMO_SITE), "--out", str(tmp_path / "f.jsonl"),
-                                 "--scenario", str(scenario)])
+    scenario.write_text(
+        "scenario: bad\nduration: 1h\nfaults:\n"
+        "  - kind: pump_trip\n    target: fengshou/xiba/tank_no4\n    at: 5m\n"
+    )
+    result = runner.invoke(
+        app,
+        ["record", str(DEMO_SITE), "--out", str(tmp_path / "f.jsonl"), "--scenario", str(scenario)],
+    )
     assert result.exit_code == 1
     assert f"{scenario}:5: faults[0].target: pump_trip applies to pump, not tank" in result.output

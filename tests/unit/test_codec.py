@@ -48,9 +48,7 @@ FLOAT32_MAX = struct.unpack(">f", bytes.fromhex("7f7fffff"))[0]
 # Scales seen in real register maps, plus negative and non-decimal ones.
 scales = st.one_of(
     st.sampled_from([1.0, 0.1, 0.01, 0.001, 10.0, 100.0, 2.5, -1.0, -0.5]),
-    st.floats(min_value=1e-3, max_value=1e3).flatmap(
-        lambda s: st.sampled_from([s, -s])
-    ),
+    st.floats(min_value=1e-3, max_value=1e3).flatmap(lambda s: st.sampled_from([s, -s])),
 )
 offsets = st.one_of(st.just(0.0), st.floats(min_value=-1e4, max_value=1e4))
 
@@ -76,9 +74,16 @@ def ints_of(data_type: DataType, cap: int | None = None) -> st.SearchStrategy[in
 @pytest.mark.parametrize(
     ("data_type", "count"),
     [
-        (DataType.BOOL, 1), (DataType.BIT, 1), (DataType.INT16, 1), (DataType.UINT16, 1),
-        (DataType.INT32, 2), (DataType.UINT32, 2), (DataType.FLOAT32, 2),
-        (DataType.INT64, 4), (DataType.UINT64, 4), (DataType.FLOAT64, 4),
+        (DataType.BOOL, 1),
+        (DataType.BIT, 1),
+        (DataType.INT16, 1),
+        (DataType.UINT16, 1),
+        (DataType.INT32, 2),
+        (DataType.UINT32, 2),
+        (DataType.FLOAT32, 2),
+        (DataType.INT64, 4),
+        (DataType.UINT64, 4),
+        (DataType.FLOAT64, 4),
     ],
 )
 def test_register_count(data_type: DataType, count: int) -> None:
@@ -92,9 +97,12 @@ def test_register_count_of_strings_is_their_length() -> None:
 @pytest.mark.parametrize(
     ("data_type", "lo", "hi"),
     [
-        (DataType.INT16, -32768, 32767), (DataType.UINT16, 0, 65535),
-        (DataType.INT32, -(2**31), 2**31 - 1), (DataType.UINT32, 0, 2**32 - 1),
-        (DataType.INT64, -(2**63), 2**63 - 1), (DataType.UINT64, 0, 2**64 - 1),
+        (DataType.INT16, -32768, 32767),
+        (DataType.UINT16, 0, 65535),
+        (DataType.INT32, -(2**31), 2**31 - 1),
+        (DataType.UINT32, 0, 2**32 - 1),
+        (DataType.INT64, -(2**63), 2**63 - 1),
+        (DataType.UINT64, 0, 2**64 - 1),
     ],
 )
 def test_integer_range(data_type: DataType, lo: int, hi: int) -> None:
@@ -108,8 +116,9 @@ def test_integer_range(data_type: DataType, lo: int, hi: int) -> None:
 @pytest.mark.parametrize("data_type", INT_TYPES)
 @FAST
 @given(data=st.data())
-def test_integer_round_trip_is_exact(data: st.DataObject, data_type: DataType,
-                                     order: ByteOrder) -> None:
+def test_integer_round_trip_is_exact(
+    data: st.DataObject, data_type: DataType, order: ByteOrder
+) -> None:
     lo, hi = integer_range(data_type)
     raw = data.draw(st.one_of(st.sampled_from([lo, hi, 0, lo + 1, hi - 1]), ints_of(data_type)))
     registers = pack_raw(data_type, raw, order)
@@ -135,8 +144,9 @@ def test_float32_values_round_trip_bit_for_bit(value: float, order: ByteOrder) -
 @pytest.mark.parametrize("order", ORDERS)
 @FAST
 @given(value=st.floats())
-def test_float32_any_double_rounds_like_struct_or_is_rejected(value: float,
-                                                              order: ByteOrder) -> None:
+def test_float32_any_double_rounds_like_struct_or_is_rejected(
+    value: float, order: ByteOrder
+) -> None:
     try:
         expected = float32_bits(value)
     except OverflowError:
@@ -168,15 +178,17 @@ def test_float64_round_trip_is_exact(value: float, order: ByteOrder) -> None:
 @pytest.mark.parametrize("data_type", NUMERIC_TYPES)
 @FAST
 @given(data=st.data())
-def test_byte_orders_relate_to_big_and_little_endian(data: st.DataObject,
-                                                     data_type: DataType) -> None:
+def test_byte_orders_relate_to_big_and_little_endian(
+    data: st.DataObject, data_type: DataType
+) -> None:
     """ABCD is big-endian, DCBA little-endian; CDAB reverses ABCD's words, BADC swaps
     the two bytes inside each of ABCD's words."""
     if data_type in INTEGER_TYPES:
         raw: int | float = data.draw(ints_of(data_type))
     else:
-        width = 32 if data_type is DataType.FLOAT32 else 64
-        raw = data.draw(st.floats(width=width, allow_nan=False))
+        raw = data.draw(
+            st.floats(width=32 if data_type is DataType.FLOAT32 else 64, allow_nan=False)
+        )
     fmt = STRUCT_FORMAT[data_type]
     abcd = pack_raw(data_type, raw, ByteOrder.ABCD)
     big = struct.pack(">" + fmt, raw)
@@ -185,9 +197,7 @@ def test_byte_orders_relate_to_big_and_little_endian(data: st.DataObject,
     dcba = pack_raw(data_type, raw, ByteOrder.DCBA)
     assert b"".join(r.to_bytes(2, "big") for r in dcba) == little
     assert pack_raw(data_type, raw, ByteOrder.CDAB) == abcd[::-1]
-    assert pack_raw(data_type, raw, ByteOrder.BADC) == [
-        ((r & 0xFF) << 8) | (r >> 8) for r in abcd
-    ]
+    assert pack_raw(data_type, raw, ByteOrder.BADC) == [((r & 0xFF) << 8) | (r >> 8) for r in abcd]
 
 
 # --- scaled round trips: engineering value <-> raw <-> registers ------------------------
@@ -197,8 +207,9 @@ def test_byte_orders_relate_to_big_and_little_endian(data: st.DataObject,
 @pytest.mark.parametrize("data_type", INT_TYPES)
 @FAST
 @given(data=st.data(), scale=scales, offset=offsets)
-def test_scaled_integer_round_trip(data: st.DataObject, data_type: DataType, order: ByteOrder,
-                                   scale: float, offset: float) -> None:
+def test_scaled_integer_round_trip(
+    data: st.DataObject, data_type: DataType, order: ByteOrder, scale: float, offset: float
+) -> None:
     # Cap 64-bit raws at 2**40 so raw * scale stays exact enough in a double.
     raw = data.draw(ints_of(data_type, cap=2**40))
     value = raw_to_scaled(raw, scale, offset)
@@ -213,17 +224,18 @@ def test_scaled_integer_round_trip(data: st.DataObject, data_type: DataType, ord
 @pytest.mark.parametrize("data_type", INT_TYPES)
 @FAST
 @given(data=st.data(), scale=scales, offset=offsets)
-def test_scaled_integer_error_is_at_most_half_a_step(data: st.DataObject,
-                                                     data_type: DataType, order: ByteOrder,
-                                                     scale: float, offset: float) -> None:
+def test_scaled_integer_error_is_at_most_half_a_step(
+    data: st.DataObject, data_type: DataType, order: ByteOrder, scale: float, offset: float
+) -> None:
     lo, hi = integer_range(data_type)
     lo, hi = max(lo, -(2**40)), min(hi, 2**40)
     ends = sorted([lo * scale + offset, hi * scale + offset])
     value = data.draw(st.floats(min_value=ends[0], max_value=ends[1]))
     raw = scale_to_raw(value, data_type, scale, offset)
     assert isinstance(raw, int)
-    back = raw_to_scaled(unpack_raw(data_type, pack_raw(data_type, raw, order), order),
-                         scale, offset)
+    back = raw_to_scaled(
+        unpack_raw(data_type, pack_raw(data_type, raw, order), order), scale, offset
+    )
     slack = 1e-9 * (abs(value) + abs(offset) + abs(scale))
     assert abs(back - value) <= abs(scale) / 2 + slack
 
@@ -232,8 +244,9 @@ def test_scaled_integer_error_is_at_most_half_a_step(data: st.DataObject,
 @pytest.mark.parametrize("data_type", sorted(FLOAT_TYPES))
 @FAST
 @given(value=st.floats(min_value=-1e6, max_value=1e6), scale=scales, offset=offsets)
-def test_scaled_float_round_trip(value: float, data_type: DataType, order: ByteOrder,
-                                 scale: float, offset: float) -> None:
+def test_scaled_float_round_trip(
+    value: float, data_type: DataType, order: ByteOrder, scale: float, offset: float
+) -> None:
     raw = scale_to_raw(value, data_type, scale, offset)
     assert isinstance(raw, float)
     raw_back = unpack_raw(data_type, pack_raw(data_type, raw, order), order)
@@ -264,10 +277,14 @@ def test_scale_to_raw_rounds_to_nearest() -> None:
 
 @pytest.mark.parametrize("data_type", INT_TYPES)
 @FAST
-@given(value=st.floats(), scale=st.one_of(scales, st.floats(min_value=1e-300, max_value=1e-3)),
-       offset=st.floats(allow_nan=False, allow_infinity=False))
-def test_scale_to_raw_integer_returns_int_or_codec_error(data_type: DataType, value: float,
-                                                         scale: float, offset: float) -> None:
+@given(
+    value=st.floats(),
+    scale=st.one_of(scales, st.floats(min_value=1e-300, max_value=1e-3)),
+    offset=st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_scale_to_raw_integer_returns_int_or_codec_error(
+    data_type: DataType, value: float, scale: float, offset: float
+) -> None:
     """Whatever the value, the caller sees an int or a CodecError, never another error."""
     try:
         raw = scale_to_raw(value, data_type, scale, offset)
@@ -296,14 +313,17 @@ def test_scale_to_raw_overflowing_to_infinity_is_a_codec_error() -> None:
 @pytest.mark.parametrize("data_type", INT_TYPES)
 @FAST
 @given(data=st.data())
-def test_out_of_range_integers_raise(data: st.DataObject, data_type: DataType,
-                                     order: ByteOrder) -> None:
+def test_out_of_range_integers_raise(
+    data: st.DataObject, data_type: DataType, order: ByteOrder
+) -> None:
     lo, hi = integer_range(data_type)
-    raw = data.draw(st.one_of(
-        st.sampled_from([lo - 1, hi + 1]),
-        st.integers(max_value=lo - 1),
-        st.integers(min_value=hi + 1),
-    ))
+    raw = data.draw(
+        st.one_of(
+            st.sampled_from([lo - 1, hi + 1]),
+            st.integers(max_value=lo - 1),
+            st.integers(min_value=hi + 1),
+        )
+    )
     with pytest.raises(CodecError):
         pack_raw(data_type, raw, order)
 
@@ -325,8 +345,9 @@ def test_float32_too_large_raises(value: float, order: ByteOrder) -> None:
 @pytest.mark.parametrize("data_type", NUMERIC_TYPES)
 @FAST
 @given(data=st.data())
-def test_wrong_register_count_raises(data: st.DataObject, data_type: DataType,
-                                     order: ByteOrder) -> None:
+def test_wrong_register_count_raises(
+    data: st.DataObject, data_type: DataType, order: ByteOrder
+) -> None:
     expected = register_count(data_type)
     n = data.draw(st.integers(min_value=0, max_value=8).filter(lambda n: n != expected))
     registers = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=n, max_size=n))
@@ -376,8 +397,9 @@ KNOWN_VECTORS = [
     KNOWN_VECTORS,
     ids=[f"{t.value}-{raw!r}-{o.value}" for t, raw, o, _ in KNOWN_VECTORS],
 )
-def test_known_vectors(data_type: DataType, raw: int | float, order: ByteOrder,
-                       registers: list[int]) -> None:
+def test_known_vectors(
+    data_type: DataType, raw: int | float, order: ByteOrder, registers: list[int]
+) -> None:
     assert pack_raw(data_type, raw, order) == registers
     assert unpack_raw(data_type, registers, order) == raw
 
@@ -397,8 +419,9 @@ ascii_text = st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=127))
 @FAST
 @given(data=st.data(), length=st.integers(min_value=1, max_value=12))
 def test_string_round_trip(data: st.DataObject, order: ByteOrder, length: int) -> None:
-    text = data.draw(st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=127),
-                             max_size=2 * length))
+    text = data.draw(
+        st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=127), max_size=2 * length)
+    )
     registers = encode_string(text, length, order)
     assert len(registers) == length
     assert all(is_word(r) for r in registers)

@@ -21,7 +21,9 @@ START_MS = 1780264800000  # 2026-06-01 06:00 Asia/Shanghai
 DAY_S = 86400
 
 
-def run_day(config: SiteConfig, seed: int = 1, days: float = 1.0, step_s: float = 10.0) -> Simulation:
+def run_day(
+    config: SiteConfig, seed: int = 1, days: float = 1.0, step_s: float = 10.0
+) -> Simulation:
     sim = Simulation(config, seed=seed, start_ms=START_MS, step_s=step_s)
     sim.advance_to(START_MS + int(days * DAY_S * 1000))
     return sim
@@ -102,8 +104,7 @@ def test_pump_meets_its_rated_point_and_follows_affinity_laws() -> None:
     curve = PumpCurve(rated_flow_m3h=323, rated_head_m=90)
     pump = PumpModel(curve=curve, motor_kw=110, voltage_v=380, rng=random.Random(1))
     tank = TankModel(capacity_m3=4000, height_m=5, rng=random.Random(2), level_m=1.0)
-    station = StationModel(pumps={"p": pump}, pump_order=["p"], tanks={"t": tank},
-                           static_head_m=68)
+    station = StationModel(pumps={"p": pump}, pump_order=["p"], tanks={"t": tank}, static_head_m=68)
     pump.start()
     for _ in range(60):
         station.advance(1.0, 0, 20.0)
@@ -121,11 +122,13 @@ def test_pump_meets_its_rated_point_and_follows_affinity_laws() -> None:
 
 def test_two_pumps_in_parallel_give_more_flow_but_less_than_double() -> None:
     def flow(n: int) -> float:
-        pumps = {f"p{i}": PumpModel(PumpCurve(300, 80), 90, 380, random.Random(i))
-                 for i in range(n)}
+        pumps = {
+            f"p{i}": PumpModel(PumpCurve(300, 80), 90, 380, random.Random(i)) for i in range(n)
+        }
         tank = TankModel(capacity_m3=5000, height_m=5, rng=random.Random(9), level_m=1.0)
-        station = StationModel(pumps=pumps, pump_order=list(pumps), tanks={"t": tank},
-                               static_head_m=55, duty_pumps=n)
+        station = StationModel(
+            pumps=pumps, pump_order=list(pumps), tanks={"t": tank}, static_head_m=55, duty_pumps=n
+        )
         for _ in range(60):
             station.advance(1.0, 0, 20.0)
         return station.flow_m3h

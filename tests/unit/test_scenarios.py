@@ -77,24 +77,31 @@ def _num(sim: Simulation, fault: Fault, signal: str) -> float:
 
 SYMPTOMS: dict[FaultKind, Symptom] = {
     FaultKind.PUMP_DRY_RUN: lambda sim, f, m: (
-        _pump(sim, f).running and _num(sim, f, "flow_m3h") < 0.1 * _pump(sim, f).curve.rated_flow_m3h
-        and _num(sim, f, "frequency_hz") > 40),
-    FaultKind.PUMP_TRIP: lambda sim, f, m: bool(_values(sim, f)["tripped"])
-        and _values(sim, f)["fault_code"] == f.params["fault_code"],
+        _pump(sim, f).running
+        and _num(sim, f, "flow_m3h") < 0.1 * _pump(sim, f).curve.rated_flow_m3h
+        and _num(sim, f, "frequency_hz") > 40
+    ),
+    FaultKind.PUMP_TRIP: lambda sim, f, m: (
+        bool(_values(sim, f)["tripped"]) and _values(sim, f)["fault_code"] == f.params["fault_code"]
+    ),
     FaultKind.BEARING_OVERHEAT: lambda sim, f, m: _num(sim, f, "bearing_temp_c") > 80.0,
     FaultKind.SENSOR_STUCK: _stuck,
-    FaultKind.SENSOR_DRIFT: lambda sim, f, m: _num(sim, f, "level_m")
-        > _limit(sim, f, "level_m", "high"),
+    FaultKind.SENSOR_DRIFT: lambda sim, f, m: (
+        _num(sim, f, "level_m") > _limit(sim, f, "level_m", "high")
+    ),
     FaultKind.DEVICE_NOT_RESPONDING: lambda sim, f, m: f.key in sim.comms,
     FaultKind.MODBUS_EXCEPTION: lambda sim, f, m: f.key in sim.comms,
     FaultKind.GARBLED_RESPONSE: lambda sim, f, m: f.key in sim.comms,
     FaultKind.TRANSFORMER_OVERLOAD: lambda sim, f, m: _num(sim, f, "load_pct") > 120.0,
-    FaultKind.TANK_OVERFLOW: lambda sim, f, m: _num(sim, f, "level_m")
-        >= _limit(sim, f, "level_m", "high_high"),
-    FaultKind.TANK_LOW_LEVEL: lambda sim, f, m: _num(sim, f, "level_m")
-        <= _limit(sim, f, "level_m", "low"),
-    FaultKind.CLO2_OUT_OF_RANGE: lambda sim, f, m: _num(sim, f, "clo2_residual_mg_l")
-        < _limit(sim, f, "clo2_residual_mg_l", "low"),
+    FaultKind.TANK_OVERFLOW: lambda sim, f, m: (
+        _num(sim, f, "level_m") >= _limit(sim, f, "level_m", "high_high")
+    ),
+    FaultKind.TANK_LOW_LEVEL: lambda sim, f, m: (
+        _num(sim, f, "level_m") <= _limit(sim, f, "level_m", "low")
+    ),
+    FaultKind.CLO2_OUT_OF_RANGE: lambda sim, f, m: (
+        _num(sim, f, "clo2_residual_mg_l") < _limit(sim, f, "clo2_residual_mg_l", "low")
+    ),
     FaultKind.GATE_STUCK_OPEN: _gate_open_long,
     FaultKind.LOT_FULL: _lot_full,
     FaultKind.GATEWAY_LINK_DOWN: lambda sim, f, m: f.key in sim.links_down,
@@ -116,8 +123,9 @@ def test_fault_shows_its_symptom_before_its_deadline(path: Path, demo_config: Si
     scenario = load_scenario(path, demo_config)
     assert scenario.start is not None
     start_ms = int(scenario.start.timestamp() * 1000)
-    sim = Simulation(demo_config, seed=scenario.seed or 1, start_ms=start_ms, scenario=scenario,
-                     step_s=STEP_S)
+    sim = Simulation(
+        demo_config, seed=scenario.seed or 1, start_ms=start_ms, scenario=scenario, step_s=STEP_S
+    )
     for fault in scenario.faults:
         assert fault.expect is not None, f"{fault.kind} has no expected alarm"
         symptom = SYMPTOMS[fault.kind]
@@ -142,7 +150,9 @@ def test_faults_end_and_the_site_recovers(demo_config: SiteConfig) -> None:
     while sim.t_ms < sim_end:
         events.extend(sim.advance_to(sim.t_ms + 60_000).faults)
     assert [(e.fault.kind, e.active) for e in events] == [
-        (FaultKind.PUMP_TRIP, True), (FaultKind.PUMP_TRIP, False)]
+        (FaultKind.PUMP_TRIP, True),
+        (FaultKind.PUMP_TRIP, False),
+    ]
     pump = sim.world.models[("fengshou", "xiba", "pump_1")]
     assert isinstance(pump, PumpModel) and not pump.tripped and pump.fault_code == 0
 
@@ -154,9 +164,15 @@ def nominal_breaches(sim: Simulation) -> list[str]:
     for key, model in sim.world.models.items():
         where = "/".join(key)
         if isinstance(model, PumpModel):
-            if model.tripped or model.bearing_temp_c > 80 or (
-                    model.running and model.frequency_hz > 40
-                    and model.flow_m3h < 0.3 * model.curve.rated_flow_m3h):
+            if (
+                model.tripped
+                or model.bearing_temp_c > 80
+                or (
+                    model.running
+                    and model.frequency_hz > 40
+                    and model.flow_m3h < 0.3 * model.curve.rated_flow_m3h
+                )
+            ):
                 out.append(f"{where} pump abnormal")
         elif isinstance(model, TankModel):
             lim = limits[key]["level_m"]
@@ -179,8 +195,9 @@ def test_nominal_week_has_nothing_to_alarm_on(demo_config: SiteConfig) -> None:
     scenario = load_scenario(SCENARIOS / "nominal.yaml", demo_config)
     assert isinstance(scenario, Scenario) and scenario.start is not None
     start_ms = int(scenario.start.timestamp() * 1000)
-    sim = Simulation(demo_config, seed=scenario.seed or 1, start_ms=start_ms, scenario=scenario,
-                     step_s=10.0)
+    sim = Simulation(
+        demo_config, seed=scenario.seed or 1, start_ms=start_ms, scenario=scenario, step_s=10.0
+    )
     end = start_ms + int(scenario.duration_s * 1000)
     while sim.t_ms < end:
         sim.advance_to(sim.t_ms + 600_000)

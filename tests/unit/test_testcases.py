@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from facility.config import load_site_config
+from facility.profile import ModbusProfile
 from facility.sourcemap import ConfigError, ConfigIssue
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "testcases"
@@ -109,8 +110,7 @@ def mismatches(expected: list[Expected], actual: list[Actual]) -> list[str]:
                 break
         else:
             same_key = [a for a in actual if a.key == exp.key]
-            hint = (f" (same place, message was {same_key[0].message!r})" if same_key
-                    else "")
+            hint = f" (same place, message was {same_key[0].message!r})" if same_key else ""
             problems.append(f"expected but not reported: {exp}{hint}")
     problems.extend(f"reported but not expected:  {act}" for act in unmatched)
     return problems
@@ -134,8 +134,10 @@ def test_all_required_cases_exist() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_case(case: Path) -> None:
-    expected = parse_expected((case / "expected_errors.txt").read_text(encoding="utf-8"),
-                              f"{case.name}/expected_errors.txt")
+    expected = parse_expected(
+        (case / "expected_errors.txt").read_text(encoding="utf-8"),
+        f"{case.name}/expected_errors.txt",
+    )
     actual = load_issues(case)
     problems = mismatches(expected, actual)
     if problems:
@@ -150,13 +152,16 @@ def test_valid_cases_load() -> None:
     config = load_site_config(CASES_DIR / "valid_minimal")
     assert [s.id for s in config.sites] == ["site_min"]
     assert [r.path for r in config.assets()] == [
-        "site_min/station_a/gateway", "site_min/station_a/pump_1", "site_min/station_a/tank_1",
+        "site_min/station_a/gateway",
+        "site_min/station_a/pump_1",
+        "site_min/station_a/tank_1",
     ]
 
 
 def test_site_profile_overrides_builtin() -> None:
     config = load_site_config(CASES_DIR / "valid_profile_override")
     tank = config.profiles["tank_level"]
+    assert isinstance(tank, ModbusProfile)
     assert tank.description.startswith("Tank level RTU reporting centimetres")
     assert tank.protocol_address(tank.signal("level_cm")) == 0
 
@@ -182,12 +187,15 @@ def test_parse_expected_format() -> None:
     ]
 
 
-@pytest.mark.parametrize("bad", [
-    "site.yaml: stations[0].id: no line",
-    "site.yaml:x: id: not a number",
-    "site.yaml:3: id:",
-    "site.yaml:3 id: missing separator",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "site.yaml: stations[0].id: no line",
+        "site.yaml:x: id: not a number",
+        "site.yaml:3: id:",
+        "site.yaml:3 id: missing separator",
+    ],
+)
 def test_parse_expected_rejects_malformed_lines(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_expected(bad)
@@ -199,19 +207,24 @@ def test_off_by_one_line_is_a_mismatch() -> None:
     expected = parse_expected((case / "expected_errors.txt").read_text(encoding="utf-8"))
     assert mismatches(expected, actual) == []
     for delta in (-1, 1):
-        shifted = [Expected(e.file, e.line + delta, e.field, e.message, e.source_line)
-                   for e in expected]
+        shifted = [
+            Expected(e.file, e.line + delta, e.field, e.message, e.source_line) for e in expected
+        ]
         assert len(mismatches(shifted, actual)) == 2  # one missing, one unexpected
 
 
 def test_wrong_field_or_message_is_a_mismatch() -> None:
     actual = [Actual("site.yaml", 14, "stations[0].assets[0].modbus.bus", "no bus 'rs485'")]
-    assert mismatches([Expected("site.yaml", 14, "stations[0].assets[0].modbus", "no bus", 1)],
-                      actual)
-    assert mismatches([Expected("site.yaml", 14, "stations[0].assets[0].modbus.bus",
-                                "no unit", 1)], actual)
-    assert mismatches([Expected("other.yaml", 14, "stations[0].assets[0].modbus.bus",
-                                "no bus", 1)], actual)
+    assert mismatches(
+        [Expected("site.yaml", 14, "stations[0].assets[0].modbus", "no bus", 1)], actual
+    )
+    assert mismatches(
+        [Expected("site.yaml", 14, "stations[0].assets[0].modbus.bus", "no unit", 1)], actual
+    )
+    assert mismatches(
+        [Expected("other.yaml", 14, "stations[0].assets[0].modbus.bus", "no bus", 1)], actual
+    )
     assert mismatches([], actual)  # an unexpected issue fails too
-    assert not mismatches([Expected("site.yaml", 14, "stations[0].assets[0].modbus.bus",
-                                    "no bus", 1)], actual)
+    assert not mismatches(
+        [Expected("site.yaml", 14, "stations[0].assets[0].modbus.bus", "no bus", 1)], actual
+    )
