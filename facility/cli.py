@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import sys
 import time
 from datetime import datetime
@@ -19,8 +20,10 @@ from rich.live import Live
 from rich.table import Table
 
 from facility.config import SiteConfig, load_site_config
+from facility.logs import setup_logging
 from facility.site import Broker
 from facility.sourcemap import ConfigError
+from gateway.daemon import Gateway
 from simulators.clock import SimClock, parse_duration
 from simulators.display import station_rows
 from simulators.engine import Advance, FeedSource, Simulation
@@ -238,14 +241,16 @@ async def _show(
         while not stop.is_set() and not task.done():
             console.print(_live_table(runner, config))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), 5.0)
+                async with asyncio.timeout(5.0):
+                    await asyncio.shield(task)
         console.print(_live_table(runner, config))
         return
     with Live(_live_table(runner, config), console=console, refresh_per_second=2) as live:
         while not stop.is_set() and not task.done():
             live.update(_live_table(runner, config))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
+                async with asyncio.timeout(0.5):
+                    await stop.wait()
 
 
 def _endpoint_table(runner: SiteRunner) -> Table:
@@ -306,6 +311,71 @@ def record(
             sim, f, duration_s=parse_duration(duration), sample_s=parse_duration(sample)
         )
     console.print(f"recorded {count} records to {out} in {time.perf_counter() - t0:.1f} s")
+
+
+gateway_app = typer.Typer(help="The site gateway daemon.", no_args_is_help=True)
+app.add_typer(gateway_app, name="gateway")
+
+
+@gateway_app.command("run")
+def gateway_run(
+    site: Annotated[Path, typer.Option(help="Site folder or file.")],
+    gateway: Annotated[str, typer.Option(help="Which gateway: SITE/STATION, e.g. fengshou/xiba.")],
+    data_dir: Annotated[Path, typer.Option(help="Where the outbox lives.")] = Path("run/gateway"),
+    uplink: Annotated[str | None, typer.Option(help="Central broker HOST:PORT (override).")] = None,
+    devices_broker: Annotated[
+        str | None, typer.Option(help="Broker of the MQTT devices HOST:PORT (override).")
+    ] = None,
+    log_json: Annotated[bool, typer.Option(help="Log JSON lines.")] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Poll a station's devices, buffer every reading durably, deliver it upstream."""
+    setup_logging(log_level, log_json)
+    config = _load(site)
+    site_id, _, station_id = gateway.partition("/")
+    try:
+        config.site(site_id).station(station_id)
+    except KeyError:
+        err.print(f"[red]error[/red] --gateway {gateway!r}: no such SITE/STATION in {site}")
+        raise typer.Exit(2) from None
+    try:
+        daemon = Gateway(
+            config,
+            site_id,
+            station_id,
+            data_dir,
+            uplink_address=_host_port(uplink, "--uplink"),
+            devices_address=_host_port(devices_broker, "--devices-broker"),
+        )
+    except (OSError, sqlite3.DatabaseError) as exc:  # disk full, unreadable or corrupt outbox
+        err.print(f"[red]error[/red] cannot open the outbox in {data_dir}: {exc}")
+        raise typer.Exit(1) from None
+    asyncio.run(_run_gateway(daemon, site))
+
+
+async def _run_gateway(daemon: Gateway, site: Path) -> None:
+    log = logging.getLogger("facility.gateway")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reloads: asyncio.Queue[None] = asyncio.Queue()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reloads.put_nowait, None)
+    daemon.start()
+    while not stop.is_set():
+        waiter = asyncio.create_task(reloads.get())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        stopper.cancel()
+        if stop.is_set():
+            break
+        try:
+            await daemon.reload(load_site_config(site))
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration:\n%s", exc)
+    log.info("stopping")
+    await daemon.stop()
 
 
 def main() -> None:

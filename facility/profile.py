@@ -50,6 +50,7 @@ class ModbusSignal(Strict):
     offset: float = 0.0
     enum: dict[int, str] | None = None
     access: Literal["r", "rw"] = "r"
+    deadband: float | None = Field(default=None, ge=0)  # report-by-exception threshold
 
     @model_validator(mode="after")
     def _shape(self) -> ModbusSignal:
@@ -87,6 +88,7 @@ class MqttSignal(Strict):
     map: dict[str, bool | int | float] | None = None  # text states -> values
     scale: float = 1.0
     offset: float = 0.0
+    deadband: float | None = Field(default=None, ge=0)  # report-by-exception threshold
 
 
 class ModbusProfile(Strict):

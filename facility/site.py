@@ -55,6 +55,10 @@ class Bus(Strict):
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
+    timeout_s: float = Field(default=1.0, gt=0)  # per request
+    pause_ms: float = Field(default=0.0, ge=0)  # between requests (slow RS-485 devices)
+    connect_pause_ms: float = Field(default=0.0, ge=0)  # after (re)connecting
+    max_gap: int = Field(default=8, ge=0)  # registers read through to merge requests
 
     @model_validator(mode="after")
     def _serial_needs_port(self) -> Bus:
@@ -66,6 +70,7 @@ class Bus(Strict):
 class ModbusAddress(Strict):
     bus: Ident
     unit_id: int = Field(ge=1, le=247)
+    poll_s: float | None = Field(default=None, gt=0)  # None: the site's gateway default
 
 
 class Ratings(Strict):
@@ -158,6 +163,35 @@ class Broker(Strict):
     port: int = Field(default=1883, ge=0, le=65535)
 
 
+class Uplink(Strict):
+    """The central broker a site's gateways deliver to."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=0, le=65535)
+    tls: bool = False
+    ca_file: str | None = None
+    username: str | None = None
+    password_env: str | None = None  # name of the environment variable holding it
+
+
+class GatewaySettings(Strict):
+    """How a site's gateways poll, buffer and deliver (defaults suit the demo)."""
+
+    poll_s: float = Field(default=5.0, gt=0)
+    report_by_exception: bool = False
+    max_silence_s: float = Field(default=300.0, gt=0)  # with report by exception
+    health_every_s: float = Field(default=10.0, gt=0)
+    outbox_max_mb: float = Field(default=256.0, gt=0)
+    outbox_max_age_h: float = Field(default=168.0, gt=0)
+    outbox_sync: Literal["full", "normal", "off"] = "normal"
+    batch_max_readings: int = Field(default=5000, gt=0)
+    in_flight_batches: int = Field(default=8, gt=0)
+    ack_timeout_s: float = Field(default=30.0, gt=0)
+    backfill_readings_per_s: float = Field(default=20000.0, gt=0)
+    live_window_s: float = Field(default=10.0, gt=0)  # younger readings take the live lane
+    uplink: Uplink = Uplink()
+
+
 class Site(Strict):
     id: Ident = Field(pattern=IDENT_PATTERN)
     name: str = ""
@@ -170,6 +204,7 @@ class Site(Strict):
     # litres per person per day; the source gives none (assumption, see the site file)
     demand_l_per_person_day: float = Field(default=100.0, gt=0)
     broker: Broker = Broker()
+    gateway: GatewaySettings = GatewaySettings()
     stations: list[Station] = Field(min_length=1)
 
     def station(self, station_id: str) -> Station:

@@ -17,6 +17,8 @@ from typing import Any
 
 import aiomqtt
 
+from facility.aio import honour_cancellation
+
 log = logging.getLogger(__name__)
 
 RECONNECT_MIN_S = 0.2
@@ -75,6 +77,7 @@ class MqttDevicePublisher:
                 if self.connected:
                     log.warning("device publisher lost broker %s:%d: %s", self.host, self.port, exc)
                 self.connected = False
+                honour_cancellation()
                 await asyncio.sleep(backoff)
                 backoff = min(RECONNECT_MAX_S, backoff * 2)
 

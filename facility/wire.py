@@ -1,0 +1,220 @@
+"""The wire contract between site gateways and the ingest service (version 1).
+
+Documented in docs/wire-format.md; both sides use only this module to build and read
+messages, so the format is written once.
+
+Topics (per gateway, a gateway being one station's box):
+
+    facility/v1/{site}/{station}/up       gateway -> ingest   batches of readings (QoS 1)
+    facility/v1/{site}/{station}/ack      ingest -> gateway   "durably stored" (QoS 1)
+    facility/v1/{site}/{station}/status   gateway, retained   online/offline (last will)
+
+An `up` payload is zlib-compressed JSON:
+
+    {"v": 1, "site": "fengshou", "station": "xiba", "boot": 1780264800123, "seq": 42,
+     "lane": "live", "sent_ms": 1780264861000,
+     "r": [["v", "pump_1", "flow_m3h", 1780264860000, 301.25, "g"], ...]}
+
+Each row of `r` is [kind, asset, signal, ts_ms, value, quality]:
+kind "v" a device's value, "s" a device's communication status, "h" the gateway's own
+health; quality "g" good, "u" uncertain, "b" bad (value null). `boot` + `seq` name
+the batch: `boot` changes each time the gateway starts, `seq` counts up from 1.
+
+An `ack` payload is JSON: {"v": 1, "boot": ..., "seq": 42, "stored": 310, "rejected": 2}.
+The ingest sends it only after InfluxDB has accepted the batch (rejected readings are
+in its dead-letter store by then); the gateway deletes the batch from its outbox only
+on this ack, never on the broker's PUBACK.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+WIRE_VERSION = 1
+TOPIC_ROOT = "facility/v1"
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # a batch larger than this is refused unread
+
+Kind = Literal["v", "s", "h"]
+Quality = Literal["g", "u", "b"]
+Value = bool | int | float | str | None
+KINDS = frozenset(("v", "s", "h"))
+QUALITIES = frozenset(("g", "u", "b"))
+
+
+class WireError(ValueError):
+    """A message that does not follow the contract; the text says what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One value of one signal of one asset, stamped when the gateway acquired it."""
+
+    asset: str
+    signal: str
+    ts_ms: int
+    value: Value
+    quality: Quality = "g"
+    kind: Kind = "v"
+
+    def row(self) -> list[Any]:
+        return [self.kind, self.asset, self.signal, self.ts_ms, self.value, self.quality]
+
+
+def topic(site: str, station: str, leaf: Literal["up", "ack", "status"]) -> str:
+    return f"{TOPIC_ROOT}/{site}/{station}/{leaf}"
+
+
+def parse_topic(name: str) -> tuple[str, str, str]:
+    """'facility/v1/site/station/leaf' -> (site, station, leaf)."""
+    parts = name.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT:
+        raise WireError(f"not a {TOPIC_ROOT} topic: {name!r}")
+    return parts[2], parts[3], parts[4]
+
+
+@dataclass(frozen=True)
+class Batch:
+    site: str
+    station: str
+    boot: int
+    seq: int
+    lane: Literal["live", "backfill"]
+    sent_ms: int
+    readings: Sequence[Reading]
+
+
+def encode_batch(batch: Batch, level: int = 6) -> bytes:
+    body = {
+        "v": WIRE_VERSION,
+        "site": batch.site,
+        "station": batch.station,
+        "boot": batch.boot,
+        "seq": batch.seq,
+        "lane": batch.lane,
+        "sent_ms": batch.sent_ms,
+        "r": [r.row() for r in batch.readings],
+    }
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return zlib.compress(text.encode(), level)
+
+
+def encode_rows(header: dict[str, Any], rows_json: Sequence[str], level: int = 6) -> bytes:
+    """Like encode_batch, from rows already serialised as JSON arrays (the outbox's form)."""
+    head = json.dumps({"v": WIRE_VERSION, **header}, separators=(",", ":"))
+    text = head[:-1] + ',"r":[' + ",".join(rows_json) + "]}"
+    return zlib.compress(text.encode(), level)
+
+
+def decode_batch(payload: bytes) -> tuple[Batch, list[tuple[int, str]]]:
+    """Read an `up` payload. Rows that break the contract are returned as (index, reason)
+    instead of failing the batch; a batch whose envelope is wrong raises WireError."""
+    body = _envelope(payload)
+    readings: list[Reading] = []
+    rejected: list[tuple[int, str]] = []
+    for i, row in enumerate(body["r"]):
+        try:
+            readings.append(_row(row))
+        except WireError as exc:
+            rejected.append((i, str(exc)))
+    batch = Batch(
+        site=body["site"],
+        station=body["station"],
+        boot=body["boot"],
+        seq=body["seq"],
+        lane=body["lane"],
+        sent_ms=body["sent_ms"],
+        readings=readings,
+    )
+    return batch, rejected
+
+
+def _envelope(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise WireError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        decompressor = zlib.decompressobj()
+        text = decompressor.decompress(payload, 16 * MAX_PAYLOAD_BYTES)
+        if decompressor.unconsumed_tail:
+            raise WireError("payload inflates past the size limit")
+        body = json.loads(text)
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError(f"not zlib-compressed JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise WireError("batch is not a JSON object")
+    if body.get("v") != WIRE_VERSION:
+        raise WireError(
+            f"unsupported wire version {body.get('v')!r} (this side speaks {WIRE_VERSION})"
+        )
+    for name, kind in (
+        ("site", str),
+        ("station", str),
+        ("boot", int),
+        ("seq", int),
+        ("sent_ms", int),
+        ("r", list),
+    ):
+        if not isinstance(body.get(name), kind) or isinstance(body.get(name), bool):
+            raise WireError(f"field {name!r} missing or not {kind.__name__}")
+    if body.get("lane") not in ("live", "backfill"):
+        raise WireError("field 'lane' must be 'live' or 'backfill'")
+    return body
+
+
+def _row(row: Any) -> Reading:
+    if not isinstance(row, list) or len(row) != 6:
+        raise WireError("row is not a list of 6 items")
+    kind, asset, signal, ts, value, quality = row
+    if kind not in KINDS:
+        raise WireError(f"unknown kind {kind!r}")
+    if not isinstance(asset, str) or not isinstance(signal, str) or not asset or not signal:
+        raise WireError("asset and signal must be non-empty strings")
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise WireError("ts_ms must be an integer")
+    if quality not in QUALITIES:
+        raise WireError(f"unknown quality {quality!r}")
+    if value is not None and not isinstance(value, bool | int | float | str):
+        raise WireError(f"value of type {type(value).__name__} is not a scalar")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise WireError("value is not finite")
+    return Reading(asset, signal, ts, value, quality, kind)
+
+
+def encode_ack(boot: int, seq: int, stored: int, rejected: int) -> bytes:
+    return json.dumps(
+        {"v": WIRE_VERSION, "boot": boot, "seq": seq, "stored": stored, "rejected": rejected}
+    ).encode()
+
+
+@dataclass(frozen=True)
+class Ack:
+    boot: int
+    seq: int
+    stored: int
+    rejected: int
+
+
+def decode_ack(payload: bytes) -> Ack:
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError(f"ack is not JSON: {exc}") from exc
+    if not isinstance(body, dict) or body.get("v") != WIRE_VERSION:
+        raise WireError("ack is not a v1 object")
+    try:
+        return Ack(
+            int(body["boot"]),
+            int(body["seq"]),
+            int(body.get("stored", 0)),
+            int(body.get("rejected", 0)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WireError(f"ack lacks boot/seq: {exc}") from exc
+
+
+def encode_status(online: bool, boot: int, ts_ms: int) -> bytes:
+    return json.dumps({"v": WIRE_VERSION, "online": online, "boot": boot, "ts": ts_ms}).encode()

@@ -1,0 +1,1 @@
+"""Modbus polling: the request planner and the bus poller."""

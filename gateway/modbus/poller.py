@@ -1,0 +1,278 @@
+"""Poll the Modbus devices of one bus: one worker per bus, so requests never interleave.
+
+Each device has a compiled RequestPlan (the fewest reads its profile allows) and its
+own poll interval. The worker always polls the device that is due first. A device that
+keeps failing is backed off exponentially, so a dead slave on a shared RS-485 line
+costs one timeout per back-off period instead of one per cycle, and its neighbours keep
+their poll rate. Busy devices (exception 6) are retried; a run of timeouts across the
+whole bus closes and reopens the connection (half-open sockets, stale transaction ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException
+
+from facility.aio import honour_cancellation
+from facility.codec import CodecError
+from facility.profile import ModbusProfile, Table
+from facility.site import Bus, Transport
+from facility.wire import Reading, Value
+from gateway.modbus.planner import ReadRequest, RequestPlan, plan_reads
+
+log = logging.getLogger(__name__)
+
+BUSY = 6
+BUSY_RETRIES = 2
+BUSY_RETRY_S = 0.05
+BACKOFF_MAX_S = 60.0
+BUS_RESET_AFTER = 5  # consecutive timeouts on a bus before the connection is reopened
+
+Emit = Callable[[list[Reading]], None]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class DeviceStatus:
+    """What the gateway knows about talking to one device: becomes 's' readings."""
+
+    ok: bool = False
+    error: str = "not polled yet"
+    exception_code: int = 0
+    rtt_ms: float = 0.0
+    last_success_ms: int = 0
+    consecutive_failures: int = 0
+    polls: int = 0
+    failures: int = 0
+
+    def readings(self, asset: str, ts_ms: int) -> list[Reading]:
+        values: dict[str, bool | int | float | str] = {
+            "comm_ok": self.ok,
+            "error": self.error,
+            "exception_code": self.exception_code,
+            "rtt_ms": round(self.rtt_ms, 2),
+            "last_success_ms": self.last_success_ms,
+            "consecutive_failures": self.consecutive_failures,
+        }
+        return [Reading(asset, name, ts_ms, v, "g", "s") for name, v in values.items()]
+
+
+@dataclass
+class PolledDevice:
+    asset: str
+    unit_id: int
+    profile: ModbusProfile
+    plan: RequestPlan
+    interval_s: float
+    status: DeviceStatus = field(default_factory=DeviceStatus)
+    next_due: float = 0.0  # monotonic seconds
+    overruns: int = 0
+
+    def backoff_s(self) -> float:
+        failures = self.status.consecutive_failures
+        if failures < 2:
+            return self.interval_s
+        return min(BACKOFF_MAX_S, self.interval_s * 2.0 ** (failures - 1))
+
+
+class PollFailure(Exception):
+    def __init__(self, error: str, exception_code: int = 0) -> None:
+        super().__init__(error)
+        self.error = error
+        self.exception_code = exception_code
+
+
+def make_client(bus: Bus) -> Any:
+    """A pymodbus client for the bus; retries are ours, so the client makes none."""
+    common: dict[str, Any] = {"timeout": bus.timeout_s, "retries": 0, "reconnect_delay": 0}
+    if bus.transport is Transport.RTU:
+        return AsyncModbusSerialClient(
+            bus.serial_port,
+            framer=FramerType.RTU,
+            baudrate=bus.baudrate,
+            parity=bus.parity,
+            stopbits=bus.stopbits,
+            bytesize=bus.bytesize,
+            **common,
+        )
+    framer = FramerType.RTU if bus.transport is Transport.RTU_OVER_TCP else FramerType.SOCKET
+    return AsyncModbusTcpClient(bus.host, port=bus.port, framer=framer, **common)
+
+
+READERS = {
+    Table.HOLDING: "read_holding_registers",
+    Table.INPUT: "read_input_registers",
+    Table.COIL: "read_coils",
+    Table.DISCRETE: "read_discrete_inputs",
+}
+
+
+@dataclass
+class BusWorker:
+    """Owns one bus and its connection; polls its devices one request at a time."""
+
+    bus: Bus
+    devices: list[PolledDevice]
+    emit: Emit
+    client_factory: Callable[[Bus], Any] = make_client
+    client: Any = None
+    requests: int = 0
+    timeouts_in_a_row: int = 0
+    reconnects: int = 0
+    last_poll_done: float = field(default_factory=time.monotonic)  # for stall detection
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for device in self.devices:
+            device.next_due = loop.time()
+        try:
+            while True:
+                device = min(self.devices, key=lambda d: d.next_due)
+                delay = device.next_due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -device.interval_s:
+                    device.overruns += 1
+                await self.poll(device)
+                honour_cancellation()
+                device.next_due = (
+                    max(device.next_due + device.interval_s, loop.time())
+                    if device.status.ok
+                    else loop.time() + device.backoff_s()
+                )
+        finally:
+            self.close()
+
+    async def poll(self, device: PolledDevice) -> None:
+        started = time.perf_counter()
+        status = device.status
+        status.polls += 1
+        try:
+            await self._connect()
+            readings = await self._read_device(device)
+        except PollFailure as failure:
+            self._failed(device, failure)
+        else:
+            status.ok, status.error, status.exception_code = True, "ok", 0
+            status.consecutive_failures = 0
+            status.rtt_ms = (time.perf_counter() - started) * 1000
+            status.last_success_ms = now_ms()
+            self.emit(readings)
+        self.emit(status.readings(device.asset, now_ms()))
+        self.last_poll_done = time.monotonic()
+
+    def _failed(self, device: PolledDevice, failure: PollFailure) -> None:
+        status = device.status
+        if status.consecutive_failures == 0:
+            log.warning(
+                "%s unit %d on %s: %s", device.asset, device.unit_id, self.bus.id, failure.error
+            )
+        status.ok, status.error = False, failure.error
+        status.exception_code = failure.exception_code
+        status.consecutive_failures += 1
+        status.failures += 1
+
+    async def _connect(self) -> None:
+        if self.client is None:
+            self.client = self.client_factory(self.bus)
+        if not self.client.connected:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+            try:  # a connect that never completes must not freeze the bus
+                async with asyncio.timeout(self.bus.timeout_s + 2):
+                    connected = await self.client.connect()
+            except TimeoutError:
+                connected = False
+            if not connected:
+                raise PollFailure("connection refused or unreachable")
+            self.reconnects += 1
+            if self.bus.connect_pause_ms:
+                await asyncio.sleep(self.bus.connect_pause_ms / 1000)
+
+    async def _read_device(self, device: PolledDevice) -> list[Reading]:
+        out: list[Reading] = []
+        for request in device.plan.requests:
+            data = await self._request(device, request)
+            ts = now_ms()
+            try:
+                decoded = request.decode(device.profile, data)
+            except (CodecError, IndexError) as exc:
+                raise PollFailure(f"undecodable response: {exc}") from exc
+            out.extend(_reading(device.asset, s.name, ts, v) for s, v in decoded)
+            if self.bus.pause_ms:
+                await asyncio.sleep(self.bus.pause_ms / 1000)
+        return out
+
+    async def _request(self, device: PolledDevice, request: ReadRequest) -> Sequence[Any]:
+        read = getattr(self.client, READERS[request.table])
+        for attempt in range(BUSY_RETRIES + 1):
+            self.requests += 1
+            try:
+                response = await read(
+                    request.address, count=request.count, device_id=device.unit_id
+                )
+            except ConnectionException as exc:
+                self.close()
+                raise PollFailure("connection lost") from exc
+            except ModbusException as exc:
+                self._timed_out()
+                raise PollFailure("timeout") from exc
+            self.timeouts_in_a_row = 0
+            if not response.isError():
+                data: Sequence[Any] = (
+                    response.bits[: request.count]
+                    if request.table.is_bit_table
+                    else response.registers
+                )
+                return data
+            code = int(getattr(response, "exception_code", 0))
+            if code != BUSY or attempt == BUSY_RETRIES:
+                raise PollFailure(f"exception {code}", code)
+            await asyncio.sleep(BUSY_RETRY_S * (attempt + 1))
+        raise PollFailure("unreachable")  # pragma: no cover - the loop always returns/raises
+
+    def _timed_out(self) -> None:
+        self.timeouts_in_a_row += 1
+        if self.timeouts_in_a_row >= BUS_RESET_AFTER:
+            log.warning(
+                "bus %s: %d timeouts in a row, reopening the connection",
+                self.bus.id,
+                self.timeouts_in_a_row,
+            )
+            self.close()
+            self.timeouts_in_a_row = 0
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+def _reading(asset: str, signal: str, ts_ms: int, value: Value) -> Reading:
+    """A NaN or infinite float is how many transmitters report a sensor fault."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return Reading(asset, signal, ts_ms, None, "b")
+    return Reading(asset, signal, ts_ms, value)
+
+
+def build_device(
+    asset: str, unit_id: int, profile: ModbusProfile, interval_s: float, max_gap: int
+) -> PolledDevice:
+    return PolledDevice(
+        asset=asset,
+        unit_id=unit_id,
+        profile=profile,
+        plan=plan_reads(profile, max_gap=max_gap),
+        interval_s=interval_s,
+    )

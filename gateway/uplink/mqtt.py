@@ -1,0 +1,272 @@
+"""Deliver the outbox to the central broker, batch by batch, until the ingest acks.
+
+Two lanes share one connection: the live lane (readings acquired in the last few
+seconds) always goes first, so current values stay current during a catch-up; the
+backfill lane drains the backlog oldest first at a capped rate. A batch leaves the
+outbox only when the ingest's ack for its (boot, seq) arrives; a batch not acked in
+time, or in flight when the connection drops, is released and sent again. Resends are
+harmless: readings keep their acquisition timestamps, so they land on the same points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiomqtt
+
+from facility.aio import honour_cancellation
+from facility.site import GatewaySettings
+from facility.wire import WireError, decode_ack, encode_rows, encode_status, topic
+from gateway.outbox import Lease, Outbox, OutboxDiskFull
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 30.0
+IDLE_WAIT_S = 0.2
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Flight:
+    lease: Lease
+    sent_at: float
+
+
+@dataclass
+class UplinkStats:
+    connected: bool = False
+    batches_sent: int = 0
+    batches_acked: int = 0
+    readings_sent: int = 0
+    readings_acked: int = 0
+    batches_expired: int = 0
+    connects: int = 0
+    last_ack_ms: int = 0
+    max_live_delay_ms: int = 0  # acquisition -> sent, over the live lane, since the last health
+
+
+@dataclass
+class Uplink:
+    site: str
+    station: str
+    settings: GatewaySettings
+    outbox: Outbox
+    boot: int = field(default_factory=now_ms)
+    stats: UplinkStats = field(default_factory=UplinkStats)
+    _seq: int = 0
+    _in_flight: dict[int, Flight] = field(default_factory=dict)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _tokens: float = 0.0
+    _refilled: float = field(default_factory=time.monotonic)
+    _client: aiomqtt.Client | None = None
+
+    @property
+    def client_id(self) -> str:
+        return f"facility-gw-{self.site}-{self.station}"
+
+    def data_ready(self) -> None:
+        """New readings are in the outbox: send without waiting for the idle tick."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = RECONNECT_MIN_S
+        while True:
+            try:
+                async with self._connect() as client:
+                    self._client = client
+                    backoff = RECONNECT_MIN_S
+                    await self._session(client)
+            except aiomqtt.MqttError as exc:
+                self._lost(exc)
+                honour_cancellation()
+                await asyncio.sleep(backoff)
+                backoff = min(RECONNECT_MAX_S, backoff * 2)
+            finally:
+                self._client = None
+                self._release_in_flight()  # whatever ended the session, resend them later
+
+    def _lost(self, exc: Exception) -> None:
+        if self.stats.connected:
+            log.warning(
+                "uplink to %s:%d lost: %s",
+                self.settings.uplink.host,
+                self.settings.uplink.port,
+                exc,
+            )
+        self.stats.connected = False
+
+    def _release_in_flight(self) -> None:
+        self._in_flight.clear()
+        self.outbox.release_all()
+
+    def _connect(self) -> aiomqtt.Client:
+        up = self.settings.uplink
+        will = aiomqtt.Will(
+            topic(self.site, self.station, "status"),
+            encode_status(False, self.boot, now_ms()),
+            qos=1,
+            retain=True,
+        )
+        password = os.environ.get(up.password_env) if up.password_env else None
+        tls: dict[str, Any] = {}
+        if up.tls:
+            tls["tls_context"] = ssl.create_default_context(cafile=up.ca_file)
+        return aiomqtt.Client(
+            up.host,
+            up.port,
+            identifier=self.client_id,
+            will=will,
+            username=up.username,
+            password=password,
+            timeout=10,
+            clean_session=False,
+            keepalive=30,
+            **tls,
+        )
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        await client.subscribe(topic(self.site, self.station, "ack"), qos=1)
+        await client.publish(
+            topic(self.site, self.station, "status"),
+            encode_status(True, self.boot, now_ms()),
+            qos=1,
+            retain=True,
+        )
+        self.stats.connected = True
+        self.stats.connects += 1
+        log.info("uplink connected to %s:%d", self.settings.uplink.host, self.settings.uplink.port)
+        # Both end when the connection drops; the first failure ends the session.
+        tasks = {
+            asyncio.create_task(self._receive_acks(client)),
+            asyncio.create_task(self._send(client)),
+        }
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            if (exc := task.exception()) is not None:
+                raise exc
+        raise aiomqtt.MqttError("uplink session ended")
+
+    async def _receive_acks(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            try:
+                ack = decode_ack(message.payload if isinstance(message.payload, bytes) else b"")
+            except WireError as exc:
+                log.warning("ignoring a malformed ack: %s", exc)
+                continue
+            flight = self._in_flight.pop(ack.seq, None) if ack.boot == self.boot else None
+            if flight is None:
+                continue  # a late ack for a batch already released and resent
+            try:
+                self.stats.readings_acked += self.outbox.ack(flight.lease.lease_id)
+            except OutboxDiskFull as exc:  # the delete could not be written: send again later
+                log.error("cannot record ack of batch %d: %s", ack.seq, exc)
+                self.outbox.release(flight.lease.lease_id)
+                continue
+            self.stats.batches_acked += 1
+            self.stats.last_ack_ms = now_ms()
+            self._wake.set()
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        while True:
+            self._expire()
+            lease = (
+                self._next_lease()
+                if len(self._in_flight) < self.settings.in_flight_batches
+                else None
+            )
+            if lease is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(IDLE_WAIT_S):  # not wait_for: see poller
+                        await self._wake.wait()
+                continue
+            await self._publish(client, lease)
+
+    def _next_lease(self) -> Lease | None:
+        limit = self.settings.batch_max_readings
+        lease = self.outbox.take("live", limit, now_ms())
+        if lease is not None:
+            return lease
+        if self._backfill_tokens() < 1:
+            return None
+        lease = self.outbox.take("backfill", min(limit, int(self._tokens) or 1), now_ms())
+        if lease is not None:
+            self._tokens -= lease.count
+        return lease
+
+    def _backfill_tokens(self) -> float:
+        rate = self.settings.backfill_readings_per_s
+        now = time.monotonic()
+        self._tokens = min(rate, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        return self._tokens
+
+    async def _publish(self, client: aiomqtt.Client, lease: Lease) -> None:
+        self._seq += 1
+        sent = now_ms()
+        lane: Literal["live", "backfill"] = lease.lane
+        payload = encode_rows(
+            {
+                "site": self.site,
+                "station": self.station,
+                "boot": self.boot,
+                "seq": self._seq,
+                "lane": lane,
+                "sent_ms": sent,
+            },
+            lease.rows_json,
+        )
+        self._in_flight[self._seq] = Flight(lease, time.monotonic())
+        await client.publish(topic(self.site, self.station, "up"), payload, qos=1)
+        self.stats.batches_sent += 1
+        self.stats.readings_sent += lease.count
+        if lane == "live":
+            self.stats.max_live_delay_ms = max(
+                self.stats.max_live_delay_ms, sent - lease.oldest_ts_ms
+            )
+
+    def _expire(self) -> None:
+        deadline = time.monotonic() - self.settings.ack_timeout_s
+        for seq, flight in list(self._in_flight.items()):
+            if flight.sent_at < deadline:
+                del self._in_flight[seq]
+                self.outbox.release(flight.lease.lease_id)
+                self.stats.batches_expired += 1
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until nothing is in flight (for a graceful stop)."""
+        deadline = time.monotonic() + timeout_s
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return not self._in_flight
+
+    async def say_offline(self) -> None:
+        """A clean disconnect sends no last will: publish the offline status ourselves."""
+        if self._client is not None and self.stats.connected:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await self._client.publish(
+                    topic(self.site, self.station, "status"),
+                    encode_status(False, self.boot, now_ms()),
+                    qos=1,
+                    retain=True,
+                )
+
+    @property
+    def in_flight_readings(self) -> int:
+        return sum(f.lease.count for f in self._in_flight.values())

@@ -1,0 +1,183 @@
+"""Device faults and bad input: the gateway reports them and keeps everything else going."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+
+import aiomqtt
+
+from facility.config import SiteConfig
+from simulators.modbus_server import CommsFault, UnitFault
+from tests.integration._gateway import Recorder, gateway_for, one_station, served_at
+from tests.integration.test_gateway_e2e import start_site
+from tests.services import Mosquitto
+
+XIBA = ("fengshou", "xiba")
+
+
+def polls(recorder: Recorder, asset: str) -> int:
+    return sum(
+        1 for r in recorder.readings if r.kind == "s" and r.asset == asset and r.signal == "comm_ok"
+    )
+
+
+def last_status(recorder: Recorder, asset: str) -> dict[str, object]:
+    latest: dict[str, object] = {}
+    for r in recorder.readings:
+        if r.kind == "s" and r.asset == asset:
+            latest[r.signal] = r.value
+    return latest
+
+
+def with_bus_timeout(config: SiteConfig, timeout_s: float) -> SiteConfig:
+    site = config.sites[0]
+    station = site.stations[0]
+    buses = [b.model_copy(update={"timeout_s": timeout_s}) for b in station.buses]
+    station = station.model_copy(update={"buses": buses})
+    return dataclasses.replace(config, sites=[site.model_copy(update={"stations": [station]})])
+
+
+async def test_a_dead_slave_does_not_starve_its_bus(
+    demo_config: SiteConfig,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+) -> None:
+    config = one_station(demo_config, *XIBA)
+    runner = await start_site(config, mosquitto)
+    runner.source.comms[("fengshou", "xiba", "pump_2")] = UnitFault(CommsFault.NO_RESPONSE)
+    await runner.tick()
+    gateway = gateway_for(
+        with_bus_timeout(served_at(config, runner), 0.4), *XIBA, tmp_path, mosquitto.port
+    )
+    recorder = Recorder(gateway)
+    gateway.start()
+    try:
+        await asyncio.sleep(6.0)
+    finally:
+        await gateway.stop()
+        await runner.stop()
+    healthy = polls(recorder, "pump_1")
+    assert healthy >= 0.8 * 6.0 / 0.5, f"pump_1 polled only {healthy} times in 6 s"
+    assert polls(recorder, "pump_2") <= healthy / 2, "the dead slave was not backed off"
+    dead = last_status(recorder, "pump_2")
+    assert dead["comm_ok"] is False and dead["error"] == "timeout"
+    assert int(str(dead["consecutive_failures"])) >= 2
+    assert last_status(recorder, "pump_1")["comm_ok"] is True
+
+
+async def test_exception_codes_and_garbled_frames_are_reported_per_device(
+    demo_config: SiteConfig,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+) -> None:
+    config = one_station(demo_config, *XIBA)
+    runner = await start_site(config, mosquitto)
+    comms = runner.source.comms
+    comms[("fengshou", "xiba", "tank_no4")] = UnitFault(CommsFault.EXCEPTION, 2)
+    comms[("fengshou", "xiba", "transformer")] = UnitFault(CommsFault.EXCEPTION, 6)
+    comms[("fengshou", "xiba", "pump_3")] = UnitFault(CommsFault.GARBLED)
+    await runner.tick()
+    gateway = gateway_for(
+        with_bus_timeout(served_at(config, runner), 0.4), *XIBA, tmp_path, mosquitto.port
+    )
+    recorder = Recorder(gateway)
+    gateway.start()
+    try:
+        await asyncio.sleep(4.0)
+        comms.clear()
+        await runner.tick()
+        await asyncio.sleep(4.0)
+    finally:
+        await gateway.stop()
+        await runner.stop()
+    statuses = [(r.asset, r.signal, r.value) for r in recorder.readings if r.kind == "s"]
+    assert ("tank_no4", "exception_code", 2) in statuses
+    assert ("transformer", "exception_code", 6) in statuses  # busy: retried, then reported
+    assert ("pump_3", "comm_ok", False) in statuses
+    for asset in ("tank_no4", "transformer", "pump_3", "pump_1"):
+        assert last_status(recorder, asset)["comm_ok"] is True, f"{asset} did not recover"
+
+
+async def test_garbage_on_device_topics_is_counted_and_the_daemon_keeps_running(
+    demo_config: SiteConfig,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+) -> None:
+    config = one_station(demo_config, "wanda", "wanda_lot")
+    gateway = gateway_for(config, "wanda", "wanda_lot", tmp_path, mosquitto.port)
+    recorder = Recorder(gateway)
+    gateway.start()
+    assert gateway.mqtt is not None
+    garbage = [
+        b"{not json",
+        b"[1, 2, 3]",
+        json.dumps({"occupied": "many"}).encode(),
+        json.dumps({"occupied": 1e400}).encode().replace(b"inf", b"1e999"),
+        b"x" * 200_000,
+        json.dumps({"barrier": "sideways"}).encode(),
+        json.dumps({"unrelated": 1}).encode(),
+    ]
+    try:
+        await asyncio.sleep(1.0)
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as device:
+            for payload in garbage:
+                await device.publish("parking/wanda/lot/occupancy", payload, qos=1)
+            await device.publish("parking/wanda/main_gate/state", garbage[5], qos=1)
+            good = {"ts": 1, "occupied": 12, "capacity": 453, "free": 441, "full": False}
+            await device.publish("parking/wanda/lot/occupancy", json.dumps(good), qos=1)
+        for _ in range(100):
+            if any(r.signal == "occupied" for r in recorder.readings):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await gateway.stop()
+    assert sum(gateway.mqtt.rejected.values()) >= len(garbage)
+    assert {"not JSON", "not a JSON object"} <= set(gateway.mqtt.rejected)
+    assert [r.value for r in recorder.readings if r.signal == "occupied"] == [12]
+
+
+async def test_reload_restarts_only_the_buses_that_changed(
+    demo_config: SiteConfig,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+) -> None:
+    runner = await start_site(one_station(demo_config, "fengshou", "xiba"), mosquitto)
+    config = served_at(one_station(demo_config, "fengshou", "xiba"), runner)
+    site = config.sites[0]
+    station = site.stations[0]
+    extra = station.buses[0].model_copy(update={"id": "rs485_b", "port": 1})
+    two_buses = station.model_copy(update={"buses": [*station.buses, extra]})
+    assets = [
+        a.model_copy(update={"modbus": a.modbus.model_copy(update={"bus": "rs485_b"})})
+        if a.id == "tank_no4" and a.modbus
+        else a
+        for a in two_buses.assets
+    ]
+    two_buses = two_buses.model_copy(update={"assets": assets})
+    first = dataclasses.replace(config, sites=[site.model_copy(update={"stations": [two_buses]})])
+    gateway = gateway_for(first, "fengshou", "xiba", tmp_path, mosquitto.port)
+    gateway.start()
+    try:
+        before = {bus_id: bus.worker for bus_id, bus in gateway.buses.items()}
+        slower = [
+            a.model_copy(update={"modbus": a.modbus.model_copy(update={"poll_s": 9.0})})
+            if a.id == "tank_no4" and a.modbus
+            else a
+            for a in assets
+        ]
+        second_station = two_buses.model_copy(update={"assets": slower})
+        second = dataclasses.replace(
+            first, sites=[site.model_copy(update={"stations": [second_station]})]
+        )
+        changed = await gateway.reload(second)
+        after = {bus_id: bus.worker for bus_id, bus in gateway.buses.items()}
+    finally:
+        await gateway.stop()
+        await runner.stop()
+    assert changed == ["rs485_b"]
+    assert after["rtu_gw"] is before["rtu_gw"]
+    assert after["rs485_b"] is not before["rs485_b"]
+    assert after["rs485_b"].devices[0].interval_s == 9.0
