@@ -15,11 +15,12 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from facility.config import SiteConfig, load_site_config
+from facility.demo import Demo, Outage
 from facility.logs import setup_logging
 from facility.site import Broker
 from facility.sourcemap import ConfigError
@@ -311,6 +312,108 @@ def record(
             sim, f, duration_s=parse_duration(duration), sample_s=parse_duration(sample)
         )
     console.print(f"recorded {count} records to {out} in {time.perf_counter() - t0:.1f} s")
+
+
+@app.command()
+def demo(
+    path: SitePath,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 60.0,
+    scenario: Annotated[Path | None, typer.Option(help="Scenario file (faults).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    start: Annotated[str | None, typer.Option(help="Simulated start time, ISO 8601.")] = None,
+    duration: Annotated[str | None, typer.Option(help="Stop after this simulated time.")] = None,
+    broker_port: Annotated[int, typer.Option(help="Port of the demo's private broker.")] = 18830,
+    run_dir: Annotated[Path, typer.Option(help="Broker data and outboxes.")] = Path("run/demo"),
+    outage_at: Annotated[str, typer.Option(help="Stop the broker after this real time.")] = "60s",
+    outage_for: Annotated[str, typer.Option(help="Keep it stopped this long (0: never).")] = "30s",
+    plain: Annotated[bool, typer.Option(help="Print lines instead of a live table.")] = False,
+) -> None:
+    """Simulated site + one gateway per station + broker + ingest receiver, live."""
+    setup_logging("warning")
+    config = _load(path)
+    scen = _scenario(scenario, config)
+    start_ms = _scenario_start(start, scen)
+    source = Simulation(
+        config,
+        seed=seed if seed is not None else (scen.seed or 1),
+        start_ms=start_ms,
+        scenario=scen,
+    )
+    seconds = parse_duration(duration) if duration else None
+    outage = (
+        Outage(parse_duration(outage_at), parse_duration(outage_for))
+        if parse_duration(outage_for) > 0
+        else None
+    )
+    show = Demo(config, source, SimClock(start_ms, speed), run_dir, broker_port, outage)
+    asyncio.run(_run_demo(show, config, seconds, plain))
+
+
+async def _run_demo(show: Demo, config: SiteConfig, duration_s: float | None, plain: bool) -> None:
+    try:
+        await show.start()
+    except (OSError, RuntimeError) as exc:
+        err.print(f"[red]error[/red] cannot start the demo: {exc}")
+        raise typer.Exit(1) from None
+    console.print(_endpoint_table(show.runner))
+    console.print(
+        f"broker mqtt://127.0.0.1:{show.broker_port}; {len(show.gateways)} gateways, "
+        f"outboxes in {show.run_dir / 'gateways'}"
+    )
+    show.runner.on_advance.append(_print_faults)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(show.run(duration_s))
+    try:
+        await _show_demo(show, config, stop, task, plain)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await show.stop()
+        console.print(
+            f"delivered {show.receiver.readings} readings in "
+            f"{show.receiver.batches} batches; stopped"
+        )
+
+
+def _demo_view(show: Demo, config: SiteConfig) -> Group:
+    gateways = Table(title="Gateways → broker → ingest", title_justify="left")
+    for col in ("gateway", "devices", "polled/s", "outbox", "in flight", "uplink", "delivered"):
+        gateways.add_column(col, justify="left" if col in ("gateway", "devices") else "right")
+    for row in show.rows():
+        uplink = row.uplink if row.uplink == "up" else f"[red]{row.uplink}[/red]"
+        gateways.add_row(
+            row.gateway,
+            row.devices,
+            f"{row.polled_per_s:.0f}",
+            str(row.outbox),
+            str(row.in_flight),
+            uplink,
+            str(row.delivered),
+        )
+    events = "\n".join(show.events[-4:])
+    return Group(_live_table(show.runner, config), gateways, events)
+
+
+async def _show_demo(
+    show: Demo, config: SiteConfig, stop: asyncio.Event, task: asyncio.Task[None], plain: bool
+) -> None:
+    if plain or not console.is_terminal:
+        while not stop.is_set() and not task.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await asyncio.shield(task)
+            console.print(_demo_view(show, config))
+        return
+    with Live(_demo_view(show, config), console=console, refresh_per_second=1) as live:
+        while not stop.is_set() and not task.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await stop.wait()
+            live.update(_demo_view(show, config))
 
 
 gateway_app = typer.Typer(help="The site gateway daemon.", no_args_is_help=True)

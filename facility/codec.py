@@ -17,6 +17,7 @@ byte swap (BADC, DCBA) has any effect.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Sequence
@@ -72,6 +73,7 @@ INTEGER_TYPES = frozenset(
 FLOAT_TYPES = frozenset({DataType.FLOAT32, DataType.FLOAT64})
 
 
+@functools.cache  # on the gateway's hot path: one call per decoded signal
 def register_count(data_type: DataType, length: int = 0) -> int:
     """Registers a value of this type occupies (strings: `length` registers)."""
     if data_type is DataType.STRING:

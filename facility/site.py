@@ -187,7 +187,7 @@ class GatewaySettings(Strict):
     batch_max_readings: int = Field(default=5000, gt=0)
     in_flight_batches: int = Field(default=8, gt=0)
     ack_timeout_s: float = Field(default=30.0, gt=0)
-    backfill_readings_per_s: float = Field(default=20000.0, gt=0)
+    backfill_readings_per_s: float = Field(default=100000.0, gt=0)
     live_window_s: float = Field(default=10.0, gt=0)  # younger readings take the live lane
     uplink: Uplink = Uplink()
 

@@ -1,89 +1,54 @@
-"""A minimal real receiver for gateway tests: the ingest side of the wire contract.
-
-It subscribes to every gateway's `up` topic on a real broker, decodes batches with the
-same contract module the ingest will use, keeps every reading, and acks each batch (as
-the ingest does once InfluxDB has the data). Acks can be paused to simulate an ingest
-that is down.
-"""
+"""The ingest's receiver with a store that keeps every reading, for gateway tests."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import aiomqtt
+from facility.wire import Batch
+from ingest.receiver import Receiver as IngestReceiver
 
-from facility.wire import Batch, WireError, decode_batch, encode_ack, parse_topic, topic
-
-Key = tuple[str, str, str, str, int, str]  # station, kind, asset, signal, ts, ...
+Key = tuple[str, str, str, str, int]  # station, kind, asset, signal, ts_ms
 
 
 @dataclass
 class Receiver:
     port: int
-    acking: bool = True
     batches: list[Batch] = field(default_factory=list)
     arrived_ms: list[int] = field(default_factory=list)  # wall clock, one per batch
-    seen: Counter[tuple[str, str, str, str, int]] = field(default_factory=Counter)
-    values: dict[tuple[str, str, str, str, int], object] = field(default_factory=dict)
-    bad: list[str] = field(default_factory=list)
-    _task: asyncio.Task[None] | None = None
-    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    seen: Counter[Key] = field(default_factory=Counter)
+    values: dict[Key, object] = field(default_factory=dict)
+    receipts: dict[Key, list[tuple[int, bool]]] = field(default_factory=dict)  # (ns, acked)
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self._ready.wait(), 10)
+    def __post_init__(self) -> None:
+        self.ingest = IngestReceiver("127.0.0.1", self.port, self._keep, client_id="test-receiver")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    @property
+    def bad(self) -> list[str]:
+        return list(self.ingest.malformed)
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    "127.0.0.1", self.port, identifier="test-receiver", clean_session=False
-                ) as client:
-                    await client.subscribe("facility/v1/+/+/up", qos=1)
-                    self._ready.set()
-                    async for message in client.messages:
-                        await self._handle(client, str(message.topic), message.payload)
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.2)
-
-    async def _handle(self, client: aiomqtt.Client, name: str, payload: object) -> None:
-        try:
-            assert isinstance(payload, bytes)
-            site, station, _ = parse_topic(name)
-            batch, rejected = decode_batch(payload)
-        except (WireError, AssertionError) as exc:
-            self.bad.append(str(exc))
-            return
+    async def _keep(self, batch: Batch, rejected: list[tuple[int, str]]) -> None:
         self.batches.append(batch)
         self.arrived_ms.append(time.time_ns() // 1_000_000)
         for r in batch.readings:
             key = (batch.station, r.kind, r.asset, r.signal, r.ts_ms)
             self.seen[key] += 1
             self.values[key] = r.value
-        if self.acking:
-            await client.publish(
-                topic(site, station, "ack"),
-                encode_ack(batch.boot, batch.seq, len(batch.readings), len(rejected)),
-                qos=1,
-            )
+            self.receipts.setdefault(key, []).append((time.monotonic_ns(), self.ingest.acking))
 
-    def received(self, kind: str = "v") -> set[tuple[str, str, str, str, int]]:
+    async def start(self) -> None:
+        await self.ingest.start()
+
+    async def stop(self) -> None:
+        await self.ingest.stop()
+
+    def received(self, kind: str = "v") -> set[Key]:
         return {k for k in self.seen if k[1] == kind}
 
-    async def wait_for(self, predicate: object, timeout_s: float = 20.0) -> None:
-        assert callable(predicate)
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while not predicate():
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("receiver condition not met in time")
-            await asyncio.sleep(0.05)
+    async def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not predicate():
+                await asyncio.sleep(0.05)

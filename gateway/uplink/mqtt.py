@@ -231,6 +231,7 @@ class Uplink:
                 "sent_ms": sent,
             },
             lease.rows_json,
+            level=1,  # a quarter of level 6's CPU for 28% more bytes
         )
         self._in_flight[self._seq] = Flight(lease, time.monotonic())
         await client.publish(topic(self.site, self.station, "up"), payload, qos=1)

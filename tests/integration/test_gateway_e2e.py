@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from pathlib import Path
 
 import pytest
 
 from facility.config import SiteConfig
-from facility.site import Broker
+from facility.site import Broker, Transport
 from simulators.clock import SimClock
 from simulators.engine import Simulation
 from simulators.runner import SiteRunner
 from tests.integration._gateway import Recorder, gateway_for, one_station, served_at
 from tests.receiver import Receiver
-from tests.services import Mosquitto
+from tests.services import Mosquitto, PtyPair
 
 START_MS = 1780264800000
 
@@ -163,3 +164,45 @@ async def test_broker_outage_loses_nothing_and_live_data_resumes_first(
     assert fresh, "no live data after the broker came back"
     late = max(at - oldest for at, oldest in fresh)
     assert late < 2000, f"live data arrived {late} ms after acquisition while backfilling"
+
+
+async def test_gateway_polls_a_serial_rtu_line(
+    demo_config: SiteConfig,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+    pty_pair: PtyPair,
+) -> None:
+    """RS-485 as a pseudo-terminal pair: the simulator on one end, the gateway on the other."""
+    base = one_station(demo_config, "chaheihai", "chaheihai_intake")
+
+    def on_serial(port: str) -> SiteConfig:
+        site = base.sites[0]
+        station = site.stations[0]
+        bus = station.buses[0].model_copy(
+            update={
+                "transport": Transport.RTU,
+                "serial_port": port,
+                "baudrate": 19200,
+                "timeout_s": 0.5,
+            }
+        )
+        station = station.model_copy(update={"buses": [bus]})
+        return dataclasses.replace(base, sites=[site.model_copy(update={"stations": [station]})])
+
+    runner = await start_site(on_serial(pty_pair.a), mosquitto)
+    receiver = Receiver(mosquitto.port)
+    await receiver.start()
+    gateway = gateway_for(
+        on_serial(pty_pair.b), "chaheihai", "chaheihai_intake", tmp_path, mosquitto.port
+    )
+    gateway.start()
+    try:
+        await receiver.wait_for(lambda: len({k[2] for k in receiver.received()}) >= 7, 30)
+    finally:
+        await gateway.stop()
+        await receiver.stop()
+        await runner.stop()
+    _, _, image = runner._images[("chaheihai", "chaheihai_intake", "tank_no1")]
+    signal = image.profile.signal("level_m")
+    got = {v for k, v in receiver.values.items() if k[2] == "tank_no1" and k[3] == "level_m"}
+    assert got == {image.read(signal)}

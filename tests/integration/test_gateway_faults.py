@@ -6,10 +6,12 @@ import asyncio
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 
 from facility.config import SiteConfig
+from gateway.outbox import Outbox
 from simulators.modbus_server import CommsFault, UnitFault
 from tests.integration._gateway import Recorder, gateway_for, one_station, served_at
 from tests.integration.test_gateway_e2e import start_site
@@ -181,3 +183,33 @@ async def test_reload_restarts_only_the_buses_that_changed(
     assert after["rtu_gw"] is before["rtu_gw"]
     assert after["rs485_b"] is not before["rs485_b"]
     assert after["rs485_b"].devices[0].interval_s == 9.0
+
+
+async def test_outbox_disk_full_is_a_clear_error_not_a_crash(
+    demo_config: SiteConfig,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+    caplog: Any,
+) -> None:
+    config = one_station(demo_config, *XIBA)
+    runner = await start_site(config, mosquitto)
+    gateway = gateway_for(served_at(config, runner), *XIBA, tmp_path, mosquitto.port)
+    # A volume with a few pages left: the outbox's test hook caps the file's size.
+    gateway.outbox.close()
+    gateway.outbox = Outbox(gateway.outbox_path, max_pages=12)
+    gateway.uplink.outbox = gateway.outbox
+    gateway.start()
+    try:
+        async with asyncio.timeout(20):
+            while gateway.counters.readings_lost_disk_full == 0:
+                await asyncio.sleep(0.1)
+        polls_then = gateway.counters.readings_in
+        await asyncio.sleep(2.0)
+        assert gateway.counters.readings_in > polls_then, "polling stopped after disk full"
+        assert all(not t.done() for t in gateway.tasks.values()), "a task died"
+    finally:
+        await gateway.stop()
+        await runner.stop()
+    errors = [r.getMessage() for r in caplog.records if "disk full" in r.getMessage()]
+    assert errors and "readings lost" in errors[0]
+    assert gateway.outbox_path.exists()

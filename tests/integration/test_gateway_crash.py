@@ -1,0 +1,166 @@
+"""The gateway as a real process: kill -9 mid-run loses nothing and redelivers nothing
+that was acknowledged; SIGTERM stops it cleanly and says offline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiomqtt
+import yaml
+
+from facility.config import SiteConfig
+from facility.wire import topic
+from gateway.outbox import Outbox
+from tests.integration._gateway import one_station, served_at
+from tests.integration.test_gateway_e2e import start_site
+from tests.receiver import Key, Receiver
+from tests.services import Mosquitto
+
+
+def write_site(config: SiteConfig, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for site in config.sites:
+        data = site.model_dump(mode="json", by_alias=True, exclude_none=True)
+        (folder / f"{site.id}.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+    return folder
+
+
+def start_gateway(site_dir: Path, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "facility.cli",
+            "gateway",
+            "run",
+            "--site",
+            str(site_dir),
+            "--gateway",
+            "fengshou/xiba",
+            "--data-dir",
+            str(data_dir),
+            "--uplink",
+            f"127.0.0.1:{port}",
+            "--log-json",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def pending_keys(data_dir: Path) -> set[Key]:
+    """Every reading left in the outbox file, read the way the uplink reads it."""
+    outbox = Outbox(data_dir / "fengshou-xiba.outbox.sqlite")
+    keys: set[Key] = set()
+    try:
+        while (lease := outbox.take("backfill", 100_000, 0)) is not None:
+            for row in lease.rows_json:
+                kind, asset, signal_name, ts, _, _ = json.loads(row)
+                keys.add(("xiba", kind, asset, signal_name, ts))
+    finally:
+        outbox.close()
+    return keys
+
+
+async def test_kill_9_loses_nothing_and_acked_readings_never_come_back(
+    demo_config: SiteConfig,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+) -> None:
+    config = one_station(demo_config, "fengshou", "xiba")
+    runner = await start_site(config, mosquitto)
+    site_dir = write_site(served_at(config, runner), tmp_path / "site")
+    data_dir = tmp_path / "data"
+    receiver = Receiver(mosquitto.port)
+    await receiver.start()
+    kills: list[int] = []
+    try:
+        for round_ in range(3):
+            receiver.ingest.acking = True
+            proc = start_gateway(site_dir, data_dir, mosquitto.port)
+            await asyncio.sleep(3.0 + round_)
+            receiver.ingest.acking = False  # the ingest stalls: readings pile up unacked
+            await asyncio.sleep(1.0)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            kills.append(time.monotonic_ns())
+            pending = pending_keys(data_dir)
+            assert not {k for k in pending if acked_before(receiver, k, kills[-1] - SECOND)}, (
+                "an acknowledged reading is still queued after the crash"
+            )
+        receiver.ingest.acking = True
+        proc = start_gateway(site_dir, data_dir, mosquitto.port)
+        batches = len(receiver.batches)
+        try:
+            await receiver.wait_for(lambda: pending <= set(receiver.seen), 30)
+            await receiver.wait_for(lambda: len(receiver.batches) > batches + 3, 30)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0
+    finally:
+        await receiver.stop()
+        await runner.stop()
+    assert pending, "the last kill left unacknowledged readings in the outbox"
+    assert pending <= set(receiver.seen), "readings in the outbox at the kill were lost"
+    again = [
+        k for k, receipts in receiver.receipts.items() if redelivered_after_ack(receipts, kills)
+    ]
+    assert not again, f"{len(again)} acknowledged readings were delivered again"
+
+
+SECOND = 1_000_000_000
+
+
+def acked_before(receiver: Receiver, key: Key, when_ns: int) -> bool:
+    return any(acked and at < when_ns for at, acked in receiver.receipts.get(key, []))
+
+
+def redelivered_after_ack(receipts: list[tuple[int, bool]], kills: list[int]) -> bool:
+    """A receipt after an acked one is a fault unless a kill came within a second of the
+    ack (the ack was on its way when the gateway died)."""
+    acked = [at for at, ok in receipts if ok]
+    if not acked:
+        return False
+    later = [at for at, _ in receipts if at > acked[0]]
+    excused = any(acked[0] <= kill <= acked[0] + SECOND for kill in kills)
+    return bool(later) and not excused
+
+
+async def test_sigterm_stops_cleanly_and_says_offline(
+    demo_config: SiteConfig,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+) -> None:
+    config = one_station(demo_config, "fengshou", "xiba")
+    runner = await start_site(config, mosquitto)
+    site_dir = write_site(served_at(config, runner), tmp_path / "site")
+    receiver = Receiver(mosquitto.port)
+    await receiver.start()
+    proc = start_gateway(site_dir, tmp_path / "data", mosquitto.port)
+    try:
+        await receiver.wait_for(lambda: len(receiver.batches) > 3, 20)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert time.monotonic() - started < 10
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.subscribe(topic("fengshou", "xiba", "status"), qos=1)
+            async with asyncio.timeout(5):
+                message = await anext(aiter(client.messages))
+        assert isinstance(message.payload, bytes)
+        assert json.loads(message.payload)["online"] is False
+        assert message.retain
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        await receiver.stop()
+        await runner.stop()
+    log = proc.stderr.read().decode() if proc.stderr else ""
+    assert '"msg": "stopping"' in log and "Traceback" not in log
