@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from simulators.engine import FeedSource
 from simulators.runner import SiteRunner
 
 log = logging.getLogger(__name__)
+
+RATE_WINDOW_S = 15.0
 
 
 @dataclass
@@ -58,7 +61,7 @@ class Demo:
     gateways: list[Gateway] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
-    _rates: dict[str, tuple[float, int]] = field(default_factory=dict)
+    _history: dict[str, deque[tuple[float, int]]] = field(default_factory=dict)
 
     async def start(self) -> None:
         self.broker = Mosquitto(self.run_dir / "mosquitto", port=self.broker_port)
@@ -117,13 +120,7 @@ class Demo:
             name = f"{gw.site_id}/{gw.station_id}"
             devices = [d for b in gw.buses.values() for d in b.worker.devices]
             ok = sum(1 for d in devices if d.status.ok)
-            before = self._rates.get(name)
-            self._rates[name] = (now, gw.counters.readings_in)
-            rate = (
-                0.0
-                if before is None or now <= before[0]
-                else (gw.counters.readings_in - before[1]) / (now - before[0])
-            )
+            rate = self._rate(name, now, gw.counters.readings_in)
             stats = gw.outbox.stats()
             mqtt = gw.mqtt
             devices_text = f"{ok}/{len(devices)} Modbus ok" if devices else ""
@@ -141,6 +138,15 @@ class Demo:
                 )
             )
         return out
+
+    def _rate(self, name: str, now: float, total: int) -> float:
+        """Readings per second over the last RATE_WINDOW_S (polls come every few seconds)."""
+        history = self._history.setdefault(name, deque())
+        history.append((now, total))
+        while len(history) > 2 and now - history[1][0] >= RATE_WINDOW_S:
+            history.popleft()
+        first_t, first_n = history[0]
+        return (total - first_n) / (now - first_t) if now > first_t else 0.0
 
     async def stop(self) -> None:
         await asyncio.gather(*(gateway.stop(grace_s=2.0) for gateway in self.gateways))

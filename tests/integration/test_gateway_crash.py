@@ -164,3 +164,50 @@ async def test_sigterm_stops_cleanly_and_says_offline(
         await runner.stop()
     log = proc.stderr.read().decode() if proc.stderr else ""
     assert '"msg": "stopping"' in log and "Traceback" not in log
+
+
+async def retained_status(port: int) -> dict[str, object]:
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.subscribe(topic("fengshou", "xiba", "status"), qos=1)
+        async with asyncio.timeout(5):
+            message = await anext(aiter(client.messages))
+    assert isinstance(message.payload, bytes) and message.retain
+    status: dict[str, object] = json.loads(message.payload)
+    return status
+
+
+async def test_kill_9_leaves_the_last_will_and_sighup_reloads(
+    demo_config: SiteConfig,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+) -> None:
+    config = one_station(demo_config, "fengshou", "xiba")
+    runner = await start_site(config, mosquitto)
+    site_dir = write_site(served_at(config, runner), tmp_path / "site")
+    receiver = Receiver(mosquitto.port)
+    await receiver.start()
+    proc = start_gateway(site_dir, tmp_path / "data", mosquitto.port)
+    try:
+        await receiver.wait_for(lambda: len(receiver.batches) > 2, 20)
+        assert (await retained_status(mosquitto.port))["online"] is True
+        site_file = next(site_dir.glob("*.yaml"))
+        site_file.write_text(site_file.read_text().replace("poll_s: 0.5", "poll_s: 0.7"))
+        proc.send_signal(signal.SIGHUP)
+        await asyncio.sleep(1.0)
+        site_file.write_text("id: [broken\n")
+        proc.send_signal(signal.SIGHUP)
+        await asyncio.sleep(1.0)
+        batches = len(receiver.batches)
+        await receiver.wait_for(lambda: len(receiver.batches) > batches + 2, 20)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        status = await retained_status(mosquitto.port)
+        assert status["online"] is False, "the broker did not publish the last will"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await receiver.stop()
+        await runner.stop()
+    log = proc.stderr.read().decode() if proc.stderr else ""
+    assert "reloaded: restarted buses ['rtu_gw']" in log
+    assert "reload refused, keeping the running configuration" in log
