@@ -19,6 +19,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from facility.aio import cancel_and_wait, stop_on_signals
 from facility.config import SiteConfig, load_site_config
 from facility.demo import Demo, Outage
 from facility.logs import setup_logging
@@ -200,17 +201,12 @@ async def _serve(
         raise typer.Exit(1) from None
     console.print(_endpoint_table(runner))
     runner.on_advance.append(_print_faults)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     runner_task = asyncio.create_task(runner.run(duration_s))
     try:
         await _show(runner, config, stop, runner_task, plain)
     finally:
-        runner_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner_task
+        await cancel_and_wait(runner_task)
         await runner.stop()
 
 
@@ -361,17 +357,12 @@ async def _run_demo(show: Demo, config: SiteConfig, duration_s: float | None, pl
         f"outboxes in {show.run_dir / 'gateways'}"
     )
     show.runner.on_advance.append(_print_faults)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     task = asyncio.create_task(show.run(duration_s))
     try:
         await _show_demo(show, config, stop, task, plain)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         await show.stop()
         console.print(
             f"delivered {show.receiver.readings} readings in "
@@ -458,12 +449,9 @@ def gateway_run(
 
 async def _run_gateway(daemon: Gateway, site: Path) -> None:
     log = logging.getLogger("facility.gateway")
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop = stop_on_signals()
     reloads: asyncio.Queue[None] = asyncio.Queue()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reloads.put_nowait, None)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloads.put_nowait, None)
     daemon.start()
     while not stop.is_set():
         waiter = asyncio.create_task(reloads.get())

@@ -11,13 +11,13 @@ the site files and restarts only the bus workers whose devices changed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facility.aio import cancel_and_wait
 from facility.config import SiteConfig
 from facility.profile import ModbusProfile, MqttProfile
 from facility.site import Bus, GatewaySettings, Site, Station
@@ -268,7 +268,7 @@ class Gateway:
         wanted = {b.id: b for b in self.station.buses}
         for bus_id in list(self.buses):
             if bus_id not in wanted or self._bus_spec(wanted[bus_id]) != self.buses[bus_id].spec:
-                await _cancel(self.buses.pop(bus_id).task)
+                await cancel_and_wait(self.buses.pop(bus_id).task)
                 changed.append(bus_id)
         for bus_id, bus in wanted.items():
             if bus_id not in self.buses:
@@ -284,19 +284,13 @@ class Gateway:
 
     async def stop(self, grace_s: float = 5.0) -> None:
         for bus in self.buses.values():
-            await _cancel(bus.task)
+            await cancel_and_wait(bus.task)
         if "mqtt devices" in self.tasks:
-            await _cancel(self.tasks.pop("mqtt devices"))
-        await _cancel(self.tasks.pop("health"))
+            await cancel_and_wait(self.tasks.pop("mqtt devices"))
+        await cancel_and_wait(self.tasks.pop("health"))
         await self.uplink.drain(grace_s)
         await self.uplink.say_offline()
-        await _cancel(self.tasks.pop("uplink"))
+        await cancel_and_wait(self.tasks.pop("uplink"))
         waiting = self.outbox.stats().readings
         self.outbox.close()
         log.info("gateway stopped; %d readings wait in the outbox", waiting)
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
