@@ -43,6 +43,15 @@ Kind = Literal["v", "s", "h"]
 Quality = Literal["g", "u", "b"]
 Value = bool | int | float | str | None
 KINDS = frozenset(("v", "s", "h"))
+# What a gateway reports about talking to each device (kind "s"), after every poll.
+STATUS_SIGNALS = (
+    "comm_ok",
+    "error",
+    "exception_code",
+    "rtt_ms",
+    "last_success_ms",
+    "consecutive_failures",
+)
 QUALITIES = frozenset(("g", "u", "b"))
 
 

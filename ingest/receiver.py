@@ -46,6 +46,7 @@ class Receiver:
     per_station: Counter[tuple[str, str]] = field(default_factory=Counter)
     malformed: Counter[str] = field(default_factory=Counter)
     last_batch_ms: int = 0
+    store_failures: int = 0
     connected: bool = False
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
@@ -94,7 +95,18 @@ class Receiver:
             self.malformed[str(exc)] += 1
             log.warning("malformed batch on %s: %s", name, exc)
             return
-        await self.store(batch, rejected)
+        try:
+            await self.store(batch, rejected)
+        except Exception as exc:  # not stored: no ack, so the gateway keeps it and resends
+            self.store_failures += 1
+            log.warning(
+                "batch %d from %s/%s not stored (%s); not acknowledged",
+                batch.seq,
+                site,
+                station,
+                exc,
+            )
+            return
         self.batches += 1
         self.readings += len(batch.readings)
         self.per_station[(site, station)] += len(batch.readings)

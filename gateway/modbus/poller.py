@@ -26,7 +26,7 @@ from facility.aio import honour_cancellation
 from facility.codec import CodecError
 from facility.profile import ModbusProfile, Table
 from facility.site import Bus, Transport
-from facility.wire import Reading, Value
+from facility.wire import STATUS_SIGNALS, Reading, Value
 from gateway.modbus.planner import ReadRequest, RequestPlan, plan_reads
 
 log = logging.getLogger(__name__)
@@ -58,15 +58,18 @@ class DeviceStatus:
     failures: int = 0
 
     def readings(self, asset: str, ts_ms: int) -> list[Reading]:
-        values: dict[str, bool | int | float | str] = {
-            "comm_ok": self.ok,
-            "error": self.error,
-            "exception_code": self.exception_code,
-            "rtt_ms": round(self.rtt_ms, 2),
-            "last_success_ms": self.last_success_ms,
-            "consecutive_failures": self.consecutive_failures,
-        }
-        return [Reading(asset, name, ts_ms, v, "g", "s") for name, v in values.items()]
+        values: tuple[Value, ...] = (
+            self.ok,
+            self.error,
+            self.exception_code,
+            round(self.rtt_ms, 2),
+            self.last_success_ms,
+            self.consecutive_failures,
+        )
+        return [
+            Reading(asset, name, ts_ms, v, "g", "s")
+            for name, v in zip(STATUS_SIGNALS, values, strict=True)
+        ]
 
 
 @dataclass
