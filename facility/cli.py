@@ -363,11 +363,26 @@ async def _run_demo(show: Demo, config: SiteConfig, duration_s: float | None, pl
         await _show_demo(show, config, stop, task, plain)
     finally:
         await cancel_and_wait(task)
+        await _print_queries(show)
         await show.stop()
         console.print(
             f"delivered {show.receiver.readings} readings in "
             f"{show.receiver.batches} batches; stopped"
         )
+
+
+async def _print_queries(show: Demo) -> None:
+    console.print(
+        f"InfluxDB {show.influxdb.url}, database facility: "
+        f"{show.store.points_written} points written, "
+        f"{show.store.dead_letters.count()} readings in the dead-letter store"
+    )
+    for title, rows in await show.query_results():
+        text = ", ".join(
+            f"{tags} {value:.2f}" if isinstance(value, float) else f"{tags} {value}"
+            for tags, value in rows[:8]
+        )
+        console.print(f"  {title}: {text or '(none yet)'}", highlight=False)
 
 
 def _demo_view(show: Demo, config: SiteConfig) -> Group:
@@ -385,7 +400,11 @@ def _demo_view(show: Demo, config: SiteConfig) -> Group:
             uplink,
             str(row.delivered),
         )
-    events = "\n".join(show.events[-4:])
+    stored = (
+        f"ingest: {show.store.points_written} points in InfluxDB, "
+        f"{show.store.refused} refused (dead letters)"
+    )
+    events = "\n".join([stored, *show.events[-4:]])
     return Group(_live_table(show.runner, config), gateways, events)
 
 

@@ -17,15 +17,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facility.config import SiteConfig
-from facility.services import Mosquitto
+from facility.services import InfluxDB, Mosquitto, free_port
 from facility.site import Broker
 from gateway.daemon import Gateway
+from ingest.deadletters import DeadLetters
+from ingest.influx import InfluxV1Writer
 from ingest.receiver import Receiver
+from ingest.store import InfluxStore
+from ingest.validate import Validator
 from simulators.clock import SimClock
 from simulators.engine import FeedSource
 from simulators.runner import SiteRunner
 
 log = logging.getLogger(__name__)
+
+DATABASE = "facility"
+QUERIES = (
+    ("tank levels now (m)", 'SELECT last("level_m") FROM "tank" GROUP BY "site", "asset"'),
+    ("pump readings stored", 'SELECT count("flow_m3h") FROM "pump" GROUP BY "station"'),
+    ("transformer peak load (%)", 'SELECT max("load_pct") FROM "transformer" GROUP BY "station"'),
+    ("car-park occupancy now", 'SELECT last("occupied") FROM "parking_lot" GROUP BY "site"'),
+)
 
 RATE_WINDOW_S = 15.0
 
@@ -56,6 +68,9 @@ class Demo:
     broker_port: int
     outage: Outage | None = None
     broker: Mosquitto = field(init=False)
+    influxdb: InfluxDB = field(init=False)
+    writer: InfluxV1Writer = field(init=False)
+    store: InfluxStore = field(init=False)
     runner: SiteRunner = field(init=False)
     receiver: Receiver = field(init=False)
     gateways: list[Gateway] = field(default_factory=list)
@@ -71,7 +86,14 @@ class Demo:
             self.config, self.source, self.clock, broker=Broker(host=address[0], port=address[1])
         )
         await self.runner.start()
-        self.receiver = Receiver(*address, client_id="facility-ingest-demo")
+        self.influxdb = InfluxDB(self.run_dir / "influxdb", http_port=free_port())
+        self.influxdb.start()
+        self.writer = InfluxV1Writer(self.influxdb.url, DATABASE)
+        await self.writer.create_database(DATABASE)
+        self.store = InfluxStore(
+            Validator(self.config), self.writer, DeadLetters(self.run_dir / "dead-letters.sqlite")
+        )
+        self.receiver = Receiver(*address, self.store, client_id="facility-ingest-demo")
         await self.receiver.start()
         for site in self.config.sites:
             for station in site.stations:
@@ -148,8 +170,23 @@ class Demo:
         first_t, first_n = history[0]
         return (total - first_n) / (now - first_t) if now > first_t else 0.0
 
+    async def query_results(self) -> list[tuple[str, list[tuple[str, object]]]]:
+        """A few InfluxQL answers, to show the readings really are in InfluxDB."""
+        out = []
+        for title, query in QUERIES:
+            result = await self.writer.query(query)
+            rows = []
+            for series in result["results"][0].get("series", []):
+                tag = series.get("tags", {})
+                tags = "/".join(tag[k] for k in ("site", "station", "asset") if k in tag)
+                rows.append((tags, series["values"][0][1]))
+            out.append((title, rows))
+        return out
+
     async def stop(self) -> None:
         await asyncio.gather(*(gateway.stop(grace_s=2.0) for gateway in self.gateways))
         await self.receiver.stop()
         await self.runner.stop()
+        await self.writer.close()
+        self.influxdb.stop()
         self.broker.stop()

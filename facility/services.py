@@ -1,15 +1,19 @@
-"""Private instances of the real services the platform talks to (Mosquitto), for the demo
+"""Private instances of the real services the platform talks to (Mosquitto, InfluxDB), for the demo
 and the tests: own folder, own port, stoppable, killable, restartable."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -72,6 +76,117 @@ class Mosquitto:
             raise RuntimeError(
                 f"mosquitto did not start on port {self.port} (see {self.workdir}/mosquitto.log)"
             ) from None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@dataclass
+class InfluxDB:
+    """A private InfluxDB 1.x server (`influxd run -config FILE`): start(), stop(), kill(),
+    restart(). Its meta, data and WAL live under workdir, so a restart keeps the data."""
+
+    workdir: Path
+    http_port: int = field(default_factory=free_port)
+    rpc_port: int = field(default_factory=free_port)
+    auth_enabled: bool = False
+    http_options: str = ""  # extra [http] lines, e.g. "max-body-size = 4096\n"
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        # Two free_port() calls can hand out the same port; influxd would then not start.
+        while self.rpc_port == self.http_port:
+            self.rpc_port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "influxd.log"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "influxdb.conf"
+        conf.write_text(self._config())
+        with self.log_path.open("ab") as log:  # append: a restart keeps the earlier log
+            self.proc = subprocess.Popen(
+                [require("influxd"), "run", "-config", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            self._wait_ready()
+        except (TimeoutError, RuntimeError) as exc:
+            self.kill()
+            raise RuntimeError(f"influxd did not start: {exc} (see {self.log_path})") from None
+
+    def _config(self) -> str:
+        w = self.workdir
+        # The top-level bind-address is the RPC port used by backup/restore: left at its
+        # default (8088) a second instance on the machine would collide with the first.
+        return (
+            "reporting-disabled = true\n"
+            f'bind-address = "127.0.0.1:{self.rpc_port}"\n'
+            f'[meta]\n  dir = "{w}/meta"\n'
+            f'[data]\n  dir = "{w}/data"\n  wal-dir = "{w}/wal"\n'
+            '  wal-fsync-delay = "0s"\n  query-log-enabled = false\n'
+            f'[http]\n  bind-address = "127.0.0.1:{self.http_port}"\n'
+            f"  auth-enabled = {str(self.auth_enabled).lower()}\n"
+            f"  log-enabled = false\n{self.http_options}"
+            "[monitor]\n  store-enabled = false\n"  # no _internal database to write
+            "[continuous_queries]\n  enabled = true\n"
+        )
+
+    def _wait_ready(self, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError("influxd exited")
+            if self._ping():
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"/ping did not answer 204 within {timeout_s} s")
+
+    def _ping(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as resp:
+                return bool(resp.status == 204)
+        except OSError:  # refused while starting; URLError and HTTPError are OSErrors
+            return False
+
+    def query(
+        self, q: str, db: str | None = None, username: str = "", password: str = ""
+    ) -> dict[str, Any]:
+        """Run InfluxQL (POST /query, epoch=ms) and return the parsed JSON answer, for tests
+        and the demo. POST because 1.x refuses CREATE/DROP/ALTER sent as GET."""
+        params = {"q": q, "epoch": "ms"}
+        if db is not None:
+            params["db"] = db
+        if username:
+            params.update(u=username, p=password)
+        body = urllib.parse.urlencode(params).encode()
+        with urllib.request.urlopen(f"{self.url}/query", data=body, timeout=10) as resp:
+            answer: dict[str, Any] = json.loads(resp.read())
+        return answer
 
     @property
     def running(self) -> bool:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from facility.config import SiteConfig, load_site_config
+from facility.services import InfluxDB
 from tests.services import Mosquitto, PtyPair
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,3 +36,14 @@ def pty_pair(tmp_path: Path) -> Iterator[PtyPair]:
     pair.start()
     yield pair
     pair.stop()
+
+
+@pytest.fixture
+def influxdb(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[InfluxDB]:
+    """A private influxd, started. Options through indirect parametrization, e.g.
+    @pytest.mark.parametrize("influxdb", [{"auth_enabled": True}], indirect=True)."""
+    options: dict[str, Any] = getattr(request, "param", {})
+    server = InfluxDB(tmp_path / "influxdb", **options)
+    server.start()
+    yield server
+    server.stop()

@@ -55,3 +55,6 @@ def test_demo_runs_through_an_outage_and_delivers(tmp_path: Path) -> None:
     delivered = int(out.rsplit("delivered ", 1)[1].split()[0])
     assert delivered > 2000
     assert out.count("Modbus ok") >= 11
+    written = int(out.split("database facility: ", 1)[1].split()[0])
+    assert written > 500, "readings reached InfluxDB"
+    assert "tank levels now (m): chaheihai/tank_no1" in out

@@ -1,0 +1,211 @@
+"""Writes line protocol to InfluxDB through the v1 HTTP API (`/write`, `/query`).
+
+The v1 API is the one every InfluxDB speaks: 1.x natively, 2.x and 3.x through their
+v1 compatibility endpoints (DBRP mapping). The ingest acks a gateway's batch only after
+write() returned, so every failure mode here ends in one of two places:
+
+- the lines are stored, or refused one by one with InfluxDB's reason (WriteResult.rejected,
+  for the dead-letter store): the batch can be acked;
+- an exception (InfluxUnavailable, InfluxAuthError, InfluxRequestError): nothing may be
+  acked, the gateways keep the batch and send it again. Writing a line twice is harmless,
+  it lands on the same point (same series, same timestamp).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+
+class InfluxError(Exception):
+    """A write that did not finish; the caller must not ack the data."""
+
+
+class InfluxUnavailable(InfluxError):
+    """InfluxDB did not answer, or answered 5xx/429, through every retry."""
+
+
+class InfluxAuthError(InfluxError):
+    """401/403: wrong or missing credentials, or no write permission on the database."""
+
+
+class InfluxRequestError(InfluxError):
+    """A 4xx about the request rather than its lines (e.g. 404 database not found)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"InfluxDB answered {status}: {message}")
+        self.status = status
+
+
+@dataclass
+class WriteResult:
+    written: int = 0  # lines InfluxDB accepted
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (line, InfluxDB's reason)
+    requests: int = 0  # HTTP requests made, retries included
+
+
+# Answers that say "this data cannot be stored", line by line: bisect to find the lines.
+_LINE_ERRORS = frozenset((400, 413, 422))
+_AUTH_ERRORS = frozenset((401, 403))
+
+
+class InfluxV1Writer:
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        retention_policy: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 10,
+        max_lines: int = 5000,
+        max_retries: int = 5,
+        backoff_cap_s: float = 10,
+        backoff_base_s: float = 0.5,
+    ) -> None:
+        if max_lines < 1 or max_retries < 0:
+            raise ValueError("max_lines must be >= 1 and max_retries >= 0")
+        self.database = database
+        self.max_lines = max_lines
+        self.max_retries = max_retries
+        self.backoff_cap_s = backoff_cap_s
+        self.backoff_base_s = backoff_base_s
+        self._params = {"db": database, "precision": "ms"}
+        if retention_policy:
+            self._params["rp"] = retention_policy
+        # Basic auth rather than u/p in the query string: URLs end up in logs.
+        auth = httpx.BasicAuth(username, password or "") if username else None
+        self._client = httpx.AsyncClient(base_url=url, auth=auth, timeout=timeout_s)
+
+    async def __aenter__(self) -> InfluxV1Writer:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def write(self, lines: Sequence[str]) -> WriteResult:
+        """Write lines (no trailing newlines) in chunks of at most max_lines. Returns what
+        landed and what InfluxDB refused; raises InfluxError when the outcome is unknown
+        or the fault is not in the lines (then some chunks may have landed already)."""
+        result = WriteResult()
+        for start in range(0, len(lines), self.max_lines):
+            await self._write_chunk(lines[start : start + self.max_lines], result)
+        return result
+
+    async def _write_chunk(self, lines: Sequence[str], result: WriteResult) -> None:
+        response = await self._post_retrying("\n".join(lines).encode(), result)
+        status = response.status_code
+        if status < 300:
+            result.written += len(lines)
+        elif status in _AUTH_ERRORS:
+            raise InfluxAuthError(f"InfluxDB answered {status}: {_error_text(response)}")
+        elif status not in _LINE_ERRORS:
+            raise InfluxRequestError(status, _error_text(response))
+        elif len(lines) == 1:
+            result.rejected.append((lines[0], f"{status}: {_error_text(response)}"))
+        else:
+            # 413: too big, halves may pass. 400: some line is bad, and 1.x may have kept
+            # none of the chunk (an in-batch type conflict drops it all): bisect until the
+            # bad lines stand alone, so the good ones still land.
+            half = len(lines) // 2
+            await self._write_chunk(lines[:half], result)
+            await self._write_chunk(lines[half:], result)
+
+    async def _post_retrying(self, body: bytes, result: WriteResult) -> httpx.Response:
+        reason = ""
+        for attempt in range(self.max_retries + 1):
+            retry_after: str | None = None
+            try:
+                result.requests += 1
+                response = await self._post(body)
+            except httpx.TransportError as exc:  # refused, reset, timed out
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code != 429 and response.status_code < 500:
+                    return response
+                reason = f"HTTP {response.status_code}: {_error_text(response)}"
+                retry_after = response.headers.get("Retry-After")
+            if attempt < self.max_retries:
+                await asyncio.sleep(self._delay(attempt, retry_after))
+        raise InfluxUnavailable(f"no write after {self.max_retries + 1} attempts: {reason}")
+
+    async def _post(self, body: bytes) -> httpx.Response:
+        # Line protocol compresses ~10x; level 1 gets most of that for little CPU.
+        return await self._client.post(
+            "/write",
+            params=self._params,
+            content=gzip.compress(body, compresslevel=1),
+            headers={"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"},
+        )
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        """Exponential backoff with jitter (ingest instances restarting together do not
+        retry in step), raised to the server's Retry-After, never above the cap."""
+        backoff = min(self.backoff_cap_s, self.backoff_base_s * 2.0**attempt)
+        backoff *= random.uniform(0.5, 1.0)
+        return min(self.backoff_cap_s, max(backoff, _seconds(retry_after)))
+
+    async def create_database(self, name: str) -> None:
+        # CREATE must be a POST in 1.x; it is a no-op when the database exists.
+        await self._query(f"CREATE DATABASE {quote_ident(name)}", method="POST", db=None)
+
+    async def query(self, q: str, epoch: str = "ms") -> dict[str, Any]:
+        """Run InfluxQL on the database (GET /query), timestamps as epoch `epoch`."""
+        return await self._query(q, method="GET", db=self.database, epoch=epoch)
+
+    async def _query(
+        self, q: str, method: str, db: str | None, epoch: str = "ms"
+    ) -> dict[str, Any]:
+        params = {"q": q, "epoch": epoch} | ({"db": db} if db else {})
+        response = await self._client.request(method, "/query", params=params)
+        if response.status_code in _AUTH_ERRORS:
+            raise InfluxAuthError(
+                f"InfluxDB answered {response.status_code}: {_error_text(response)}"
+            )
+        if response.status_code >= 300:
+            raise InfluxRequestError(response.status_code, _error_text(response))
+        answer: dict[str, Any] = response.json()
+        errors = [r["error"] for r in answer.get("results", []) if "error" in r]
+        if errors:
+            raise InfluxRequestError(response.status_code, "; ".join(errors))
+        return answer
+
+
+def quote_ident(name: str) -> str:
+    """An InfluxQL identifier in double quotes (any name, even with quotes in it)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _seconds(retry_after: str | None) -> float:
+    # Retry-After in seconds; the HTTP-date form is not worth a parser here (no InfluxDB
+    # sends it), and an unreadable value just leaves the backoff as it is.
+    try:
+        return max(0.0, float(retry_after)) if retry_after else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _error_text(response: httpx.Response) -> str:
+    """InfluxDB's own words: {"error": "..."} in the body, else the X-Influxdb-Error
+    header, else the body as text."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):
+        return error
+    return response.headers.get("X-Influxdb-Error") or response.text.strip() or "(no text)"

@@ -1,0 +1,118 @@
+"""Gateway -> broker -> ingest -> real InfluxDB: every acquired reading lands exactly once,
+with its value and acquisition timestamp; InfluxDB down means no ack and nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from facility.config import SiteConfig
+from facility.services import InfluxDB
+from ingest.deadletters import DeadLetters
+from ingest.influx import InfluxV1Writer
+from ingest.receiver import Receiver
+from ingest.store import InfluxStore
+from ingest.validate import Validator
+from tests.integration._gateway import Recorder, gateway_for, one_station, served_at
+from tests.integration.test_gateway_e2e import start_site
+from tests.services import Mosquitto
+
+DB = "facility"
+
+
+async def influx_values(writer: InfluxV1Writer, asset: str, field: str) -> dict[int, object]:
+    result = await writer.query(
+        f'SELECT "{field}" FROM "pump","tank","transformer" WHERE "asset" = \'{asset}\''
+    )
+    out: dict[int, object] = {}
+    for series in result["results"][0].get("series", []):
+        for ts, value in series["values"]:
+            if value is not None:
+                assert ts not in out, f"{asset}.{field} has two points at {ts}"
+                out[ts] = value
+    return out
+
+
+async def test_every_reading_lands_in_influxdb_once_even_through_an_influx_outage(
+    demo_config: SiteConfig,
+    mosquitto: Mosquitto,
+    influxdb: InfluxDB,
+    tmp_path: Path,
+) -> None:
+    config = one_station(demo_config, "fengshou", "xiba")
+    runner = await start_site(config, mosquitto)
+    writer = InfluxV1Writer(influxdb.url, DB, max_retries=1, backoff_cap_s=0.2)
+    await writer.create_database(DB)
+    store = InfluxStore(Validator(config), writer, DeadLetters(tmp_path / "dead.sqlite"))
+    receiver = Receiver("127.0.0.1", mosquitto.port, store, client_id="ingest-test")
+    await receiver.start()
+    gateway = gateway_for(
+        served_at(config, runner), "fengshou", "xiba", tmp_path / "gw", mosquitto.port
+    )
+    recorder = Recorder(gateway)
+    gateway.start()
+    try:
+        await asyncio.sleep(2.0)
+        influxdb.stop()  # the ingest cannot store: it stops acking, gateways keep the data
+        await asyncio.sleep(3.0)
+        held = gateway.outbox.stats().readings
+        failures = receiver.store_failures
+        influxdb.start()
+        await asyncio.sleep(1.0)
+        acquired = [r for r in recorder.readings if r.kind == "v" and r.value is not None]
+        async with asyncio.timeout(40):
+            while gateway.outbox.stats().readings > 0 or gateway.uplink.in_flight_readings:
+                await asyncio.sleep(0.2)
+    finally:
+        await gateway.stop()
+        await receiver.stop()
+        await runner.stop()
+    assert failures > 0 and held > 0, "the outage held readings back"
+    assert store.refused == 0 and store.dead_letters.count() == 0
+    for asset, signal in (
+        ("pump_1", "flow_m3h"),
+        ("pump_1", "running"),
+        ("tank_no4", "level_m"),
+        ("transformer", "energy_kwh"),
+    ):
+        stored = await influx_values(writer, asset, signal)
+        sent = {r.ts_ms: r.value for r in acquired if r.asset == asset and r.signal == signal}
+        assert sent and set(sent) <= set(stored), f"{asset}.{signal}: readings missing"
+        for ts, value in sent.items():
+            assert stored[ts] == value, f"{asset}.{signal} at {ts}"
+    await writer.close()
+
+
+async def test_refused_readings_go_to_the_dead_letter_store(
+    demo_config: SiteConfig,
+    influxdb: InfluxDB,
+    tmp_path: Path,
+) -> None:
+    from facility.wire import Batch, Reading
+
+    now = 1_780_264_800_000
+    writer = InfluxV1Writer(influxdb.url, DB)
+    await writer.create_database(DB)
+    validator = Validator(demo_config, now_ms=now)
+    store = InfluxStore(validator, writer, DeadLetters(tmp_path / "dead.sqlite"))
+    first = Batch("fengshou", "xiba", 1, 1, "live", now, [Reading("pump_1", "flow_m3h", now, 2.5)])
+    await store(first, [])
+    # the same field as an integer later: InfluxDB refuses the type change, the rest lands
+    second = Batch(
+        "fengshou",
+        "xiba",
+        1,
+        2,
+        "live",
+        now,
+        [
+            Reading("pump_1", "starts", now + 1, 12),
+            Reading("pump_9", "flow_m3h", now + 1, 1.0),
+        ],
+    )
+    await store(second, [(5, "row is not a list of 6 items")])
+    letters = store.dead_letters.latest()
+    assert {d.reason.split(":")[0] for d in letters} >= {"unknown asset 'pump_9'", "row 5"}
+    assert (await influx_values(writer, "pump_1", "starts")) == {now + 1: 12}
+    assert (await influx_values(writer, "pump_1", "flow_m3h")) == {now: 2.5}
+    await writer.close()
