@@ -44,8 +44,37 @@ def require(binary: str) -> str:
     return path
 
 
+class ServerProcess:
+    """Stop, kill and restart for a server run as a child process (`start` is the server's)."""
+
+    proc: subprocess.Popen[bytes] | None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
 @dataclass
-class Mosquitto:
+class Mosquitto(ServerProcess):
     """A private Mosquitto broker: start(), stop(), kill(), restart()."""
 
     workdir: Path
@@ -77,29 +106,9 @@ class Mosquitto:
                 f"mosquitto did not start on port {self.port} (see {self.workdir}/mosquitto.log)"
             ) from None
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-            self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
 
 @dataclass
-class InfluxDB:
+class InfluxDB(ServerProcess):
     """A private InfluxDB 1.x server (`influxd run -config FILE`): start(), stop(), kill(),
     restart(). Its meta, data and WAL live under workdir, so a restart keeps the data."""
 
@@ -187,23 +196,3 @@ class InfluxDB:
         with urllib.request.urlopen(f"{self.url}/query", data=body, timeout=10) as resp:
             answer: dict[str, Any] = json.loads(resp.read())
         return answer
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-            self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
