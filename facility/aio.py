@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
+
+log = logging.getLogger(__name__)
 
 
 def honour_cancellation() -> None:
@@ -20,9 +23,21 @@ def honour_cancellation() -> None:
         raise asyncio.CancelledError
 
 
-async def cancel_and_wait(task: asyncio.Task[None]) -> None:
-    """Cancel a task and wait until it has really finished."""
-    task.cancel()
+async def cancel_and_wait(task: asyncio.Task[None], attempts: int = 20) -> None:
+    """Cancel a task and wait until it has really finished.
+
+    The cancellation is repeated while the task runs on, because a library can swallow
+    one (see honour_cancellation); a task that survives every attempt is logged and
+    left running rather than hanging the caller.
+    """
+    for _ in range(attempts):
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=0.5)
+        if done:
+            break
+    if not task.done():
+        log.error("task %s ignored %d cancellations; leaving it", task.get_name(), attempts)
+        return
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
