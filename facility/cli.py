@@ -9,13 +9,14 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
@@ -204,7 +205,7 @@ async def _serve(
     stop = stop_on_signals()
     runner_task = asyncio.create_task(runner.run(duration_s))
     try:
-        await _show(runner, config, stop, runner_task, plain)
+        await _show_live(lambda: _live_table(runner, config), stop, runner_task, plain)
     finally:
         await cancel_and_wait(runner_task)
         await runner.stop()
@@ -227,27 +228,28 @@ def _fmt_time(t_ms: int) -> str:
     return datetime.fromtimestamp(t_ms / 1000, DISPLAY_TZ).strftime("%Y-%m-%d %H:%M:%S %z")
 
 
-async def _show(
-    runner: SiteRunner,
-    config: SiteConfig,
+async def _show_live(
+    view: Callable[[], RenderableType],
     stop: asyncio.Event,
     task: asyncio.Task[None],
     plain: bool,
 ) -> None:
+    """Redraw `view` until stopped or the task ends: a live table on a terminal, a printed
+    one every few seconds otherwise (logs, pipes)."""
     if plain or not console.is_terminal:
         while not stop.is_set() and not task.done():
-            console.print(_live_table(runner, config))
+            console.print(view())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5.0):
                     await asyncio.shield(task)
-        console.print(_live_table(runner, config))
+        console.print(view())
         return
-    with Live(_live_table(runner, config), console=console, refresh_per_second=2) as live:
+    with Live(view(), console=console, refresh_per_second=1) as live:
         while not stop.is_set() and not task.done():
-            live.update(_live_table(runner, config))
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.5):
+                async with asyncio.timeout(1.0):
                     await stop.wait()
+            live.update(view())
 
 
 def _endpoint_table(runner: SiteRunner) -> Table:
@@ -360,7 +362,7 @@ async def _run_demo(show: Demo, config: SiteConfig, duration_s: float | None, pl
     stop = stop_on_signals()
     task = asyncio.create_task(show.run(duration_s))
     try:
-        await _show_demo(show, config, stop, task, plain)
+        await _show_live(lambda: _demo_view(show, config), stop, task, plain)
     finally:
         await cancel_and_wait(task)
         await _print_queries(show)
@@ -406,24 +408,6 @@ def _demo_view(show: Demo, config: SiteConfig) -> Group:
     )
     events = "\n".join([stored, *show.events[-4:]])
     return Group(_live_table(show.runner, config), gateways, events)
-
-
-async def _show_demo(
-    show: Demo, config: SiteConfig, stop: asyncio.Event, task: asyncio.Task[None], plain: bool
-) -> None:
-    if plain or not console.is_terminal:
-        while not stop.is_set() and not task.done():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5.0):
-                    await asyncio.shield(task)
-            console.print(_demo_view(show, config))
-        return
-    with Live(_demo_view(show, config), console=console, refresh_per_second=1) as live:
-        while not stop.is_set() and not task.done():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await stop.wait()
-            live.update(_demo_view(show, config))
 
 
 gateway_app = typer.Typer(help="The site gateway daemon.", no_args_is_help=True)
