@@ -67,7 +67,7 @@ from facility.site import (
     Transport,
 )
 from facility.site import Uplink as UplinkTarget
-from facility.wire import Batch, Reading, decode_batch, encode_rows
+from facility.wire import BadRow, Batch, Reading, decode_batch, encode_rows
 from gateway.daemon import Gateway
 from gateway.modbus.planner import minimum_requests, plan_reads
 from gateway.modbus.poller import _reading
@@ -327,7 +327,7 @@ async def serve_modbus(units: int, status: Path) -> None:
 async def receive(port: int, status: Path) -> None:
     delays: list[int] = []
 
-    async def store(batch: Batch, rejected: list[tuple[int, str]]) -> None:
+    async def store(batch: Batch, rejected: list[BadRow]) -> None:
         now = time.time_ns() // 1_000_000
         delays.extend(now - r.ts_ms for r in batch.readings if r.asset.startswith(LIVE_PREFIX))
 

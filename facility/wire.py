@@ -33,7 +33,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 WIRE_VERSION = 1
 TOPIC_ROOT = "facility/v1"
@@ -119,17 +119,25 @@ def encode_rows(header: dict[str, Any], rows_json: Sequence[str], level: int = 6
     return zlib.compress(text.encode(), level)
 
 
-def decode_batch(payload: bytes) -> tuple[Batch, list[tuple[int, str]]]:
-    """Read an `up` payload. Rows that break the contract are returned as (index, reason)
+class BadRow(NamedTuple):
+    """A row of a batch that breaks the contract, kept as it came for the dead letters."""
+
+    position: int
+    reason: str
+    raw: Any
+
+
+def decode_batch(payload: bytes) -> tuple[Batch, list[BadRow]]:
+    """Read an `up` payload. Rows that break the contract are returned as BadRows
     instead of failing the batch; a batch whose envelope is wrong raises WireError."""
     body = _envelope(payload)
     readings: list[Reading] = []
-    rejected: list[tuple[int, str]] = []
+    rejected: list[BadRow] = []
     for i, row in enumerate(body["r"]):
         try:
             readings.append(_row(row))
         except WireError as exc:
-            rejected.append((i, str(exc)))
+            rejected.append(BadRow(i, str(exc), row))
     batch = Batch(
         site=body["site"],
         station=body["station"],

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 import aiomqtt
 
 from facility.aio import honour_cancellation
-from facility.wire import Batch, WireError, decode_batch, encode_ack, parse_topic, topic
+from facility.wire import BadRow, Batch, WireError, decode_batch, encode_ack, parse_topic, topic
 
 log = logging.getLogger(__name__)
 
-Store = Callable[[Batch, list[tuple[int, str]]], Awaitable[None]]
+Store = Callable[[Batch, list[BadRow]], Awaitable[object]]
 
 
-async def keep_nothing(batch: Batch, rejected: list[tuple[int, str]]) -> None:
+async def keep_nothing(batch: Batch, rejected: list[BadRow]) -> None:
     """A store for demos that only count."""
 
 

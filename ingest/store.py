@@ -9,56 +9,75 @@ the store raises, the receiver does not ack, and the gateway sends the batch aga
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from facility.wire import Batch, Reading, Value
+from facility.wire import BadRow, Batch, Reading
 from ingest.deadletters import DeadLetters
-from ingest.influx import InfluxV1Writer
+from ingest.influx import WriteResult
 from ingest.lineproto import LineProtocolError, encode_point
 from ingest.validate import Accepted, Validator
 
 PointKey = tuple[str, str, int]  # measurement, asset, ts_ms
-Refusal = tuple[Reading | None, str]
+
+
+class LineWriter(Protocol):
+    """InfluxDB's v1 or v2 write path: lines in, what landed and what was refused out."""
+
+    async def write(self, lines: Sequence[str]) -> WriteResult: ...
+
+
+@dataclass
+class StoreResult:
+    stored: int  # readings now in InfluxDB
+    refused: int  # readings or lines now in the dead-letter store
 
 
 @dataclass
 class InfluxStore:
     validator: Validator
-    writer: InfluxV1Writer
+    writer: LineWriter
     dead_letters: DeadLetters
     points_written: int = 0
     refused: int = 0
     null_values: int = 0
 
-    async def __call__(self, batch: Batch, bad_rows: list[tuple[int, str]]) -> None:
+    async def __call__(self, batch: Batch, bad_rows: Sequence[BadRow] = ()) -> StoreResult:
         verdict = self.validator.check(batch, bad_rows)
         lines, unencodable = self._lines(batch, verdict.accepted)
-        refused = verdict.rejected + unencodable
+        refused_rows = verdict.rejected + unencodable
+        refused_lines: list[tuple[str, str]] = []
         if lines:
             result = await self.writer.write(lines)
-            refused += [
-                (None, f"InfluxDB refused {line!r}: {why}") for line, why in result.rejected
-            ]
-            self.points_written += len(lines) - len(result.rejected)
-        if refused:
-            self.dead_letters.add(batch.site, batch.station, refused)
-            self.refused += len(refused)
+            refused_lines = result.rejected
+            self.points_written += len(lines) - len(refused_lines)
+        # Written only after InfluxDB answered: a crash before this line means no ack,
+        # and the resent batch lands on the same points and refuses the same rows again.
+        self.dead_letters.add_rows(batch.site, batch.station, refused_rows)
+        self.dead_letters.add_lines(batch.site, batch.station, refused_lines)
+        refused = len(refused_rows) + len(refused_lines)
+        self.refused += refused
+        return StoreResult(len(batch.readings) - len(refused_rows), refused)
 
-    def _lines(self, batch: Batch, accepted: list[Accepted]) -> tuple[list[str], list[Refusal]]:
-        points: dict[PointKey, dict[str, bool | int | float | str]] = defaultdict(dict)
+    def _lines(
+        self, batch: Batch, accepted: list[Accepted]
+    ) -> tuple[list[str], list[tuple[Any, str]]]:
+        points: dict[PointKey, list[Reading]] = defaultdict(list)
         for item in accepted:
-            value: Value = item.reading.value
-            if value is None:  # a sensor's own fault report: nothing to store as a field
+            if item.reading.value is None:  # a sensor's own fault report: no field to store
                 self.null_values += 1
                 continue
-            key = (item.measurement, item.reading.asset, item.reading.ts_ms)
-            points[key][item.reading.signal] = value
+            points[(item.measurement, item.reading.asset, item.reading.ts_ms)].append(item.reading)
         lines: list[str] = []
-        unencodable: list[Refusal] = []
-        for (measurement, asset, ts_ms), fields in points.items():
+        unencodable: list[tuple[Any, str]] = []
+        for (measurement, asset, ts_ms), readings in points.items():
             tags = {"site": batch.site, "station": batch.station, "asset": asset}
+            fields = {r.signal: r.value for r in readings if r.value is not None}
             try:
                 lines.append(encode_point(measurement, tags, fields, ts_ms))
             except LineProtocolError as exc:
-                unencodable.append((None, f"{measurement}/{asset}@{ts_ms}: {exc}"))
+                unencodable += [
+                    (r.row(), f"{measurement}/{asset}@{ts_ms}: {exc}") for r in readings
+                ]
         return lines, unencodable

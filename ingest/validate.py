@@ -8,12 +8,14 @@ from now. The rest of the batch is still written.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from facility.config import SiteConfig
 from facility.profile import ModbusProfile, MqttProfile
 from facility.site import Asset, AssetKind
-from facility.wire import STATUS_SIGNALS, Batch, Reading
+from facility.wire import STATUS_SIGNALS, BadRow, Batch, Reading
 
 MAX_FUTURE_MS = 5 * 60_000  # a gateway clock a few minutes fast is tolerated
 MAX_PAST_MS = 400 * 86_400_000  # a backlog may be old, but not older than the outbox allows
@@ -29,7 +31,7 @@ class Accepted:
 @dataclass
 class Verdict:
     accepted: list[Accepted] = field(default_factory=list)
-    rejected: list[tuple[Reading | None, str]] = field(default_factory=list)
+    rejected: list[tuple[Any, str]] = field(default_factory=list)  # (wire row, reason)
 
 
 @dataclass
@@ -37,13 +39,13 @@ class Validator:
     config: SiteConfig
     now_ms: float = 0.0  # 0: the wall clock
 
-    def check(self, batch: Batch, bad_rows: list[tuple[int, str]]) -> Verdict:
-        verdict = Verdict(rejected=[(None, f"row {i}: {why}") for i, why in bad_rows])
+    def check(self, batch: Batch, bad_rows: Sequence[BadRow] = ()) -> Verdict:
+        verdict = Verdict(rejected=[(b.raw, f"row {b.position}: {b.reason}") for b in bad_rows])
         try:
             station = self.config.site(batch.site).station(batch.station)
         except KeyError:
             verdict.rejected += [
-                (r, f"unknown gateway {batch.site}/{batch.station}") for r in batch.readings
+                (r.row(), f"unknown gateway {batch.site}/{batch.station}") for r in batch.readings
             ]
             return verdict
         assets = {a.id: a for a in station.assets}
@@ -51,7 +53,7 @@ class Validator:
         for reading in batch.readings:
             reason = self._reason(reading, assets, now)
             if reason:
-                verdict.rejected.append((reading, reason))
+                verdict.rejected.append((reading.row(), reason))
             else:
                 verdict.accepted.append(self._accept(reading, assets))
         return verdict

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from facility.wire import Batch
+from facility.wire import BadRow, Batch
 from ingest.receiver import Receiver as IngestReceiver
 
 Key = tuple[str, str, str, str, int]  # station, kind, asset, signal, ts_ms
@@ -30,7 +30,7 @@ class Receiver:
     def bad(self) -> list[str]:
         return list(self.ingest.malformed)
 
-    async def _keep(self, batch: Batch, rejected: list[tuple[int, str]]) -> None:
+    async def _keep(self, batch: Batch, rejected: list[BadRow]) -> None:
         self.batches.append(batch)
         self.arrived_ms.append(time.time_ns() // 1_000_000)
         for r in batch.readings:

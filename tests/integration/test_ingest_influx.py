@@ -88,7 +88,7 @@ async def test_refused_readings_go_to_the_dead_letter_store(
     influxdb: InfluxDB,
     tmp_path: Path,
 ) -> None:
-    from facility.wire import Batch, Reading
+    from facility.wire import BadRow, Batch, Reading
 
     now = 1_780_264_800_000
     writer = InfluxV1Writer(influxdb.url, DB)
@@ -110,7 +110,7 @@ async def test_refused_readings_go_to_the_dead_letter_store(
             Reading("pump_9", "flow_m3h", now + 1, 1.0),
         ],
     )
-    await store(second, [(5, "row is not a list of 6 items")])
+    await store(second, [BadRow(5, "row is not a list of 6 items", [1, 2])])
     letters = store.dead_letters.latest()
     assert {d.reason.split(":")[0] for d in letters} >= {"unknown asset 'pump_9'", "row 5"}
     assert (await influx_values(writer, "pump_1", "starts")) == {now + 1: 12}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from facility.config import SiteConfig
-from facility.wire import Batch, Reading
+from facility.wire import BadRow, Batch, Reading
 from ingest.deadletters import DeadLetters
 from ingest.validate import Validator
 
@@ -52,13 +52,13 @@ def test_each_refusal_says_why(demo_config: SiteConfig) -> None:
         (Reading("pump_1", "voltage", NOW, 1, "g", "s"), "unknown status signal"),
     ]
     verdict = Validator(demo_config, now_ms=NOW).check(
-        batch(*(r for r, _ in bad)), [(7, "row is not a list of 6 items")]
+        batch(*(r for r, _ in bad)), [BadRow(7, "row is not a list of 6 items", "junk")]
     )
     assert not verdict.accepted
     reasons = [why for _, why in verdict.rejected]
     assert reasons[0] == "row 7: row is not a list of 6 items"
     for (reading, expected), (refused, why) in zip(bad, verdict.rejected[1:], strict=True):
-        assert refused is reading and expected in why
+        assert refused == reading.row() and expected in why
 
 
 def test_an_unknown_gateway_refuses_the_whole_batch(demo_config: SiteConfig) -> None:
@@ -68,17 +68,24 @@ def test_an_unknown_gateway_refuses_the_whole_batch(demo_config: SiteConfig) -> 
     assert verdict.rejected[0][1] == "unknown gateway fengshou/atlantis"
 
 
-def test_dead_letters_keep_the_row_and_the_reason(tmp_path: Path) -> None:
+def test_dead_letters_keep_the_row_the_line_the_batch_and_the_reason(tmp_path: Path) -> None:
     store = DeadLetters(tmp_path / "dead.sqlite")
-    store.add(
+    store.add_rows(
         "fengshou",
         "xiba",
-        [(Reading("pump_9", "x", NOW, 1.5), "unknown asset"), (None, "row 3: not a list")],
+        [(Reading("pump_9", "x", NOW, 1.5).row(), "unknown asset"), ("junk", "row 3: not a list")],
     )
+    store.add_lines("fengshou", "xiba", [("pump,asset=p x=1i 5", "field type conflict")])
+    store.add_batch("wanda", "gate_east", b"\x00not zlib", "not zlib-compressed JSON")
     store.close()
     reopened = DeadLetters(tmp_path / "dead.sqlite")
-    assert reopened.count() == 2
-    newest, oldest = reopened.latest()
-    assert oldest.row == ["v", "pump_9", "x", NOW, 1.5, "g"] and oldest.reason == "unknown asset"
-    assert newest.row is None and newest.site == "fengshou"
-    assert reopened.latest(site="wanda") == []
+    assert reopened.count() == 4
+    batch_letter, line, junk, row = reopened.latest()
+    assert row.row() == ["v", "pump_9", "x", NOW, 1.5, "g"] and row.reason == "unknown asset"
+    assert junk.row() == "junk" and junk.site == "fengshou"
+    assert line.body == "pump,asset=p x=1i 5" and line.kind == "line"
+    assert batch_letter.payload() == b"\x00not zlib" and batch_letter.site == "wanda"
+    assert [d.id for d in reopened.latest(site="wanda")] == [batch_letter.id]
+    reopened.mark_replayed([row.id, line.id])
+    assert reopened.count() == 2 and reopened.count(pending_only=False) == 4
+    assert {d.id for d in reopened.latest(pending_only=True)} == {junk.id, batch_letter.id}
