@@ -6,7 +6,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
-SYSTEM_PACKAGES=(mosquitto mosquitto-clients influxdb mbpoll socat)
+SYSTEM_PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics mbpoll socat chromium)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do

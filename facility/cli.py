@@ -27,6 +27,7 @@ from facility.logs import setup_logging
 from facility.site import Broker
 from facility.sourcemap import ConfigError
 from gateway.daemon import Gateway
+from ingest.commands import ingest_app
 from simulators.clock import SimClock, parse_duration
 from simulators.display import station_rows
 from simulators.engine import Advance, FeedSource, Simulation
@@ -45,6 +46,7 @@ app = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 DISPLAY_TZ = ZoneInfo("Asia/Shanghai")  # the demo sites' time zone; readings stay UTC
+DEMO_RULES = Path(__file__).resolve().parents[1] / "deploy" / "alarms" / "rules.yaml"
 
 SitePath = Annotated[
     Path, typer.Argument(help="Site folder (every *.yaml a site) or one site file.")
@@ -325,8 +327,9 @@ def demo(
     outage_at: Annotated[str, typer.Option(help="Stop the broker after this real time.")] = "60s",
     outage_for: Annotated[str, typer.Option(help="Keep it stopped this long (0: never).")] = "30s",
     plain: Annotated[bool, typer.Option(help="Print lines instead of a live table.")] = False,
+    rules: Annotated[Path | None, typer.Option(help="Alarm rules file.")] = DEMO_RULES,
 ) -> None:
-    """Simulated site + one gateway per station + broker + ingest receiver, live."""
+    """Simulated site + one gateway per station + broker + ingest with alarms, live."""
     setup_logging("warning")
     config = _load(path)
     scen = _scenario(scenario, config)
@@ -343,7 +346,7 @@ def demo(
         if parse_duration(outage_for) > 0
         else None
     )
-    show = Demo(config, source, SimClock(start_ms, speed), run_dir, broker_port, outage)
+    show = Demo(config, source, SimClock(start_ms, speed), run_dir, broker_port, outage, rules)
     asyncio.run(_run_demo(show, config, seconds, plain))
 
 
@@ -412,6 +415,7 @@ def _demo_view(show: Demo, config: SiteConfig) -> Group:
 
 gateway_app = typer.Typer(help="The site gateway daemon.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(ingest_app, name="ingest")
 
 
 @gateway_app.command("run")

@@ -18,13 +18,15 @@ from pathlib import Path
 
 from facility.config import SiteConfig
 from facility.services import InfluxDB, Mosquitto, free_port
-from facility.site import Broker
+from facility.site import Broker, Uplink
 from gateway.daemon import Gateway
-from ingest.deadletters import DeadLetters
+from ingest.alarms.book import Transition
+from ingest.config import AlarmSettings, InfluxV1Target, IngestConfig, IngestSettings
 from ingest.influx import InfluxV1Writer
 from ingest.receiver import Receiver
+from ingest.schema import init_database
+from ingest.service import IngestService
 from ingest.store import InfluxStore
-from ingest.validate import Validator
 from simulators.clock import SimClock
 from simulators.engine import FeedSource
 from simulators.runner import SiteRunner
@@ -37,6 +39,10 @@ QUERIES = (
     ("pump readings stored", 'SELECT count("flow_m3h") FROM "pump" GROUP BY "station"'),
     ("transformer peak load (%)", 'SELECT max("load_pct") FROM "transformer" GROUP BY "station"'),
     ("car-park occupancy now", 'SELECT last("occupied") FROM "parking_lot" GROUP BY "site"'),
+    (
+        "1-minute rollups of pump flow (continuous query)",
+        'SELECT count("mean_flow_m3h") FROM "rollup_1m"."pump" GROUP BY "station"',
+    ),
 )
 
 RATE_WINDOW_S = 15.0
@@ -67,12 +73,12 @@ class Demo:
     run_dir: Path
     broker_port: int
     outage: Outage | None = None
+    rules: Path | None = None  # alarm rules; None: no alarms
     broker: Mosquitto = field(init=False)
     influxdb: InfluxDB = field(init=False)
-    writer: InfluxV1Writer = field(init=False)
-    store: InfluxStore = field(init=False)
+    writer: InfluxV1Writer = field(init=False)  # the demo's own InfluxQL questions
+    ingest: IngestService = field(init=False)
     runner: SiteRunner = field(init=False)
-    receiver: Receiver = field(init=False)
     gateways: list[Gateway] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -89,12 +95,14 @@ class Demo:
         self.influxdb = InfluxDB(self.run_dir / "influxdb", http_port=free_port())
         self.influxdb.start()
         self.writer = InfluxV1Writer(self.influxdb.url, DATABASE)
-        await self.writer.create_database(DATABASE)
-        self.store = InfluxStore(
-            Validator(self.config), self.writer, DeadLetters(self.run_dir / "dead-letters.sqlite")
+        settings = self._ingest_settings(address)
+        await init_database(self.writer, DATABASE, settings.retention)
+        self.ingest = IngestService(
+            IngestConfig(self.run_dir / "ingest.yaml", settings, self.config)
         )
-        self.receiver = Receiver(*address, self.store, client_id="facility-ingest-demo")
-        await self.receiver.start()
+        if self.ingest.alarms is not None:
+            self.ingest.alarms.listeners.append(self._alarm_events)
+        await self.ingest.start()
         for site in self.config.sites:
             for station in site.stations:
                 gateway = Gateway(
@@ -108,6 +116,33 @@ class Demo:
                 gateway.start()
                 self.gateways.append(gateway)
         self.started = time.monotonic()
+
+    def _ingest_settings(self, broker: tuple[str, int]) -> IngestSettings:
+        """What deploy/ingest/ingest.yaml says, pointed at the demo's private servers."""
+        return IngestSettings(
+            site_config=str(self.config.root),
+            client_id="facility-ingest-demo",
+            broker=Uplink(host=broker[0], port=broker[1]),
+            influxdb=InfluxV1Target(url=self.influxdb.url, database=DATABASE),
+            data_dir=str((self.run_dir / "ingest").resolve()),
+            alarms=AlarmSettings(rules=str(self.rules.resolve())) if self.rules else None,
+        )
+
+    async def _alarm_events(self, transitions: list[Transition]) -> None:
+        for t in transitions:
+            if t.notify:
+                self.events.append(
+                    f"{time.strftime('%H:%M:%S')} ALARM {t.event.upper()} {t.priority} "
+                    f"{t.key}: {t.message}"
+                )
+
+    @property
+    def receiver(self) -> Receiver:
+        return self.ingest.receiver
+
+    @property
+    def store(self) -> InfluxStore:
+        return self.ingest.store
 
     async def run(self, duration_s: float | None) -> None:
         physics = asyncio.create_task(self.runner.run(duration_s))
@@ -185,7 +220,7 @@ class Demo:
 
     async def stop(self) -> None:
         await asyncio.gather(*(gateway.stop(grace_s=2.0) for gateway in self.gateways))
-        await self.receiver.stop()
+        await self.ingest.stop()
         await self.runner.stop()
         await self.writer.close()
         self.influxdb.stop()

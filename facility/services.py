@@ -3,6 +3,7 @@ and the tests: own folder, own port, stoppable, killable, restartable."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import signal
@@ -196,3 +197,88 @@ class InfluxDB(ServerProcess):
         with urllib.request.urlopen(f"{self.url}/query", data=body, timeout=10) as resp:
             answer: dict[str, Any] = json.loads(resp.read())
         return answer
+
+
+@dataclass
+class VictoriaMetrics(ServerProcess):
+    """A private single-node VictoriaMetrics (Debian package `victoria-metrics`), which
+    takes InfluxDB line protocol on `/write` and `/api/v2/write`: start(), stop(), kill(),
+    restart(). Data lives under workdir, so a restart keeps what was flushed. A line's
+    measurement and field become the metric `{measurement}_{field}`, its tags labels;
+    every value is a float64 (true is 1, a string field 0)."""
+
+    workdir: Path
+    http_port: int = field(default_factory=free_port)
+    username: str = ""  # with a password: HTTP Basic auth on every path but /health
+    password: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "victoria-metrics.log"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:  # append: a restart keeps the earlier log
+            self.proc = subprocess.Popen(
+                [require("victoria-metrics"), *self._flags()],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            self._wait_ready()
+        except (TimeoutError, RuntimeError) as exc:
+            self.kill()
+            raise RuntimeError(
+                f"victoria-metrics did not start: {exc} (see {self.log_path})"
+            ) from None
+
+    def _flags(self) -> list[str]:
+        # The default retention (1 month) silently drops older points with a 204, and
+        # tests write fixed dates; 100y keeps everything InfluxDB would keep.
+        flags = [
+            f"-httpListenAddr=127.0.0.1:{self.http_port}",
+            f"-storageDataPath={self.workdir}/data",
+            "-retentionPeriod=100y",
+            "-search.latencyOffset=0s",
+            "-dedup.minScrapeInterval=1ms",
+            "-loggerLevel=WARN",
+        ]
+        if self.username:
+            flags += [f"-httpAuth.username={self.username}", f"-httpAuth.password={self.password}"]
+        return flags
+
+    def _wait_ready(self, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError("victoria-metrics exited")
+            try:
+                self._get("/health")
+                return
+            except OSError:  # refused while starting
+                time.sleep(0.05)
+        raise TimeoutError(f"/health did not answer within {timeout_s} s")
+
+    def export(self, match: str = '{__name__!=""}') -> list[dict[str, Any]]:
+        """Every series matching the selector, as /api/v1/export gives them: one dict per
+        series with `metric` (name and labels), `values` and `timestamps` (ms)."""
+        # Points wait in memory for up to a few seconds before a search sees them, and
+        # export's default end is now rounded down to the second: flush, and ask up to
+        # the year 2286 so points stamped in the last second are not left out.
+        self._get("/internal/force_flush")
+        query = urllib.parse.urlencode({"match[]": match, "end": "9999999999"})
+        answer = self._get(f"/api/v1/export?{query}")
+        return [json.loads(line) for line in answer.splitlines() if line.strip()]
+
+    def _get(self, path: str) -> str:
+        request = urllib.request.Request(f"{self.url}{path}")
+        if self.username:
+            token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return str(resp.read().decode())

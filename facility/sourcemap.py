@@ -122,10 +122,30 @@ def validate(model: type[M], doc: SourceDoc) -> M:
 
 def issue_from_pydantic(doc: SourceDoc, err: Any) -> ConfigIssue:
     # pydantic puts the tag of a discriminated union into loc; it is not a field name.
-    loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    loc = _data_path(doc.data, [p for p in err["loc"] if not str(p).startswith("function-")])
     message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         message = "unknown field (check the spelling)"
     elif err["type"] == "missing":
         message = "required field is missing"
     return doc.issue(loc, message)
+
+
+def _data_path(data: Any, loc: list[str | int]) -> list[str | int]:
+    """pydantic's error location minus the tags of discriminated unions (`v2` in
+    influxdb.v2.bucket): a part that is no key of the document, where more follows."""
+    out: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        is_last = i == len(loc) - 1
+        if isinstance(node, dict) and part not in node and not is_last:
+            continue
+        out.append(part)
+        node = node.get(part) if isinstance(node, dict) else _item(node, part)
+    return out
+
+
+def _item(node: Any, part: str | int) -> Any:
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None

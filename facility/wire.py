@@ -33,7 +33,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 WIRE_VERSION = 1
 TOPIC_ROOT = "facility/v1"
@@ -127,6 +127,9 @@ class BadRow(NamedTuple):
     raw: Any
 
 
+_PLAIN_VALUES = frozenset((bool, int, str, type(None)))  # the value types besides float
+
+
 def decode_batch(payload: bytes) -> tuple[Batch, list[BadRow]]:
     """Read an `up` payload. Rows that break the contract are returned as BadRows
     instead of failing the batch; a batch whose envelope is wrong raises WireError."""
@@ -134,8 +137,26 @@ def decode_batch(payload: bytes) -> tuple[Batch, list[BadRow]]:
     readings: list[Reading] = []
     rejected: list[BadRow] = []
     for i, row in enumerate(body["r"]):
+        # The rows of a well-behaved gateway pass these inline checks (exact types are
+        # enough: JSON makes no subclasses) at a fraction of read_row's cost; any other
+        # row goes through read_row, which accepts it too or says what is wrong.
+        if type(row) is list and len(row) == 6:
+            kind, asset, signal, ts, value, quality = row
+            vtype = type(value)
+            if (
+                (kind == "v" or kind == "s" or kind == "h")
+                and type(asset) is str
+                and asset
+                and type(signal) is str
+                and signal
+                and type(ts) is int
+                and (quality == "g" or quality == "u" or quality == "b")
+                and ((vtype is float and math.isfinite(value)) or vtype in _PLAIN_VALUES)
+            ):
+                readings.append(Reading(asset, signal, ts, value, quality, kind))
+                continue
         try:
-            readings.append(_row(row))
+            readings.append(read_row(row))
         except WireError as exc:
             rejected.append(BadRow(i, str(exc), row))
     batch = Batch(
@@ -182,23 +203,24 @@ def _envelope(payload: bytes) -> dict[str, Any]:
     return body
 
 
-def _row(row: Any) -> Reading:
+def read_row(row: Any) -> Reading:
+    """One wire row as a Reading; WireError says what breaks the contract."""
     if not isinstance(row, list) or len(row) != 6:
         raise WireError("row is not a list of 6 items")
     kind, asset, signal, ts, value, quality = row
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a list would not even hash
         raise WireError(f"unknown kind {kind!r}")
     if not isinstance(asset, str) or not isinstance(signal, str) or not asset or not signal:
         raise WireError("asset and signal must be non-empty strings")
     if not isinstance(ts, int) or isinstance(ts, bool):
         raise WireError("ts_ms must be an integer")
-    if quality not in QUALITIES:
+    if not isinstance(quality, str) or quality not in QUALITIES:
         raise WireError(f"unknown quality {quality!r}")
     if value is not None and not isinstance(value, bool | int | float | str):
         raise WireError(f"value of type {type(value).__name__} is not a scalar")
     if isinstance(value, float) and not math.isfinite(value):
         raise WireError("value is not finite")
-    return Reading(asset, signal, ts, value, quality, kind)
+    return Reading(asset, signal, ts, value, cast(Quality, quality), cast(Kind, kind))
 
 
 def encode_ack(boot: int, seq: int, stored: int, rejected: int) -> bytes:

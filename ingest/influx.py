@@ -1,14 +1,16 @@
 """Writes line protocol to InfluxDB through the v1 HTTP API (`/write`, `/query`).
 
 The v1 API is the one every InfluxDB speaks: 1.x natively, 2.x and 3.x through their
-v1 compatibility endpoints (DBRP mapping). The ingest acks a gateway's batch only after
-write() returned, so every failure mode here ends in one of two places:
+v1 compatibility endpoints (DBRP mapping); `influx_v2.py` writes through `/api/v2/write`
+with the same chunking and retries (`_ChunkedWriter`). The ingest acks a gateway's batch
+only after write() returned, so every failure mode here ends in one of two places:
 
-- the lines are stored, or refused one by one with InfluxDB's reason (WriteResult.rejected,
-  for the dead-letter store): the batch can be acked;
-- an exception (InfluxUnavailable, InfluxAuthError, InfluxRequestError): nothing may be
-  acked, the gateways keep the batch and send it again. Writing a line twice is harmless,
-  it lands on the same point (same series, same timestamp).
+- the lines are stored, or refused with InfluxDB's reason (WriteResult.rejected, for the
+  dead-letter store): the batch can be acked. A bad line is refused alone (bisection); a
+  4xx about the request itself (e.g. 404 database not found) refuses its whole chunk;
+- an exception (InfluxUnavailable, InfluxAuthError): nothing may be acked, the gateways
+  keep the batch and send it again. Writing a line twice is harmless, it lands on the
+  same point (same series, same timestamp).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import asyncio
 import gzip
 import json
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import httpx
 
@@ -38,7 +41,8 @@ class InfluxAuthError(InfluxError):
 
 
 class InfluxRequestError(InfluxError):
-    """A 4xx about the request rather than its lines (e.g. 404 database not found)."""
+    """A query InfluxDB refused (4xx, or an error in the answer). Writes never raise it:
+    a refused write ends in WriteResult.rejected."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"InfluxDB answered {status}: {message}")
@@ -52,12 +56,111 @@ class WriteResult:
     requests: int = 0  # HTTP requests made, retries included
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What a transport makes of one write request's answer."""
+
+    status: int
+    text: str = ""  # the server's own words when status >= 300
+    retry_after: str | None = None  # the Retry-After header, as sent
+
+
 # Answers that say "this data cannot be stored", line by line: bisect to find the lines.
 _LINE_ERRORS = frozenset((400, 413, 422))
 _AUTH_ERRORS = frozenset((401, 403))
 
 
-class InfluxV1Writer:
+class _ChunkedWriter(ABC):
+    """Chunking, retries with backoff, 413 splitting, bisection of bad lines: the part of
+    writing that does not depend on the API. A subclass sends one body (`_post`) and names
+    the exceptions its transport raises when the server could not be reached."""
+
+    # Raised by _post when no answer came (refused, reset, timed out): retried.
+    _transport_errors: ClassVar[tuple[type[Exception], ...]] = ()
+
+    def __init__(
+        self, max_lines: int, max_retries: int, backoff_cap_s: float, backoff_base_s: float
+    ) -> None:
+        if max_lines < 1 or max_retries < 0:
+            raise ValueError("max_lines must be >= 1 and max_retries >= 0")
+        self.max_lines = max_lines
+        self.max_retries = max_retries
+        self.backoff_cap_s = backoff_cap_s
+        self.backoff_base_s = backoff_base_s
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release the connections."""
+
+    @abstractmethod
+    async def _post(self, body: bytes) -> Reply:
+        """Send one body of lines (uncompressed; the transport compresses)."""
+
+    async def write(self, lines: Sequence[str]) -> WriteResult:
+        """Write lines (no trailing newlines) in chunks of at most max_lines. Returns what
+        landed and what InfluxDB refused; raises InfluxError when the outcome is unknown
+        or the fault is not in the lines (then some chunks may have landed already)."""
+        result = WriteResult()
+        for start in range(0, len(lines), self.max_lines):
+            await self._write_chunk(lines[start : start + self.max_lines], result)
+        return result
+
+    async def _write_chunk(self, lines: Sequence[str], result: WriteResult) -> None:
+        reply = await self._post_retrying("\n".join(lines).encode(), result)
+        status = reply.status
+        if status < 300:
+            result.written += len(lines)
+        elif status in _AUTH_ERRORS:
+            raise InfluxAuthError(f"InfluxDB answered {status}: {reply.text}")
+        elif status not in _LINE_ERRORS or len(lines) == 1:
+            # Not about one line (e.g. 404 database not found): bisecting would only
+            # repeat the answer, so the whole chunk goes to the dead letters with it.
+            result.rejected += [(line, f"{status}: {reply.text}") for line in lines]
+        else:
+            # 413: too big, halves may pass. 400: some line is bad, and 1.x may have kept
+            # none of the chunk (an in-batch type conflict drops it all): bisect until the
+            # bad lines stand alone, so the good ones still land.
+            half = len(lines) // 2
+            await self._write_chunk(lines[:half], result)
+            await self._write_chunk(lines[half:], result)
+
+    async def _post_retrying(self, body: bytes, result: WriteResult) -> Reply:
+        reason = ""
+        for attempt in range(self.max_retries + 1):
+            retry_after: str | None = None
+            try:
+                result.requests += 1
+                reply = await self._post(body)
+            except self._transport_errors as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                if reply.status != 429 and reply.status < 500:
+                    return reply
+                reason = f"HTTP {reply.status}: {reply.text}"
+                retry_after = reply.retry_after
+            if attempt < self.max_retries:
+                await asyncio.sleep(self._delay(attempt, retry_after))
+        raise InfluxUnavailable(f"no write after {self.max_retries + 1} attempts: {reason}")
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        """Exponential backoff with jitter (ingest instances restarting together do not
+        retry in step), raised to the server's Retry-After, never above the cap."""
+        backoff = min(self.backoff_cap_s, self.backoff_base_s * 2.0**attempt)
+        backoff *= random.uniform(0.5, 1.0)
+        return min(self.backoff_cap_s, max(backoff, _seconds(retry_after)))
+
+
+class InfluxV1Writer(_ChunkedWriter):
+    _transport_errors = (httpx.TransportError,)
+
     def __init__(
         self,
         url: str,
@@ -71,13 +174,8 @@ class InfluxV1Writer:
         backoff_cap_s: float = 10,
         backoff_base_s: float = 0.5,
     ) -> None:
-        if max_lines < 1 or max_retries < 0:
-            raise ValueError("max_lines must be >= 1 and max_retries >= 0")
+        super().__init__(max_lines, max_retries, backoff_cap_s, backoff_base_s)
         self.database = database
-        self.max_lines = max_lines
-        self.max_retries = max_retries
-        self.backoff_cap_s = backoff_cap_s
-        self.backoff_base_s = backoff_base_s
         self._params = {"db": database, "precision": "ms"}
         if retention_policy:
             self._params["rp"] = retention_policy
@@ -85,78 +183,22 @@ class InfluxV1Writer:
         auth = httpx.BasicAuth(username, password or "") if username else None
         self._client = httpx.AsyncClient(base_url=url, auth=auth, timeout=timeout_s)
 
-    async def __aenter__(self) -> InfluxV1Writer:
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def write(self, lines: Sequence[str]) -> WriteResult:
-        """Write lines (no trailing newlines) in chunks of at most max_lines. Returns what
-        landed and what InfluxDB refused; raises InfluxError when the outcome is unknown
-        or the fault is not in the lines (then some chunks may have landed already)."""
-        result = WriteResult()
-        for start in range(0, len(lines), self.max_lines):
-            await self._write_chunk(lines[start : start + self.max_lines], result)
-        return result
-
-    async def _write_chunk(self, lines: Sequence[str], result: WriteResult) -> None:
-        response = await self._post_retrying("\n".join(lines).encode(), result)
-        status = response.status_code
-        if status < 300:
-            result.written += len(lines)
-        elif status in _AUTH_ERRORS:
-            raise InfluxAuthError(f"InfluxDB answered {status}: {_error_text(response)}")
-        elif status not in _LINE_ERRORS:
-            raise InfluxRequestError(status, _error_text(response))
-        elif len(lines) == 1:
-            result.rejected.append((lines[0], f"{status}: {_error_text(response)}"))
-        else:
-            # 413: too big, halves may pass. 400: some line is bad, and 1.x may have kept
-            # none of the chunk (an in-batch type conflict drops it all): bisect until the
-            # bad lines stand alone, so the good ones still land.
-            half = len(lines) // 2
-            await self._write_chunk(lines[:half], result)
-            await self._write_chunk(lines[half:], result)
-
-    async def _post_retrying(self, body: bytes, result: WriteResult) -> httpx.Response:
-        reason = ""
-        for attempt in range(self.max_retries + 1):
-            retry_after: str | None = None
-            try:
-                result.requests += 1
-                response = await self._post(body)
-            except httpx.TransportError as exc:  # refused, reset, timed out
-                reason = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code != 429 and response.status_code < 500:
-                    return response
-                reason = f"HTTP {response.status_code}: {_error_text(response)}"
-                retry_after = response.headers.get("Retry-After")
-            if attempt < self.max_retries:
-                await asyncio.sleep(self._delay(attempt, retry_after))
-        raise InfluxUnavailable(f"no write after {self.max_retries + 1} attempts: {reason}")
-
-    async def _post(self, body: bytes) -> httpx.Response:
+    async def _post(self, body: bytes) -> Reply:
         # Line protocol compresses ~10x; level 1 gets most of that for little CPU.
-        return await self._client.post(
+        response = await self._client.post(
             "/write",
             params=self._params,
             content=gzip.compress(body, compresslevel=1),
             headers={"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"},
         )
-
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        """Exponential backoff with jitter (ingest instances restarting together do not
-        retry in step), raised to the server's Retry-After, never above the cap."""
-        backoff = min(self.backoff_cap_s, self.backoff_base_s * 2.0**attempt)
-        backoff *= random.uniform(0.5, 1.0)
-        return min(self.backoff_cap_s, max(backoff, _seconds(retry_after)))
+        if response.status_code < 300:
+            return Reply(response.status_code)
+        return Reply(
+            response.status_code, _error_text(response), response.headers.get("Retry-After")
+        )
 
     async def create_database(self, name: str) -> None:
         # CREATE must be a POST in 1.x; it is a no-op when the database exists.
@@ -165,6 +207,11 @@ class InfluxV1Writer:
     async def query(self, q: str, epoch: str = "ms") -> dict[str, Any]:
         """Run InfluxQL on the database (GET /query), timestamps as epoch `epoch`."""
         return await self._query(q, method="GET", db=self.database, epoch=epoch)
+
+    async def statement(self, q: str) -> dict[str, Any]:
+        """Run InfluxQL that changes something (CREATE, ALTER, DROP, SELECT INTO) on the
+        database: 1.x refuses those sent as GET."""
+        return await self._query(q, method="POST", db=self.database)
 
     async def _query(
         self, q: str, method: str, db: str | None, epoch: str = "ms"
@@ -198,14 +245,19 @@ def _seconds(retry_after: str | None) -> float:
         return 0.0
 
 
-def _error_text(response: httpx.Response) -> str:
-    """InfluxDB's own words: {"error": "..."} in the body, else the X-Influxdb-Error
-    header, else the body as text."""
+def server_words(body: str, header: str | None, fallback: str = "") -> str:
+    """The server's own words: `error` (1.x) or `message` (2.x) of a JSON body, else the
+    error header, else the body as text, else the fallback (e.g. the HTTP reason)."""
     try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, str):
-        return error
-    return response.headers.get("X-Influxdb-Error") or response.text.strip() or "(no text)"
+        answer = json.loads(body)
+    except ValueError:  # not JSON; UnicodeDecodeError is a ValueError too
+        answer = None
+    if isinstance(answer, dict):
+        for key in ("error", "message"):
+            if isinstance(answer.get(key), str):
+                return str(answer[key])
+    return header or body.strip() or fallback or "(no text)"
+
+
+def _error_text(response: httpx.Response) -> str:
+    return server_words(response.text, response.headers.get("X-Influxdb-Error"))

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 FieldValue = bool | int | float | str
 
@@ -81,12 +82,76 @@ def encode_point(
         raise LineProtocolError("a point needs at least one field")
     if not _MIN_TS_MS <= ts_ms <= _MAX_TS_MS:
         raise LineProtocolError(f"timestamp {ts_ms} ms is outside InfluxDB's time range")
+    series = _series_key(measurement, tags)
+    body = ",".join(f"{_field_key(k)}={_value(k, v)}" for k, v in fields.items())
+    return _checked(f"{series} {body} {ts_ms}")
+
+
+class LineEncoder:
+    """encode_point for a stream of points over few series and field names, as an ingest
+    writes them: most of encode_point's work is escaping and checking the measurement,
+    the tags and the field keys, so their escaped forms are kept and reused. Lines and
+    refusals are exactly encode_point's."""
+
+    def __init__(self, max_names: int = 10_000) -> None:
+        # Bounded: a gateway's own health readings may carry any names, and a cache that
+        # grows with whatever arrives would be a memory leak.
+        self.max_names = max_names
+        self._series: dict[tuple[str, ...], str] = {}
+        self._field_keys: dict[str, str] = {}
+
+    def encode(
+        self,
+        measurement: str,
+        tags: Mapping[str, str],
+        fields: Mapping[str, FieldValue],
+        ts_ms: int,
+    ) -> str:
+        if not fields:
+            raise LineProtocolError("a point needs at least one field")
+        if not _MIN_TS_MS <= ts_ms <= _MAX_TS_MS:
+            raise LineProtocolError(f"timestamp {ts_ms} ms is outside InfluxDB's time range")
+        cache_key = (measurement, *tags.keys(), *tags.values())
+        series = self._series.get(cache_key)
+        if series is None:
+            series = _series_key(measurement, tags)  # raises for a name it cannot carry
+            if len(self._series) >= self.max_names:
+                self._series.clear()
+            self._series[cache_key] = series
+        keys = self._field_keys
+        parts = []
+        value: Any  # narrowed by the exact-type tests below, which mypy does not follow
+        for name, value in fields.items():
+            key = keys.get(name)
+            if key is None:
+                key = _field_key(name)
+                if len(keys) >= self.max_names:
+                    keys.clear()
+                keys[name] = key
+            # The common types inline; anything else (strings, subclasses, values to
+            # refuse) goes through _value, which words the refusal.
+            kind = type(value)
+            if kind is float and math.isfinite(value):
+                parts.append(f"{key}={value!r}")
+            elif kind is bool:
+                parts.append(f"{key}=true" if value else f"{key}=false")
+            elif kind is int and _INT64[0] <= value <= _INT64[1]:
+                parts.append(f"{key}={value}i")
+            else:
+                parts.append(f"{key}={_value(name, value)}")
+        return _checked(f"{series} {','.join(parts)} {ts_ms}")
+
+
+def _series_key(measurement: str, tags: Mapping[str, str]) -> str:
+    """`measurement,tag=value,...` escaped, tags sorted, empty tag values left out."""
     key = [_measurement(measurement)]
     for k in sorted(tags):
         if tags[k] != "":
             key.append(f"{_name(k, 'tag key', _TAG_ESC)}={_name(tags[k], 'tag value', _TAG_ESC)}")
-    body = ",".join(f"{_field_key(k)}={_value(k, v)}" for k, v in fields.items())
-    line = f"{','.join(key)} {body} {ts_ms}"
+    return ",".join(key)
+
+
+def _checked(line: str) -> str:
     # Only a line with both a quote and a backslash can confuse the 1.x line splitter.
     if '"' in line and "\\" in line and not _splits_as_one_line(line):
         raise LineProtocolError(f"InfluxDB 1.x would not read {line!r} as one line")

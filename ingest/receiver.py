@@ -1,34 +1,64 @@
 """The ingest's receiving end of the wire contract: gateway batches in, acks out.
 
-Subscribes to every gateway's `up` topic (QoS 1, persistent session), decodes each
-batch with facility.wire, hands it to a store, and acks the batch to its gateway only
-after the store says the batch is durable. Until the InfluxDB writer lands (issue 4) the
-store is whatever the caller gives: the demo counts readings in memory, tests keep them.
+Subscribes to the gateways' `up` topics (QoS 1, persistent session), decodes each
+batch with facility.wire, hands it to a store (ingest.store.InfluxStore in the service),
+and acks the batch to its gateway only after the store says the batch is durable.
+A message that cannot be decoded is counted, logged once per reason and handed to
+`quarantine` (the dead-letter store), and the receiver goes on.
+
+Several instances share the load in two ways (docs/ingest.md): each owns some sites
+(topic partitions), or they join one MQTT shared subscription group and the broker
+hands each batch to one of them. The ack goes back on the gateway's own `ack` topic,
+so it does not matter which instance stored the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import re
+import socket
 import ssl
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiomqtt
 
-from facility.aio import honour_cancellation
-from facility.wire import BadRow, Batch, WireError, decode_batch, encode_ack, parse_topic, topic
+from facility.aio import cancel_and_wait, honour_cancellation
+from facility.wire import (
+    TOPIC_ROOT,
+    BadRow,
+    Batch,
+    WireError,
+    decode_batch,
+    encode_ack,
+    parse_topic,
+    topic,
+)
 
 log = logging.getLogger(__name__)
 
 Store = Callable[[Batch, list[BadRow]], Awaitable[object]]
+Quarantine = Callable[[str, str, bytes, str], object]  # site, station, payload, reason
+ALL_GATEWAYS = f"{TOPIC_ROOT}/+/+/up"
+MAX_REASONS = 100  # reasons can quote sizes or values: bound the counter a flood could grow
+
+
+def subscription_topics(sites: Sequence[str] = (), shared_group: str | None = None) -> list[str]:
+    """The topic filters of an instance: every gateway, or those of `sites`, optionally
+    as members of a shared subscription group."""
+    filters = [f"{TOPIC_ROOT}/{site}/+/up" for site in sites] or [ALL_GATEWAYS]
+    return [f"$share/{shared_group}/{f}" for f in filters] if shared_group else filters
 
 
 async def keep_nothing(batch: Batch, rejected: list[BadRow]) -> None:
     """A store for demos that only count."""
+
+
+def forget(site: str, station: str, payload: bytes, reason: str) -> None:
+    """No dead-letter store (demos and tests that only count)."""
 
 
 @dataclass
@@ -41,6 +71,8 @@ class Receiver:
     password: str | None = None
     tls_context: ssl.SSLContext | None = None
     acking: bool = True  # False: behave like an ingest whose database is down
+    topics: Sequence[str] = (ALL_GATEWAYS,)
+    quarantine: Quarantine = forget
     batches: int = 0
     readings: int = 0
     per_station: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -48,8 +80,15 @@ class Receiver:
     last_batch_ms: int = 0
     store_failures: int = 0
     connected: bool = False
+    max_in_flight: int = 4  # batches being stored at once (ordered per gateway)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
+    _gateway_locks: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict)
+    _slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.max_in_flight)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="ingest receiver")
@@ -58,9 +97,9 @@ class Receiver:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
+        for handler in list(self._handlers):
+            await cancel_and_wait(handler)
 
     async def run(self) -> None:
         while True:
@@ -74,26 +113,57 @@ class Receiver:
                     username=self.username,
                     password=self.password,
                     tls_context=self.tls_context,
+                    # Each batch waits for its ack's PUBACK; Nagle plus delayed ACK made
+                    # that ~14 ms a batch (bench/bench_ingest.py), NODELAY 0.6 ms.
+                    socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
                 ) as client:
-                    await client.subscribe("facility/v1/+/+/up", qos=1)
+                    for name in self.topics:
+                        await client.subscribe(name, qos=1)
                     self.connected = True
                     self._ready.set()
                     async for message in client.messages:
-                        await self.handle(client, str(message.topic), message.payload)
+                        await self._dispatch(client, str(message.topic), message.payload)
             except aiomqtt.MqttError:
                 self.connected = False
                 honour_cancellation()
                 await asyncio.sleep(0.5)
 
-    async def handle(self, client: aiomqtt.Client, name: str, payload: object) -> None:
+    async def _dispatch(self, client: aiomqtt.Client, name: str, payload: object) -> None:
+        """Store up to max_in_flight batches at once, so one write's round trip does not
+        hold up the next decode. Batches of one gateway stay in order (the alarm engine
+        reads them in event time); a lock per topic queues them, FIFO."""
+        await self._slots.acquire()
+        lock, users = self._gateway_locks.get(name, (asyncio.Lock(), 0))
+        self._gateway_locks[name] = (lock, users + 1)  # dropped at 0: topics are anyone's
+        task = asyncio.create_task(self._ordered(lock, client, name, payload))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def _ordered(
+        self, lock: asyncio.Lock, client: aiomqtt.Client, name: str, payload: object
+    ) -> None:
         try:
-            if not isinstance(payload, bytes):
-                raise WireError("payload is not bytes")
+            async with lock:
+                await self.handle(client, name, payload)
+        except aiomqtt.MqttError as exc:  # the ack did not go out: the gateway resends
+            log.warning("ack on %s not sent: %s", name, exc)
+        finally:
+            self._slots.release()
+            lock, users = self._gateway_locks[name]
+            if users == 1:
+                del self._gateway_locks[name]
+            else:
+                self._gateway_locks[name] = (lock, users - 1)
+
+    async def handle(self, client: aiomqtt.Client, name: str, payload: object) -> None:
+        raw = payload if isinstance(payload, bytes) else str(payload).encode()
+        try:
             site, station, _ = parse_topic(name)
-            batch, rejected = decode_batch(payload)
+            batch, rejected = decode_batch(raw)
+            if (batch.site, batch.station) != (site, station):
+                raise WireError(f"batch of {batch.site}/{batch.station} on the topic of another")
         except WireError as exc:
-            self.malformed[str(exc)] += 1
-            log.warning("malformed batch on %s: %s", name, exc)
+            self._refuse(name, raw, str(exc))
             return
         try:
             await self.store(batch, rejected)
@@ -114,3 +184,20 @@ class Receiver:
         if self.acking:
             ack = encode_ack(batch.boot, batch.seq, len(batch.readings), len(rejected))
             await client.publish(topic(site, station, "ack"), ack, qos=1)
+
+    def _refuse(self, name: str, payload: bytes, reason: str) -> None:
+        key = _reason_kind(reason)
+        if key not in self.malformed and len(self.malformed) >= MAX_REASONS:
+            key = "other reasons"
+        if key not in self.malformed:
+            log.warning("malformed batch on %s: %s (counted; logged once per kind)", name, reason)
+        self.malformed[key] += 1
+        parts = name.split("/")
+        site, station = (parts[2], parts[3]) if len(parts) == 5 else ("?", "?")
+        self.quarantine(site, station, payload, reason)
+
+
+def _reason_kind(reason: str) -> str:
+    """'not zlib-compressed JSON: Expecting ',' delimiter: line 1 column 77' -> the part
+    before the details, numbers masked: one log line per kind of fault, not per message."""
+    return re.sub(r"\d+", "N", reason.split(":", 1)[0])

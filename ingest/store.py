@@ -8,7 +8,6 @@ the store raises, the receiver does not ack, and the gateway sends the batch aga
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,10 +15,13 @@ from typing import Any, Protocol
 from facility.wire import BadRow, Batch, Reading
 from ingest.deadletters import DeadLetters
 from ingest.influx import WriteResult
-from ingest.lineproto import LineProtocolError, encode_point
+from ingest.lineproto import LineEncoder, LineProtocolError
 from ingest.validate import Accepted, Validator
 
 PointKey = tuple[str, str, int]  # measurement, asset, ts_ms
+
+# One for every store: the series keys and field names it keeps are the site model's.
+_ENCODER = LineEncoder()
 
 
 class LineWriter(Protocol):
@@ -32,6 +34,7 @@ class LineWriter(Protocol):
 class StoreResult:
     stored: int  # readings now in InfluxDB
     refused: int  # readings or lines now in the dead-letter store
+    valid: list[Reading]  # what passed validation: the alarm engine's input
 
 
 @dataclass
@@ -58,24 +61,39 @@ class InfluxStore:
         self.dead_letters.add_lines(batch.site, batch.station, refused_lines)
         refused = len(refused_rows) + len(refused_lines)
         self.refused += refused
-        return StoreResult(len(batch.readings) - len(refused_rows), refused)
+        valid = [a.reading for a in verdict.accepted]
+        return StoreResult(len(batch.readings) - len(refused_rows), refused, valid)
+
+    def lines_for(
+        self, batch: Batch, accepted: list[Accepted]
+    ) -> tuple[list[str], list[tuple[Any, str]]]:
+        """Line protocol for accepted readings, and the readings that cannot be encoded."""
+        return self._lines(batch, accepted)
 
     def _lines(
         self, batch: Batch, accepted: list[Accepted]
     ) -> tuple[list[str], list[tuple[Any, str]]]:
-        points: dict[PointKey, list[Reading]] = defaultdict(list)
-        for item in accepted:
-            if item.reading.value is None:  # a sensor's own fault report: no field to store
-                self.null_values += 1
+        points: dict[PointKey, list[Reading]] = {}
+        nulls = 0
+        for reading, measurement, _ in accepted:
+            if reading.value is None:  # a sensor's own fault report: no field to store
+                nulls += 1
                 continue
-            points[(item.measurement, item.reading.asset, item.reading.ts_ms)].append(item.reading)
+            key = (measurement, reading.asset, reading.ts_ms)
+            group = points.get(key)
+            if group is None:
+                points[key] = [reading]
+            else:
+                group.append(reading)
+        self.null_values += nulls
         lines: list[str] = []
         unencodable: list[tuple[Any, str]] = []
+        site, station = batch.site, batch.station
         for (measurement, asset, ts_ms), readings in points.items():
-            tags = {"site": batch.site, "station": batch.station, "asset": asset}
+            tags = {"site": site, "station": station, "asset": asset}
             fields = {r.signal: r.value for r in readings if r.value is not None}
             try:
-                lines.append(encode_point(measurement, tags, fields, ts_ms))
+                lines.append(_ENCODER.encode(measurement, tags, fields, ts_ms))
             except LineProtocolError as exc:
                 unencodable += [
                     (r.row(), f"{measurement}/{asset}@{ts_ms}: {exc}") for r in readings

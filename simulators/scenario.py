@@ -96,6 +96,13 @@ class Fault(BaseModel):
     duration_s: float | None = Field(default=None, alias="duration", gt=0)
     params: dict[str, Any] = Field(default_factory=dict)
     expect: Expectation | None = None
+    # Alarms the symptom also raises on its way (a level rising through H to HH):
+    # expected as well, each once, so they are not counted as spurious.
+    also_expect: list[Expectation] = Field(default_factory=list)
+
+    @property
+    def expectations(self) -> list[Expectation]:
+        return ([self.expect] if self.expect else []) + self.also_expect
 
     @field_validator("at_s", "duration_s", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from facility.config import SiteConfig, load_site_config
-from facility.services import InfluxDB
+from facility.services import InfluxDB, VictoriaMetrics
 from tests.services import Mosquitto, PtyPair
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +44,18 @@ def influxdb(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[InfluxD
     @pytest.mark.parametrize("influxdb", [{"auth_enabled": True}], indirect=True)."""
     options: dict[str, Any] = getattr(request, "param", {})
     server = InfluxDB(tmp_path / "influxdb", **options)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[VictoriaMetrics]:
+    """A private VictoriaMetrics, started. Options through indirect parametrization, e.g.
+    @pytest.mark.parametrize("victoria_metrics", [{"username": "u", "password": "p"}],
+    indirect=True)."""
+    options: dict[str, Any] = getattr(request, "param", {})
+    server = VictoriaMetrics(tmp_path / "victoria-metrics", **options)
     server.start()
     yield server
     server.stop()

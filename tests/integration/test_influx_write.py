@@ -1,14 +1,16 @@
 """The InfluxDB writer against a real influxd 1.6 (private instance per test): exact values
 and timestamps, floats that stay floats, refused lines with the server's reason while the
 rest of the write lands, awkward names round-tripping, influxd killed mid-write, 413
-splitting, wrong passwords. Retry-After, which influxd 1.6 never sends, is checked
-against a small real HTTP server that does."""
+splitting, wrong passwords, a missing database. What influxd 1.6 never sends (Retry-After,
+403, dropped connections) is checked against a small real HTTP server that does, for the
+v1 and the v2 writer alike; the v2 writer against a real server is test_influx_v2.py."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 import itertools
+import json
 import random
 import threading
 import time
@@ -17,19 +19,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from facility.services import InfluxDB
-from ingest.influx import (
-    InfluxAuthError,
-    InfluxRequestError,
-    InfluxUnavailable,
-    InfluxV1Writer,
-    quote_ident,
-)
+from ingest.influx import InfluxAuthError, InfluxUnavailable, InfluxV1Writer, Reply, quote_ident
+from ingest.influx_v2 import InfluxV2Writer
 from ingest.lineproto import FieldValue, LineProtocolError, encode_point
 
 DB = "telemetry"
@@ -240,7 +236,7 @@ class KillAfterFirstChunk(InfluxV1Writer):
         super().__init__(influxdb.url, DB, **options)
         self.influxdb = influxdb
 
-    async def _post(self, body: bytes) -> httpx.Response:
+    async def _post(self, body: bytes) -> Reply:
         response = await super()._post(body)
         if self.influxdb.running:
             self.influxdb.kill()
@@ -327,22 +323,47 @@ async def test_wrong_password_is_an_auth_error(influxdb: InfluxDB) -> None:
         assert (await writer.write(["pump v=1.0 1"])).written == 1
 
 
-async def test_missing_database_is_a_request_error_not_a_rejection(influxdb: InfluxDB) -> None:
-    async with InfluxV1Writer(influxdb.url, "nowhere") as writer:
-        with pytest.raises(InfluxRequestError, match="database not found"):
-            await writer.write(["pump v=1.0 1"])
+async def test_missing_database_refuses_each_chunk_whole_with_the_servers_words(
+    influxdb: InfluxDB,
+) -> None:
+    lines = ["pump v=1.0 1", "pump v=2.0 2", "pump v=3.0 3"]
+    async with InfluxV1Writer(influxdb.url, "nowhere", max_lines=2) as writer:
+        result = await writer.write(lines)
+    assert result.written == 0
+    assert result.requests == 2  # one per chunk: a 404 is not about a line, no bisection
+    assert result.rejected == [(line, '404: database not found: "nowhere"') for line in lines]
 
 
-# --- Retry-After and the request's wire form, against a small real HTTP server
+# --- both write APIs (v1 /write, v2 /api/v2/write) against a small real HTTP server:
+# Retry-After, 401/403, a 404 for a bucket, dropped connections, which influxd 1.6 and
+# VictoriaMetrics never send
+
+
+Answer = tuple[int, dict[str, str], str]  # status, headers, message; status 0 hangs up
 
 
 @dataclass
 class Scripted:
-    """An HTTP server answering /write with the given (status, headers) in turn, then 204;
-    it records each request (path, headers, gunzipped body) and when it came."""
+    """An HTTP server for writes: the scripted answers in turn, then 400 for a body with
+    a line holding `bad`, 413 for a body over max_body bytes, else 204. Messages go out in
+    the API's own JSON form. It records each request (path, headers, gunzipped body, when
+    it came) and the lines of every body it answered 204."""
 
-    answers: list[tuple[int, dict[str, str]]]
+    answers: list[Answer] = field(default_factory=list)
+    max_body: int = 1_000_000
     requests: list[tuple[str, dict[str, str], bytes, float]] = field(default_factory=list)
+    landed: list[str] = field(default_factory=list)
+
+    def answer(self, body: bytes) -> Answer:
+        if self.answers:
+            return self.answers.pop(0)
+        bad = [line for line in body.decode().split("\n") if "bad" in line]
+        if bad:
+            return 400, {}, f"unable to parse '{bad[0]}': bad line"
+        if len(body) > self.max_body:
+            return 413, {}, "Request Entity Too Large"
+        self.landed += body.decode().split("\n")
+        return 204, {}, ""
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         script = self
@@ -353,12 +374,19 @@ class Scripted:
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 script.requests.append((self.path, dict(self.headers), body, time.monotonic()))
-                status, headers = script.answers.pop(0) if script.answers else (204, {})
+                status, headers, message = script.answer(body)
+                if status:
+                    self.reply(status, headers, message)
+
+            def reply(self, status: int, headers: dict[str, str], message: str) -> None:
+                key = "message" if self.path.startswith("/api/v2/") else "error"
+                data = json.dumps({key: message}).encode() if message else b""
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -368,7 +396,7 @@ class Scripted:
 
 @pytest.fixture
 def scripted() -> Iterator[tuple[Scripted, str]]:
-    script = Scripted([])
+    script = Scripted()
     server = ThreadingHTTPServer(("127.0.0.1", 0), script.handler())
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -377,29 +405,121 @@ def scripted() -> Iterator[tuple[Scripted, str]]:
     server.server_close()
 
 
-async def test_retry_after_is_honoured_and_capped(scripted: tuple[Scripted, str]) -> None:
+Writer = InfluxV1Writer | InfluxV2Writer
+
+
+@dataclass(frozen=True)
+class Api:
+    """One write API with the request a writer for it must send."""
+
+    name: str
+    path: str
+    authorization: str
+
+    def writer(self, url: str, **options: Any) -> Writer:
+        if self.name == "v1":
+            return InfluxV1Writer(
+                url, "db", retention_policy="one_year", username="ingest", password="pw",
+                **options,
+            )  # fmt: skip
+        return InfluxV2Writer(url, "acme", "telemetry", "secret", **options)
+
+
+V1 = Api("v1", "/write?db=db&precision=ms&rp=one_year", "Basic aW5nZXN0OnB3")  # ingest:pw
+V2 = Api("v2", "/api/v2/write?org=acme&bucket=telemetry&precision=ms", "Token secret")
+both_apis = pytest.mark.parametrize("api", [V1, V2], ids=lambda a: a.name)
+FAST: dict[str, Any] = {"max_retries": 2, "backoff_base_s": 0.001, "backoff_cap_s": 0.01}
+
+
+@both_apis
+async def test_retry_after_is_honoured_and_capped(scripted: tuple[Scripted, str], api: Api) -> None:
     script, url = scripted
-    script.answers = [(503, {"Retry-After": "1"}), (429, {"Retry-After": "3600"})]
-    async with InfluxV1Writer(
-        url, "db", retention_policy="one_year", username="ingest", password="pw",
-        backoff_base_s=0.001, backoff_cap_s=1.2,
-    ) as writer:  # fmt: skip
+    script.answers = [(503, {"Retry-After": "1"}, ""), (429, {"Retry-After": "3600"}, "slow")]
+    async with api.writer(url, backoff_base_s=0.001, backoff_cap_s=1.2) as writer:
         result = await writer.write(["pump v=1.0 1", "pump v=2.0 2"])
     assert (result.written, result.requests) == (2, 3)
     times = [t for *_, t in script.requests]
     assert 0.95 < times[1] - times[0] < 1.4  # Retry-After: 1 over a 1 ms backoff
     assert 1.15 < times[2] - times[1] < 1.6  # Retry-After: 3600 held to the 1.2 s cap
     path, headers, body, _ = script.requests[-1]
-    assert path == "/write?db=db&precision=ms&rp=one_year"
-    assert headers["Authorization"] == "Basic aW5nZXN0OnB3"  # ingest:pw
+    assert path == api.path
+    assert headers["Authorization"] == api.authorization
+    assert headers["Content-Encoding"] == "gzip"
     assert body == b"pump v=1.0 1\npump v=2.0 2"
 
 
-async def test_5xx_every_time_raises_unavailable(scripted: tuple[Scripted, str]) -> None:
+@both_apis
+async def test_5xx_every_time_raises_unavailable(scripted: tuple[Scripted, str], api: Api) -> None:
     script, url = scripted
-    script.answers = [(500, {})] * 3
-    async with InfluxV1Writer(
-        url, "db", max_retries=2, backoff_base_s=0.001, backoff_cap_s=0.01
-    ) as writer:
-        with pytest.raises(InfluxUnavailable, match="after 3 attempts: HTTP 500"):
+    script.answers = [(500, {}, "engine on fire")] * 3
+    async with api.writer(url, **FAST) as writer:
+        with pytest.raises(InfluxUnavailable, match="after 3 attempts: HTTP 500: engine on fire"):
             await writer.write(["pump v=1.0 1"])
+    assert len(script.requests) == 3
+
+
+@both_apis
+async def test_a_dropped_connection_is_retried(scripted: tuple[Scripted, str], api: Api) -> None:
+    script, url = scripted
+    script.answers = [(0, {}, ""), (0, {}, "")]
+    async with api.writer(url, **FAST) as writer:
+        result = await writer.write(["pump v=1.0 1"])
+    assert (result.written, result.requests, script.landed) == (1, 3, ["pump v=1.0 1"])
+
+
+@both_apis
+@pytest.mark.parametrize("status", [401, 403])
+async def test_401_and_403_raise_auth_errors_without_retrying(
+    scripted: tuple[Scripted, str], api: Api, status: int
+) -> None:
+    script, url = scripted
+    script.answers = [(status, {}, "unauthorized access")]
+    async with api.writer(url, **FAST) as writer:
+        with pytest.raises(InfluxAuthError, match=f"{status}: unauthorized access"):
+            await writer.write(["pump v=1.0 1", "pump v=2.0 2"])
+    assert len(script.requests) == 1
+
+
+@both_apis
+async def test_another_4xx_refuses_its_chunk_whole_and_the_next_chunk_lands(
+    scripted: tuple[Scripted, str], api: Api
+) -> None:
+    script, url = scripted
+    script.answers = [(404, {}, 'bucket "telemetry" not found')]
+    lines = ["pump v=1.0 1", "pump v=2.0 2", "pump v=3.0 3"]
+    async with api.writer(url, max_lines=2, **FAST) as writer:
+        result = await writer.write(lines)
+    reason = '404: bucket "telemetry" not found'
+    assert result.rejected == [(lines[0], reason), (lines[1], reason)]
+    assert (result.written, result.requests, script.landed) == (1, 2, lines[2:])
+
+
+@both_apis
+async def test_400_bisects_until_the_bad_lines_stand_alone(
+    scripted: tuple[Scripted, str], api: Api
+) -> None:
+    script, url = scripted
+    lines = [f"pump v={i}.0 {i}" for i in range(8)]
+    lines[2], lines[5] = "pump bad=2.0 2", "pump bad=5.0 5"
+    async with api.writer(url, **FAST) as writer:
+        result = await writer.write(lines)
+    assert result.rejected == [
+        (line, f"400: unable to parse '{line}': bad line") for line in (lines[2], lines[5])
+    ]
+    assert result.written == 6
+    assert sorted(script.landed) == sorted(set(lines) - {lines[2], lines[5]})
+
+
+@both_apis
+async def test_413_splits_and_refuses_a_line_too_big_alone(
+    scripted: tuple[Scripted, str], api: Api
+) -> None:
+    script, url = scripted
+    script.max_body = 100
+    lines = [f"tank level_m={i}.5 {T0 + i}" for i in range(12)]
+    huge = f'tank note="{"x" * 120}" {T0}'
+    async with api.writer(url, **FAST) as writer:
+        result = await writer.write([*lines[:6], huge, *lines[6:]])
+    assert result.rejected == [(huge, "413: Request Entity Too Large")]
+    assert result.written == 12 and result.requests > 3
+    assert sorted(script.landed) == sorted(lines)

@@ -4,14 +4,22 @@ The same round trip against a real influxd is in tests/integration/test_influx_w
 
 from __future__ import annotations
 
+import enum
 import math
 import re
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.lineproto import FieldValue, LineProtocolError, encode_point, measurement_for
+from ingest.lineproto import (
+    FieldValue,
+    LineEncoder,
+    LineProtocolError,
+    encode_point,
+    measurement_for,
+)
 
 TS = 1465839830100  # ms
 
@@ -228,3 +236,60 @@ def test_names_with_commas_spaces_quotes_backslashes_and_chinese_round_trip(
         assert any("\\ " in t for t in (*tags, *tags.values()))
         return
     assert parse_line(line) == (measurement, tags, fields, ts)
+
+
+# --- LineEncoder: encode_point with the escaped names kept
+
+
+Point = tuple[str, dict[str, str], dict[str, FieldValue], int]
+
+
+def _outcome(
+    encode: Callable[[str, dict[str, str], dict[str, FieldValue], int], str], p: Point
+) -> str:
+    try:
+        return encode(*p)
+    except LineProtocolError as exc:
+        return f"refused: {exc}"
+
+
+class Level(enum.IntEnum):  # an int subclass takes the general path, as in encode_point
+    HIGH = 3
+
+
+@given(
+    points=st.lists(
+        st.tuples(
+            strict_names | st.sampled_from(["", "#m", "a\\,b"]),
+            st.dictionaries(names | st.just(""), names | st.just(""), max_size=3),
+            st.dictionaries(
+                strict_names | st.sampled_from(["", "f\\", "\tf"]),
+                values | st.sampled_from([math.nan, math.inf, 2**63, Level.HIGH, "\ud800"]),
+                max_size=3,
+            ),
+            st.integers(-(10**13), 10**13),
+        ),
+        max_size=8,
+    )
+)
+def test_the_encoder_writes_and_refuses_exactly_as_encode_point(points: list[Point]) -> None:
+    encoder = LineEncoder(max_names=4)  # small: the caches fill and start over too
+    for _ in range(2):  # the second time from what the encoder kept
+        for point in points:
+            assert _outcome(encoder.encode, point) == _outcome(encode_point, point)
+
+
+def test_the_encoder_keeps_at_most_max_names_of_each() -> None:
+    encoder = LineEncoder(max_names=10)
+    for i in range(100):
+        encoder.encode("pump", {"asset": f"pump_{i}"}, {f"f{i}": 1.0}, 1)
+        assert len(encoder._series) <= 10 and len(encoder._field_keys) <= 10
+    line = encoder.encode("pump", {"asset": "pump_99"}, {"f99": 2}, 5)
+    assert line == "pump,asset=pump_99 f99=2i 5"
+
+
+def test_the_encoder_refuses_a_bad_series_every_time() -> None:
+    encoder = LineEncoder()
+    for _ in range(2):
+        with pytest.raises(LineProtocolError, match=r"tag value .* newline"):
+            encoder.encode("m", {"k": "a\nb"}, {"f": 1.0}, 1)

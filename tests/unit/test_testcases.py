@@ -1,6 +1,8 @@
 """Config regression cases as data: tests/testcases/<case>/ (format: its README.md).
 
-Every case folder is loaded with load_site_config; the ConfigError issues must match
+Every case folder is loaded with load_site_config (or load_ingest_config when it holds
+an ingest.yaml, load_notify_config for a notify.yaml, or load_rules against
+valid_minimal when it holds a rules.yaml); the ConfigError issues must match
 expected_errors.txt exactly in file, line and field, and contain the expected message
 text.
 """
@@ -15,6 +17,9 @@ import pytest
 from facility.config import load_site_config
 from facility.profile import ModbusProfile
 from facility.sourcemap import ConfigError, ConfigIssue
+from ingest.alarms.notify.config import load_notify_config
+from ingest.alarms.rules import load_rules
+from ingest.config import load_ingest_config
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "testcases"
 CASES = sorted(p for p in CASES_DIR.iterdir() if p.is_dir())
@@ -118,7 +123,14 @@ def mismatches(expected: list[Expected], actual: list[Actual]) -> list[str]:
 
 def load_issues(case: Path) -> list[Actual]:
     try:
-        load_site_config(case)
+        if (case / "notify.yaml").is_file():
+            load_notify_config(case / "notify.yaml")
+        elif (case / "ingest.yaml").is_file():
+            load_ingest_config(case / "ingest.yaml")
+        elif (case / "rules.yaml").is_file():
+            load_rules(case / "rules.yaml", load_site_config(CASES_DIR / "valid_minimal"))
+        else:
+            load_site_config(case)
     except ConfigError as exc:
         return [relative_issue(case, i) for i in exc.issues]
     return []

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import json
+import zlib
 from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from facility.config import SiteConfig
-from facility.wire import BadRow, Batch, Reading
+from facility.wire import BadRow, Batch, Reading, WireError, decode_batch, encode_rows, read_row
 from ingest.deadletters import DeadLetters
-from ingest.validate import Validator
+from ingest.validate import Accepted, Validator
 
 NOW = 1_780_264_800_000
 
@@ -89,3 +97,92 @@ def test_dead_letters_keep_the_row_the_line_the_batch_and_the_reason(tmp_path: P
     reopened.mark_replayed([row.id, line.id])
     assert reopened.count() == 2 and reopened.count(pending_only=False) == 4
     assert {d.id for d in reopened.latest(pending_only=True)} == {junk.id, batch_letter.id}
+
+
+# --- the fast path: table lookups and exact types, decided as the full path decides
+
+
+class Level(enum.IntEnum):  # an int subclass: not an exact type, takes the full path
+    HIGH = 3
+
+
+KINDS = st.sampled_from(["v", "v", "v", "s", "h", "x"])
+ASSETS = st.sampled_from(["pump_1", "pump_2", "tank_no4", "transformer", "gateway", "pump_9"])
+SIGNALS = st.sampled_from(
+    ["flow_m3h", "running", "drive_model", "starts", "level_m", "comm_ok", "rtt_ms", "nope"]
+)
+VALUES = st.sampled_from([None, True, False, 0, 7, 2.5, -1e300, "", "VFD-7", Level.HIGH])
+TIMES = st.sampled_from([NOW, NOW - 1, NOW + 299_999, NOW + 300_001, NOW - 400 * 86_400_000 - 1])
+READINGS = st.builds(Reading, ASSETS, SIGNALS, TIMES, VALUES, st.sampled_from("gub"), KINDS)
+
+
+@settings(max_examples=300)
+@given(readings=st.lists(READINGS, max_size=30))
+def test_every_reading_is_decided_as_the_full_checks_decide(
+    demo_config: SiteConfig, readings: list[Reading]
+) -> None:
+    validator = Validator(demo_config, now_ms=NOW)
+    verdict = validator.check(batch(*readings))
+    assets = {a.id: a for a in demo_config.site("fengshou").station("xiba").assets}
+    expected_accepted: list[Accepted] = []
+    expected_rejected: list[tuple[Any, str]] = []
+    for reading in readings:
+        reason = validator._reason(reading, assets, NOW)
+        if reason:
+            expected_rejected.append((reading.row(), reason))
+        else:
+            expected_accepted.append(validator._accept(reading, assets))
+    assert verdict.accepted == expected_accepted
+    assert verdict.rejected == expected_rejected
+
+
+def test_a_new_site_model_is_followed_from_the_next_batch(demo_config: SiteConfig) -> None:
+    validator = Validator(demo_config, now_ms=NOW)
+    flow = Reading("pump_1", "flow_m3h", NOW, 1.5)
+    assert validator.check(batch(flow)).accepted
+    site = demo_config.site("fengshou")
+    without_xiba = site.model_copy(
+        update={"stations": [s for s in site.stations if s.id != "xiba"]}
+    )
+    validator.config = dataclasses.replace(demo_config, sites=[without_xiba])
+    assert validator.check(batch(flow)).rejected == [(flow.row(), "unknown gateway fengshou/xiba")]
+
+
+# --- decoding: the inline checks accept exactly the rows read_row accepts
+
+JSON_ITEMS = st.sampled_from(
+    [None, True, 0, 1, -5, 2**70, 1.5, float("inf"), float("nan"), "", "v", "s", "h", "g", "b",
+     "u", "x", "pump_1", [], ["v"], {}, {"k": 1}]
+)  # fmt: skip
+
+
+@given(rows=st.lists(st.lists(JSON_ITEMS, min_size=5, max_size=7) | JSON_ITEMS, max_size=12))
+def test_decoding_keeps_the_rows_read_row_keeps_and_refuses_the_others(rows: list[Any]) -> None:
+    header = {"site": "s", "station": "t", "boot": 1, "seq": 1, "lane": "live", "sent_ms": 1}
+    body = encode_rows(header, [json.dumps(r) for r in rows])
+    decoded, bad = decode_batch(body)
+    expected: list[Reading] = []
+    refused: list[BadRow] = []
+    for i, row in enumerate(json.loads(zlib.decompress(body))["r"]):
+        try:
+            expected.append(read_row(row))
+        except WireError as exc:
+            refused.append(BadRow(i, str(exc), row))
+    assert list(decoded.readings) == expected
+    assert [(b.position, b.reason) for b in bad] == [(b.position, b.reason) for b in refused]
+
+
+def test_well_formed_rows_decode_to_the_same_readings() -> None:
+    rows = [
+        ["v", "pump_1", "flow_m3h", NOW, 301.25, "g"],
+        ["v", "pump_1", "running", NOW, True, "g"],
+        ["v", "pump_1", "starts", NOW, 12, "u"],
+        ["v", "pump_1", "drive_model", NOW, "VFD-7", "g"],
+        ["v", "tank_no4", "level_m", NOW, None, "b"],
+        ["s", "pump_1", "comm_ok", NOW, False, "g"],
+        ["h", "gateway", "rss_mb", NOW, 48.5, "g"],
+    ]
+    header = {"site": "s", "station": "t", "boot": 1, "seq": 1, "lane": "live", "sent_ms": 1}
+    decoded, bad = decode_batch(encode_rows(header, [json.dumps(r) for r in rows]))
+    assert not bad
+    assert [r.row() for r in decoded.readings] == rows

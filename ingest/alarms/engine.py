@@ -1,0 +1,331 @@
+"""Readings in, condition changes out: the alarm rules evaluated on event time.
+
+Each asset keeps its latest value per signal. Readings are applied in acquisition-time
+order; a reading older than what the asset already has for that signal is late (a
+backlog after an outage, or a batch sent again) and changes nothing: its condition is
+already over or already known, so it raises no stale or duplicate alarm. It is still
+in InfluxDB, like every reading.
+
+On-delay and off-delay are measured in event time between readings, so a backlog
+replayed fast or a simulated clock gives the same alarms as real time. Only the
+gateway deadman runs on the wall clock (`tick`): silence is what it detects.
+
+Suppression by design, before a condition may raise:
+- assets out of service in the asset register have no rules bound at all;
+- `suppress_when` (e.g. a stopped pump raises no low-flow);
+- `inhibited_by`: another rule active on the same asset (HH inhibits H);
+- a device rule active on the asset inhibits its value rules (the values are stale);
+- the station's gateway alarm inhibits every alarm behind it.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from simpleeval import SimpleEval
+
+from facility.config import SiteConfig
+from facility.wire import Reading, Value
+from ingest.alarms.model import AlarmKey, ConditionChange
+from ingest.alarms.rules import (
+    FUNCTIONS,
+    Bound,
+    ConditionRule,
+    DeviceRule,
+    GatewayRule,
+    RateRule,
+    RuleSet,
+    ThresholdRule,
+    UnchangedRule,
+    ratings_of,
+)
+
+RATE_WINDOW_MS = 60_000
+
+
+@dataclass
+class Tracker:
+    """The state of one bound rule: raw condition since when, alarm condition or not."""
+
+    bound: Bound
+    key: AlarmKey
+    active: bool = False
+    pending_since: int | None = None  # raw condition true since (event time)
+    clearing_since: int | None = None  # raw condition false since, while active
+    history: deque[tuple[int, float]] = field(default_factory=deque)  # rate rules
+    still_since: tuple[Value, int] | None = None  # unchanged rules: value, since
+
+
+@dataclass
+class AssetValues:
+    values: dict[str, Value] = field(default_factory=dict)
+    stamps: dict[str, int] = field(default_factory=dict)
+    status: dict[str, Value] = field(default_factory=dict)
+    status_stamps: dict[str, int] = field(default_factory=dict)
+
+
+class AlarmEngine:
+    def __init__(self, rules: RuleSet, site: SiteConfig) -> None:
+        self.rules = rules
+        self.evaluations = 0
+        self._trackers: dict[str, list[Tracker]] = defaultdict(list)  # asset path -> trackers
+        self._gateways: dict[tuple[str, str], Tracker] = {}
+        self._last_heard: dict[tuple[str, str], tuple[int, int]] = {}  # wall ms, event ms
+        self._assets: dict[str, AssetValues] = defaultdict(AssetValues)
+        self._eval = SimpleEval(functions=FUNCTIONS)
+        self._units = _units(site)
+        for bound in rules.bound:
+            key = AlarmKey(bound.site, bound.station, bound.asset.id, bound.id)
+            tracker = Tracker(bound, key)
+            if isinstance(bound.rule, GatewayRule):
+                self._gateways[(bound.site, bound.station)] = tracker
+            else:
+                self._trackers[bound.path].append(tracker)
+        for trackers in self._trackers.values():
+            # Device rules first: a device that stopped answering inhibits its values at
+            # the same instant, before a stale value can raise anything.
+            trackers.sort(key=lambda t: not isinstance(t.bound.rule, DeviceRule))
+
+    def restore(self, active: Iterable[AlarmKey]) -> None:
+        """After a restart: the alarm book's active alarms are active here too, so they
+        can clear, instead of being raised a second time."""
+        wanted = set(active)
+        for tracker in self._all():
+            tracker.active = tracker.key in wanted
+
+    def observe(
+        self, site: str, station: str, readings: Sequence[Reading], received_ms: int
+    ) -> list[ConditionChange]:
+        """One batch from a gateway: its readings in event-time order, per asset."""
+        changes = self._heard(site, station, readings, received_ms)
+        by_instant: dict[tuple[int, str], list[Reading]] = defaultdict(list)
+        for reading in readings:
+            if reading.kind != "h":
+                by_instant[(reading.ts_ms, reading.asset)].append(reading)
+        for (ts, asset), group in sorted(by_instant.items()):
+            path = f"{site}/{station}/{asset}"
+            if self._apply(self._assets[path], group):
+                changes += self._evaluate(path, ts)
+        return changes
+
+    def tick(self, now_ms: int) -> list[ConditionChange]:
+        """The gateway deadman, on the wall clock."""
+        changes = []
+        for gateway, tracker in self._gateways.items():
+            heard = self._last_heard.get(gateway)
+            rule = tracker.bound.rule
+            assert isinstance(rule, GatewayRule)
+            if tracker.active or heard is None:
+                continue  # never heard of: it has not started yet, not silent
+            silent_ms = now_ms - heard[0]
+            if silent_ms >= rule.silent_for * 1000:
+                message = f"gateway {gateway[0]}/{gateway[1]} silent for {silent_ms / 1000:.0f} s"
+                changes.append(self._change(tracker, True, heard[1] + silent_ms, message, None))
+        return changes
+
+    def _heard(
+        self, site: str, station: str, readings: Sequence[Reading], received_ms: int
+    ) -> list[ConditionChange]:
+        newest = max((r.ts_ms for r in readings), default=received_ms)
+        self._last_heard[(site, station)] = (received_ms, newest)
+        tracker = self._gateways.get((site, station))
+        if tracker is None or not tracker.active:
+            return []
+        message = f"gateway {site}/{station} heard from again"
+        return [self._change(tracker, False, newest, message, None)]
+
+    def _apply(self, state: AssetValues, readings: list[Reading]) -> bool:
+        """Take the readings that are news; False when all of them were late."""
+        fresh = False
+        for r in readings:
+            values, stamps = (
+                (state.status, state.status_stamps)
+                if r.kind == "s"
+                else (state.values, state.stamps)
+            )
+            if r.ts_ms <= stamps.get(r.signal, -1):
+                continue
+            values[r.signal] = r.value
+            stamps[r.signal] = r.ts_ms
+            fresh = True
+        return fresh
+
+    def _evaluate(self, path: str, ts: int) -> list[ConditionChange]:
+        changes = []
+        state = self._assets[path]
+        trackers = self._trackers.get(path, [])
+        for tracker in trackers:
+            self.evaluations += 1
+            raw, value, message = self._condition(tracker, state, ts)
+            if raw is None:
+                continue
+            change = self._step(tracker, raw, ts, message, value, trackers)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    def _step(
+        self,
+        tracker: Tracker,
+        raw: bool,
+        ts: int,
+        message: str,
+        value: Value,
+        neighbours: list[Tracker],
+    ) -> ConditionChange | None:
+        rule = tracker.bound.rule
+        if not tracker.active:
+            tracker.clearing_since = None
+            if not raw:
+                tracker.pending_since = None
+                return None
+            since = tracker.pending_since = tracker.pending_since or ts
+            if ts - since < rule.on_delay * 1000 or self._inhibited(tracker, neighbours):
+                return None
+            return self._change(tracker, True, ts, message, value)
+        if raw:
+            tracker.clearing_since = None
+            return None
+        since = tracker.clearing_since = tracker.clearing_since or ts
+        if ts - since < rule.off_delay * 1000:
+            return None
+        tracker.pending_since = None
+        return self._change(tracker, False, ts, message, value)
+
+    def _inhibited(self, tracker: Tracker, neighbours: list[Tracker]) -> bool:
+        gateway = self._gateways.get((tracker.bound.site, tracker.bound.station))
+        if gateway is not None and gateway.active:
+            return True
+        rule = tracker.bound.rule
+        for other in neighbours:
+            if not other.active or other is tracker:
+                continue
+            if other.bound.id in rule.inhibited_by:
+                return True
+            if isinstance(other.bound.rule, DeviceRule) and not isinstance(rule, DeviceRule):
+                return True
+        return False
+
+    def _change(
+        self, tracker: Tracker, active: bool, at_ms: int, message: str, value: Value
+    ) -> ConditionChange:
+        tracker.active = active
+        rule = tracker.bound.rule
+        return ConditionChange(
+            tracker.key, active, at_ms, rule.priority, message, value, rule.latched
+        )
+
+    # --- conditions ------------------------------------------------------------------
+
+    def _condition(
+        self, tracker: Tracker, state: AssetValues, ts: int
+    ) -> tuple[bool | None, Value, str]:
+        """(raw condition or None when it cannot be told yet, the value, a message)."""
+        bound, rule = tracker.bound, tracker.bound.rule
+        if bound.suppress is not None and self._truth(bound.suppress, bound, state.values):
+            return False, None, f"{bound.id} suppressed by design ({rule.suppress_when})"
+        if isinstance(rule, ThresholdRule):
+            return self._threshold(tracker, rule, state)
+        if isinstance(rule, ConditionRule):
+            if tracker.active and bound.clear is not None:
+                cleared = self._truth(bound.clear, bound, state.values)
+                return (
+                    (None if cleared is None else not cleared),
+                    None,
+                    f"{bound.id}: {rule.clear_when}",
+                )
+            return self._expression(tracker, state.values, rule.when)
+        if isinstance(rule, DeviceRule):
+            if not state.status:
+                return None, None, ""
+            return self._expression(tracker, state.status, rule.when)
+        if isinstance(rule, RateRule):
+            return self._rate(tracker, rule, state, ts)
+        if isinstance(rule, UnchangedRule):
+            return self._unchanged(tracker, rule, state, ts)
+        return None, None, ""
+
+    def _threshold(
+        self, tracker: Tracker, rule: ThresholdRule, state: AssetValues
+    ) -> tuple[bool | None, Value, str]:
+        value = state.values.get(rule.signal)
+        level = tracker.bound.level
+        if not isinstance(value, int | float) or isinstance(value, bool) or level is None:
+            return None, value, ""
+        margin = rule.deadband if tracker.active else 0.0
+        if rule.above is not None:
+            raw, side = value > level - margin, "above"
+        else:
+            raw, side = value < level + margin, "below"
+        unit = self._units.get((tracker.bound.asset.profile or "", rule.signal), "")
+        name = tracker.bound.asset.name or tracker.bound.asset.id
+        message = f"{name}: {rule.signal} {value:g} {unit} {side} {level:g} {unit}".replace(
+            "  ", " "
+        )
+        return raw, value, message
+
+    def _expression(
+        self, tracker: Tracker, values: dict[str, Value], text: str
+    ) -> tuple[bool | None, Value, str]:
+        tree = tracker.bound.when
+        assert tree is not None
+        truth = self._truth(tree, tracker.bound, values)
+        name = tracker.bound.asset.name or tracker.bound.asset.id
+        return truth, None, f"{name}: {text}"
+
+    def _truth(self, tree: ast.AST, bound: Bound, values: dict[str, Value]) -> bool | None:
+        self._eval.names = {**ratings_of(bound.asset), **values}
+        try:
+            return bool(self._eval.eval("", previously_parsed=tree))
+        except Exception:  # a signal not seen yet, or null: undecided, not an alarm
+            return None
+
+    def _rate(
+        self, tracker: Tracker, rule: RateRule, state: AssetValues, ts: int
+    ) -> tuple[bool | None, Value, str]:
+        value = state.values.get(rule.signal)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return None, value, ""
+        history = tracker.history
+        history.append((ts, float(value)))
+        while history and ts - history[0][0] > RATE_WINDOW_MS:
+            history.popleft()
+        t0, v0 = history[0]
+        if ts - t0 < RATE_WINDOW_MS / 2:
+            return None, value, ""  # too short a stretch to call it a rate
+        per_min = (float(value) - v0) / ((ts - t0) / 60_000)
+        rising = rule.max_rise_per_min is not None and per_min > rule.max_rise_per_min
+        falling = rule.max_fall_per_min is not None and -per_min > rule.max_fall_per_min
+        message = f"{tracker.bound.asset.id}: {rule.signal} changing {per_min:+.3g}/min"
+        return rising or falling, value, message
+
+    def _unchanged(
+        self, tracker: Tracker, rule: UnchangedRule, state: AssetValues, ts: int
+    ) -> tuple[bool | None, Value, str]:
+        value = state.values.get(rule.signal)
+        if value is None:
+            return None, value, ""
+        if tracker.still_since is None or tracker.still_since[0] != value:
+            tracker.still_since = (value, ts)
+        still_ms = ts - tracker.still_since[1]
+        message = (
+            f"{tracker.bound.asset.id}: {rule.signal} stuck at {value} for "
+            f"{still_ms / 60_000:.0f} min"
+        )
+        return still_ms >= rule.for_ * 1000, value, message
+
+    def _all(self) -> Iterable[Tracker]:
+        yield from self._gateways.values()
+        for trackers in self._trackers.values():
+            yield from trackers
+
+
+def _units(site: SiteConfig) -> dict[tuple[str, str], str]:
+    return {
+        (name, signal.name): signal.unit
+        for name, profile in site.profiles.items()
+        for signal in profile.signals
+    }

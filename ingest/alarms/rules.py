@@ -1,0 +1,313 @@
+"""Alarm rules as data: one YAML file, rules per asset kind, overrides per asset.
+
+```yaml
+rules:
+  tank_level_high_high:
+    kind: threshold            # threshold | condition | rate | unchanged | device | gateway
+    applies_to: {asset_kind: tank}
+    signal: level_m
+    above: limit.high_high     # a number, or the asset's limit from the site model
+    deadband: 0.05             # hysteresis: clears below the limit minus this
+    on_delay: 30s              # the condition must hold this long (event time)
+    priority: high
+    deadline: 1h               # how fast it must alarm once the condition starts
+overrides:
+  - {asset: fengshou/xiba/tank_no4, rule: tank_level_high_high, set: {deadband: 0.1}}
+```
+
+Expressions (`when`, `suppress_when`) use simpleeval, never eval: names are the
+asset's signals and its nameplate ratings, plus abs/min/max. They are parsed and their
+names checked when the file loads, so a typo is a ConfigError naming rule and field.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+from simpleeval import SimpleEval
+
+from facility.config import SiteConfig
+from facility.durations import parse_duration
+from facility.site import Asset, AssetKind, AssetStatus, Ratings, Strict
+from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml, validate
+from facility.wire import STATUS_SIGNALS
+from ingest.alarms.model import Priority
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+LIMIT_LEVELS = ("low_low", "low", "high", "high_high")
+FUNCTIONS = {"abs": abs, "min": min, "max": max}
+
+
+class Selector(Strict):
+    asset_kind: AssetKind | None = None
+    assets: list[str] = Field(default_factory=list)  # site/station/asset paths
+
+
+class RuleBase(Strict):
+    applies_to: Selector = Selector()
+    priority: Priority
+    deadline: Seconds | None = None
+    on_delay: Seconds = 0.0
+    off_delay: Seconds = 0.0
+    latched: bool = False
+    description: str = ""
+    suppress_when: str | None = None  # suppression by design: no alarm while true
+    inhibited_by: list[str] = Field(default_factory=list)  # rules on the same asset
+
+
+class ThresholdRule(RuleBase):
+    kind: Literal["threshold"]
+    signal: str
+    above: float | str | None = None
+    below: float | str | None = None
+    deadband: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_side(self) -> ThresholdRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of `above` and `below`")
+        return self
+
+
+class ConditionRule(RuleBase):
+    kind: Literal["condition"]
+    when: str
+    clear_when: str | None = None  # hysteresis: once active, clears only when this holds
+
+
+class RateRule(RuleBase):
+    kind: Literal["rate"]
+    signal: str
+    max_rise_per_min: float | None = Field(default=None, gt=0)
+    max_fall_per_min: float | None = Field(default=None, gt=0)
+
+
+class UnchangedRule(RuleBase):
+    """A flatline: the value has not moved at all for `for_` (a stuck transmitter)."""
+
+    kind: Literal["unchanged"]
+    signal: str
+    for_: Seconds = Field(alias="for", gt=0)
+
+
+class DeviceRule(RuleBase):
+    """On the gateway's device status (comm_ok, error, exception_code, ...)."""
+
+    kind: Literal["device"]
+    when: str
+
+
+class GatewayRule(RuleBase):
+    """A deadman per gateway: nothing received from it for `silent_for` (wall time)."""
+
+    kind: Literal["gateway"]
+    silent_for: Seconds = Field(gt=0)
+
+
+Rule = Annotated[
+    ThresholdRule | ConditionRule | RateRule | UnchangedRule | DeviceRule | GatewayRule,
+    Field(discriminator="kind"),
+]
+
+
+class Override(Strict):
+    asset: str  # site/station/asset
+    rule: str
+    enabled: bool = True
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+class RulesFile(Strict):
+    rules: dict[str, Rule]
+    overrides: list[Override] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One rule on one asset, with overrides applied and limits resolved."""
+
+    id: str
+    rule: Rule
+    site: str
+    station: str
+    asset: Asset
+    level: float | None = None  # a threshold's resolved limit
+    when: ast.AST | None = None  # the parsed expression (condition / device rules)
+    suppress: ast.AST | None = None
+    clear: ast.AST | None = None
+
+    @property
+    def path(self) -> str:
+        return f"{self.site}/{self.station}/{self.asset.id}"
+
+
+@dataclass
+class RuleSet:
+    file: Path
+    rules: dict[str, Rule]
+    bound: list[Bound]
+
+    def for_asset(self, path: str) -> list[Bound]:
+        return [b for b in self.bound if b.path == path]
+
+
+def load_rules(path: Path, site: SiteConfig) -> RuleSet:
+    doc = load_yaml(path)
+    spec = validate(RulesFile, doc)
+    issues = _check_references(spec, site, doc)
+    bound, more = _bind(spec, site, doc)
+    issues += more
+    if issues:
+        raise ConfigError(issues)
+    return RuleSet(path, spec.rules, bound)
+
+
+def _check_references(spec: RulesFile, site: SiteConfig, doc: SourceDoc) -> list[ConfigIssue]:
+    paths = {ref.path for ref in site.assets()}
+    issues = []
+    for rid, rule in spec.rules.items():
+        for i, other in enumerate(rule.inhibited_by):
+            if other not in spec.rules:
+                issues.append(doc.issue(["rules", rid, "inhibited_by", i], f"no rule {other!r}"))
+        for i, asset in enumerate(rule.applies_to.assets):
+            if asset not in paths:
+                issues.append(
+                    doc.issue(["rules", rid, "applies_to", "assets", i], f"no asset {asset!r}")
+                )
+    for i, override in enumerate(spec.overrides):
+        if override.rule not in spec.rules:
+            issues.append(doc.issue(["overrides", i, "rule"], f"no rule {override.rule!r}"))
+        if override.asset not in paths:
+            issues.append(doc.issue(["overrides", i, "asset"], f"no asset {override.asset!r}"))
+    return issues
+
+
+def _bind(
+    spec: RulesFile, site: SiteConfig, doc: SourceDoc
+) -> tuple[list[Bound], list[ConfigIssue]]:
+    bound: list[Bound] = []
+    issues: list[ConfigIssue] = []
+    overrides = {(o.asset, o.rule): (i, o) for i, o in enumerate(spec.overrides)}
+    for rid, rule in spec.rules.items():
+        for ref in _targets(rule, site):
+            where: list[str | int] = ["rules", rid]
+            override = overrides.get((ref.path, rid))
+            if override is not None:
+                index, o = override
+                if not o.enabled:
+                    continue
+                rule, where = _overridden(rule, o, doc, index, issues), ["overrides", index, "set"]
+            names = _names_for(ref.asset, site)
+            try:
+                bound.append(_bound(rid, rule, ref.site.id, ref.station.id, ref.asset, names))
+            except ValueError as exc:
+                field, message = exc.args if len(exc.args) == 2 else ("", str(exc))
+                issues.append(
+                    doc.issue([*where, field] if field else where, f"{ref.path}: {message}")
+                )
+    return bound, issues
+
+
+def _overridden(
+    rule: Rule, o: Override, doc: SourceDoc, index: int, issues: list[ConfigIssue]
+) -> Rule:
+    data = rule.model_dump(by_alias=True) | o.set
+    try:
+        return type(rule).model_validate(data)
+    except Exception as exc:  # pydantic's ValidationError: name the override
+        issues.append(doc.issue(["overrides", index, "set"], str(exc).splitlines()[0]))
+        return rule
+
+
+def _targets(rule: Rule, site: SiteConfig) -> Iterator[Any]:
+    wanted = set(rule.applies_to.assets)
+    for ref in site.assets():
+        if ref.asset.status is AssetStatus.OUT_OF_SERVICE:
+            continue  # out of service in the asset register: raises nothing
+        if wanted and ref.path not in wanted:
+            continue
+        kind = rule.applies_to.asset_kind
+        is_gateway = ref.asset.kind is AssetKind.GATEWAY
+        if isinstance(rule, GatewayRule):
+            if is_gateway and kind in (None, AssetKind.GATEWAY):
+                yield ref
+        elif not is_gateway and kind in (None, ref.asset.kind):
+            yield ref
+
+
+def _names_for(asset: Asset, site: SiteConfig) -> set[str]:
+    ratings = {k for k, v in asset.ratings.model_dump().items() if v is not None}
+    profile = site.profiles.get(asset.profile or "")
+    signals = {s.name for s in profile.signals} if profile else set()
+    return signals | ratings
+
+
+def _bound(rid: str, rule: Rule, site: str, station: str, asset: Asset, names: set[str]) -> Bound:
+    if isinstance(rule, DeviceRule):
+        names = set(STATUS_SIGNALS)
+    level = None
+    if isinstance(rule, ThresholdRule | RateRule | UnchangedRule) and rule.signal not in names:
+        raise ValueError("signal", f"no signal {rule.signal!r} on a {asset.kind.value}")
+    if isinstance(rule, ThresholdRule):
+        level = _level(rule, asset)
+    when = None
+    if isinstance(rule, ConditionRule | DeviceRule):
+        when = parse_expression(rule.when, names, "when")
+    suppress = _optional(rule.suppress_when, names, "suppress_when")
+    clear = (
+        _optional(rule.clear_when, names, "clear_when") if isinstance(rule, ConditionRule) else None
+    )
+    return Bound(rid, rule, site, station, asset, level, when, suppress, clear)
+
+
+def _optional(text: str | None, names: set[str], field: str) -> ast.AST | None:
+    return parse_expression(text, names, field) if text else None
+
+
+def _level(rule: ThresholdRule, asset: Asset) -> float:
+    side = "above" if rule.above is not None else "below"
+    value = rule.above if rule.above is not None else rule.below
+    if isinstance(value, int | float):
+        return float(value)
+    assert value is not None
+    prefix, _, level = value.partition(".")
+    if prefix != "limit" or level not in LIMIT_LEVELS:
+        raise ValueError(side, f"{value!r}: use a number or limit.<{'|'.join(LIMIT_LEVELS)}>")
+    limits = asset.limits.get(rule.signal)
+    found = getattr(limits, level) if limits else None
+    if found is None:
+        raise ValueError(side, f"no {level} limit for {rule.signal} in the site model")
+    return float(found)
+
+
+def parse_expression(text: str | None, names: set[str], field: str) -> ast.AST:
+    """Parse once, check every name is known: a typo fails at load, not at 3 a.m."""
+    if text is None:
+        raise ValueError(field, "missing expression")
+    try:
+        tree: ast.AST = SimpleEval(functions=FUNCTIONS).parse(text)
+    except SyntaxError as exc:
+        raise ValueError(field, f"not an expression: {exc.msg}") from None
+    unknown = sorted(
+        {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        - names
+        - set(FUNCTIONS)
+        - {"True", "False", "None"}
+    )
+    if unknown:
+        raise ValueError(
+            field, f"unknown name(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})"
+        )
+    return tree
+
+
+def ratings_of(asset: Asset) -> dict[str, float]:
+    return {k: float(v) for k, v in asset.ratings.model_dump().items() if v is not None}
+
+
+__all__ = ["Bound", "Ratings", "RuleSet", "load_rules", "parse_expression", "ratings_of"]

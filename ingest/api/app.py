@@ -1,0 +1,583 @@
+"""The alarm REST API and the web console.
+
+`create_app` wires the alarm book, the pipeline (every action's transitions go out
+through it to InfluxDB, the notifier and the consoles), the API users, the audit log
+and, optionally, acknowledge links and the notifier's rosters and KPIs into one FastAPI
+application. It runs in the ingest service's own event loop (see server.py): the
+pipeline calls its listeners there, and the console's live stream is one of them.
+
+Alarm keys and asset paths are URL paths (`/api/alarms/fengshou/xiba/pump_1/pump_trip`),
+given as separate segments so `/history` and the actions after a key are unambiguous.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the route signatures at
+# runtime, and they name dependencies made inside create_app.
+
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ingest.alarms.book import Alarm, AlarmActionError, AlarmBook, AlarmEvent, Transition
+from ingest.alarms.links import AckGrant, AckLinkError, AckLinks
+from ingest.alarms.model import AlarmKey, AlarmState, Priority
+from ingest.alarms.pipeline import AlarmPipeline
+from ingest.api import ackpage
+from ingest.api.audit import AuditAction, AuditLog, Outcome
+from ingest.api.auth import Role, Tokens, User, requires, requires_header_or_query
+from ingest.api.events import EventHub, stream
+from ingest.api.models import (
+    ActionResult,
+    AlarmList,
+    AlarmOut,
+    AssetActionResult,
+    AuditEntryOut,
+    CommentBody,
+    Health,
+    Me,
+    OutOfServiceBody,
+    ShelveBody,
+    TransitionOut,
+)
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+HISTORY_SCAN = 50_000  # filters other than a whole key look at this many newest transitions
+MAX_LIMIT = 10_000
+LINK_ROLE = "link"  # the audit log's role for a signed acknowledge link
+
+# The console and the ack pages load nothing but their own files.
+_PAGE_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: {"description": "no token, or an unknown one"},
+    status.HTTP_403_FORBIDDEN: {"description": "the user's role does not allow it"},
+    status.HTTP_404_NOT_FOUND: {"description": "no such alarm"},
+    status.HTTP_409_CONFLICT: {"description": "the alarm's state does not allow it"},
+}
+_READ_REFUSALS: dict[int | str, dict[str, Any]] = {code: _REFUSALS[code] for code in (401, 403)}
+
+Provider = Callable[[], object]
+
+
+def create_app(
+    book: AlarmBook,
+    pipeline: AlarmPipeline,
+    tokens: Tokens,
+    audit: AuditLog,
+    links: AckLinks | None = None,
+    rosters: Provider | None = None,
+    kpis: Provider | None = None,
+) -> FastAPI:
+    hub = EventHub()
+    pipeline.listeners.append(hub.publish)
+    app = FastAPI(
+        title="Facility alarms",
+        version="1",
+        summary="Alarms of the water-supply and car-park sites: read, acknowledge, shelve.",
+        openapi_tags=[
+            {"name": "alarms", "description": "the alarm board and its history"},
+            {"name": "actions", "description": "operator actions; each one is audited"},
+            {"name": "service", "description": "live events, rosters, KPIs, audit, health"},
+        ],
+    )
+    app.state.hub = hub
+    ops = Operations(book, pipeline, audit)
+    app.include_router(_alarm_routes(ops, tokens))
+    app.include_router(_action_routes(ops, tokens))
+    app.include_router(_service_routes(ops, tokens, hub, rosters, kpis))
+    app.include_router(_page_routes(ops, links))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_exception_handler(AlarmActionError, _refused)
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+@dataclass
+class Operations:
+    """What the routes share: find an alarm, do an action, audit it, publish it."""
+
+    book: AlarmBook
+    pipeline: AlarmPipeline
+    audit: AuditLog
+
+    def alarm(self, key: AlarmKey) -> Alarm:
+        alarm = self.book.get(key)
+        if alarm is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alarm {key}")
+        return alarm
+
+    async def act(
+        self,
+        who: tuple[str, str],
+        action: AuditAction,
+        target: str,
+        comment: str,
+        do: Callable[[], list[Transition]],
+        detail: str = "",
+    ) -> list[Transition]:
+        """Do it, audit it (done or refused), and send its transitions on their way."""
+        user, role = who
+        try:
+            transitions = do()
+        except AlarmActionError as exc:
+            self.audit.record(user, role, action, target, comment, Outcome.REFUSED, str(exc))
+            raise
+        self.audit.record(user, role, action, target, comment, Outcome.DONE, detail)
+        try:
+            await self.pipeline.publish(transitions)
+        except Exception:
+            # The action is committed in the book; failing the request now would only
+            # make the operator try again and be refused.
+            log.exception("publishing %s of %s failed", action, target)
+        return transitions
+
+    def result(self, key: AlarmKey, transitions: list[Transition]) -> ActionResult:
+        return ActionResult(
+            alarm=AlarmOut.of(self.alarm(key)),
+            transitions=[TransitionOut.of(t) for t in transitions],
+        )
+
+
+def alarm_key(site: str, station: str, asset: str, rule: str) -> AlarmKey:
+    return AlarmKey(site, station, asset, rule)
+
+
+def asset_path(site: str, station: str, asset: str) -> str:
+    return f"{site}/{station}/{asset}"
+
+
+Key = Annotated[AlarmKey, Depends(alarm_key)]
+AssetPath = Annotated[str, Depends(asset_path)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+Since = Annotated[datetime | None, Query(description="ISO 8601; without a zone, UTC")]
+Until = Annotated[datetime | None, Query(description="ISO 8601, exclusive")]
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def _alarm_routes(ops: Operations, tokens: Tokens) -> APIRouter:
+    router = APIRouter(tags=["alarms"], responses=_READ_REFUSALS)
+    viewer = requires(tokens, Role.VIEWER)
+    book = ops.book
+
+    @router.get("/api/alarms", response_model=AlarmList)
+    async def list_alarms(
+        user: Annotated[User, Depends(viewer)],
+        state: Annotated[list[AlarmState] | None, Query()] = None,
+        priority: Annotated[list[Priority] | None, Query()] = None,
+        site: str | None = None,
+        station: str | None = None,
+        asset: str | None = None,
+        rule: str | None = None,
+        active_only: Annotated[
+            bool, Query(description="only alarms whose condition is active now")
+        ] = False,
+        hidden: Annotated[
+            bool | None, Query(description="true: only shelved/out of service; false: none")
+        ] = None,
+    ) -> AlarmList:
+        """The alarm board: every alarm not normal, the most urgent priority first, then
+        the oldest raise."""
+        parts = {"site": site, "station": station, "asset": asset, "rule": rule}
+        alarms = [
+            a
+            for a in book.active()
+            if _key_matches(a.key, parts)
+            and (state is None or a.state in state)
+            and (priority is None or a.priority in priority)
+            and (not active_only or a.active)
+            and (hidden is None or a.hidden == hidden)
+        ]
+        alarms.sort(key=lambda a: (a.priority.rank, a.raised_ms or a.last_change_ms, a.key))
+        return AlarmList(now_ms=book.now_ms(), alarms=[AlarmOut.of(a) for a in alarms])
+
+    @router.get("/api/alarms/{site}/{station}/{asset}/{rule}", response_model=AlarmOut)
+    async def get_alarm(key: Key, user: Annotated[User, Depends(viewer)]) -> AlarmOut:
+        return AlarmOut.of(ops.alarm(key))
+
+    @router.get(
+        "/api/alarms/{site}/{station}/{asset}/{rule}/history",
+        response_model=list[TransitionOut],
+    )
+    async def alarm_history(
+        key: Key,
+        user: Annotated[User, Depends(viewer)],
+        since: Since = None,
+        until: Until = None,
+        limit: Limit = 200,
+    ) -> list[TransitionOut]:
+        """One alarm's transitions, in the order they happened (newest last)."""
+        ops.alarm(key)
+        found = book.history(key, _ms(since), _ms(until), limit)
+        return [TransitionOut.of(t) for t in found]
+
+    @router.get("/api/history", response_model=list[TransitionOut])
+    async def history(
+        user: Annotated[User, Depends(viewer)],
+        site: str | None = None,
+        station: str | None = None,
+        asset: str | None = None,
+        rule: str | None = None,
+        event: Annotated[list[AlarmEvent] | None, Query()] = None,
+        since: Since = None,
+        until: Until = None,
+        limit: Limit = 500,
+    ) -> list[TransitionOut]:
+        """Transitions of every alarm, newest last. Filters other than a whole key look
+        at the newest 50 000 transitions between `since` and `until`."""
+        parts = {"site": site, "station": station, "asset": asset, "rule": rule}
+        found = _history(book, parts, event, _ms(since), _ms(until), limit)
+        return [TransitionOut.of(t) for t in found]
+
+    return router
+
+
+def _history(
+    book: AlarmBook,
+    parts: dict[str, str | None],
+    events: list[AlarmEvent] | None,
+    since_ms: int | None,
+    until_ms: int | None,
+    limit: int,
+) -> list[Transition]:
+    site, station, asset, rule = parts.values()
+    if site and station and asset and rule and events is None:
+        return book.history(AlarmKey(site, station, asset, rule), since_ms, until_ms, limit)
+    scanned = book.history(None, since_ms, until_ms, HISTORY_SCAN)
+    found = [
+        t for t in scanned if _key_matches(t.key, parts) and (events is None or t.event in events)
+    ]
+    return found[-limit:]
+
+
+def _key_matches(key: AlarmKey, parts: dict[str, str | None]) -> bool:
+    return all(want is None or getattr(key, name) == want for name, want in parts.items())
+
+
+def _ms(at: datetime | None) -> int | None:
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return int(at.timestamp() * 1000)
+
+
+# -- operator actions -------------------------------------------------------------------
+
+
+def _action_routes(ops: Operations, tokens: Tokens) -> APIRouter:
+    router = APIRouter(tags=["actions"], responses=_REFUSALS)
+    crew = requires(tokens, Role.CREW)
+    supervisor = requires(tokens, Role.SUPERVISOR)
+    book = ops.book
+    alarm_path = "/api/alarms/{site}/{station}/{asset}/{rule}"
+    asset_at = "/api/assets/{site}/{station}/{asset}"
+
+    @router.post(f"{alarm_path}/ack", response_model=ActionResult)
+    async def acknowledge(
+        key: Key, user: Annotated[User, Depends(crew)], body: CommentBody | None = None
+    ) -> ActionResult:
+        """Acknowledge an active or returned alarm (crew and up)."""
+        comment = (body or CommentBody()).comment
+        ops.alarm(key)
+        done = await ops.act(
+            _who(user),
+            AuditAction.ACKNOWLEDGE,
+            str(key),
+            comment,
+            lambda: [book.acknowledge(key, user.name, comment)],
+        )
+        return ops.result(key, done)
+
+    @router.post(f"{alarm_path}/reset", response_model=ActionResult)
+    async def reset(
+        key: Key, user: Annotated[User, Depends(crew)], body: CommentBody | None = None
+    ) -> ActionResult:
+        """Release a latched alarm whose condition has cleared (crew and up)."""
+        comment = (body or CommentBody()).comment
+        ops.alarm(key)
+        done = await ops.act(
+            _who(user),
+            AuditAction.RESET,
+            str(key),
+            comment,
+            lambda: [book.reset(key, user.name, comment)],
+        )
+        return ops.result(key, done)
+
+    @router.post(f"{alarm_path}/shelve", response_model=ActionResult)
+    async def shelve(
+        key: Key, body: ShelveBody, user: Annotated[User, Depends(supervisor)]
+    ) -> ActionResult:
+        """Take an alarm out of view for a while (supervisor and up)."""
+        ops.alarm(key)
+        done = await ops.act(
+            _who(user),
+            AuditAction.SHELVE,
+            str(key),
+            body.reason,
+            lambda: [book.shelve(key, user.name, body.reason, body.minutes * 60)],
+            detail=f"for {body.minutes:g} min",
+        )
+        return ops.result(key, done)
+
+    @router.post(f"{alarm_path}/unshelve", response_model=ActionResult)
+    async def unshelve(
+        key: Key, user: Annotated[User, Depends(supervisor)], body: CommentBody | None = None
+    ) -> ActionResult:
+        comment = (body or CommentBody()).comment
+        ops.alarm(key)
+        done = await ops.act(
+            _who(user),
+            AuditAction.UNSHELVE,
+            str(key),
+            comment,
+            lambda: [book.unshelve(key, user.name, comment)],
+        )
+        return ops.result(key, done)
+
+    @router.post(f"{asset_at}/out-of-service", response_model=AssetActionResult)
+    async def out_of_service(
+        path: AssetPath, body: OutOfServiceBody, user: Annotated[User, Depends(supervisor)]
+    ) -> AssetActionResult:
+        """Hide every alarm of an asset, present and future, until it is back in service
+        (supervisor and up)."""
+        done = await ops.act(
+            _who(user),
+            AuditAction.OUT_OF_SERVICE,
+            path,
+            body.reason,
+            lambda: book.set_out_of_service(path, user.name, body.reason),
+        )
+        return _asset_result(book, path, done)
+
+    @router.post(f"{asset_at}/in-service", response_model=AssetActionResult)
+    async def in_service(
+        path: AssetPath, user: Annotated[User, Depends(supervisor)], body: CommentBody | None = None
+    ) -> AssetActionResult:
+        comment = (body or CommentBody()).comment
+        done = await ops.act(
+            _who(user),
+            AuditAction.IN_SERVICE,
+            path,
+            comment,
+            lambda: book.return_to_service(path, user.name, comment),
+        )
+        return _asset_result(book, path, done)
+
+    return router
+
+
+def _who(user: User) -> tuple[str, str]:
+    return user.name, user.role.value
+
+
+def _asset_result(book: AlarmBook, path: str, done: list[Transition]) -> AssetActionResult:
+    return AssetActionResult(
+        asset=path,
+        out_of_service=book.is_out_of_service(path),
+        transitions=[TransitionOut.of(t) for t in done],
+    )
+
+
+# -- live events, rosters, KPIs, audit, health ------------------------------------------
+
+
+def _service_routes(
+    ops: Operations,
+    tokens: Tokens,
+    hub: EventHub,
+    rosters: Provider | None,
+    kpis: Provider | None,
+) -> APIRouter:
+    router = APIRouter(tags=["service"])
+    viewer = requires(tokens, Role.VIEWER)
+    supervisor = requires(tokens, Role.SUPERVISOR)
+    streamer = requires_header_or_query(tokens, Role.VIEWER)
+
+    @router.get("/api/me", response_model=Me, responses=_READ_REFUSALS)
+    async def me(user: Annotated[User, Depends(viewer)]) -> Me:
+        """Who the token belongs to, and their role (the console shows what it allows)."""
+        return Me.of(user)
+
+    @router.get(
+        "/api/events",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "Server-Sent Events: `hello` once, then `transition` (a "
+                "TransitionOut) for every change, `resync` if some were dropped",
+                "content": {"text/event-stream": {}},
+            },
+            **_READ_REFUSALS,
+        },
+    )
+    async def events(user: Annotated[User, Depends(streamer)]) -> StreamingResponse:
+        return StreamingResponse(
+            stream(hub, user.name),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @router.get("/api/rosters", responses={404: {"description": "not configured"}})
+    async def get_rosters(user: Annotated[User, Depends(viewer)]) -> JSONResponse:
+        """Who is on duty, as the notifier has it."""
+        return await _provided(rosters, "rosters")
+
+    @router.get("/api/kpis", responses={404: {"description": "not configured"}})
+    async def get_kpis(user: Annotated[User, Depends(viewer)]) -> JSONResponse:
+        """Alarm KPIs (response times, alarm rates), as the service computes them."""
+        return await _provided(kpis, "KPIs")
+
+    @router.get("/api/audit", response_model=list[AuditEntryOut], responses=_READ_REFUSALS)
+    async def get_audit(
+        user: Annotated[User, Depends(supervisor)],
+        since: Since = None,
+        until: Until = None,
+        by: Annotated[str | None, Query(alias="user")] = None,
+        action: AuditAction | None = None,
+        target: Annotated[
+            str | None, Query(description="an alarm key, or a site, station or asset path")
+        ] = None,
+        limit: Limit = 500,
+    ) -> list[AuditEntryOut]:
+        """Who did what to which alarm (supervisor and up), newest last."""
+        found = ops.audit.entries(_ms(since), _ms(until), by, action, target, limit)
+        return [AuditEntryOut.of(e) for e in found]
+
+    @router.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    return router
+
+
+async def _provided(provider: Provider | None, what: str) -> JSONResponse:
+    if provider is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what} configured")
+    value = provider()
+    if inspect.isawaitable(value):
+        value = await value
+    return JSONResponse(jsonable_encoder(value))
+
+
+# -- the console and the acknowledge-link pages -----------------------------------------
+
+
+def _page_routes(ops: Operations, links: AckLinks | None) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/")
+    async def console() -> FileResponse:
+        return FileResponse(STATIC / "console.html", headers={"Cache-Control": "no-cache"})
+
+    @router.get("/ack/{token}")
+    async def ack_link_page(token: str) -> HTMLResponse:
+        """Shows the alarm; acknowledging is the form's POST (see ackpage)."""
+        found = _granted(ops, links, token)
+        if isinstance(found, HTMLResponse):
+            return found
+        grant, alarm = found
+        return HTMLResponse(ackpage.alarm_page(alarm, grant.user))
+
+    @router.post("/ack/{token}")
+    async def ack_link(token: str, request: Request) -> HTMLResponse:
+        found = _granted(ops, links, token)
+        if isinstance(found, HTMLResponse):
+            return found
+        grant, _ = found
+        comment = _form_field(await request.body(), "comment")[:1000]
+        try:
+            await ops.act(
+                (grant.user, LINK_ROLE),
+                AuditAction.ACKNOWLEDGE,
+                str(grant.key),
+                comment,
+                lambda: [ops.book.acknowledge(grant.key, grant.user, comment)],
+            )
+        except AlarmActionError as exc:
+            page = ackpage.message_page("Not acknowledged", str(exc))
+            return HTMLResponse(page, status.HTTP_409_CONFLICT)
+        return HTMLResponse(ackpage.done_page(ops.alarm(grant.key)))
+
+    return router
+
+
+def _granted(
+    ops: Operations, links: AckLinks | None, token: str
+) -> tuple[AckGrant, Alarm] | HTMLResponse:
+    """The link's grant and alarm, or the page that says why there is none."""
+    if links is None:
+        page = ackpage.message_page("Not found", "acknowledge links are not enabled")
+        return HTMLResponse(page, status.HTTP_404_NOT_FOUND)
+    try:
+        grant = links.verify(token)
+    except AckLinkError as exc:
+        return HTMLResponse(ackpage.message_page("Link refused", str(exc)), 400)
+    alarm = ops.book.get(grant.key)
+    if alarm is None:
+        page = ackpage.message_page("Not found", f"no alarm {grant.key}")
+        return HTMLResponse(page, status.HTTP_404_NOT_FOUND)
+    return grant, alarm
+
+
+def _form_field(body: bytes, name: str) -> str:
+    """One field of an application/x-www-form-urlencoded body (no multipart needed)."""
+    values = parse_qs(body.decode("utf-8", errors="replace")).get(name, [""])
+    return values[0].strip()
+
+
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status.HTTP_409_CONFLICT)
+
+
+class SecurityHeaders:
+    """Headers every response gets; a pure ASGI middleware, so the event stream passes
+    through unbuffered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = _security_headers(str(scope.get("path", "")))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                added = [(k, v) for k, v in extra if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *added]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _security_headers(path: str) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),  # an ack link's token must not leak on
+        (b"x-frame-options", b"DENY"),
+    ]
+    # /docs (Swagger UI) loads its scripts from a CDN, so the strict policy is for ours.
+    if path == "/" or path.startswith(("/ack/", "/static/")):
+        headers.append((b"content-security-policy", _PAGE_CSP.encode()))
+    if path.startswith(("/api/", "/ack/")):
+        headers.append((b"cache-control", b"no-store"))
+    return headers

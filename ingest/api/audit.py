@@ -1,0 +1,181 @@
+"""The audit log: who changed which alarm, when, how, and whether it was allowed.
+
+Its own SQLite file, apart from the alarm book: the book says what state an alarm is in,
+the audit log says who asked for what, including the requests the book refused (an
+acknowledgement of an alarm someone else had just acknowledged is worth knowing when
+two people claim the same call-out). Append-only: nothing here updates or deletes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+
+from ingest.alarms.book import wall_clock_ms
+
+
+class AuditAction(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    RESET = "reset"
+    SHELVE = "shelve"
+    UNSHELVE = "unshelve"
+    OUT_OF_SERVICE = "out_of_service"
+    IN_SERVICE = "in_service"
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    REFUSED = "refused"  # the alarm's state did not allow it (HTTP 409)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """`role` is the user's role, or `link` for a signed acknowledge link; `target` an
+    alarm key or an asset path; `comment` the operator's words (comment or reason);
+    `detail` what the service adds (a shelf's length, why it was refused)."""
+
+    id: int
+    at_ms: int
+    user: str
+    role: str
+    action: AuditAction
+    target: str
+    comment: str
+    outcome: Outcome
+    detail: str
+
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        role TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms)",
+)
+_COLUMNS = "id, at_ms, user, role, action, target, comment, outcome, detail"
+
+
+class AuditLog:
+    """Thread-safe; every entry is committed (and fsynced) before `record` returns."""
+
+    def __init__(self, path: Path, now_ms: Callable[[], int] = wall_clock_ms) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.now_ms = now_ms
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        for statement in _SCHEMA:
+            self._db.execute(statement)
+
+    def record(
+        self,
+        user: str,
+        role: str,
+        action: AuditAction,
+        target: str,
+        comment: str,
+        outcome: Outcome,
+        detail: str = "",
+    ) -> AuditEntry:
+        at_ms = self.now_ms()
+        row = (at_ms, user, role, action.value, target, comment, outcome.value, detail)
+        with self._connection() as db:
+            cursor = db.execute(
+                f"INSERT INTO audit ({_COLUMNS.removeprefix('id, ')}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        assert cursor.lastrowid is not None
+        return AuditEntry(
+            cursor.lastrowid, at_ms, user, role, action, target, comment, outcome, detail
+        )
+
+    def entries(
+        self,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        user: str | None = None,
+        action: AuditAction | None = None,
+        target: str | None = None,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
+        """The newest `limit` entries matching, oldest first. `target` matches an alarm
+        key, or everything under an asset path, station or site."""
+        clauses: list[str] = []
+        args: list[object] = []
+        for clause, value in (
+            ("at_ms >= ?", since_ms),
+            ("at_ms < ?", until_ms),
+            ("user = ?", user),
+            ("action = ?", action.value if action else None),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                args.append(value)
+        if target is not None:
+            clauses.append("(target = ? OR substr(target, 1, ?) = ?)")
+            prefix = target.rstrip("/") + "/"
+            args += [target, len(prefix), prefix]
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._connection() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM audit{where} ORDER BY id DESC LIMIT ?", (*args, limit)
+            ).fetchall()
+        return [_entry(row) for row in reversed(rows)]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._db is None:
+                raise RuntimeError(f"audit log {self.path} is closed")
+            yield self._db
+
+
+def _entry(row: tuple[object, ...]) -> AuditEntry:
+    id_, at_ms, user, role, action, target, comment, outcome, detail = row
+    return AuditEntry(
+        id=int(str(id_)),
+        at_ms=int(str(at_ms)),
+        user=str(user),
+        role=str(role),
+        action=AuditAction(str(action)),
+        target=str(target),
+        comment=str(comment),
+        outcome=Outcome(str(outcome)),
+        detail=str(detail),
+    )

@@ -1,0 +1,239 @@
+"""The ingest service: receiver → validate → InfluxDB → ack, plus its own health.
+
+`facility ingest run --config FILE` runs one IngestService. Nothing here assumes it is
+the only instance: it serves the gateways its subscription names (docs/ingest.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from facility.aio import cancel_and_wait, honour_cancellation
+from facility.config import SiteConfig
+from facility.wire import BadRow, Batch
+from ingest.alarms.engine import AlarmEngine
+from ingest.alarms.notify import Notifier, load_notify_config
+from ingest.alarms.pipeline import AlarmPipeline
+from ingest.alarms.rules import load_rules
+from ingest.api import ApiServer, AuditLog, Tokens, create_app
+from ingest.config import AlarmSettings, InfluxV1Target, IngestConfig
+from ingest.deadletters import DeadLetters
+from ingest.influx import InfluxAuthError, InfluxError, InfluxV1Writer, WriteResult
+from ingest.lineproto import encode_point
+from ingest.receiver import Receiver, subscription_topics
+from ingest.store import InfluxStore, StoreResult
+from ingest.validate import Validator
+
+log = logging.getLogger(__name__)
+
+AUTH_ALARM_EVERY_S = 30.0
+
+
+class Writer(Protocol):
+    async def write(self, lines: Sequence[str]) -> WriteResult: ...
+
+    async def close(self) -> None: ...
+
+
+def make_writer(config: IngestConfig) -> Writer:
+    target, write = config.settings.influxdb, config.settings.write
+    options: dict[str, Any] = {
+        "timeout_s": write.timeout_s,
+        "max_lines": write.batch_lines,
+        "max_retries": write.max_retries,
+        "backoff_cap_s": write.backoff_cap_s,
+    }
+    if isinstance(target, InfluxV1Target):
+        return InfluxV1Writer(
+            target.url,
+            target.database,
+            retention_policy=target.retention_policy,
+            username=target.username,
+            password=config.secret(target.password_env),
+            **options,
+        )
+    from ingest.influx_v2 import InfluxV2Writer  # influxdb-client is only needed for v2
+
+    token = config.secret(target.token_env) or ""
+    return InfluxV2Writer(target.url, target.org, target.bucket, token, **options)
+
+
+@dataclass
+class IngestService:
+    config: IngestConfig
+    writer: Writer = field(init=False)
+    dead_letters: DeadLetters = field(init=False)
+    validator: Validator = field(init=False)
+    store: InfluxStore = field(init=False)
+    receiver: Receiver = field(init=False)
+    alarms: AlarmPipeline | None = None
+    notifier: Notifier | None = None
+    api: ApiServer | None = None
+    auth_failing: bool = False
+    _last_auth_alarm: float = 0.0
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        settings = self.config.settings
+        self.writer = make_writer(self.config)
+        self.dead_letters = DeadLetters(self.config.dead_letters_path)
+        self.validator = Validator(self.config.site)
+        self.store = InfluxStore(self.validator, self.writer, self.dead_letters)
+        broker = settings.broker
+        self.receiver = Receiver(
+            broker.host,
+            broker.port,
+            self._store,
+            client_id=settings.client_id,
+            username=broker.username,
+            password=self.config.secret(broker.password_env),
+            tls_context=ssl.create_default_context(cafile=broker.ca_file) if broker.tls else None,
+            topics=subscription_topics(
+                settings.subscription.sites, settings.subscription.shared_group
+            ),
+            quarantine=self.dead_letters.add_batch,
+        )
+        if settings.alarms is not None:
+            self._open_alarms(settings.alarms)
+
+    def _open_alarms(self, settings: AlarmSettings) -> None:
+        self.alarms = AlarmPipeline.open(
+            self.config.relative(settings.rules),
+            self.config.site,
+            self.config.alarm_book_path,
+            self.writer,
+        )
+        links = None
+        if settings.notify is not None:
+            notify = load_notify_config(self.config.relative(settings.notify))
+            links = notify.ack_links.signer() if notify.ack_links else None
+            self.notifier = Notifier(
+                notify,
+                self.alarms.book,
+                links,
+                self.config.data_dir / "notify.sqlite",
+                site_timezones={s.id: s.timezone for s in self.config.site.sites},
+            )
+            self.alarms.listeners.append(self.notifier.on_transitions)
+        if settings.api is not None:
+            app = create_app(
+                self.alarms.book,
+                self.alarms,
+                Tokens.load(self.config.relative(settings.api.tokens)),
+                AuditLog(self.config.data_dir / "audit.sqlite"),
+                links,
+            )
+            self.api = ApiServer(app, settings.api.host, settings.api.port)
+
+    async def start(self) -> None:
+        await self.receiver.start()
+        self._tasks.append(asyncio.create_task(self._report_health(), name="ingest health"))
+        if self.alarms is not None:
+            self._tasks.append(asyncio.create_task(self._alarm_clock(), name="alarm clock"))
+        if self.api is not None:
+            await self.api.start()
+        log.info("ingest %s serving %s", self.config.settings.client_id, self.receiver.topics)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            await cancel_and_wait(task)
+        if self.api is not None:
+            await self.api.stop()
+        await self.receiver.stop()
+        await self.writer.close()
+        self.dead_letters.close()
+        if self.notifier is not None:
+            self.notifier.close()
+        if self.alarms is not None:
+            self.alarms.close()
+
+    def reload(self, site: SiteConfig) -> None:
+        """A new site model (SIGHUP): validation follows it from the next batch on. The
+        alarm rules are bound to the model, so they are bound again, keeping states."""
+        self.validator.config = site
+        self.config.site = site
+        if self.alarms is not None and self.config.settings.alarms is not None:
+            rules = load_rules(self.config.relative(self.config.settings.alarms.rules), site)
+            self.alarms.engine = AlarmEngine(rules, site)
+            self.alarms.engine.restore(self.alarms.book.active_conditions())
+
+    async def _store(self, batch: Batch, bad_rows: list[BadRow]) -> StoreResult:
+        try:
+            result = await self.store(batch, bad_rows)
+        except InfluxAuthError as exc:
+            self._alarm_auth(exc)
+            raise
+        self.auth_failing = False
+        if self.alarms is not None:
+            # Before the ack: a crash here means a resend, which the engine and the book
+            # take as old news, so no alarm is lost and none is told twice.
+            await self.alarms.observe(batch.site, batch.station, result.valid)
+        return result
+
+    async def _alarm_clock(self) -> None:
+        assert self.alarms is not None and self.config.settings.alarms is not None
+        while True:
+            await asyncio.sleep(self.config.settings.alarms.tick_s)
+            honour_cancellation()
+            await self.alarms.tick()
+            if self.notifier is not None:
+                await self.notifier.tick()  # never raises for a failed delivery
+
+    def _alarm_auth(self, exc: InfluxAuthError) -> None:
+        """Loud and repeated: data is safe in the gateways' outboxes, but nothing lands
+        until someone fixes the credentials."""
+        self.auth_failing = True
+        now = time.monotonic()
+        if now - self._last_auth_alarm >= AUTH_ALARM_EVERY_S:
+            self._last_auth_alarm = now
+            log.critical(
+                "InfluxDB refuses our credentials (%s): nothing is acknowledged, gateways "
+                "are holding the data; fix %s",
+                exc,
+                self.config.file,
+            )
+
+    def health(self) -> dict[str, bool | int | float]:
+        r, s = self.receiver, self.store
+        return {
+            "connected": r.connected,
+            "batches": r.batches,
+            "readings": r.readings,
+            "points_written": s.points_written,
+            "refused": s.refused,
+            "malformed": sum(r.malformed.values()),
+            "store_failures": r.store_failures,
+            "dead_letters_pending": self.dead_letters.count(),
+            "influx_auth_failing": self.auth_failing,
+            "alarm_evaluations": self.alarms.engine.evaluations if self.alarms else 0,
+            "alarm_transitions": self.alarms.transitions if self.alarms else 0,
+            **self._notifier_health(),
+        }
+
+    def _notifier_health(self) -> dict[str, int]:
+        if self.notifier is None:
+            return {}
+        stats = self.notifier.stats()
+        return {
+            "notifications_sent": stats.sent,
+            "notifications_failed": stats.failed,
+            "notifications_pending": stats.pending,
+            "notifications_abandoned": stats.abandoned,
+        }
+
+    async def _report_health(self) -> None:
+        tags = {"instance": self.config.settings.client_id}
+        while True:
+            await asyncio.sleep(self.config.settings.health_every_s)
+            honour_cancellation()
+            line = encode_point("ingest_health", tags, self.health(), time.time_ns() // 1_000_000)
+            try:
+                await self.writer.write([line])
+            except InfluxError as exc:  # its own health is the least of what cannot land
+                log.warning("ingest health not written: %s", exc)

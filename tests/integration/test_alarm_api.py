@@ -1,0 +1,587 @@
+"""The alarm API over real HTTP: uvicorn in the test's event loop, a real alarm book and
+audit log on disk, alarms raised by the real engine and the demo rules from readings.
+
+Roles (401/403), the actions and their audit entries, 409 for what the alarm's state
+refuses, the board's order and filters, history, the OpenAPI document, the live event
+stream, and the acknowledge-link pages (GET shows, POST acknowledges).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from facility.config import SiteConfig
+from facility.wire import Reading
+from ingest.alarms.book import AlarmBook
+from ingest.alarms.links import AckLinks
+from ingest.alarms.model import AlarmKey, AlarmState
+from ingest.alarms.pipeline import AlarmPipeline
+from ingest.api import ApiServer, AuditLog, Role, Tokens, User, create_app
+from ingest.api.__main__ import main as new_token
+from ingest.api.auth import TokensError, hash_token
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.timeout(60)
+
+RULES = ROOT / "deploy" / "alarms" / "rules.yaml"
+SITE = "fengshou"
+
+TOKENS = {
+    Role.VIEWER: "viewer-token-vera-0123456789",
+    Role.CREW: "crew-token-li-0123456789",
+    Role.SUPERVISOR: "supervisor-token-wang-0123456789",
+    Role.ADMIN: "admin-token-ops-0123456789",
+}
+NAMES = {Role.VIEWER: "vera", Role.CREW: "li", Role.SUPERVISOR: "wang", Role.ADMIN: "ops"}
+LINK_SECRET = "an-ack-link-secret-for-tests-only"
+
+TANK_HH = AlarmKey(SITE, "xiba", "tank_no4", "tank_level_high_high")  # high
+TANK_LL = AlarmKey(SITE, "laozhengfu", "tank_no3", "tank_level_low_low")  # critical
+TANK_H = AlarmKey(SITE, "sankeshu", "tank_no1", "tank_level_high")  # medium
+PUMP_LOCAL = AlarmKey(SITE, "sankeshu", "pump_2", "pump_local_control")  # low (test rule)
+
+
+def trip_key(station: str, pump: str) -> AlarmKey:
+    return AlarmKey(SITE, station, pump, "pump_trip")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def auth(role: Role) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+def write_rules(path: Path) -> Path:
+    """The demo rules plus one low-priority rule: the demo has none, and the board must
+    show all four priorities."""
+    rules = yaml.safe_load(RULES.read_text())
+    rules["rules"]["pump_local_control"] = {
+        "kind": "condition",
+        "applies_to": {"asset_kind": "pump"},
+        "when": "not remote",
+        "priority": "low",
+    }
+    path.write_text(yaml.safe_dump(rules))
+    return path
+
+
+@dataclass
+class Stack:
+    """The API serving a real pipeline, and ways to make alarms happen."""
+
+    pipeline: AlarmPipeline
+    audit: AuditLog
+    links: AckLinks
+    server: ApiServer
+
+    @property
+    def book(self) -> AlarmBook:
+        return self.pipeline.book
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def client(self, role: Role | None = None) -> httpx.AsyncClient:
+        headers = auth(role) if role is not None else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10)
+
+    async def trip(self, station: str, pump: str, at_ms: int | None = None) -> AlarmKey:
+        """A tripped pump: pump_trip (high, latched) at once."""
+        at = now_ms() if at_ms is None else at_ms
+        await self.pipeline.observe(SITE, station, [Reading(pump, "tripped", at, True)])
+        return trip_key(station, pump)
+
+    async def clear_trip(self, station: str, pump: str) -> None:
+        await self.pipeline.observe(SITE, station, [Reading(pump, "tripped", now_ms(), False)])
+
+    async def level(self, key: AlarmKey, level_m: float, at_ms: int, held_s: int = 31) -> AlarmKey:
+        """A tank level held for `held_s`: past the on-delay of a high-high or low-low
+        rule (30 s) but not of the plain high or low ones (1 min), unless asked."""
+        for t in (at_ms - held_s * 1000, at_ms):
+            await self.pipeline.observe(
+                SITE, key.station, [Reading(key.asset, "level_m", t, level_m)]
+            )
+        return key
+
+    async def local_control(self, at_ms: int) -> AlarmKey:
+        reading = Reading(PUMP_LOCAL.asset, "remote", at_ms, False)
+        await self.pipeline.observe(SITE, PUMP_LOCAL.station, [reading])
+        return PUMP_LOCAL
+
+    async def all_priorities(self) -> list[AlarmKey]:
+        """One alarm of each priority, and two highs of different ages; in board order."""
+        t = now_ms()
+        await self.trip("xiba", "pump_1", t - 120_000)
+        await self.level(TANK_HH, 4.95, t - 300_000)
+        await self.level(TANK_LL, 0.5, t - 60_000)
+        await self.level(TANK_H, 3.85, t - 200_000, held_s=61)
+        await self.local_control(t - 400_000)
+        return [TANK_LL, TANK_HH, trip_key("xiba", "pump_1"), TANK_H, PUMP_LOCAL]
+
+
+@asynccontextmanager
+async def running_stack(
+    tmp_path: Path, site: SiteConfig, rosters: Any = None, kpis: Any = None
+) -> AsyncIterator[Stack]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    rules = write_rules(tmp_path / "rules.yaml")
+    pipeline = AlarmPipeline.open(rules, site, tmp_path / "book.db", None)
+    audit = AuditLog(tmp_path / "audit.db")
+    links = AckLinks(LINK_SECRET, "http://unused.invalid")
+    tokens = Tokens.of({TOKENS[role]: User(NAMES[role], role) for role in Role})
+    app = create_app(pipeline.book, pipeline, tokens, audit, links, rosters, kpis)
+    server = ApiServer(app, port=0)
+    await server.start()
+    try:
+        yield Stack(pipeline, audit, links, server)
+    finally:
+        await server.stop()
+        audit.close()
+        pipeline.close()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, demo_config: SiteConfig) -> AsyncIterator[Stack]:
+    rosters = {"fengshou": {"on_duty": ["li"]}}
+
+    async def kpis() -> dict[str, float]:
+        return {"mean_ack_s": 42.0}
+
+    async with running_stack(tmp_path, demo_config, lambda: rosters, kpis) as s:
+        yield s
+
+
+def path_of(key: AlarmKey) -> str:
+    return f"/api/alarms/{key}"
+
+
+# -- who may do what --------------------------------------------------------------------
+
+
+async def test_no_token_or_unknown_token_is_401(stack: Stack) -> None:
+    async with stack.client() as anonymous:
+        response = await anonymous.get("/api/alarms")
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        wrong = {"Authorization": "Bearer not-a-token-anybody-has"}
+        response = await anonymous.get("/api/alarms", headers=wrong)
+        assert response.status_code == 401
+        assert 'error="invalid_token"' in response.headers["www-authenticate"]
+        basic = {"Authorization": "Basic dXNlcjpwYXNz"}
+        assert (await anonymous.get("/api/alarms", headers=basic)).status_code == 401
+        # the open ones
+        assert (await anonymous.get("/healthz")).json() == {"status": "ok"}
+        assert (await anonymous.get("/openapi.json")).status_code == 200
+
+
+async def test_viewer_reads_but_may_not_acknowledge(stack: Stack) -> None:
+    key = await stack.trip("xiba", "pump_1")
+    async with stack.client(Role.VIEWER) as viewer:
+        assert (await viewer.get(path_of(key))).json()["state"] == AlarmState.UNACKED
+        response = await viewer.post(f"{path_of(key)}/ack", json={"comment": "looking"})
+        assert response.status_code == 403
+        assert "vera is viewer" in response.json()["detail"]
+        assert (await viewer.get("/api/me")).json() == {"name": "vera", "role": "viewer"}
+    alarm = stack.book.get(key)
+    assert alarm is not None and alarm.state is AlarmState.UNACKED
+    assert stack.audit.entries() == []
+
+
+async def test_crew_acknowledges_and_the_audit_log_says_who_and_when(stack: Stack) -> None:
+    key = await stack.trip("xiba", "pump_1")
+    before = now_ms()
+    async with stack.client(Role.CREW) as crew:
+        response = await crew.post(f"{path_of(key)}/ack", json={"comment": "on my way"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["alarm"]["state"] == AlarmState.ACKED
+    assert body["alarm"]["acked_by"] == "li"
+    assert [t["event"] for t in body["transitions"]] == ["acknowledged"]
+
+    alarm = stack.book.get(key)
+    assert alarm is not None and alarm.acked_by == "li"
+    async with stack.client(Role.CREW) as crew:
+        assert (await crew.get("/api/audit")).status_code == 403
+    async with stack.client(Role.SUPERVISOR) as supervisor:
+        entries = (await supervisor.get("/api/audit")).json()
+    assert len(entries) == 1
+    entry = entries[0]
+    assert entry["user"] == "li" and entry["role"] == "crew"
+    assert entry["action"] == "acknowledge" and entry["target"] == str(key)
+    assert entry["comment"] == "on my way" and entry["outcome"] == "done"
+    assert before <= entry["at_ms"] <= now_ms()
+
+
+async def test_acknowledging_twice_is_409_and_audited_as_refused(stack: Stack) -> None:
+    key = await stack.trip("xiba", "pump_1")
+    async with stack.client(Role.CREW) as crew:
+        assert (await crew.post(f"{path_of(key)}/ack")).status_code == 200
+        again = await crew.post(f"{path_of(key)}/ack", json={"comment": "me too"})
+        assert again.status_code == 409
+        assert "already acknowledged by li" in again.json()["detail"]
+        missing = await crew.post(f"{path_of(trip_key('xiba', 'pump_3'))}/ack")
+        assert missing.status_code == 404
+    outcomes = [(e.outcome.value, e.comment) for e in stack.audit.entries()]
+    assert outcomes == [("done", ""), ("refused", "me too")]
+
+
+async def test_shelve_needs_a_supervisor(stack: Stack) -> None:
+    key = await stack.trip("xiba", "pump_1")
+    shelf = {"reason": "pump being replaced", "minutes": 30}
+    async with stack.client(Role.CREW) as crew:
+        assert (await crew.post(f"{path_of(key)}/shelve", json=shelf)).status_code == 403
+    async with stack.client(Role.SUPERVISOR) as supervisor:
+        response = await supervisor.post(f"{path_of(key)}/shelve", json=shelf)
+        assert response.status_code == 200, response.text
+        alarm = response.json()["alarm"]
+        assert alarm["shelved"] and alarm["hidden"] and alarm["shelved_by"] == "wang"
+        assert abs(alarm["shelved_until_ms"] - (now_ms() + 30 * 60_000)) < 5_000
+        # hidden alarms cannot be acknowledged: 409 with the book's reason
+        refused = await supervisor.post(f"{path_of(key)}/ack")
+        assert refused.status_code == 409 and "shelved" in refused.json()["detail"]
+        too_long = await supervisor.post(
+            f"{path_of(key)}/shelve", json={"reason": "forget it", "minutes": 100_000}
+        )
+        assert too_long.status_code == 409
+        bad = await supervisor.post(f"{path_of(key)}/shelve", json={"reason": "", "minutes": 5})
+        assert bad.status_code == 422
+        unshelved = await supervisor.post(f"{path_of(key)}/unshelve")
+        assert unshelved.status_code == 200
+        assert unshelved.json()["alarm"]["state"] == AlarmState.UNACKED
+    actions = [(e.action.value, e.user, e.outcome.value) for e in stack.audit.entries()]
+    assert actions == [
+        ("shelve", "wang", "done"),
+        ("acknowledge", "wang", "refused"),
+        ("shelve", "wang", "refused"),
+        ("unshelve", "wang", "done"),
+    ]
+    assert stack.audit.entries()[0].detail == "for 30 min"
+
+
+async def test_reset_releases_a_latched_trip(stack: Stack) -> None:
+    key = await stack.trip("xiba", "pump_1")
+    async with stack.client(Role.CREW) as crew:
+        early = await crew.post(f"{path_of(key)}/reset")
+        assert early.status_code == 409 and "still active" in early.json()["detail"]
+        await crew.post(f"{path_of(key)}/ack")
+        await stack.clear_trip("xiba", "pump_1")
+        assert (await crew.get(path_of(key))).json()["state"] == AlarmState.LATCHED
+        response = await crew.post(f"{path_of(key)}/reset", json={"comment": "pump restarted"})
+        assert response.status_code == 200
+        assert response.json()["alarm"]["state"] == AlarmState.NORMAL
+
+
+async def test_out_of_service_and_back(stack: Stack) -> None:
+    key = await stack.trip("xiba", "pump_1")
+    asset = "/api/assets/fengshou/xiba/pump_1"
+    async with stack.client(Role.CREW) as crew:
+        response = await crew.post(f"{asset}/out-of-service", json={"reason": "overhaul"})
+        assert response.status_code == 403
+    async with stack.client(Role.SUPERVISOR) as supervisor:
+        response = await supervisor.post(f"{asset}/out-of-service", json={"reason": "overhaul"})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["out_of_service"] is True and body["asset"] == "fengshou/xiba/pump_1"
+        assert [t["event"] for t in body["transitions"]] == ["out_of_service"]
+        hidden = (await supervisor.get("/api/alarms", params={"hidden": "true"})).json()
+        assert [a["key"] for a in hidden["alarms"]] == [str(key)]
+        again = await supervisor.post(f"{asset}/out-of-service", json={"reason": "overhaul"})
+        assert again.status_code == 409
+        back = await supervisor.post(f"{asset}/in-service", json={"comment": "done"})
+        assert back.status_code == 200 and back.json()["out_of_service"] is False
+    actions = [(e.action.value, e.target, e.outcome.value) for e in stack.audit.entries()]
+    assert actions == [
+        ("out_of_service", "fengshou/xiba/pump_1", "done"),
+        ("out_of_service", "fengshou/xiba/pump_1", "refused"),
+        ("in_service", "fengshou/xiba/pump_1", "done"),
+    ]
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+async def test_board_is_sorted_by_priority_then_age_and_filters(stack: Stack) -> None:
+    order = await stack.all_priorities()
+    async with stack.client(Role.VIEWER) as viewer:
+
+        async def keys(**params: Any) -> list[str]:
+            response = await viewer.get("/api/alarms", params=params)
+            assert response.status_code == 200, response.text
+            return [a["key"] for a in response.json()["alarms"]]
+
+        assert await keys() == [str(k) for k in order]
+        board = (await viewer.get("/api/alarms")).json()
+        assert [a["priority"] for a in board["alarms"]] == [
+            "critical",
+            "high",
+            "high",
+            "medium",
+            "low",
+        ]
+        assert abs(board["now_ms"] - now_ms()) < 5_000
+        high = [str(TANK_HH), str(trip_key("xiba", "pump_1"))]
+        assert await keys(priority="high") == high
+        assert await keys(priority=["critical", "low"]) == [str(TANK_LL), str(PUMP_LOCAL)]
+        assert await keys(station="xiba") == high
+        assert await keys(station="xiba", asset="pump_1") == high[1:]
+        assert await keys(rule="tank_level_high") == [str(TANK_H)]
+        assert await keys(site="elsewhere") == []
+        assert len(await keys(state="active_unacknowledged")) == 5
+        assert (await viewer.get("/api/alarms", params={"state": "bogus"})).status_code == 422
+
+    async with stack.client(Role.CREW) as crew:
+        await crew.post(f"{path_of(TANK_H)}/ack")
+    await stack.level(TANK_H, 3.0, now_ms())  # cleared while acknowledged: normal
+    await stack.clear_trip("xiba", "pump_1")  # cleared unacknowledged: stays on the board
+    async with stack.client(Role.VIEWER) as viewer:
+        assert await keys(state="returned_unacknowledged") == high[1:]
+        assert str(TANK_H) not in await keys()
+        assert await keys(active_only="true") == [str(TANK_LL), str(TANK_HH), str(PUMP_LOCAL)]
+        one = await viewer.get(path_of(TANK_H))
+        assert one.status_code == 200 and one.json()["state"] == AlarmState.NORMAL
+        assert (await viewer.get(path_of(trip_key("xiba", "pump_3")))).status_code == 404
+
+
+async def test_history_of_one_alarm_and_of_all(stack: Stack) -> None:
+    key = await stack.trip("xiba", "pump_1")
+    other = await stack.trip("sankeshu", "pump_2")
+    async with stack.client(Role.CREW) as crew:
+        await crew.post(f"{path_of(key)}/ack", json={"comment": "seen"})
+        one = (await crew.get(f"{path_of(key)}/history")).json()
+        assert [(t["event"], t["user"]) for t in one] == [("raised", ""), ("acknowledged", "li")]
+        assert one[1]["comment"] == "seen"
+
+        async def events(**params: Any) -> list[tuple[str, str]]:
+            response = await crew.get("/api/history", params=params)
+            assert response.status_code == 200, response.text
+            return [(t["key"], t["event"]) for t in response.json()]
+
+        everything = await events()
+        assert everything == [
+            (str(key), "raised"),
+            (str(other), "raised"),
+            (str(key), "acknowledged"),
+        ]
+        assert await events(station="sankeshu") == [(str(other), "raised")]
+        assert await events(event="acknowledged") == [(str(key), "acknowledged")]
+        assert await events(limit=1) == [(str(key), "acknowledged")]
+        assert await events(until="2000-01-01T00:00:00Z") == []
+        assert len(await events(since="2000-01-01T00:00:00")) == 3
+        assert (await crew.get(f"{path_of(trip_key('xiba', 'pump_3'))}/history")).status_code == 404
+
+
+async def test_rosters_and_kpis_pass_through(
+    stack: Stack, tmp_path: Path, demo_config: SiteConfig
+) -> None:
+    async with stack.client(Role.VIEWER) as viewer:
+        assert (await viewer.get("/api/rosters")).json() == {"fengshou": {"on_duty": ["li"]}}
+        assert (await viewer.get("/api/kpis")).json() == {"mean_ack_s": 42.0}
+    async with (
+        running_stack(tmp_path / "bare", demo_config) as bare,
+        bare.client(Role.ADMIN) as admin,
+    ):
+        assert (await admin.get("/api/rosters")).status_code == 404
+        assert (await admin.get("/api/kpis")).status_code == 404
+
+
+async def test_openapi_documents_the_api(stack: Stack) -> None:
+    async with stack.client() as anonymous:
+        spec = (await anonymous.get("/openapi.json")).json()
+    paths = spec["paths"]
+    alarm = "/api/alarms/{site}/{station}/{asset}/{rule}"
+    for path in [
+        "/api/alarms",
+        alarm,
+        f"{alarm}/history",
+        "/api/history",
+        f"{alarm}/ack",
+        f"{alarm}/reset",
+        f"{alarm}/shelve",
+        f"{alarm}/unshelve",
+        "/api/assets/{site}/{station}/{asset}/out-of-service",
+        "/api/assets/{site}/{station}/{asset}/in-service",
+        "/api/rosters",
+        "/api/kpis",
+        "/api/events",
+        "/api/audit",
+        "/api/me",
+        "/healthz",
+    ]:
+        assert path in paths, path
+    board = paths["/api/alarms"]["get"]
+    assert board["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AlarmList"
+    }
+    assert {p["name"] for p in board["parameters"]} >= {"state", "priority", "active_only"}
+    assert set(paths[f"{alarm}/ack"]["post"]["responses"]) >= {"200", "401", "403", "404", "409"}
+    assert "HTTPBearer" in spec["components"]["securitySchemes"]
+    states = spec["components"]["schemas"]["AlarmState"]["enum"]
+    assert "active_unacknowledged" in states
+
+
+# -- live events ------------------------------------------------------------------------
+
+
+async def read_events(lines: AsyncIterator[str], wanted: int) -> list[tuple[str, dict[str, Any]]]:
+    """The next `wanted` named events of a text/event-stream response's lines."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    name = ""
+    async with asyncio.timeout(10):
+        async for line in lines:
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                found.append((name, json.loads(line.removeprefix("data: "))))
+                if len(found) == wanted:
+                    return found
+    raise AssertionError(f"stream ended after {found}")
+
+
+async def test_event_stream_delivers_every_transition(stack: Stack) -> None:
+    async with stack.client() as anonymous:
+        assert (await anonymous.get("/api/events")).status_code == 401
+        assert (await anonymous.get("/api/events", params={"token": "nope"})).status_code == 401
+        params = {"token": TOKENS[Role.VIEWER]}
+        async with anonymous.stream("GET", "/api/events", params=params) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.aiter_lines()
+            assert await read_events(lines, 1) == [("hello", {"user": "vera"})]
+            key = await stack.trip("xiba", "pump_1")
+            async with stack.client(Role.CREW) as crew:
+                await crew.post(f"{path_of(key)}/ack")
+            (raised_name, raised), (acked_name, acked) = await read_events(lines, 2)
+    assert raised_name == acked_name == "transition"
+    assert (raised["key"], raised["event"], raised["to_state"]) == (
+        str(key),
+        "raised",
+        "active_unacknowledged",
+    )
+    assert (acked["event"], acked["user"]) == ("acknowledged", "li")
+
+
+async def test_stopping_the_server_ends_open_streams(
+    tmp_path: Path, demo_config: SiteConfig
+) -> None:
+    async with (
+        running_stack(tmp_path, demo_config) as s,
+        s.client(Role.VIEWER) as viewer,
+        viewer.stream("GET", "/api/events") as response,
+    ):
+        lines = response.aiter_lines()
+        await read_events(lines, 1)
+        started = time.monotonic()
+        await s.server.stop()
+        assert time.monotonic() - started < 3  # not the 5 s grace
+        assert [line async for line in lines if line] == []  # ended, nothing more
+
+
+async def test_tokens_stay_out_of_the_access_log(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = await stack.trip("xiba", "pump_1")
+    link = stack.links.token(key, "li")
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        async with stack.client() as anonymous:
+            await anonymous.get("/api/me", params={"token": TOKENS[Role.VIEWER]})
+            await anonymous.get(f"/ack/{link}")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "/api/me?token=***" in logged and "/ack/***" in logged
+    assert TOKENS[Role.VIEWER] not in logged and link not in logged
+
+
+# -- acknowledge links ------------------------------------------------------------------
+
+
+async def test_ack_link_get_shows_post_acknowledges(stack: Stack) -> None:
+    key = await stack.trip("xiba", "pump_1")
+    link = f"/ack/{stack.links.token(key, 'zhang')}"
+    async with stack.client() as anonymous:
+        page = await anonymous.get(link)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "Pump 1: tripped" in page.text and "Acknowledge as zhang" in page.text
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        alarm = stack.book.get(key)
+        assert alarm is not None and alarm.state is AlarmState.UNACKED  # GET changed nothing
+
+        done = await anonymous.post(link, data={"comment": "from my phone"})
+        assert done.status_code == 200 and "Acknowledged by zhang" in done.text
+        again = await anonymous.post(link)
+        assert again.status_code == 409 and "already acknowledged" in again.text
+        after = await anonymous.get(link)
+        assert "Nothing to acknowledge" in after.text or "nothing to acknowledge" in after.text
+
+        tampered = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
+        refused = await anonymous.get(tampered)
+        assert refused.status_code == 400 and "not valid" in refused.text
+        assert (await anonymous.post(tampered)).status_code == 400
+    alarm = stack.book.get(key)
+    assert alarm is not None and alarm.acked_by == "zhang"
+    entries = stack.audit.entries()
+    assert [(e.user, e.role, e.outcome.value) for e in entries] == [
+        ("zhang", "link", "done"),
+        ("zhang", "link", "refused"),
+    ]
+    assert entries[0].comment == "from my phone"
+
+
+# -- the token file ---------------------------------------------------------------------
+
+
+def test_the_sample_token_file_loads() -> None:
+    sample = ROOT / "deploy" / "alarms" / "api-tokens.yaml"
+    tokens = Tokens.load(sample, environ={"FACILITY_API_TOKEN_ADMIN": "admin-secret-0123456789"})
+    assert {u.name: u.role for u in tokens.users} == {
+        "ops.admin": Role.ADMIN,
+        "wang.supervisor": Role.SUPERVISOR,
+        "li.crew": Role.CREW,
+        "control.room": Role.VIEWER,
+    }
+    assert tokens.user("admin-secret-0123456789") == User("ops.admin", Role.ADMIN)
+    assert tokens.user("admin-secret-012345678") is None
+    without_env = Tokens.load(sample, environ={})
+    assert "ops.admin" not in {u.name for u in without_env.users}
+
+
+def test_a_token_file_never_holds_a_token(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.yaml"
+    path.write_text("users:\n  - {name: li, role: crew, token: plain-text-token-123456}\n")
+    with pytest.raises(TokensError, match="token"):
+        Tokens.load(path)
+    path.write_text(
+        f"users:\n  - {{name: li, role: chief, token_sha256: {hash_token('x').hex()}}}\n"
+    )
+    with pytest.raises(TokensError, match="role"):
+        Tokens.load(path)
+    path.write_text("users:\n  - {name: li, role: crew, token_env: SHORT}\n")
+    with pytest.raises(TokensError, match="shorter"):
+        Tokens.load(path, environ={"SHORT": "abc"})
+
+
+def test_new_token_prints_a_line_that_signs_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert new_token(["new-token", "zhao", "crew"]) == 0
+    token_line, entry = capsys.readouterr().out.splitlines()
+    token = token_line.rsplit(": ", 1)[1]
+    path = tmp_path / "tokens.yaml"
+    path.write_text(f"users:\n{entry}\n")
+    assert Tokens.load(path).user(token) == User("zhao", Role.CREW)
+    assert token not in path.read_text()
+    assert new_token(["new-token", "zhao", "chief"]) == 2
