@@ -18,6 +18,7 @@ from facility.aio import cancel_and_wait, honour_cancellation
 from facility.config import SiteConfig
 from facility.wire import BadRow, Batch
 from ingest.alarms.engine import AlarmEngine
+from ingest.alarms.kpi import compute, kpi_lines
 from ingest.alarms.notify import Notifier, load_notify_config
 from ingest.alarms.pipeline import AlarmPipeline
 from ingest.alarms.rules import load_rules
@@ -33,6 +34,7 @@ from ingest.validate import Validator
 log = logging.getLogger(__name__)
 
 AUTH_ALARM_EVERY_S = 30.0
+KPI_EVERY_S = 600.0  # alarm KPIs into InfluxDB, as EEMUA counts them: per 10 minutes
 
 
 class Writer(Protocol):
@@ -128,6 +130,7 @@ class IngestService:
                 Tokens.load(self.config.relative(settings.api.tokens)),
                 AuditLog(self.config.data_dir / "audit.sqlite"),
                 links,
+                kpis=self._kpis,
             )
             self.api = ApiServer(app, settings.api.host, settings.api.port)
 
@@ -178,12 +181,28 @@ class IngestService:
 
     async def _alarm_clock(self) -> None:
         assert self.alarms is not None and self.config.settings.alarms is not None
+        next_kpis = time.monotonic() + KPI_EVERY_S
         while True:
             await asyncio.sleep(self.config.settings.alarms.tick_s)
             honour_cancellation()
             await self.alarms.tick()
             if self.notifier is not None:
                 await self.notifier.tick()  # never raises for a failed delivery
+            if time.monotonic() >= next_kpis:
+                next_kpis += KPI_EVERY_S
+                await self._write_kpis()
+
+    def _kpis(self) -> dict[str, object]:
+        assert self.alarms is not None
+        return compute(self.alarms.book, time.time_ns() // 1_000_000).as_dict()
+
+    async def _write_kpis(self) -> None:
+        assert self.alarms is not None
+        kpis = compute(self.alarms.book, time.time_ns() // 1_000_000)
+        try:
+            await self.writer.write(kpi_lines(kpis))
+        except InfluxError as exc:
+            log.warning("alarm KPIs not written: %s", exc)
 
     def _alarm_auth(self, exc: InfluxAuthError) -> None:
         """Loud and repeated: data is safe in the gateways' outboxes, but nothing lands

@@ -90,6 +90,9 @@ async def test_trip_raised_mailed_listed_acknowledged_cleared_and_reset(
             assert [a["key"] for a in board["alarms"]] == [str(TRIP)]
             ack = await http.post(f"/api/alarms/{TRIP}/ack", json={"comment": "on my way"})
             assert ack.status_code == 200, ack.text
+            kpis = (await http.get("/api/kpis")).json()
+            assert kpis["alarms"] == 1 and kpis["acknowledged"] == 1
+            assert kpis["positions"][0]["position"] == "fengshou"
             assert _alarm(service, TRIP).state is AlarmState.ACKED
             await send(gw, 2, tripped=False)
             await until(lambda: _in_state(service, AlarmState.LATCHED), 20, "the latch")
