@@ -22,6 +22,7 @@ from rich.table import Table
 
 from facility.aio import cancel_and_wait, stop_on_signals
 from facility.config import SiteConfig, load_site_config
+from facility.console import exit_on_config_error
 from facility.demo import Demo, Outage
 from facility.logs import setup_logging
 from facility.site import Broker
@@ -57,10 +58,7 @@ def _load(path: Path) -> SiteConfig:
     try:
         return load_site_config(path)
     except ConfigError as exc:
-        for issue in exc.issues:
-            err.print(f"[red]error[/red] {issue}", highlight=False, soft_wrap=True)
-        err.print(f"{len(exc.issues)} error(s) in {path}", highlight=False)
-        raise typer.Exit(1) from None
+        exit_on_config_error(err, exc, path)
 
 
 @app.command()

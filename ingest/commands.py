@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from facility.aio import stop_on_signals
+from facility.console import exit_on_config_error
 from facility.logs import setup_logging
 from facility.sourcemap import ConfigError
 from ingest.config import IngestConfig, load_ingest_config
@@ -42,10 +43,7 @@ def _config(path: Path) -> IngestConfig:
     try:
         return load_ingest_config(path)
     except ConfigError as exc:
-        for issue in exc.issues:
-            err.print(f"[red]error[/red] {issue}", highlight=False, soft_wrap=True)
-        err.print(f"{len(exc.issues)} error(s) in {path}", highlight=False)
-        raise typer.Exit(1) from None
+        exit_on_config_error(err, exc, path)
 
 
 def _v1_writer(config: IngestConfig) -> InfluxV1Writer:

@@ -15,6 +15,7 @@ so it does not matter which instance stored the batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import socket
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 Store = Callable[[Batch, list[BadRow]], Awaitable[object]]
 Quarantine = Callable[[str, str, bytes, str], object]  # site, station, payload, reason
 ALL_GATEWAYS = f"{TOPIC_ROOT}/+/+/up"
+STOP_GRACE_S = 10.0  # for the batches under way at stop to be written and acked
 MAX_REASONS = 100  # reasons can quote sizes or values: bound the counter a flood could grow
 
 
@@ -86,16 +88,25 @@ class Receiver:
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
     _gateway_locks: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict)
     _slots: asyncio.Semaphore = field(init=False)
+    _stopping: bool = False
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.max_in_flight)
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self.run(), name="ingest receiver")
         async with asyncio.timeout(10):
             await self._ready.wait()
 
     async def stop(self) -> None:
+        """Let the batches under way finish and send their acks first: otherwise their
+        gateways would send them again (harmless, but a needless second write)."""
+        self._stopping = True
+        if self._handlers:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_GRACE_S):
+                    await asyncio.gather(*self._handlers, return_exceptions=True)
         if self._task is not None:
             await cancel_and_wait(self._task)
         for handler in list(self._handlers):
@@ -132,6 +143,8 @@ class Receiver:
         """Store up to max_in_flight batches at once, so one write's round trip does not
         hold up the next decode. Batches of one gateway stay in order (the alarm engine
         reads them in event time); a lock per topic queues them, FIFO."""
+        if self._stopping:
+            return  # not stored, not acked: its gateway sends it again to whoever is up
         await self._slots.acquire()
         lock, users = self._gateway_locks.get(name, (asyncio.Lock(), 0))
         self._gateway_locks[name] = (lock, users + 1)  # dropped at 0: topics are anyone's

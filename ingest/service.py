@@ -7,6 +7,7 @@ the only instance: it serves the gateways its subscription names (docs/ingest.md
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 from facility.aio import cancel_and_wait, honour_cancellation
 from facility.config import SiteConfig
 from facility.wire import BadRow, Batch
+from ingest.alarms.book import Transition
 from ingest.alarms.engine import AlarmEngine
 from ingest.alarms.kpi import compute, kpi_lines
 from ingest.alarms.notify import Notifier, load_notify_config
@@ -80,6 +82,7 @@ class IngestService:
     auth_failing: bool = False
     _last_auth_alarm: float = 0.0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         settings = self.config.settings
@@ -123,6 +126,7 @@ class IngestService:
                 site_timezones={s.id: s.timezone for s in self.config.site.sites},
             )
             self.alarms.listeners.append(self.notifier.on_transitions)
+            self.alarms.listeners.append(self._wake_notifier)
         if settings.api is not None:
             app = create_app(
                 self.alarms.book,
@@ -183,7 +187,10 @@ class IngestService:
         assert self.alarms is not None and self.config.settings.alarms is not None
         next_kpis = time.monotonic() + KPI_EVERY_S
         while True:
-            await asyncio.sleep(self.config.settings.alarms.tick_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.settings.alarms.tick_s):
+                    await self._wake.wait()
+            self._wake.clear()
             honour_cancellation()
             await self.alarms.tick()
             if self.notifier is not None:
@@ -191,6 +198,12 @@ class IngestService:
             if time.monotonic() >= next_kpis:
                 next_kpis += KPI_EVERY_S
                 await self._write_kpis()
+
+    async def _wake_notifier(self, transitions: list[Transition]) -> None:
+        """News for the crew: run the notifier now rather than at the next tick, so a
+        raise is on its way within a second, not within tick_s."""
+        if any(t.notify for t in transitions):
+            self._wake.set()
 
     def _kpis(self) -> dict[str, object]:
         assert self.alarms is not None
