@@ -145,6 +145,20 @@ class Operations:
             log.exception("publishing %s of %s failed", action, target)
         return transitions
 
+    async def on_alarm(
+        self,
+        key: AlarmKey,
+        user: User,
+        action: AuditAction,
+        comment: str,
+        do: Callable[[], Transition],
+        detail: str = "",
+    ) -> ActionResult:
+        """One operator action on one alarm: 404 if there is none, then `act`."""
+        self.alarm(key)
+        done = await self.act(_who(user), action, str(key), comment, lambda: [do()], detail)
+        return self.result(key, done)
+
     def result(self, key: AlarmKey, transitions: list[Transition]) -> ActionResult:
         return ActionResult(
             alarm=AlarmOut.of(self.alarm(key)),
@@ -294,15 +308,13 @@ def _action_routes(ops: Operations, tokens: Tokens) -> APIRouter:
     ) -> ActionResult:
         """Acknowledge an active or returned alarm (crew and up)."""
         comment = (body or CommentBody()).comment
-        ops.alarm(key)
-        done = await ops.act(
-            _who(user),
+        return await ops.on_alarm(
+            key,
+            user,
             AuditAction.ACKNOWLEDGE,
-            str(key),
             comment,
-            lambda: [book.acknowledge(key, user.name, comment)],
+            lambda: book.acknowledge(key, user.name, comment),
         )
-        return ops.result(key, done)
 
     @router.post(f"{alarm_path}/reset", response_model=ActionResult)
     async def reset(
@@ -310,46 +322,40 @@ def _action_routes(ops: Operations, tokens: Tokens) -> APIRouter:
     ) -> ActionResult:
         """Release a latched alarm whose condition has cleared (crew and up)."""
         comment = (body or CommentBody()).comment
-        ops.alarm(key)
-        done = await ops.act(
-            _who(user),
+        return await ops.on_alarm(
+            key,
+            user,
             AuditAction.RESET,
-            str(key),
             comment,
-            lambda: [book.reset(key, user.name, comment)],
+            lambda: book.reset(key, user.name, comment),
         )
-        return ops.result(key, done)
 
     @router.post(f"{alarm_path}/shelve", response_model=ActionResult)
     async def shelve(
         key: Key, body: ShelveBody, user: Annotated[User, Depends(supervisor)]
     ) -> ActionResult:
         """Take an alarm out of view for a while (supervisor and up)."""
-        ops.alarm(key)
-        done = await ops.act(
-            _who(user),
+        return await ops.on_alarm(
+            key,
+            user,
             AuditAction.SHELVE,
-            str(key),
             body.reason,
-            lambda: [book.shelve(key, user.name, body.reason, body.minutes * 60)],
+            lambda: book.shelve(key, user.name, body.reason, body.minutes * 60),
             detail=f"for {body.minutes:g} min",
         )
-        return ops.result(key, done)
 
     @router.post(f"{alarm_path}/unshelve", response_model=ActionResult)
     async def unshelve(
         key: Key, user: Annotated[User, Depends(supervisor)], body: CommentBody | None = None
     ) -> ActionResult:
         comment = (body or CommentBody()).comment
-        ops.alarm(key)
-        done = await ops.act(
-            _who(user),
+        return await ops.on_alarm(
+            key,
+            user,
             AuditAction.UNSHELVE,
-            str(key),
             comment,
-            lambda: [book.unshelve(key, user.name, comment)],
+            lambda: book.unshelve(key, user.name, comment),
         )
-        return ops.result(key, done)
 
     @router.post(f"{asset_at}/out-of-service", response_model=AssetActionResult)
     async def out_of_service(
