@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,24 @@ class ServerProcess:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def _launch(
+        self, argv: list[str], log_path: Path, ready: Callable[[], bool], timeout_s: float = 20.0
+    ) -> None:
+        """Start the server with its output appended to log_path (a restart keeps the
+        earlier log) and wait until ready(); a server that exits or never gets ready is
+        killed and named in a RuntimeError that points at its log."""
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        name, deadline = Path(argv[0]).name, time.monotonic() + timeout_s
+        while not ready():
+            if self.proc is None or self.proc.poll() is not None:
+                self.proc = None
+                raise RuntimeError(f"{name} exited while starting (see {log_path})")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"{name} not ready within {timeout_s} s (see {log_path})")
+            time.sleep(0.05)
 
 
 @dataclass
@@ -137,17 +156,7 @@ class InfluxDB(ServerProcess):
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "influxdb.conf"
         conf.write_text(self._config())
-        with self.log_path.open("ab") as log:  # append: a restart keeps the earlier log
-            self.proc = subprocess.Popen(
-                [require("influxd"), "run", "-config", str(conf)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            self._wait_ready()
-        except (TimeoutError, RuntimeError) as exc:
-            self.kill()
-            raise RuntimeError(f"influxd did not start: {exc} (see {self.log_path})") from None
+        self._launch([require("influxd"), "run", "-config", str(conf)], self.log_path, self._ping)
 
     def _config(self) -> str:
         w = self.workdir
@@ -165,16 +174,6 @@ class InfluxDB(ServerProcess):
             "[monitor]\n  store-enabled = false\n"  # no _internal database to write
             "[continuous_queries]\n  enabled = true\n"
         )
-
-    def _wait_ready(self, timeout_s: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError("influxd exited")
-            if self._ping():
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"/ping did not answer 204 within {timeout_s} s")
 
     def _ping(self) -> bool:
         try:
@@ -223,19 +222,7 @@ class VictoriaMetrics(ServerProcess):
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:  # append: a restart keeps the earlier log
-            self.proc = subprocess.Popen(
-                [require("victoria-metrics"), *self._flags()],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            self._wait_ready()
-        except (TimeoutError, RuntimeError) as exc:
-            self.kill()
-            raise RuntimeError(
-                f"victoria-metrics did not start: {exc} (see {self.log_path})"
-            ) from None
+        self._launch([require("victoria-metrics"), *self._flags()], self.log_path, self._healthy)
 
     def _flags(self) -> list[str]:
         # The default retention (1 month) silently drops older points with a 204, and
@@ -252,17 +239,12 @@ class VictoriaMetrics(ServerProcess):
             flags += [f"-httpAuth.username={self.username}", f"-httpAuth.password={self.password}"]
         return flags
 
-    def _wait_ready(self, timeout_s: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError("victoria-metrics exited")
-            try:
-                self._get("/health")
-                return
-            except OSError:  # refused while starting
-                time.sleep(0.05)
-        raise TimeoutError(f"/health did not answer within {timeout_s} s")
+    def _healthy(self) -> bool:
+        try:
+            self._get("/health")
+        except OSError:  # refused while starting
+            return False
+        return True
 
     def export(self, match: str = '{__name__!=""}') -> list[dict[str, Any]]:
         """Every series matching the selector, as /api/v1/export gives them: one dict per

@@ -28,7 +28,7 @@ from tests.integration._ingest import (
     stored_readings,
     write_ingest_config,
 )
-from tests.integration.test_gateway_e2e import start_site
+from tests.integration.test_gateway_e2e import RunningSite, start_site
 from tests.services import Mosquitto
 
 SMALL_BATCHES = {"batch_max_readings": 40}
@@ -45,6 +45,21 @@ async def until(condition: Callable[[], Awaitable[bool]], timeout_s: float, what
 
 async def drained(gateways: list[Gateway]) -> bool:
     return all(g.outbox.stats().readings == 0 and not g.uplink.in_flight_readings for g in gateways)
+
+
+async def run_xiba(
+    config: SiteConfig, runner: RunningSite, tmp_path: Path, broker: int, settle_s: float
+) -> tuple[Gateway, Recorder]:
+    """Xiba's gateway for settle_s, then until its outbox has drained; stopped after."""
+    gateway = gateway_for(served_at(config, runner), "fengshou", "xiba", tmp_path / "gw", broker)
+    recorder = Recorder(gateway)
+    gateway.start()
+    try:
+        await asyncio.sleep(settle_s)
+        await until(lambda: drained([gateway]), 20, "the outbox to drain")
+    finally:
+        await gateway.stop()
+    return gateway, recorder
 
 
 async def assert_stored_exactly(writer: InfluxV1Writer, station: str, recorder: Recorder) -> int:
@@ -135,16 +150,9 @@ async def test_two_instances_in_a_shared_group_split_the_batches(
     await writer.create_database(DB)
     for service in services:
         await service.start()
-    gateway = gateway_for(
-        served_at(config, runner), "fengshou", "xiba", tmp_path / "gw", mosquitto.port
-    )
-    recorder = Recorder(gateway)
-    gateway.start()
     try:
-        await asyncio.sleep(4.0)
-        await until(lambda: drained([gateway]), 20, "the outbox to drain")
+        gateway, recorder = await run_xiba(config, runner, tmp_path, mosquitto.port, 4.0)
     finally:
-        await gateway.stop()
         for service in services:
             await service.stop()
         await runner.stop()
@@ -223,16 +231,9 @@ async def test_the_v2_write_path_carries_the_same_readings_end_to_end(
     config_file.write_text(yaml.safe_dump(text))
     service = IngestService(load_ingest_config(config_file))
     await service.start()
-    gateway = gateway_for(
-        served_at(config, runner), "fengshou", "xiba", tmp_path / "gw", mosquitto.port
-    )
-    recorder = Recorder(gateway)
-    gateway.start()
     try:
-        await asyncio.sleep(3.0)
-        await until(lambda: drained([gateway]), 20, "the outbox to drain")
+        _, recorder = await run_xiba(config, runner, tmp_path, mosquitto.port, 3.0)
     finally:
-        await gateway.stop()
         await service.stop()
         await runner.stop()
     sent = {
