@@ -24,6 +24,7 @@ from facility.aio import cancel_and_wait, stop_on_signals
 from facility.config import SiteConfig, load_site_config
 from facility.console import exit_on_config_error
 from facility.demo import Demo, Outage
+from facility.history import InfluxTarget, SimulatedHistory, fill_influx
 from facility.logs import setup_logging
 from facility.site import Broker
 from facility.sourcemap import ConfigError
@@ -310,6 +311,40 @@ def record(
             sim, f, duration_s=parse_duration(duration), sample_s=parse_duration(sample)
         )
     console.print(f"recorded {count} records to {out} in {time.perf_counter() - t0:.1f} s")
+
+
+@app.command()
+def history(
+    path: SitePath,
+    influx_url: Annotated[str, typer.Option(help="InfluxDB 1.x URL.")] = "http://127.0.0.1:8086",
+    database: Annotated[str, typer.Option(help="Database to fill.")] = "facility",
+    duration: Annotated[str, typer.Option(help="Simulated time (e.g. 1d).")] = "1d",
+    scenario: Annotated[Path | None, typer.Option(help="Scenario file (faults).")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Start, ISO 8601; default: that long before now.")
+    ] = None,
+    poll: Annotated[str, typer.Option(help="Poll interval of the simulated gateways.")] = "60s",
+    rules: Annotated[Path | None, typer.Option(help="Alarm rules (alarm events, KPIs).")] = None,
+    data_dir: Annotated[Path, typer.Option(help="Alarm book and dead letters.")] = Path(
+        "var/history"
+    ),
+) -> None:
+    """Fill InfluxDB with simulated history, as the gateways would have delivered it:
+    readings, alarm events (a simulated crew acknowledges), KPIs and rollups."""
+    config = _load(path)
+    scen = _scenario(scenario, config)
+    seconds = parse_duration(duration)
+    begin = _start_ms(start) if start else int(time.time() * 1000 - seconds * 1000)
+    past = SimulatedHistory(config, scen, begin, poll_s=parse_duration(poll))
+    t0 = time.perf_counter()
+    result = asyncio.run(
+        fill_influx(past, InfluxTarget(influx_url, database), data_dir, rules, seconds)
+    )
+    console.print(
+        f"{result.readings} readings in {result.batches} batches from {_fmt_time(begin)}: "
+        f"{result.stored} stored, {result.refused} refused, {result.transitions} alarm "
+        f"transitions, in {time.perf_counter() - t0:.1f} s"
+    )
 
 
 @app.command()

@@ -111,15 +111,23 @@ def _same_query(shown: str, wanted: str) -> bool:
     return shown.replace('"', "") == wanted.replace('"', "")
 
 
+ROLLUP_CHUNK_MS = 3_600_000
+
+
 async def rollup_range(db: InfluxQL, database: str, since_ms: int, until_ms: int) -> int:
-    """Recompute both rollups over [since, until): for a backlog older than the CQs look."""
+    """Recompute both rollups over [since, until): for a backlog older than the CQs look.
+    An hour at a time, aligned to the hour: one `SELECT … INTO` over days of every field
+    outlasts any sensible HTTP timeout."""
     written = 0
-    where = f" WHERE time >= {since_ms}ms AND time < {until_ms}ms"
-    for rollup in ROLLUPS:
-        answer = await db.statement(rollup.select_into(database, where))
-        for result in answer.get("results", []):
-            for series in result.get("series", []):
-                written += int(series["values"][0][1])
+    start = since_ms - since_ms % ROLLUP_CHUNK_MS
+    for chunk in range(start, until_ms, ROLLUP_CHUNK_MS):
+        lo, hi = max(chunk, since_ms), min(chunk + ROLLUP_CHUNK_MS, until_ms)
+        where = f" WHERE time >= {lo}ms AND time < {hi}ms"
+        for rollup in ROLLUPS:
+            answer = await db.statement(rollup.select_into(database, where))
+            for result in answer.get("results", []):
+                for series in result.get("series", []):
+                    written += int(series["values"][0][1])
     return written
 
 

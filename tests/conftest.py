@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from facility.config import SiteConfig, load_site_config
 from facility.services import InfluxDB, VictoriaMetrics
 from tests.services import Mosquitto, PtyPair
+
+if TYPE_CHECKING:
+    from tests.history import SimulatedDay
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_SITE = ROOT / "deploy" / "sites" / "demo"
@@ -59,3 +62,16 @@ def victoria_metrics(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def simulated_day(
+    demo_config: SiteConfig, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SimulatedDay]:
+    """Yesterday of the demo site with the demo's incidents, in a private InfluxDB
+    (tests/history.py). Made once per session (~1 min); tests must not write to it."""
+    from tests.history import make_simulated_day  # imports this module's DEMO_SITE
+
+    day = make_simulated_day(demo_config, tmp_path_factory.mktemp("simulated_day"))
+    yield day
+    day.influxdb.stop()

@@ -11,21 +11,17 @@ tests/integration/test_alarms_e2e.py.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from facility.config import SiteConfig
-from facility.profile import MqttProfile
-from facility.wire import Reading
-from gateway.mqtt_devices.subscriber import map_message, routes_for
+from facility.history import GatewayView
 from ingest.alarms.engine import AlarmEngine
 from ingest.alarms.model import ConditionChange
 from ingest.alarms.rules import load_rules
-from simulators.engine import Advance, Simulation
-from simulators.modbus_server import CommsFault
+from simulators.engine import Simulation
 from simulators.scenario import Scenario, load_scenario
 from tests.conftest import DEMO_SITE, ROOT
 
@@ -43,59 +39,23 @@ class Feed:
     poll_ms: int = POLL_MS
     raised: list[ConditionChange] = field(default_factory=list)
     cleared: list[ConditionChange] = field(default_factory=list)
+    view: GatewayView = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.view = GatewayView(self.sim)
 
     def run_until(self, end_ms: int) -> None:
         while self.sim.t_ms < end_ms:
-            step = self.sim.advance_to(self.sim.t_ms + self.poll_ms)
-            messages = self._device_messages(step)
-            for site in self.sim.config.sites:
-                for station in site.stations:
-                    if (site.id, station.id, "gateway") in self.sim.links_down:
-                        continue
-                    readings = self._poll(site.id, station.id) + messages.get(
-                        (site.id, station.id), []
-                    )
-                    self._take(self.engine.observe(site.id, station.id, readings, self.sim.t_ms))
+            polls = self.view.poll(self.sim.advance_to(self.sim.t_ms + self.poll_ms))
+            for (site, station), readings in polls.items():
+                if (site, station, "gateway") in self.sim.links_down:
+                    continue
+                self._take(self.engine.observe(site, station, readings, self.sim.t_ms))
             self._take(self.engine.tick(self.sim.t_ms))
-
-    def _device_messages(self, step: Advance) -> dict[tuple[str, str], list[Reading]]:
-        """MQTT device messages, mapped by the gateway's own subscriber code."""
-        out: dict[tuple[str, str], list[Reading]] = {}
-        for (site, station), msg in step.messages:
-            profile = self.sim.config.profiles[
-                self.sim.config.site(site).station(station).asset(msg.asset).profile or ""
-            ]
-            assert isinstance(profile, MqttProfile)
-            routes = routes_for(site, station, {msg.asset: profile})
-            route = routes[profile.topic_for(msg.topic, site, station, msg.asset)]
-            payload = json.dumps(msg.payload).encode()
-            out.setdefault((site, station), []).extend(map_message(route, payload, self.sim.t_ms))
-        return out
-
-    def _poll(self, site: str, station: str) -> list[Reading]:
-        t = self.sim.t_ms
-        out = [Reading("gateway", "rss_mb", t, 48.0, "g", "h")]
-        for asset in self.sim.config.site(site).station(station).assets:
-            if asset.modbus is None:
-                continue
-            key = (site, station, asset.id)
-            fault = self.sim.comms.get(key)
-            out += _status(asset.id, t, fault.kind if fault else None, fault)
-            if fault is None:
-                out += [Reading(asset.id, s, t, v) for s, v in self.sim.values(key).items()]
-        return out
 
     def _take(self, changes: list[ConditionChange]) -> None:
         for change in changes:
             (self.raised if change.active else self.cleared).append(change)
-
-
-def _status(asset: str, t: int, kind: CommsFault | None, fault: object) -> list[Reading]:
-    code = getattr(fault, "exception_code", 0) if kind is CommsFault.EXCEPTION else 0
-    return [
-        Reading(asset, "comm_ok", t, kind is None, "g", "s"),
-        Reading(asset, "exception_code", t, code, "g", "s"),
-    ]
 
 
 def start(config: SiteConfig, scenario: Scenario, poll_s: float = 5.0) -> Feed:

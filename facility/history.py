@@ -1,0 +1,321 @@
+"""A simulated stretch of history, delivered as the gateways would have delivered it.
+
+The simulators' physics runs on its own clock; every poll interval each station's
+gateway view is taken (each polled device's values or its comms failure, the MQTT
+devices' messages mapped by the gateway's own subscriber code, the gateway's health)
+and handed to the ingest's store and alarm pipeline as a batch. A station whose uplink
+is cut keeps its batches and delivers them when the link returns, as the outbox does.
+A simulated crew acknowledges each alarm some minutes after it is raised.
+
+Used to fill a real InfluxDB with a day of the demo site for the dashboards' and
+reports' tests and for `facility history` (a board with something on it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from facility.config import SiteConfig
+from facility.profile import MqttProfile
+from facility.wire import Batch, Reading
+from gateway.mqtt_devices.subscriber import map_message, routes_for
+from gateway.telemetry import health_readings
+from ingest.alarms.book import AlarmActionError, AlarmBook, Transition
+from ingest.alarms.kpi import compute, kpi_lines
+from ingest.alarms.model import AlarmKey
+from ingest.alarms.pipeline import AlarmPipeline
+from ingest.config import Retention
+from ingest.deadletters import DeadLetters
+from ingest.influx import InfluxV1Writer, WriteResult
+from ingest.schema import init_database, rollup_range
+from ingest.store import InfluxStore
+from ingest.validate import Validator
+from simulators.engine import Advance, Simulation
+from simulators.modbus_server import CommsFault, UnitFault
+from simulators.physics.common import Value
+from simulators.physics.parking import GateModel, ParkingLotModel
+from simulators.scenario import Scenario
+from simulators.world import AssetKey
+
+StationKey = tuple[str, str]
+Lane = Literal["live", "backfill"]
+KPI_EVERY_MS = 600_000
+SIMULATED_CREW = "crew.simulated"
+
+
+@dataclass
+class GatewayView:
+    """What each station's gateway reads from a Simulation at one poll."""
+
+    sim: Simulation
+    device_errors: dict[StationKey, int] = field(default_factory=dict)
+
+    def poll(self, step: Advance) -> dict[StationKey, list[Reading]]:
+        """Every station's readings now, link up or not (the outbox keeps them)."""
+        messages = self._device_messages(step)
+        out: dict[StationKey, list[Reading]] = {}
+        for site in self.sim.config.sites:
+            for station in site.stations:
+                key = (site.id, station.id)
+                out[key] = self._polled(site.id, station.id) + messages.get(key, [])
+        return out
+
+    def _device_messages(self, step: Advance) -> dict[StationKey, list[Reading]]:
+        out: dict[StationKey, list[Reading]] = {}
+        for (site, station), msg in step.messages:
+            profile = self.sim.config.profiles[
+                self.sim.config.site(site).station(station).asset(msg.asset).profile or ""
+            ]
+            assert isinstance(profile, MqttProfile)
+            routes = routes_for(site, station, {msg.asset: profile})
+            route = routes[profile.topic_for(msg.topic, site, station, msg.asset)]
+            payload = json.dumps(msg.payload).encode()
+            out.setdefault((site, station), []).extend(map_message(route, payload, self.sim.t_ms))
+        return out
+
+    def _polled(self, site: str, station: str) -> list[Reading]:
+        t = self.sim.t_ms
+        out: list[Reading] = []
+        failing = 0
+        for asset in self.sim.config.site(site).station(station).assets:
+            if asset.modbus is None:
+                continue
+            key = (site, station, asset.id)
+            fault = self.sim.comms.get(key)
+            out += device_status(asset.id, t, fault)
+            if fault is None:
+                out += [Reading(asset.id, s, t, v) for s, v in self.sim.values(key).items()]
+            else:
+                failing += 1
+        errors = self.device_errors.get((site, station), 0) + failing
+        self.device_errors[(site, station)] = errors
+        return out + self._health(site, station, t, failing, errors)
+
+    def _health(self, site: str, station: str, t: int, failing: int, errors: int) -> list[Reading]:
+        values: dict[str, float | int | bool] = {
+            "poll_overruns": 0,
+            "devices_failing": failing,
+            "device_errors": errors,
+            "uplink_connected": (site, station, "gateway") not in self.sim.links_down,
+            "rss_mb": 48.0,
+        }
+        return health_readings("gateway", t, values)
+
+
+def device_status(asset: str, t: int, fault: UnitFault | None) -> list[Reading]:
+    """The `device_status` readings a gateway derives from a poll's outcome."""
+    kind = fault.kind if fault else None
+    code = getattr(fault, "exception_code", 0) if kind is CommsFault.EXCEPTION else 0
+    return [
+        Reading(asset, "comm_ok", t, kind is None, "g", "s"),
+        Reading(asset, "exception_code", t, code, "g", "s"),
+    ]
+
+
+@dataclass
+class Outbox:
+    """One station's undelivered polls while its uplink is down."""
+
+    polls: list[list[Reading]] = field(default_factory=list)
+
+    def depth(self) -> int:
+        return sum(len(p) for p in self.polls)
+
+    def oldest_age_s(self, now_ms: int) -> float:
+        return (now_ms - self.polls[0][0].ts_ms) / 1000 if self.polls else 0.0
+
+
+@dataclass
+class HistoryResult:
+    start_ms: int
+    end_ms: int
+    batches: int = 0
+    readings: int = 0
+    stored: int = 0
+    refused: int = 0
+    transitions: int = 0
+    truth_start: dict[AssetKey, dict[str, Value]] = field(default_factory=dict)
+    truth_end: dict[AssetKey, dict[str, Value]] = field(default_factory=dict)
+
+
+@dataclass
+class SimulatedHistory:
+    """Runs a Simulation for a scenario and delivers it to the ingest's store and alarm
+    pipeline. The alarm book must run on this history's clock (`clock_ms`)."""
+
+    config: SiteConfig
+    scenario: Scenario
+    start_ms: int
+    poll_s: float = 60.0
+    ack_after_s: float | None = 600.0
+    step_s: float = 10.0  # physics step: coarser steps overshoot the level control
+    sim: Simulation = field(init=False)
+    view: GatewayView = field(init=False)
+    outboxes: dict[StationKey, Outbox] = field(default_factory=dict)
+    _boot_seq: int = 0
+
+    def __post_init__(self) -> None:
+        self.sim = Simulation(
+            self.config,
+            seed=self.scenario.seed or 1,
+            start_ms=self.start_ms,
+            scenario=self.scenario,
+            step_s=min(self.step_s, self.poll_s),
+        )
+        self.view = GatewayView(self.sim)
+
+    def clock_ms(self) -> int:
+        return self.sim.t_ms
+
+    def truth(self) -> dict[AssetKey, dict[str, Value]]:
+        """The physics' own values now, faults and comms aside: the ground truth."""
+        return {
+            key: dict(model.values())
+            for key, model in self.sim.world.models.items()
+            if not isinstance(model, ParkingLotModel | GateModel)
+        }
+
+    async def run(
+        self, store: InfluxStore, alarms: AlarmPipeline | None, duration_s: float
+    ) -> HistoryResult:
+        result = HistoryResult(self.start_ms, self.start_ms + int(duration_s * 1000))
+        result.truth_start = self.truth()
+        next_kpis = self.start_ms + KPI_EVERY_MS
+        step = Advance()  # the first poll is at the start, the last one poll before the end
+        while self.sim.t_ms < result.end_ms:
+            for batch in self._deliverable(self.view.poll(step)):
+                await self._deliver(batch, store, alarms, result)
+            if alarms is not None:
+                result.transitions += len(await alarms.tick(self.sim.t_ms))
+                await self._crew_acks(alarms)
+                if self.sim.t_ms >= next_kpis:
+                    next_kpis += KPI_EVERY_MS
+                    await store.writer.write(kpi_lines(compute(alarms.book, self.sim.t_ms)))
+            step = self.sim.advance_to(self.sim.t_ms + int(self.poll_s * 1000))
+        result.truth_end = self.truth()
+        return result
+
+    def _deliverable(self, polls: dict[StationKey, list[Reading]]) -> Iterator[Batch]:
+        now = self.sim.t_ms
+        for (site, station), readings in polls.items():
+            outbox = self.outboxes.setdefault((site, station), Outbox())
+            outbox.polls.append(readings + self._outbox_health(outbox, now))
+            if (site, station, "gateway") in self.sim.links_down:
+                continue
+            for poll in outbox.polls:
+                self._boot_seq += 1
+                lane: Lane = "live" if poll is outbox.polls[-1] else "backfill"
+                yield Batch(site, station, 1, self._boot_seq, lane, now, poll)
+            outbox.polls.clear()
+
+    def _outbox_health(self, outbox: Outbox, now: int) -> list[Reading]:
+        values: dict[str, float | int | bool] = {
+            "outbox_readings": outbox.depth(),
+            "outbox_oldest_age_s": outbox.oldest_age_s(now),
+        }
+        return health_readings("gateway", now, values)
+
+    async def _deliver(
+        self, batch: Batch, store: InfluxStore, alarms: AlarmPipeline | None, result: HistoryResult
+    ) -> None:
+        outcome = await store(batch)
+        result.batches += 1
+        result.readings += len(batch.readings)
+        result.stored += outcome.stored
+        result.refused += outcome.refused
+        if alarms is not None:
+            changes = await alarms.observe(batch.site, batch.station, outcome.valid, self.sim.t_ms)
+            result.transitions += len(changes)
+
+    async def _crew_acks(self, alarms: AlarmPipeline) -> None:
+        if self.ack_after_s is None:
+            return
+        due = self.sim.t_ms - int(self.ack_after_s * 1000)
+        acks = [
+            t
+            for alarm in alarms.book.active()
+            if alarm.acked_ms is None and alarm.raised_ms is not None and alarm.raised_ms <= due
+            for t in _ack(alarms.book, alarm.key)
+        ]
+        await alarms.publish(acks)
+
+
+def _ack(book: AlarmBook, key: AlarmKey) -> list[Transition]:
+    try:
+        return [book.acknowledge(key, SIMULATED_CREW, "on site, looking at it")]
+    except AlarmActionError:  # shelved or out of service: the crew leaves it
+        return []
+
+
+def open_pipeline(
+    rules: Path, config: SiteConfig, book: Path, history: SimulatedHistory, store: InfluxStore
+) -> AlarmPipeline:
+    """The alarm pipeline on the history's clock, writing alarm events next to the data."""
+    pipeline = AlarmPipeline.open(rules, config, book, store.writer)
+    pipeline.book.now_ms = history.clock_ms
+    return pipeline
+
+
+@dataclass
+class PooledWriter:
+    """Gathers many small batches' lines into few large writes: a day of history is
+    tens of thousands of polls, and one HTTP request each would take minutes. A line
+    InfluxDB refuses is reported with the write that flushed it."""
+
+    writer: InfluxV1Writer
+    flush_at: int = 20_000
+    pending: list[str] = field(default_factory=list)
+
+    async def write(self, lines: Sequence[str]) -> WriteResult:
+        self.pending.extend(lines)
+        if len(self.pending) < self.flush_at:
+            return WriteResult(written=len(lines))
+        return await self.flush()
+
+    async def flush(self) -> WriteResult:
+        lines, self.pending = self.pending, []
+        return await self.writer.write(lines) if lines else WriteResult()
+
+
+@dataclass(frozen=True)
+class InfluxTarget:
+    url: str
+    database: str = "facility"
+
+
+async def fill_influx(
+    history: SimulatedHistory,
+    target: InfluxTarget,
+    data_dir: Path,
+    rules: Path | None,
+    duration_s: float,
+) -> HistoryResult:
+    """Create the schema, deliver the history, then roll it up (the continuous queries
+    only look back minutes; this history may be days old)."""
+    writer = InfluxV1Writer(target.url, target.database)
+    try:
+        await init_database(writer, target.database, Retention())
+        pool = PooledWriter(writer)
+        store = InfluxStore(
+            Validator(history.config), pool, DeadLetters(data_dir / "dead-letters.sqlite")
+        )
+        alarms = None
+        if rules is not None:
+            alarms = open_pipeline(
+                rules, history.config, data_dir / "alarms.sqlite", history, store
+            )
+        try:
+            result = await history.run(store, alarms, duration_s)
+            await pool.flush()
+        finally:
+            if alarms is not None:
+                alarms.close()
+            store.dead_letters.close()
+        await rollup_range(writer, target.database, result.start_ms, result.end_ms)
+        return result
+    finally:
+        await writer.close()

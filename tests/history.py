@@ -1,0 +1,55 @@
+"""A simulated day of the demo site in a private InfluxDB, made once per test session.
+
+The day is yesterday in the site's time zone, midnight to midnight, with the README
+demo's incidents (deploy/sites/demo/scenarios/demo_incidents.yaml) and a simulated
+crew acknowledging each alarm ten minutes after it is raised. Polls every 60 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from facility.config import SiteConfig
+from facility.history import HistoryResult, InfluxTarget, SimulatedHistory, fill_influx
+from facility.services import InfluxDB
+from simulators.scenario import Scenario, load_scenario
+from tests.conftest import DEMO_SITE, ROOT
+
+RULES = ROOT / "deploy" / "alarms" / "rules.yaml"
+SCENARIO = DEMO_SITE / "scenarios" / "demo_incidents.yaml"
+SITE_TZ = ZoneInfo("Asia/Shanghai")
+DATABASE = "facility"
+
+
+@dataclass
+class SimulatedDay:
+    influxdb: InfluxDB
+    database: str
+    scenario: Scenario
+    result: HistoryResult  # start_ms, end_ms, ground truth at both ends
+    alarm_book: Path
+    poll_s: float
+
+    @property
+    def url(self) -> str:
+        return self.influxdb.url
+
+
+def yesterday_ms(now: datetime | None = None) -> int:
+    today = (now or datetime.now(SITE_TZ)).astimezone(SITE_TZ).date()
+    midnight = datetime.combine(today - timedelta(days=1), datetime.min.time(), SITE_TZ)
+    return int(midnight.timestamp() * 1000)
+
+
+def make_simulated_day(config: SiteConfig, workdir: Path, poll_s: float = 60.0) -> SimulatedDay:
+    server = InfluxDB(workdir / "influxdb")
+    server.start()
+    scenario = load_scenario(SCENARIO, config)
+    history = SimulatedHistory(config, scenario, yesterday_ms(), poll_s=poll_s)
+    target = InfluxTarget(server.url, DATABASE)
+    result = asyncio.run(fill_influx(history, target, workdir, RULES, 86_400.0))
+    return SimulatedDay(server, DATABASE, scenario, result, workdir / "alarms.sqlite", poll_s)
