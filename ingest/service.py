@@ -22,6 +22,7 @@ from ingest.alarms.book import Transition
 from ingest.alarms.engine import AlarmEngine
 from ingest.alarms.kpi import compute, kpi_lines
 from ingest.alarms.notify import Notifier, load_notify_config
+from ingest.alarms.notify.dispatch import duty_board
 from ingest.alarms.pipeline import AlarmPipeline
 from ingest.alarms.rules import load_rules
 from ingest.api import ApiServer, AuditLog, Tokens, create_app
@@ -134,6 +135,7 @@ class IngestService:
                 Tokens.load(self.config.relative(settings.api.tokens)),
                 AuditLog(self.config.data_dir / "audit.sqlite"),
                 links,
+                rosters=self._rosters if self.notifier is not None else None,
                 kpis=self._kpis,
             )
             self.api = ApiServer(app, settings.api.host, settings.api.port)
@@ -204,6 +206,10 @@ class IngestService:
         raise is on its way within a second, not within tick_s."""
         if any(t.notify for t in transitions):
             self._wake.set()
+
+    def _rosters(self) -> list[dict[str, object]]:
+        assert self.notifier is not None
+        return duty_board(self.notifier.config, time.time_ns() // 1_000_000)
 
     def _kpis(self) -> dict[str, object]:
         assert self.alarms is not None

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import yaml
 
+from facility.catchers import MailCatcher
 from facility.services import InfluxDB
 from facility.wire import Batch, Reading, encode_batch, topic
 from ingest.alarms.book import Alarm
@@ -25,7 +26,7 @@ from ingest.influx import InfluxV1Writer
 from ingest.service import IngestService
 from tests.integration._ingest import DB, write_ingest_config
 from tests.integration.test_ingest_service import until
-from tests.integration.test_notifier import LI, SECRET_ENV, ZHANG, MailCatcher, write_config
+from tests.integration.test_notifier import LI, SECRET_ENV, ZHANG, write_config
 from tests.services import Mosquitto
 
 TRIP = AlarmKey("fengshou", "xiba", "pump_1", "pump_trip")
@@ -93,6 +94,11 @@ async def test_trip_raised_mailed_listed_acknowledged_cleared_and_reset(
             kpis = (await http.get("/api/kpis")).json()
             assert kpis["alarms"] == 1 and kpis["acknowledged"] == 1
             assert kpis["positions"][0]["position"] == "fengshou"
+            [water] = (await http.get("/api/rosters")).json()
+            on_duty = [p["id"] for p in water["on_duty"]]
+            assert water["crew"] == "water" and len(on_duty) == 1
+            assert {"li_wei": LI, "zhang_min": ZHANG}[on_duty[0]] in _mailed_to(smtp)
+            assert [t["tier"] for t in water["escalation"]] == ["supervisor", "manager"]
             assert _alarm(service, TRIP).state is AlarmState.ACKED
             await send(gw, 2, tripped=False)
             await until(lambda: _in_state(service, AlarmState.LATCHED), 20, "the latch")
@@ -119,6 +125,10 @@ async def test_trip_raised_mailed_listed_acknowledged_cleared_and_reset(
 async def _mailed(smtp: MailCatcher) -> bool:
     await asyncio.sleep(0)
     return any(set(m.to) & {LI, ZHANG} for m in smtp.mails)
+
+
+def _mailed_to(smtp: MailCatcher) -> set[str]:
+    return {address for m in smtp.mails for address in m.to}
 
 
 def _alarm(service: IngestService, key: AlarmKey) -> Alarm:

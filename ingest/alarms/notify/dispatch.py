@@ -53,3 +53,30 @@ def tier_recipients(config: NotifyConfig, crew_id: str, tier: int, at_ms: int) -
     if tier > len(config.tiers):
         return ()
     return config.tier_people(crew_id, tier)
+
+
+def duty_board(config: NotifyConfig, at_ms: int) -> list[dict[str, object]]:
+    """Who is on duty in each crew now, until when, and who hears next if nobody
+    acknowledges: what `GET /api/rosters` answers."""
+    board: list[dict[str, object]] = []
+    for crew in config.crews.values():
+        shift = on_duty_ms(crew, at_ms)
+        board.append(
+            {
+                "crew": crew.id,
+                "name": crew.name,
+                "on_duty": [_person(config, p) for p in shift.people],
+                "shift_started": shift.starts.isoformat(),
+                "handover": shift.ends.isoformat(),
+                "escalation": [
+                    {"tier": t.name, "people": [_person(config, p) for p in people]}
+                    for t in config.tiers
+                    if (people := config.tier_people(crew.id, t.index))
+                ],
+            }
+        )
+    return board
+
+
+def _person(config: NotifyConfig, person_id: str) -> dict[str, str]:
+    return {"id": person_id, "name": config.person_name(person_id)}
