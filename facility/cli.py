@@ -20,7 +20,9 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
+from dashboards.commands import dashboards_app
 from facility.aio import cancel_and_wait, stop_on_signals
+from facility.alarm_desk import OPERATOR_USER
 from facility.config import SiteConfig, load_site_config
 from facility.console import exit_on_config_error
 from facility.demo import Demo, Outage
@@ -49,6 +51,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 DISPLAY_TZ = ZoneInfo("Asia/Shanghai")  # the demo sites' time zone; readings stay UTC
 DEMO_RULES = Path(__file__).resolve().parents[1] / "deploy" / "alarms" / "rules.yaml"
+DEMO_NOTIFY = DEMO_RULES.with_name("notify.yaml")
 
 SitePath = Annotated[
     Path, typer.Argument(help="Site folder (every *.yaml a site) or one site file.")
@@ -361,6 +364,13 @@ def demo(
     outage_for: Annotated[str, typer.Option(help="Keep it stopped this long (0: never).")] = "30s",
     plain: Annotated[bool, typer.Option(help="Print lines instead of a live table.")] = False,
     rules: Annotated[Path | None, typer.Option(help="Alarm rules file.")] = DEMO_RULES,
+    notify: Annotated[
+        Path | None, typer.Option(help="Notifier config (its local addresses are redirected).")
+    ] = DEMO_NOTIFY,
+    api_port: Annotated[int, typer.Option(help="Alarm API and console port (0: any).")] = 18088,
+    crew_ack_after: Annotated[
+        str, typer.Option(help="The scripted crew acknowledges after this real time.")
+    ] = "20s",
 ) -> None:
     """Simulated site + one gateway per station + broker + ingest with alarms, live."""
     setup_logging("warning")
@@ -379,7 +389,18 @@ def demo(
         if parse_duration(outage_for) > 0
         else None
     )
-    show = Demo(config, source, SimClock(start_ms, speed), run_dir, broker_port, outage, rules)
+    show = Demo(
+        config,
+        source,
+        SimClock(start_ms, speed),
+        run_dir,
+        broker_port,
+        outage,
+        rules,
+        notify,
+        api_port,
+        parse_duration(crew_ack_after),
+    )
     asyncio.run(_run_demo(show, config, seconds, plain))
 
 
@@ -394,6 +415,15 @@ async def _run_demo(show: Demo, config: SiteConfig, duration_s: float | None, pl
         f"broker mqtt://127.0.0.1:{show.broker_port}; {len(show.gateways)} gateways, "
         f"outboxes in {show.run_dir / 'gateways'}"
     )
+    if show.desk is not None:
+        desk = show.desk
+        console.print(
+            f"alarm console {desk.api_url}/ (sign in with token [bold]{desk.operator_token}"
+            f"[/bold], user {OPERATOR_USER}); API docs {desk.api_url}/docs; mail catcher "
+            f"smtp://127.0.0.1:{desk.mail.port}; the scripted crew acknowledges each alarm "
+            f"{desk.crew_ack_after_s:.0f} s after it is raised",
+            highlight=False,
+        )
     show.runner.on_advance.append(_print_faults)
     stop = stop_on_signals()
     task = asyncio.create_task(show.run(duration_s))
@@ -401,7 +431,9 @@ async def _run_demo(show: Demo, config: SiteConfig, duration_s: float | None, pl
         await _show_live(lambda: _demo_view(show, config), stop, task, plain)
     finally:
         await cancel_and_wait(task)
+        console.print("what happened:", *show.events, sep="\n  ", highlight=False)
         await _print_queries(show)
+        _print_notifications(show)
         await show.stop()
         console.print(
             f"delivered {show.receiver.readings} readings in "
@@ -423,6 +455,20 @@ async def _print_queries(show: Demo) -> None:
         console.print(f"  {title}: {text or '(none yet)'}", highlight=False)
 
 
+def _print_notifications(show: Demo) -> None:
+    desk, notifier = show.desk, show.ingest.notifier
+    if desk is None or notifier is None:
+        return
+    stats = notifier.stats()
+    console.print(
+        f"notifications: {len(desk.mail.mails)} mails at the mail catcher, "
+        f"{len(desk.webhook.posts)} webhook posts; deliveries {stats.sent} sent, "
+        f"{stats.pending} pending, {stats.abandoned} abandoned; the crew acknowledged "
+        f"{desk.acks} and reset {desk.resets} alarms through the API",
+        highlight=False,
+    )
+
+
 def _demo_view(show: Demo, config: SiteConfig) -> Group:
     gateways = Table(title="Gateways → broker → ingest", title_justify="left")
     for col in ("gateway", "devices", "polled/s", "outbox", "in flight", "uplink", "delivered"):
@@ -442,13 +488,14 @@ def _demo_view(show: Demo, config: SiteConfig) -> Group:
         f"ingest: {show.store.points_written} points in InfluxDB, "
         f"{show.store.refused} refused (dead letters)"
     )
-    events = "\n".join([stored, *show.events[-4:]])
+    events = "\n".join([stored, *show.events[-8:]])
     return Group(_live_table(show.runner, config), gateways, events)
 
 
 gateway_app = typer.Typer(help="The site gateway daemon.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(dashboards_app, name="dashboards")
 
 
 @gateway_app.command("run")

@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facility.alarm_desk import AlarmDesk
 from facility.config import SiteConfig
 from facility.services import InfluxDB, Mosquitto, free_port
 from facility.site import Broker, Uplink
@@ -74,6 +75,10 @@ class Demo:
     broker_port: int
     outage: Outage | None = None
     rules: Path | None = None  # alarm rules; None: no alarms
+    notify: Path | None = None  # the notifier's sample config; None: no notifications
+    api_port: int = 0  # the alarm API and console (0: any free port)
+    crew_ack_after_s: float = 20.0
+    desk: AlarmDesk | None = None
     broker: Mosquitto = field(init=False)
     influxdb: InfluxDB = field(init=False)
     writer: InfluxV1Writer = field(init=False)  # the demo's own InfluxQL questions
@@ -95,6 +100,16 @@ class Demo:
         self.influxdb = InfluxDB(self.run_dir / "influxdb", http_port=free_port())
         self.influxdb.start()
         self.writer = InfluxV1Writer(self.influxdb.url, DATABASE)
+        if self.rules is not None and self.notify is not None:
+            self.desk = AlarmDesk(
+                self.run_dir,
+                self.notify,
+                self.broker_port,
+                self.api_port,
+                self.events.append,
+                self.crew_ack_after_s,
+            )
+            self.desk.start()
         settings = self._ingest_settings(address)
         await init_database(self.writer, DATABASE, settings.retention)
         self.ingest = IngestService(
@@ -103,6 +118,9 @@ class Demo:
         if self.ingest.alarms is not None:
             self.ingest.alarms.listeners.append(self._alarm_events)
         await self.ingest.start()
+        if self.desk is not None and self.ingest.alarms is not None and self.ingest.api:
+            self.desk.api_url = self.ingest.api.url
+            self.ingest.alarms.listeners.append(self.desk.on_transitions)
         for site in self.config.sites:
             for station in site.stations:
                 gateway = Gateway(
@@ -125,16 +143,25 @@ class Demo:
             broker=Uplink(host=broker[0], port=broker[1]),
             influxdb=InfluxV1Target(url=self.influxdb.url, database=DATABASE),
             data_dir=str((self.run_dir / "ingest").resolve()),
-            alarms=AlarmSettings(rules=str(self.rules.resolve())) if self.rules else None,
+            alarms=self._alarm_settings(),
         )
+
+    def _alarm_settings(self) -> AlarmSettings | None:
+        if self.rules is None:
+            return None
+        if self.desk is None:
+            return AlarmSettings(rules=str(self.rules.resolve()))
+        return self.desk.settings(self.rules)
 
     async def _alarm_events(self, transitions: list[Transition]) -> None:
         for t in transitions:
-            if t.notify:
-                self.events.append(
-                    f"{time.strftime('%H:%M:%S')} ALARM {t.event.upper()} {t.priority} "
-                    f"{t.key}: {t.message}"
-                )
+            if t.suppressed:
+                continue
+            who = f" by {t.user}" + (f' "{t.comment}"' if t.comment else "") if t.user else ""
+            self.events.append(
+                f"{time.strftime('%H:%M:%S')} ALARM {t.event.upper()}{who} {t.priority} "
+                f"{t.key}: {t.message} → {t.to_state}"
+            )
 
     @property
     def receiver(self) -> Receiver:
@@ -221,6 +248,8 @@ class Demo:
     async def stop(self) -> None:
         await asyncio.gather(*(gateway.stop(grace_s=2.0) for gateway in self.gateways))
         await self.ingest.stop()
+        if self.desk is not None:
+            await self.desk.stop()
         await self.runner.stop()
         await self.writer.close()
         self.influxdb.stop()

@@ -1,0 +1,1 @@
+"""One module per board; each has `build(facts) -> Board`."""

@@ -1,0 +1,75 @@
+"""Alarms: active now, history, raised per interval, and the EEMUA 191 KPIs."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.models import dashboard as dm
+
+from dashboards import panels, queries, variables
+from dashboards.boards.base import Board, new, site_pairs
+from dashboards.influxql import InfluxQL
+from dashboards.model import PRIORITY_COLOURS, Facts
+from dashboards.panels import P
+
+UID = "facility-alarms"
+SITE: list[queries.Tag] = ["site"]
+# EEMUA 191 benchmarks (docs/alarms.md, KPIs): average ≤ 1 per 10 min is very likely
+# acceptable, ≤ 2 manageable; a peak of 10 or more in 10 minutes is a flood.
+KPIS = (
+    ("per_10min_average", "Alarms per 10 min (average)", ((1.0, "yellow"), (2.0, "red"))),
+    ("per_10min_peak", "Alarms per 10 min (peak)", ((10.0, "red"),)),
+    ("time_in_flood_pct", "Time in flood", ((1.0, "red"),)),
+    ("chattering", "Chattering alarms", ((1.0, "orange"),)),
+    ("stale", "Stale alarms (> 24 h)", ((1.0, "orange"),)),
+)
+
+
+def build(facts: Facts) -> Board:
+    board = new(UID, "Alarms", facts, "ISA-18.2 alarm book as stored in alarm_event.")
+    board.with_variable(variables.site(site_pairs(facts.config.sites), multi=True))
+    active = InfluxQL(queries.active_alarms(SITE)).format("table")
+    about = "Alarms whose last transition up to the end of the range left them active."
+    board.with_panel(panels.grid("Active alarms", [active], w=16, about=about).no_value("none"))
+    count = InfluxQL(queries.active_alarm_count(SITE)).alias("$tag_priority")
+    board.with_panel(
+        _by_priority(panels.figure("Active by priority", [count], w=8, h=8).no_value("0"))
+    )
+    raised = InfluxQL(queries.raised_per_interval(SITE)).alias("$tag_priority")
+    board.with_panel(_by_priority(panels.bars("Raised per interval", [raised], "none", w=24)))
+    history = InfluxQL(queries.alarm_history(SITE)).format("table")
+    board.with_panel(panels.grid("History", [history], h=10))
+    board.with_row(panels.row("KPIs (EEMUA 191)"))
+    for field, title, steps in KPIS:
+        q = f'SELECT last("{field}") FROM "alarm_kpi" WHERE {queries.where(SITE)} GROUP BY "site"'
+        unit = "percent" if field.endswith("pct") else "none"
+        tile = panels.figure(title, [InfluxQL(q).alias("$tag_site")], unit, w=4)
+        tile.thresholds(_steps(steps))
+        board.with_panel(tile)
+    series = (
+        'SELECT max("per_10min_peak") AS "peak", mean("per_10min_average") AS "average" '
+        f'FROM "alarm_kpi" WHERE {queries.where(SITE)} '
+        'GROUP BY time($__interval), "site" fill(none)'
+    )
+    trend = panels.trend(
+        "Alarm rate (24 h window)", [InfluxQL(series).alias("$tag_site $col")], "none", w=24
+    )
+    board.with_panel(trend.thresholds(_steps(((1.0, "yellow"), (10.0, "red")))))
+    return Board(UID, board)
+
+
+def _steps(steps: tuple[tuple[float, str], ...]) -> db.ThresholdsConfig:
+    first = [dm.Threshold(value=None, color="green")]
+    return (
+        db.ThresholdsConfig()
+        .mode(dm.ThresholdsMode.ABSOLUTE)
+        .steps(first + [dm.Threshold(value=v, color=c) for v, c in steps])
+    )
+
+
+def _by_priority(panel: P) -> P:
+    """Series named after priorities, coloured as the console colours them."""
+    for priority, colour in PRIORITY_COLOURS.items():
+        panel.override_by_name(
+            priority, [panels.prop("color", {"mode": "fixed", "fixedColor": colour})]
+        )
+    return panel

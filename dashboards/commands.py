@@ -1,0 +1,88 @@
+"""`facility dashboards …`: build the Grafana boards from the site model, push them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from dashboards import build as boards
+from dashboards import provisioning, push
+from dashboards.model import Facts
+from facility.config import load_site_config
+from facility.console import exit_on_config_error
+from facility.sourcemap import ConfigError
+from ingest.alarms.rules import RuleSet, load_rules
+
+dashboards_app = typer.Typer(help="Grafana boards from the site model.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+DEFAULT_RULES = Path(__file__).resolve().parents[1] / "deploy" / "alarms" / "rules.yaml"
+SitePath = Annotated[Path, typer.Argument(help="Site folder (every *.yaml a site) or one file.")]
+RulesPath = Annotated[
+    Path, typer.Option(help="Alarm rules: threshold lines come from them.", exists=False)
+]
+
+
+def _facts(site_path: Path, rules_path: Path) -> Facts:
+    try:
+        config = load_site_config(site_path)
+    except ConfigError as exc:
+        exit_on_config_error(err, exc, site_path)
+    rules: RuleSet | None = None
+    if rules_path.exists():
+        try:
+            rules = load_rules(rules_path, config)
+        except ConfigError as exc:
+            exit_on_config_error(err, exc, rules_path)
+    return Facts(config, rules)
+
+
+def _built(site_path: Path, rules_path: Path) -> dict[str, dict[str, Any]]:
+    return boards.build_all(_facts(site_path, rules_path))
+
+
+@dashboards_app.command("build")
+def build(
+    site: SitePath,
+    out: Annotated[Path, typer.Option(help="Folder for dashboards/ and provisioning/.")],
+    rules: RulesPath = DEFAULT_RULES,
+    influx_url: Annotated[str, typer.Option(help="InfluxDB URL as Grafana reaches it.")] = (
+        "http://influxdb:8086"
+    ),
+    database: Annotated[str, typer.Option(help="InfluxDB database.")] = "facility",
+    dashboards_path: Annotated[
+        str, typer.Option(help="Where Grafana finds the JSON (the provider's path).")
+    ] = provisioning.DASHBOARDS_PATH,
+) -> None:
+    """Write the boards' JSON and Grafana provisioning files (data source, provider)."""
+    built = _built(site, rules)
+    written = boards.write(built, out / "dashboards")
+    written += provisioning.write(out, influx_url, database, dashboards_path)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+
+
+@dashboards_app.command("push")
+def push_boards(
+    site: SitePath,
+    url: Annotated[str, typer.Option(help="Grafana URL, e.g. http://grafana:3000.")],
+    token: Annotated[str, typer.Option(help="Service account token.", envvar="GRAFANA_TOKEN")],
+    rules: RulesPath = DEFAULT_RULES,
+    folder: Annotated[str, typer.Option(help="Folder title (uid `facility`).")] = (
+        provisioning.FOLDER
+    ),
+) -> None:
+    """Upload the boards through Grafana's HTTP API, overwriting by uid."""
+    built = _built(site, rules)
+    api = push.connect(url, token)
+    try:
+        folder_uid = push.ensure_folder(api, folder)
+        for done in push.push(api, built, folder_uid):
+            console.print(f"pushed {done.uid} version {done.version} {done.url}", highlight=False)
+    except push.GrafanaError as exc:
+        err.print(f"[red]error[/red] Grafana at {url}: {exc}", highlight=False)
+        raise typer.Exit(1) from None

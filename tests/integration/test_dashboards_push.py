@@ -1,0 +1,135 @@
+"""`facility dashboards push` against a recorded Grafana HTTP API contract: a local
+HTTP server on a real socket replays the request/response pairs in
+tests/dashboards/grafana_api.json (folder lookup, folder creation, POST
+/api/dashboards/db). Grafana itself cannot run here; the pairs follow Grafana's HTTP API
+reference, and the server keeps the state that decides which pair answers (folder made
+or not, a dashboard's version per uid)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from dashboards.commands import dashboards_app
+from tests.conftest import DEMO_SITE
+
+CONTRACT = json.loads((Path(__file__).parents[1] / "dashboards" / "grafana_api.json").read_text())
+
+
+class Grafana(ThreadingHTTPServer):
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.folder = False
+        self.versions: dict[str, int] = {}
+        self.requests: list[tuple[str, str, dict[str, Any], str]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Grafana
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        size = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(size)) if size else {}
+        grafana = self.server
+        grafana.requests.append((self.command, self.path, body, self.headers["Authorization"]))
+        state = "folder" if grafana.folder else "no folder"
+        for ex in CONTRACT["exchanges"]:
+            if (ex["method"], ex["path"]) == (self.command, self.path) and ex["when"] in (
+                state,
+                "any",
+            ):
+                self._send(ex["status"], self._fill(ex, body))
+                return
+        self._send(404, {"message": "not in the recorded contract"})
+
+    def _fill(self, ex: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        grafana = self.server
+        if ex["name"] == "create folder":
+            grafana.folder = True
+        if ex["name"] != "save dashboard":
+            return dict(ex["body"])
+        uid = body["dashboard"]["uid"]
+        grafana.versions[uid] = grafana.versions.get(uid, 0) + 1
+        text = json.dumps(ex["body"]).replace("{uid}", uid)
+        answer: dict[str, Any] = json.loads(text.replace('"{version}"', str(grafana.versions[uid])))
+        return answer
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def grafana() -> Iterator[Grafana]:
+    server = Grafana()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def push(grafana: Grafana) -> str:
+    args = ["push", str(DEMO_SITE), "--url", grafana.url, "--token", "glsa_test"]
+    result = CliRunner().invoke(dashboards_app, args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_push_creates_the_folder_once_and_overwrites_by_uid(grafana: Grafana) -> None:
+    push(grafana)
+    first = [(m, p) for m, p, _, _ in grafana.requests]
+    assert first[:2] == [("GET", "/api/folders/facility"), ("POST", "/api/folders")]
+    assert first[2:] == [("POST", "/api/dashboards/db")] * 6
+    grafana.requests.clear()
+    output = push(grafana)
+    again = [(m, p) for m, p, _, _ in grafana.requests]
+    assert again == [("GET", "/api/folders/facility")] + [("POST", "/api/dashboards/db")] * 6
+    assert "pushed facility-fleet version 2" in output
+    for _, _, body, auth in grafana.requests[1:]:
+        assert auth == "Bearer glsa_test"
+        assert body["overwrite"] is True and body["folderUid"] == "facility"
+        assert body["dashboard"]["id"] is None and body["dashboard"]["uid"].startswith("facility-")
+    assert set(grafana.versions) == {
+        "facility-fleet", "facility-reservoir", "facility-station",
+        "facility-parking", "facility-gateways", "facility-alarms",
+    }  # fmt: skip
+
+
+def test_push_reports_a_refused_token(grafana: Grafana) -> None:
+    grafana.folder = True
+    refused: dict[str, Any] = {"name": "bad token", "method": "GET"}
+    refused |= {"path": "/api/folders/facility"}
+    refused |= {"when": "folder", "status": 401, "body": {"message": "invalid API key"}}
+    CONTRACT["exchanges"].insert(0, refused)
+    try:
+        args = ["push", str(DEMO_SITE), "--url", grafana.url, "--token", "wrong"]
+        result = CliRunner().invoke(dashboards_app, args)
+    finally:
+        CONTRACT["exchanges"].remove(refused)
+    assert result.exit_code == 1
+    assert "Grafana at" in result.output and "Unauthorized" in result.output

@@ -1,0 +1,171 @@
+"""Every panel query and query variable of the built boards, run against a real
+InfluxDB holding a simulated day of the demo site (the `simulated_day` fixture), with
+the variables and macros expanded as Grafana expands them (dashboards/macros.py)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from dashboards.build import build_all
+from dashboards.macros import Variable, calculate_interval_ms, expand
+from dashboards.model import Facts
+from facility.config import SiteConfig
+from ingest.alarms.rules import load_rules
+from tests.history import RULES, SimulatedDay
+
+
+@pytest.fixture(scope="module")
+def boards(demo_config: SiteConfig) -> dict[str, dict[str, Any]]:
+    return build_all(Facts(demo_config, load_rules(RULES, demo_config)))
+
+
+def influx(day: SimulatedDay, query: str) -> list[dict[str, Any]]:
+    params = {"db": day.database, "q": query, "epoch": "ms"}
+    answer = httpx.get(f"{day.url}/query", params=params, timeout=30).json()
+    result = answer["results"][0]
+    assert "error" not in result, f"{query}\n-> {result['error']}"
+    series: list[dict[str, Any]] = result.get("series", [])
+    return series
+
+
+def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in board.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def choices(
+    day: SimulatedDay, board: dict[str, Any], interval_ms: int
+) -> Iterator[dict[str, Variable]]:
+    """Selections as a user makes them: each site of a single-site board (all at once
+    on multi-site boards), then what the chained query variables offer, all selected."""
+    variables = board["templating"]["list"]
+    sites = [o["value"] for o in next(v for v in variables if v["name"] == "site")["options"]]
+    multi = "$__all" in sites
+    sites = [s for s in sites if s != "$__all"]
+    picks = [sites] if multi else [[s] for s in sites]
+    for pick in picks:
+        chosen = {"site": Variable(pick, multi)}
+        for var in variables:
+            if var["type"] == "query":
+                query = expand(var["query"], chosen, day.result.start_ms, day.result.end_ms, 0)
+                values = sorted(v for s in influx(day, query) for _, v in s["values"])
+                assert values, f"variable {var['name']} of {board['uid']} offers nothing"
+                chosen[var["name"]] = Variable(values, multi=True)
+        yield chosen
+
+
+def test_every_panel_query_returns_its_series(
+    simulated_day: SimulatedDay, boards: dict[str, dict[str, Any]]
+) -> None:
+    day = simulated_day
+    start, end = day.result.start_ms, day.result.end_ms
+    checked = 0
+    for board in boards.values():
+        rps = next((v for v in board["templating"]["list"] if v["name"] == "rp"), None)
+        retention = [o["value"] for o in rps["options"]] if rps else ["raw"]
+        for chosen, panel in itertools.product(list(choices(day, board, 0)), panels(board)):
+            interval = calculate_interval_ms(
+                start, end, panel.get("maxDataPoints", 720), panel.get("interval", "")
+            )
+            for target, rp in itertools.product(panel.get("targets", []), retention):
+                variables = {**chosen, "rp": Variable([rp])}
+                text = expand(target["query"], variables, start, end, interval)
+                series = influx(day, text)
+                checked += 1
+                zero = panel.get("fieldConfig", {}).get("defaults", {}).get("noValue") in (
+                    "0",
+                    "none",
+                )
+                if zero:
+                    continue  # counts: checked against the incidents below
+                where = f"{board['uid']} / {panel['title']} / {target['refId']} ({rp})"
+                where += f" sites {chosen['site'].values}"
+                expected = _expected(panel, target, variables)
+                if expected is not None:
+                    got = {
+                        "/".join(s["tags"][k] for k in ("site", "station", "asset")) for s in series
+                    }
+                    assert got == expected, f"{where}: {sorted(got ^ expected)}\n{text}"
+                    continue
+                assert series, f"{where}: nothing for\n{text}"
+                _check_shape(where, text, series)
+    assert checked > 200
+
+
+def _expected(
+    panel: dict[str, Any], target: dict[str, Any], chosen: dict[str, Variable]
+) -> set[str] | None:
+    """Per-asset series: exactly the assets the panel has overrides for (from the site
+    model) under the selected site/station/asset."""
+    if target.get("alias") != "$tag_site/$tag_station/$tag_asset":
+        return None
+    names = {
+        o["matcher"]["options"]
+        for o in panel["fieldConfig"]["overrides"]
+        if o["matcher"]["id"] == "byName"
+    }
+    keys = ("site", "station", "asset")
+    chosen = {k: v for k, v in chosen.items() if f'"{k}" =~ /^${k}$/' in target["query"]}
+    return {
+        n
+        for n in names
+        if all(
+            k not in chosen or v in chosen[k].values
+            for k, v in zip(keys, n.split("/"), strict=True)
+        )
+    }
+
+
+def _check_shape(where: str, query: str, series: list[dict[str, Any]]) -> None:
+    outer = re.search(r'FROM "(?:\$rp|raw|rollup_1m|rollup_1h)?"?\.?"?(\w+)"', query)
+    grouped = re.findall(r"GROUP BY ([^()]*?)(?: fill|$| ORDER)", query)
+    measurement = re.findall(r'FROM (?:"\w+"\.)?"(\w+)"', query)
+    if measurement and "FROM (" not in query:
+        assert {s["name"] for s in series} == {measurement[-1]}, where
+    if grouped and "FROM (" not in query:
+        tags = re.findall(r'"(\w+)"', grouped[-1])
+        for s in series:
+            assert set(tags) <= set(s.get("tags", {})), f"{where}: {s.get('tags')} lacks {tags}"
+    assert outer or "FROM (" in query, where
+
+
+def _by_title(boards: dict[str, dict[str, Any]], uid: str, title: str) -> str:
+    panel = next(p for p in panels(boards[uid]) if p["title"] == title)
+    query: str = panel["targets"][0]["query"]
+    return query
+
+
+def test_counts_and_active_alarms_during_the_incidents(
+    simulated_day: SimulatedDay, boards: dict[str, dict[str, Any]]
+) -> None:
+    """35 minutes in: Xiba's pump 1 is tripped, the Wanda main gate stuck open and the
+    Nongken transformer overloaded (deploy/sites/demo/scenarios/demo_incidents.yaml)."""
+    day = simulated_day
+    start, end = day.result.start_ms, day.result.start_ms + 35 * 60_000
+    options = boards["facility-fleet"]["templating"]["list"][0]["options"]
+    chosen = {"site": Variable([o["value"] for o in options if o["value"] != "$__all"], True)}
+    faulted = expand(
+        _by_title(boards, "facility-fleet", "Stations faulted"), chosen, start, end, 60_000
+    )
+    assert influx(day, faulted)[0]["values"][0][1] == 1
+    active = expand(
+        _by_title(boards, "facility-alarms", "Active alarms"), chosen, start, end, 60_000
+    )
+    rules = {s["tags"]["rule"] + "@" + s["tags"]["asset"] for s in influx(day, active)}
+    assert {
+        "pump_trip@pump_1",
+        "gate_stuck_open@main_gate",
+        "transformer_overload@transformer",
+    } <= rules
+    by_priority = expand(
+        _by_title(boards, "facility-alarms", "Active by priority"), chosen, start, end, 60_000
+    )
+    counts = {s["tags"]["priority"]: s["values"][0][1] for s in influx(day, by_priority)}
+    assert counts.get("critical", 0) >= 1 and counts.get("high", 0) >= 1

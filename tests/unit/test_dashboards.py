@@ -1,0 +1,200 @@
+"""The built boards as Grafana reads them: the SDK's own models decode them again,
+panel ids and grid positions are sane, every target is InfluxQL on our data source, and
+the site model drives panels, overrides and variable values."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from grafana_foundation_sdk.models import dashboard as dm
+from typer.testing import CliRunner
+
+from dashboards import influxql
+from dashboards.build import build_all, to_dict
+from dashboards.commands import dashboards_app
+from dashboards.macros import Variable, calculate_interval_ms, expand, ms_to_text
+from dashboards.model import Facts
+from facility.config import SiteConfig, load_site_config
+from ingest.alarms.rules import load_rules
+from tests.conftest import DEMO_SITE
+from tests.history import RULES
+
+
+@pytest.fixture(scope="module")
+def boards(demo_config: SiteConfig) -> dict[str, dict[str, Any]]:
+    return build_all(Facts(demo_config, load_rules(RULES, demo_config)))
+
+
+def all_panels(board: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for panel in board["panels"]:
+        out.append(panel)
+        out.extend(panel.get("panels", []))
+    return out
+
+
+def test_boards_round_trip_through_the_sdk_models(boards: dict[str, dict[str, Any]]) -> None:
+    influxql.register()
+    assert set(boards) == {
+        "facility-fleet", "facility-reservoir", "facility-station",
+        "facility-parking", "facility-gateways", "facility-alarms",
+    }  # fmt: skip
+    for board in boards.values():
+        model = dm.Dashboard.from_json(board)
+        again = to_dict(model)
+        # annotations hold our InfluxQL target, which the SDK's model does not know
+        assert {k: v for k, v in again.items() if k != "annotations"} == {
+            k: v for k, v in board.items() if k != "annotations"
+        }
+        targets = [
+            t for p in model.panels or [] if isinstance(p, dm.Panel) for t in p.targets or []
+        ]
+        assert targets and all(isinstance(t, influxql.InfluxQuery) for t in targets)
+
+
+def test_ids_grid_and_datasources(boards: dict[str, dict[str, Any]]) -> None:
+    for uid, board in boards.items():
+        panels = all_panels(board)
+        ids = [p["id"] for p in panels]
+        assert len(ids) == len(set(ids)), uid
+        for p in panels:
+            g = p["gridPos"]
+            assert g["x"] >= 0 and g["w"] > 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, (uid, p)
+            for t in p.get("targets", []):
+                assert t["datasource"] == {"type": "influxdb", "uid": influxql.DATASOURCE_UID}
+                assert t["rawQuery"] is True
+                assert "$timeFilter" in t["query"] or "${__to}" in t["query"]
+            if p["type"] not in ("row", "text"):
+                assert p["datasource"]["uid"] == influxql.DATASOURCE_UID
+        anno = board["annotations"]["list"][0]
+        assert anno["target"]["fromAnnotations"] is True
+        assert "alarm_event" in anno["target"]["query"]
+
+
+def test_units_thresholds_and_out_of_service_from_the_model(
+    boards: dict[str, dict[str, Any]],
+) -> None:
+    station = {p["title"]: p for p in all_panels(boards["facility-station"])}
+    assert station["Flow"]["fieldConfig"]["defaults"]["unit"] == "suffix: m3/h"
+    assert station["Bearing temperature"]["fieldConfig"]["defaults"]["unit"] == "celsius"
+    bearing = station["Bearing temperature"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in bearing] == [None, 80.0]  # rule bearing_temp_high
+    load = station["Transformer load"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in load] == [None, 100.0, 120.0]  # the two overload rules
+    names = {
+        o["matcher"]["options"]: o["properties"]
+        for o in station["Flow"]["fieldConfig"]["overrides"]
+    }
+    broken = names["fengshou/xiba/pump_3"]
+    assert any(p["id"] == "displayName" and "out of service" in p["value"] for p in broken)
+    assert any(p["id"] == "color" for p in broken)
+    assert (
+        "fengshou/xiba/pump_3" in station["Out of service (asset register)"]["options"]["content"]
+    )
+    fleet = {p["title"]: p for p in all_panels(boards["facility-fleet"])}
+    tank = [
+        p
+        for o in fleet["Tank levels against alarm levels"]["fieldConfig"]["overrides"]
+        if o["matcher"]["options"] == "fengshou/xiba/tank_no4"
+        for p in o["properties"]
+    ]
+    steps = next(p["value"]["steps"] for p in tank if p["id"] == "thresholds")
+    assert [(s["value"], s["color"]) for s in steps] == [
+        (None, "red"), (0.75, "orange"), (1.25, "green"), (4.75, "orange"), (4.9, "red"),
+    ]  # fmt: skip
+    assert {"id": "max", "value": 5.0} in tank  # the tank's height
+
+
+def test_macros_expand_like_grafana() -> None:
+    day = 86_400_000
+    assert calculate_interval_ms(0, day, 720, "10s") == 120_000  # 120 s rounds to 2m
+    assert calculate_interval_ms(0, 3_600_000, 720, "10s") == 10_000  # 5 s, floor 10 s
+    assert ms_to_text(120_000) == "2m" and ms_to_text(500) == "500ms"
+    text = expand(
+        'SELECT 1 FROM x WHERE "site" =~ /^$site$/ AND "a" =~ /^${asset}$/ AND $timeFilter '
+        "GROUP BY time($__interval) LIMIT $__interval_ms",
+        {"site": Variable(["a", "b"], multi=True), "asset": Variable(["p1"])},
+        1000,
+        2000,
+        60_000,
+    )
+    assert text == (
+        'SELECT 1 FROM x WHERE "site" =~ /^(a|b)$/ AND "a" =~ /^p1$/ AND '
+        "time >= 1000ms and time <= 2000ms GROUP BY time(1m) LIMIT 60000"
+    )
+    with pytest.raises(KeyError):
+        expand("$nope", {}, 0, 1, 1)
+
+
+def _added_station(tmp_path: Path) -> Path:
+    site = tmp_path / "demo"
+    shutil.copytree(DEMO_SITE, site)
+    text = (site / "fengshou.yaml").read_text(encoding="utf-8")
+    extra = """
+  - id: newtown
+    name: Newtown booster
+    buses: [{id: rtu_gw, transport: tcp, host: 127.0.0.1, port: 15099}]
+    assets:
+      - {id: gateway, kind: gateway}
+      - {id: pump_1, kind: pump, profile: pump_vfd, modbus: {bus: rtu_gw, unit_id: 1},
+         ratings: {motor_kw: 30, rated_flow_m3h: 100, rated_head_m: 40}}
+      - id: tank_new
+        kind: tank
+        profile: tank_level
+        modbus: {bus: rtu_gw, unit_id: 20}
+        ratings: {capacity_m3: 100, height_m: 2.0}
+        limits: {level_m: {low_low: 0.3, low: 0.5, high: 1.9, high_high: 1.95}}
+"""
+    (site / "fengshou.yaml").write_text(text + extra, encoding="utf-8")
+    return site
+
+
+def test_an_added_station_appears_without_code(tmp_path: Path, demo_config: SiteConfig) -> None:
+    config = load_site_config(_added_station(tmp_path))
+    boards = build_all(Facts(config, load_rules(RULES, config)))
+    fleet = {p["title"]: p for p in all_panels(boards["facility-fleet"])}
+    assert "Newtown booster" in fleet
+    base = build_all(Facts(demo_config, load_rules(RULES, demo_config)))
+    assert len(all_panels(boards["facility-fleet"])) == len(all_panels(base["facility-fleet"])) + 1
+    gauges = fleet["Tank levels against alarm levels"]["fieldConfig"]["overrides"]
+    assert any(o["matcher"]["options"] == "fengshou/newtown/tank_new" for o in gauges)
+    gw = boards["facility-gateways"]["templating"]["list"][1]
+    assert "newtown" in [o["value"] for o in gw["options"]]
+
+
+def test_cli_build_writes_boards_and_provisioning(tmp_path: Path) -> None:
+    result = CliRunner().invoke(dashboards_app, ["build", str(DEMO_SITE), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    boards = sorted(p.name for p in (tmp_path / "dashboards").glob("*.json"))
+    assert len(boards) == 6
+    source = yaml.safe_load(
+        (tmp_path / "provisioning/datasources/facility-influxdb.yaml").read_text()
+    )
+    assert source["datasources"][0]["uid"] == influxql.DATASOURCE_UID
+    assert source["datasources"][0]["jsonData"]["dbName"] == "facility"
+    provider = yaml.safe_load((tmp_path / "provisioning/dashboards/facility.yaml").read_text())
+    assert provider["providers"][0]["type"] == "file"
+    json.loads((tmp_path / "dashboards" / boards[0]).read_text())
+
+
+def test_cli_build_reports_a_bad_site_file(tmp_path: Path) -> None:
+    site = _added_station(tmp_path)
+    bad = (site / "fengshou.yaml").read_text().replace("motor_kw: 30", "motor_kw: -30")
+    (site / "fengshou.yaml").write_text(bad)
+    result = CliRunner().invoke(dashboards_app, ["build", str(site), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "fengshou.yaml:" in result.output and "motor_kw" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_committed_sample_matches_a_fresh_build(tmp_path: Path) -> None:
+    result = CliRunner().invoke(dashboards_app, ["build", str(DEMO_SITE), "--out", str(tmp_path)])
+    assert result.exit_code == 0
+    committed = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
+    for fresh in (tmp_path / "dashboards").glob("*.json"):
+        assert (committed / "dashboards" / fresh.name).read_text() == fresh.read_text(), fresh.name
