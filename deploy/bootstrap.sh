@@ -6,7 +6,9 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
-SYSTEM_PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics mbpoll socat chromium)
+# fonts-wqy-zenhei: the sites' names are Chinese; reports and the console print them
+SYSTEM_PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics mbpoll socat chromium
+  fonts-wqy-zenhei)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do

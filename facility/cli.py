@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from dashboards.commands import dashboards_app
+from dashboards.reports.commands import report_app
 from facility.aio import cancel_and_wait, stop_on_signals
 from facility.alarm_desk import OPERATOR_USER
 from facility.config import SiteConfig, load_site_config
@@ -496,6 +497,7 @@ gateway_app = typer.Typer(help="The site gateway daemon.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(report_app, name="report")
 
 
 @gateway_app.command("run")

@@ -8,7 +8,8 @@ in InfluxDB, like every reading.
 
 On-delay and off-delay are measured in event time between readings, so a backlog
 replayed fast or a simulated clock gives the same alarms as real time. Only the
-gateway deadman runs on the wall clock (`tick`): silence is what it detects.
+gateway deadman runs on the wall clock (`tick`): silence is what it detects. A device's
+deadman (`silent`) compares the asset's newest reading with its gateway's newest.
 
 Suppression by design, before a condition may raise:
 - assets out of service in the asset register have no rules bound at all;
@@ -38,6 +39,7 @@ from ingest.alarms.rules import (
     GatewayRule,
     RateRule,
     RuleSet,
+    SilentRule,
     ThresholdRule,
     UnchangedRule,
     ratings_of,
@@ -75,6 +77,8 @@ class AlarmEngine:
         self._gateways: dict[tuple[str, str], Tracker] = {}
         self._last_heard: dict[tuple[str, str], tuple[int, int]] = {}  # wall ms, event ms
         self._assets: dict[str, AssetValues] = defaultdict(AssetValues)
+        self._silent: dict[tuple[str, str], list[Tracker]] = defaultdict(list)
+        self._first_event: dict[tuple[str, str], int] = {}  # per station: silent since
         self._eval = SimpleEval(functions=FUNCTIONS)
         self._units = _units(site)
         for bound in rules.bound:
@@ -82,6 +86,8 @@ class AlarmEngine:
             tracker = Tracker(bound, key)
             if isinstance(bound.rule, GatewayRule):
                 self._gateways[(bound.site, bound.station)] = tracker
+            elif isinstance(bound.rule, SilentRule):
+                self._silent[(bound.site, bound.station)].append(tracker)
             else:
                 self._trackers[bound.path].append(tracker)
         for trackers in self._trackers.values():
@@ -109,6 +115,30 @@ class AlarmEngine:
             path = f"{site}/{station}/{asset}"
             if self._apply(self._assets[path], group):
                 changes += self._evaluate(path, ts)
+        if readings and (site, station) in self._silent:
+            changes += self._silence(site, station, max(r.ts_ms for r in readings))
+        return changes
+
+    def _silence(self, site: str, station: str, newest: int) -> list[ConditionChange]:
+        """Device deadman: each asset's newest reading against its gateway's."""
+        first = self._first_event.setdefault((site, station), newest)
+        changes = []
+        for tracker in self._silent[(site, station)]:
+            rule = tracker.bound.rule
+            assert isinstance(rule, SilentRule)
+            state = self._assets[tracker.bound.path]
+            heard = max([*state.stamps.values(), *state.status_stamps.values()], default=first)
+            silent_ms = newest - heard
+            self.evaluations += 1
+            if not tracker.active and silent_ms >= rule.silent_for * 1000:
+                message = f"{tracker.bound.asset.name or tracker.key.asset}: silent for "
+                message += f"{silent_ms / 1000:.0f} s while its gateway delivers"
+                changes.append(
+                    self._change(tracker, True, heard + int(rule.silent_for * 1000), message, None)
+                )
+            elif tracker.active and silent_ms < rule.silent_for * 1000:
+                message = f"{tracker.bound.asset.name or tracker.key.asset}: heard from again"
+                changes.append(self._change(tracker, False, heard, message, None))
         return changes
 
     def tick(self, now_ms: int) -> list[ConditionChange]:
@@ -319,6 +349,8 @@ class AlarmEngine:
 
     def _all(self) -> Iterable[Tracker]:
         yield from self._gateways.values()
+        for silent in self._silent.values():
+            yield from silent
         for trackers in self._trackers.values():
             yield from trackers
 

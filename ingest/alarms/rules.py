@@ -3,7 +3,7 @@
 ```yaml
 rules:
   tank_level_high_high:
-    kind: threshold            # threshold | condition | rate | unchanged | device | gateway
+    kind: threshold   # threshold | condition | rate | unchanged | device | gateway | silent
     applies_to: {asset_kind: tank}
     signal: level_m
     above: limit.high_high     # a number, or the asset's limit from the site model
@@ -109,8 +109,23 @@ class GatewayRule(RuleBase):
     silent_for: Seconds = Field(gt=0)
 
 
+class SilentRule(RuleBase):
+    """A deadman per device: nothing from the asset for `silent_for` while its gateway
+    keeps delivering. Measured in event time, the gateway's newest reading against the
+    asset's, so a backlog after an outage raises nothing."""
+
+    kind: Literal["silent"]
+    silent_for: Seconds = Field(gt=0)
+
+
 Rule = Annotated[
-    ThresholdRule | ConditionRule | RateRule | UnchangedRule | DeviceRule | GatewayRule,
+    ThresholdRule
+    | ConditionRule
+    | RateRule
+    | UnchangedRule
+    | DeviceRule
+    | GatewayRule
+    | SilentRule,
     Field(discriminator="kind"),
 ]
 
@@ -231,6 +246,8 @@ def _targets(rule: Rule, site: SiteConfig) -> Iterator[Any]:
             continue  # out of service in the asset register: raises nothing
         if wanted and ref.path not in wanted:
             continue
+        if isinstance(rule, SilentRule) and not ref.asset.profile:
+            continue  # in the register, but nothing reports for it: not a silent device
         kind = rule.applies_to.asset_kind
         is_gateway = ref.asset.kind is AssetKind.GATEWAY
         if isinstance(rule, GatewayRule):

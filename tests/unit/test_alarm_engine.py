@@ -5,6 +5,7 @@ inhibits, device status inhibiting stale values, suppression by design, rates, r
 from __future__ import annotations
 
 from facility.config import SiteConfig
+from facility.site import AssetKind
 from facility.wire import Reading, Value
 from ingest.alarms.engine import AlarmEngine
 from ingest.alarms.model import AlarmKey, ConditionChange, Priority
@@ -133,3 +134,42 @@ def test_a_rule_active_in_the_book_before_a_restart_can_clear(demo_config: SiteC
     e.restore([key])
     assert rules_of(level(e, 0, 3.0)) == [("tank_level_high_high", False)]
     assert level(e, 5, 3.0) == []
+
+
+def test_a_device_silent_while_its_gateway_delivers_raises_once_and_clears(
+    demo_config: SiteConfig,
+) -> None:
+    e = engine(demo_config)
+    station = demo_config.site("wanda").station("wanda_lot")
+    gates = [a.id for a in station.assets if a.kind is AssetKind.BARRIER_GATE]
+
+    def batch(t_s: float, lot_reports: bool) -> list[tuple[str, str, bool]]:
+        ts = T0 + int(t_s * S)
+        readings = [Reading("gateway", "rss_mb", ts, 48.0, "g", "h")]
+        readings += [Reading(gate, "uptime_s", ts, int(t_s)) for gate in gates]
+        if lot_reports:
+            readings.append(Reading("lot", "occupied", ts, 200))
+        return [
+            (c.key.asset, c.key.rule, c.active)
+            for c in e.observe("wanda", "wanda_lot", readings, ts)
+        ]
+
+    assert batch(0, True) == []
+    assert batch(60, False) == [] and batch(299, False) == []
+    assert batch(301, False) == [("lot", "device_silent", True)]
+    assert batch(420, False) == []  # once
+    assert batch(480, True) == [("lot", "device_silent", False)]
+
+
+def test_a_backlog_after_an_outage_raises_no_device_silence(demo_config: SiteConfig) -> None:
+    e = engine(demo_config)
+    station = demo_config.site("wanda").station("wanda_lot")
+    assets = [a.id for a in station.assets if a.profile]
+    # an hour of backlog arriving at once: every device reported every minute meanwhile
+    readings = [
+        Reading(asset, "uptime_s" if asset != "lot" else "occupied", T0 + m * 60 * S, m)
+        for m in range(60)
+        for asset in assets
+    ]
+    changes = e.observe("wanda", "wanda_lot", readings, T0 + 3 * 3600 * S)
+    assert [c for c in changes if c.key.rule == "device_silent"] == []

@@ -1,0 +1,199 @@
+"""Notable events found in the data itself, not in the alarm book: a report must show
+what happened on the plant even where no alarm rule was configured, or it was shelved.
+
+Each kind is a condition on one field, evaluated per minute:
+- "any" minutes: the condition was seen at least once in the minute (a trip, a device
+  not answering, a full lot, a gateway's uplink down);
+- "all" minutes: every reading in the minute met it (a barrier open through the whole
+  minute, not just for a car; a transformer above its rating through the minute).
+Consecutive minutes make one incident; "all" kinds need `min_minutes` in a row (the
+same limits as the demo alarm rules: a gate stuck 5 minutes, an overload 15 minutes).
+A station's gateway health missing for `GATEWAY_SILENCE_MIN` minutes is an outage too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dashboards.reports.data import AssetPath, Influx, Window
+from dashboards.reports.periods import Period
+
+MINUTE_MS = 60_000
+GATEWAY_SILENCE_MIN = 5
+SILENCE_LOOKBACK_MS = 24 * 3_600_000
+
+
+@dataclass(frozen=True)
+class IncidentKind:
+    kind: str
+    title: str
+    measurement: str
+    field: str
+    condition: str  # InfluxQL on the field
+    whole_minute: bool = False
+    min_minutes: int = 1
+    chart_fields: tuple[str, ...] = ()  # what the incident's chart plots (default: the field)
+
+
+INCIDENT_KINDS: tuple[IncidentKind, ...] = (
+    IncidentKind(
+        "pump_trip",
+        "Pump trip",
+        "pump",
+        "tripped",
+        '"tripped" = true',
+        chart_fields=("tripped", "running"),
+    ),
+    IncidentKind(
+        "device_not_responding",
+        "Device not responding",
+        "device_status",
+        "comm_ok",
+        '"comm_ok" = false',
+    ),
+    IncidentKind(
+        "gateway_outage",
+        "Gateway uplink down",
+        "gateway_health",
+        "uplink_connected",
+        '"uplink_connected" = false',
+        chart_fields=("outbox_readings",),
+    ),
+    IncidentKind(
+        "lot_full", "Lot full", "parking_lot", "full", '"full" = true', chart_fields=("occupied",)
+    ),
+    IncidentKind(
+        "gate_stuck_open",
+        "Gate stuck open",
+        "barrier_gate",
+        "barrier_open",
+        '"barrier_open" = true',
+        whole_minute=True,
+        min_minutes=5,
+    ),
+    IncidentKind(
+        "transformer_overload",
+        "Transformer overload",
+        "transformer",
+        "load_pct",
+        '"load_pct" > 120',
+    ),
+    IncidentKind(
+        "transformer_overload",
+        "Transformer overload",
+        "transformer",
+        "load_pct",
+        '"load_pct" > 100',
+        whole_minute=True,
+        min_minutes=15,
+    ),
+)
+GATEWAY_SILENT = IncidentKind(
+    "gateway_silent",
+    "Gateway silent (no health reports)",
+    "gateway_health",
+    "rss_mb",
+    "",
+    min_minutes=GATEWAY_SILENCE_MIN,
+    chart_fields=("outbox_readings",),
+)
+TITLES = {k.kind: k.title for k in (*INCIDENT_KINDS, GATEWAY_SILENT)}
+
+
+@dataclass(frozen=True)
+class Incident:
+    kind: str
+    path: AssetPath
+    start_ms: int  # the first minute it was seen
+    end_ms: int  # the end of the last minute it was seen
+    ongoing: bool  # still so in the report's last minute
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.kind]
+
+    @property
+    def minutes(self) -> int:
+        return (self.end_ms - self.start_ms) // MINUTE_MS
+
+    def overlaps(self, start_ms: int, end_ms: int) -> bool:
+        return self.start_ms < end_ms and start_ms < self.end_ms
+
+
+def runs(minutes: list[int]) -> list[tuple[int, int]]:
+    """Consecutive minute starts merged into [start, end) stretches."""
+    out: list[tuple[int, int]] = []
+    for t in sorted(set(minutes)):
+        if out and out[-1][1] == t:
+            out[-1] = (out[-1][0], t + MINUTE_MS)
+        else:
+            out.append((t, t + MINUTE_MS))
+    return out
+
+
+def _minutes(influx: Influx, kind: IncidentKind, window: Window) -> dict[AssetPath, list[int]]:
+    count = f'count("{kind.field}")'
+    seen = influx.per_asset(kind.measurement, count, window, MINUTE_MS, kind.condition)
+    if not kind.whole_minute:
+        return {path: [t for t, _ in s] for path, s in seen.items()}
+    every = influx.per_asset(kind.measurement, count, window, MINUTE_MS)
+    out = {}
+    for path, samples in seen.items():
+        totals = dict(every.get(path, []))
+        out[path] = [t for t, n in samples if totals.get(t) == n]
+    return out
+
+
+def _silent_minutes(influx: Influx, window: Window) -> dict[AssetPath, list[int]]:
+    """Minutes without a single health report, per gateway, from its first report (up to
+    a day before the window: a gateway silent since before the shift is an outage, one
+    not yet commissioned is not)."""
+    since = Window(window.start_ms - SILENCE_LOOKBACK_MS, window.end_ms)
+    reported = influx.per_asset("gateway_health", 'count("rss_mb")', since, MINUTE_MS)
+    out = {}
+    for path, samples in reported.items():
+        seen = {t for t, _ in samples}
+        first = max(min(seen), window.start_ms - window.start_ms % MINUTE_MS)
+        out[path] = [t for t in range(first, window.end_ms, MINUTE_MS) if t not in seen]
+    return out
+
+
+def find_incidents(influx: Influx, period: Period, now_ms: int) -> list[Incident]:
+    """Every incident overlapping the period up to its `as_of` instant (and not past
+    `now_ms`: minutes still to come are not silent gateways)."""
+    window = Window(period.start_ms, min(period.as_of_ms, now_ms) - 1)
+    found: dict[tuple[str, AssetPath], list[tuple[int, int]]] = {}
+    for kind in INCIDENT_KINDS:
+        for path, minutes in _minutes(influx, kind, window).items():
+            stretches = [r for r in runs(minutes) if (r[1] - r[0]) // MINUTE_MS >= kind.min_minutes]
+            found.setdefault((kind.kind, path), []).extend(stretches)
+    for path, minutes in _silent_minutes(influx, window).items():
+        stretches = [r for r in runs(minutes) if (r[1] - r[0]) // MINUTE_MS >= GATEWAY_SILENCE_MIN]
+        found.setdefault((GATEWAY_SILENT.kind, path), []).extend(stretches)
+    last_minute = window.end_ms - window.end_ms % MINUTE_MS
+    out = [
+        Incident(kind, path, start, end, ongoing=end > last_minute)
+        for (kind, path), stretches in found.items()
+        for start, end in _merged(stretches)
+    ]
+    return sorted(out, key=lambda i: (i.start_ms, i.kind, i.path))
+
+
+def _merged(stretches: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Two rules of one kind (overload above 120 % at once, above 100 % for 15 min) may
+    find overlapping stretches: one incident each time, not two."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(stretches):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def chart_fields(kind: str) -> tuple[str, tuple[str, ...]]:
+    """(measurement, fields) an incident's small chart plots."""
+    for k in (*INCIDENT_KINDS, GATEWAY_SILENT):
+        if k.kind == kind:
+            return k.measurement, k.chart_fields or (k.field,)
+    raise KeyError(kind)
