@@ -22,6 +22,7 @@ from rich.table import Table
 
 from dashboards.commands import dashboards_app
 from dashboards.reports.commands import report_app
+from dashboards.reports.data import ReportError
 from facility.aio import cancel_and_wait, stop_on_signals
 from facility.alarm_desk import OPERATOR_USER
 from facility.config import SiteConfig, load_site_config
@@ -435,6 +436,7 @@ async def _run_demo(show: Demo, config: SiteConfig, duration_s: float | None, pl
         console.print("what happened:", *show.events, sep="\n  ", highlight=False)
         await _print_queries(show)
         _print_notifications(show)
+        await _write_handover(show)
         await show.stop()
         console.print(
             f"delivered {show.receiver.readings} readings in "
@@ -454,6 +456,16 @@ async def _print_queries(show: Demo) -> None:
             for tags, value in rows[:8]
         )
         console.print(f"  {title}: {text or '(none yet)'}", highlight=False)
+
+
+async def _write_handover(show: Demo) -> None:
+    try:
+        report = await asyncio.to_thread(show.shift_handover)
+    except ReportError as exc:
+        err.print(f"[yellow]warning[/yellow] no shift handover report: {exc}")
+        return
+    if report is not None:
+        console.print(f"shift handover report: file://{report}", highlight=False)
 
 
 def _print_notifications(show: Demo) -> None:

@@ -14,8 +14,12 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from dashboards.reports.commands import ReportSources, shift_handover
+from dashboards.reports.periods import DEFAULT_HANDOVERS, shift_period
 from facility.alarm_desk import AlarmDesk
 from facility.config import SiteConfig
 from facility.services import InfluxDB, Mosquitto, free_port
@@ -244,6 +248,26 @@ class Demo:
                 rows.append((tags, series["values"][0][1]))
             out.append((title, rows))
         return out
+
+    def shift_handover(self) -> Path | None:
+        """The handover report of the shift now running, from the demo's own InfluxDB
+        and alarm book: what the next shift would read."""
+        ingest = self.ingest.config
+        if self.ingest.alarms is None:
+            return None
+        tz = ZoneInfo(self.config.sites[0].timezone)
+        sources = ReportSources(
+            self.influxdb.url,
+            DATABASE,
+            ingest.alarm_book_path,
+            ingest.data_dir / "notify.sqlite" if self.ingest.notifier else None,
+        )
+        period = shift_period(datetime.now(tz), tz, DEFAULT_HANDOVERS)
+        page, stem = shift_handover(self.config, sources, period)
+        target = (self.run_dir / "reports" / f"{stem}.html").resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(page, encoding="utf-8")
+        return target
 
     async def stop(self) -> None:
         await asyncio.gather(*(gateway.stop(grace_s=2.0) for gateway in self.gateways))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +30,8 @@ from dashboards.reports.periods import (
 from facility.config import SiteConfig, load_site_config
 from facility.console import exit_on_config_error
 from facility.sourcemap import ConfigError
+from ingest.alarms.book import AlarmBook
+from ingest.alarms.notify.store import NotifyStore
 
 report_app = typer.Typer(
     help="Reports for supervisors: shift handover, daily, monthly.", no_args_is_help=True
@@ -129,36 +133,53 @@ def shift(
         tz = _timezone(config, timezone)
         handovers = tuple(parse_handover(h) for h in handover) if handover else DEFAULT_HANDOVERS
         moment = _local(at, tz) if at else datetime.now(tz)
-        period = shift_period(moment, tz, handovers)
-        with ExitStack() as stack:
-            influx = stack.enter_context(Influx(influx_url, database))
-            influx.check()
-            book = stack.enter_context(alarm_book_snapshot(alarm_book))
-            store = stack.enter_context(notify_store_snapshot(notify_store))
-            report = shift_report(influx, book, store, config, period, _now_ms())
-        stem = "shift-" + period.local(period.start_ms).strftime("%Y-%m-%d-%H%M")
-        _write(render_shift(report), out_dir, stem, pdf)
+        sources = ReportSources(influx_url, database, alarm_book, notify_store)
+        page, stem = shift_handover(config, sources, shift_period(moment, tz, handovers))
+        _write(page, out_dir, stem, pdf)
     except (ReportError, ValueError) as exc:
         _fail(exc if isinstance(exc, ReportError) else ReportError(str(exc)))
 
 
-def _operations(
-    kind: str,
-    period: Period,
-    config: SiteConfig,
-    influx_url: str,
-    database: str,
-    alarm_book: Path,
-    out_dir: Path,
-    stem: str,
-    pdf: bool,
-) -> None:
+@dataclass(frozen=True)
+class ReportSources:
+    influx_url: str
+    database: str
+    alarm_book: Path
+    notify_store: Path | None = None
+
+
+def shift_handover(config: SiteConfig, sources: ReportSources, period: Period) -> tuple[str, str]:
+    """The shift handover page for `period` and its file stem; ReportError if a source
+    cannot be read. The demo calls this too."""
+    with _opened(sources) as (influx, book, store):
+        report = shift_report(influx, book, store, config, period, _now_ms())
+    stem = "shift-" + period.local(period.start_ms).strftime("%Y-%m-%d-%H%M")
+    return render_shift(report), stem
+
+
+@contextmanager
+def _opened(sources: ReportSources) -> Iterator[tuple[Influx, AlarmBook, NotifyStore | None]]:
     with ExitStack() as stack:
-        influx = stack.enter_context(Influx(influx_url, database))
+        influx = stack.enter_context(Influx(sources.influx_url, sources.database))
         influx.check()
-        book = stack.enter_context(alarm_book_snapshot(alarm_book))
+        book = stack.enter_context(alarm_book_snapshot(sources.alarm_book))
+        store = stack.enter_context(notify_store_snapshot(sources.notify_store))
+        yield influx, book, store
+
+
+def _operations(
+    kind: str, period: Period, config: SiteConfig, sources: ReportSources, out: Output
+) -> None:
+    with _opened(sources) as (influx, book, _):
         report = operations_report(kind, influx, book, config, period, _now_ms())
-    _write(render_operations(report), out_dir, stem, pdf)
+    _write(render_operations(report), out.folder, out.stem, out.pdf)
+
+
+@dataclass(frozen=True)
+class Output:
+    folder: Path
+    stem: str
+    pdf: bool
 
 
 @report_app.command("daily")
@@ -180,17 +201,8 @@ def daily(
         tz = _timezone(config, timezone)
         chosen = date.fromisoformat(day) if day else datetime.now(tz).date() - timedelta(days=1)
         period = day_period(chosen, tz)
-        _operations(
-            "daily",
-            period,
-            config,
-            influx_url,
-            database,
-            alarm_book,
-            out_dir,
-            f"daily-{chosen.isoformat()}",
-            pdf,
-        )
+        sources = ReportSources(influx_url, database, alarm_book)
+        _operations("daily", period, config, sources, Output(out_dir, f"daily-{chosen}", pdf))
     except (ReportError, ValueError) as exc:
         _fail(exc if isinstance(exc, ReportError) else ReportError(str(exc)))
 
@@ -214,17 +226,9 @@ def monthly(
         tz = _timezone(config, timezone)
         year, number = _month(month, tz)
         period = month_period(year, number, tz)
-        _operations(
-            "monthly",
-            period,
-            config,
-            influx_url,
-            database,
-            alarm_book,
-            out_dir,
-            f"monthly-{year:04d}-{number:02d}",
-            pdf,
-        )
+        sources = ReportSources(influx_url, database, alarm_book)
+        stem = f"monthly-{year:04d}-{number:02d}"
+        _operations("monthly", period, config, sources, Output(out_dir, stem, pdf))
     except (ReportError, ValueError) as exc:
         _fail(exc if isinstance(exc, ReportError) else ReportError(str(exc)))
 

@@ -8,13 +8,13 @@ Every failure a person can fix (InfluxDB down, wrong database, no alarm book) be
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -171,17 +171,8 @@ def _snapshot(source: Path, target: Path, what: str) -> None:
 
 @contextmanager
 def alarm_book_snapshot(path: Path) -> Iterator[AlarmBook]:
-    with TemporaryDirectory(prefix="report-") as tmp:
-        copy = Path(tmp) / "alarms.sqlite"
-        _snapshot(path, copy, "alarm book")
-        try:
-            book = AlarmBook(copy)
-        except (sqlite3.Error, RuntimeError) as exc:
-            raise ReportError(f"{path} is not an alarm book this software reads: {exc}") from None
-        try:
-            yield book
-        finally:
-            book.close()
+    with _opened_copy(path, "alarm book", AlarmBook) as book:
+        yield book
 
 
 @contextmanager
@@ -191,14 +182,26 @@ def notify_store_snapshot(path: Path | None) -> Iterator[NotifyStore | None]:
     if path is None:
         yield None
         return
+    with _opened_copy(path, "notification store", NotifyStore) as store:
+        yield store
+
+
+@contextmanager
+def _opened_copy(path: Path, what: str, open_: Callable[[Path], _Closable]) -> Iterator[Any]:
+    """A private copy of a live SQLite file, opened by its owner's class: the report
+    never writes to (or locks) what the ingest is using."""
     with TemporaryDirectory(prefix="report-") as tmp:
-        copy = Path(tmp) / "notify.sqlite"
-        _snapshot(path, copy, "notification store")
+        copy = Path(tmp) / path.name
+        _snapshot(path, copy, what)
         try:
-            store = NotifyStore(copy)
+            opened = open_(copy)
         except (sqlite3.Error, RuntimeError) as exc:
-            raise ReportError(f"{path} is not a notification store: {exc}") from None
+            raise ReportError(f"{path} is not a {what} this software reads: {exc}") from None
         try:
-            yield store
+            yield opened
         finally:
-            store.close()
+            opened.close()
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...

@@ -31,6 +31,18 @@ class Html(str):
 Cell = str | Html | float | int | None
 
 
+RAISE_COLUMNS = [
+    "priority",
+    "asset",
+    "alarm",
+    "raised",
+    "cleared",
+    "acknowledged",
+    "notified",
+    "message",
+]
+
+
 def esc(value: Cell) -> Html:
     if isinstance(value, Html):
         return value
@@ -347,16 +359,7 @@ def render_shift(r: ShiftReport) -> str:
             section(
                 "Alarms raised during the shift",
                 table(
-                    [
-                        "priority",
-                        "asset",
-                        "alarm",
-                        "raised",
-                        "cleared",
-                        "acknowledged",
-                        "notified",
-                        "message",
-                    ],
+                    RAISE_COLUMNS,
                     _raise_rows(r.raises, p, r.notify_store),
                 ),
                 ident="raised",
@@ -614,16 +617,7 @@ def _alarm_section(a: AlarmSummary, p: Period) -> Html:
         ),
         tag("h3", "Every alarm raised"),
         table(
-            [
-                "priority",
-                "asset",
-                "alarm",
-                "raised",
-                "cleared",
-                "acknowledged",
-                "notified",
-                "message",
-            ],
+            RAISE_COLUMNS,
             _raise_rows(a.raises, p, store=False),
         ),
         ident="alarms",
