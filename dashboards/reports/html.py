@@ -267,7 +267,7 @@ def _hidden_rows(r: ShiftReport) -> list[list[Cell]]:
     rows: list[list[Cell]] = []
     for e in r.register:
         rows.append(
-            [e.path, f"asset register: {e.status.replace('_', ' ')}", "", e.notes or e.name]
+            [e.path, f"asset register: {e.status.replace('_', ' ')}", "", e.notes or ""]
         )
     for o in r.book_out_of_service:
         rows.append(
