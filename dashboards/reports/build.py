@@ -27,12 +27,13 @@ from dashboards.reports.figures import (
     read_series,
     site_figures,
 )
-from dashboards.reports.incidents import Incident, chart_fields, find_incidents
+from dashboards.reports.incidents import Incident, chart_fields, find_incidents, incident_kinds
 from dashboards.reports.periods import Period, days_of
 from facility.config import SiteConfig
 from facility.site import AssetKind, AssetStatus
 from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
 from ingest.alarms.notify.store import NotifyStore
+from ingest.alarms.rules import RuleSet
 
 MINUTE_MS = 60_000
 CHART_MARGIN_MS = 30 * MINUTE_MS  # before and after an incident, for context
@@ -162,7 +163,12 @@ def _matching_alarm(incident: Incident, raises: list[Raise]) -> Raise | None:
 
 
 def incident_views(
-    influx: Influx, config: SiteConfig, period: Period, raises: list[Raise], now_ms: int
+    influx: Influx,
+    config: SiteConfig,
+    period: Period,
+    raises: list[Raise],
+    now_ms: int,
+    rules: RuleSet | None = None,
 ) -> list[IncidentView]:
     names = asset_names(config)
     return [
@@ -172,7 +178,7 @@ def incident_views(
             alarm=_matching_alarm(i, raises),
             chart=_incident_chart(influx, i, period, config),
         )
-        for i in find_incidents(influx, period, now_ms)
+        for i in find_incidents(influx, period, now_ms, incident_kinds(rules))
     ]
 
 
@@ -186,7 +192,9 @@ def shift_report(
     config: SiteConfig,
     period: Period,
     now_ms: int,
+    rules: RuleSet | None = None,
 ) -> ShiftReport:
+    """`rules`: the alarm rules, for the incidents' limits (None: the fallbacks)."""
     as_of = period.as_of_ms
     standing = standing_at(book, as_of, period.start_ms - LONGEST_SHELF_MS)
     raises = with_notified_raises(store, raises_in(book, period.start_ms, as_of + 1))
@@ -202,7 +210,7 @@ def shift_report(
         cleared_earlier=cleared_earlier,
         register=register_not_in_service(config),
         book_out_of_service=out_of_service(book),
-        incidents=incident_views(influx, config, period, raises, now_ms),
+        incidents=incident_views(influx, config, period, raises, now_ms, rules),
         notify_store=store is not None,
     )
 
@@ -221,7 +229,9 @@ def operations_report(
     config: SiteConfig,
     period: Period,
     now_ms: int,
+    rules: RuleSet | None = None,
 ) -> OperationsReport:
+    """`rules`: the alarm rules, for the incidents' limits (None: the fallbacks)."""
     bucket = MINUTE_MS if kind == "daily" else HOUR_MS
     series = read_series(influx, period, bucket)
     alarms = summarise(book, period.start_ms, period.end_ms)
@@ -230,7 +240,7 @@ def operations_report(
         period=period,
         generated_ms=now_ms,
         sites=site_figures(series, config, period),
-        incidents=incident_views(influx, config, period, alarms.raises, now_ms),
+        incidents=incident_views(influx, config, period, alarms.raises, now_ms, rules),
         alarms=alarms,
     )
     if kind == "daily":

@@ -32,6 +32,7 @@ from facility.console import exit_on_config_error
 from facility.sourcemap import ConfigError
 from ingest.alarms.book import AlarmBook
 from ingest.alarms.notify.store import NotifyStore
+from ingest.alarms.rules import RuleSet, load_rules
 
 report_app = typer.Typer(
     help="Reports for supervisors: shift handover, daily, monthly.", no_args_is_help=True
@@ -48,6 +49,16 @@ TzOpt = Annotated[
 ]
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder to write the report into.")]
 PdfOpt = Annotated[bool, typer.Option("--pdf", help="Also print a PDF (needs Chromium).")]
+# As `facility dashboards` has it: the checkout's rules, when there are some.
+DEFAULT_RULES = Path(__file__).resolve().parents[2] / "deploy" / "alarms" / "rules.yaml"
+RulesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--rules",
+        help="Alarm rules: the incidents' limits come from them "
+        "(default: deploy/alarms/rules.yaml of this checkout, if there).",
+    ),
+]
 
 
 def _now_ms() -> int:
@@ -57,6 +68,21 @@ def _now_ms() -> int:
 def _sites(path: Path) -> SiteConfig:
     try:
         return load_site_config(path)
+    except ConfigError as exc:
+        exit_on_config_error(err, exc, path)
+
+
+def _rules(path: Path | None, config: SiteConfig) -> RuleSet | None:
+    """The alarm rules for the incidents' limits. A file asked for must be there; the
+    default may be absent (an installed package): the built-in limits then hold."""
+    if path is None:
+        if not DEFAULT_RULES.is_file():
+            return None
+        path = DEFAULT_RULES
+    elif not path.is_file():
+        raise ReportError(f"no alarm rules at {path}")
+    try:
+        return load_rules(path, config)
     except ConfigError as exc:
         exit_on_config_error(err, exc, path)
 
@@ -125,6 +151,7 @@ def shift(
     timezone: TzOpt = None,
     out_dir: OutOpt = Path("reports"),
     pdf: PdfOpt = False,
+    rules: RulesOpt = None,
 ) -> None:
     """The shift handover: open and unacknowledged alarms, what was raised and cleared,
     what is out of service or shelved, notable events with a chart each."""
@@ -133,7 +160,9 @@ def shift(
         tz = _timezone(config, timezone)
         handovers = tuple(parse_handover(h) for h in handover) if handover else DEFAULT_HANDOVERS
         moment = _local(at, tz) if at else datetime.now(tz)
-        sources = ReportSources(influx_url, database, alarm_book, notify_store)
+        sources = ReportSources(
+            influx_url, database, alarm_book, notify_store, _rules(rules, config)
+        )
         page, stem = shift_handover(config, sources, shift_period(moment, tz, handovers))
         _write(page, out_dir, stem, pdf)
     except (ReportError, ValueError) as exc:
@@ -146,13 +175,14 @@ class ReportSources:
     database: str
     alarm_book: Path
     notify_store: Path | None = None
+    rules: RuleSet | None = None  # for the incidents' limits; None: the built-in ones
 
 
 def shift_handover(config: SiteConfig, sources: ReportSources, period: Period) -> tuple[str, str]:
     """The shift handover page for `period` and its file stem; ReportError if a source
     cannot be read. The demo calls this too."""
     with _opened(sources) as (influx, book, store):
-        report = shift_report(influx, book, store, config, period, _now_ms())
+        report = shift_report(influx, book, store, config, period, _now_ms(), sources.rules)
     stem = "shift-" + period.local(period.start_ms).strftime("%Y-%m-%d-%H%M")
     return render_shift(report), stem
 
@@ -171,7 +201,7 @@ def _operations(
     kind: str, period: Period, config: SiteConfig, sources: ReportSources, out: Output
 ) -> None:
     with _opened(sources) as (influx, book, _):
-        report = operations_report(kind, influx, book, config, period, _now_ms())
+        report = operations_report(kind, influx, book, config, period, _now_ms(), sources.rules)
     _write(render_operations(report), out.folder, out.stem, out.pdf)
 
 
@@ -194,6 +224,7 @@ def daily(
     timezone: TzOpt = None,
     out_dir: OutOpt = Path("reports"),
     pdf: PdfOpt = False,
+    rules: RulesOpt = None,
 ) -> None:
     """The daily operations report: every result in numbers."""
     config = _sites(site)
@@ -201,7 +232,7 @@ def daily(
         tz = _timezone(config, timezone)
         chosen = date.fromisoformat(day) if day else datetime.now(tz).date() - timedelta(days=1)
         period = day_period(chosen, tz)
-        sources = ReportSources(influx_url, database, alarm_book)
+        sources = ReportSources(influx_url, database, alarm_book, None, _rules(rules, config))
         _operations("daily", period, config, sources, Output(out_dir, f"daily-{chosen}", pdf))
     except (ReportError, ValueError) as exc:
         _fail(exc if isinstance(exc, ReportError) else ReportError(str(exc)))
@@ -219,6 +250,7 @@ def monthly(
     timezone: TzOpt = None,
     out_dir: OutOpt = Path("reports"),
     pdf: PdfOpt = False,
+    rules: RulesOpt = None,
 ) -> None:
     """The monthly operations report: the month's totals and each day's."""
     config = _sites(site)
@@ -226,7 +258,7 @@ def monthly(
         tz = _timezone(config, timezone)
         year, number = _month(month, tz)
         period = month_period(year, number, tz)
-        sources = ReportSources(influx_url, database, alarm_book)
+        sources = ReportSources(influx_url, database, alarm_book, None, _rules(rules, config))
         stem = f"monthly-{year:04d}-{number:02d}"
         _operations("monthly", period, config, sources, Output(out_dir, stem, pdf))
     except (ReportError, ValueError) as exc:

@@ -109,16 +109,13 @@ class Influx:
         window: Window,
         bucket_ms: int,
         condition: str = "",
+        tz: str | None = None,
     ) -> dict[AssetPath, Samples]:
         """`aggregate` (e.g. `max("load_pct")`) per bucket and asset, empty buckets left
-        out. Buckets start on multiples of bucket_ms, as InfluxDB aligns them. With two
-        aggregates (`first(x), last(x)`) the second is placed at the bucket's last ms, so
-        a counter keeps its readings' order at both ends of every bucket."""
-        where = window.where() + (f" AND {condition}" if condition else "")
-        q = (
-            f"SELECT {aggregate} FROM {_ident(measurement)} WHERE {where} "
-            f'GROUP BY time({bucket_ms}ms), "site", "station", "asset" fill(none)'
-        )
+        out. Buckets start on multiples of bucket_ms (UTC), or of local time with `tz`.
+        With two aggregates (`first(x), last(x)`) the second is placed at the bucket's
+        last ms, so a counter keeps its readings' order at both ends of every bucket."""
+        q = bucket_query(measurement, aggregate, window, bucket_ms, condition, tz)
         return {_asset_of(s): _samples(s, bucket_ms - 1) for s in self.query(q)}
 
     def raw(self, measurement: str, field: str, window: Window, asset: AssetPath) -> Samples:
@@ -131,6 +128,25 @@ class Influx:
         )
         series = self.query(q)
         return _samples(series[0]) if series else []
+
+
+def bucket_query(
+    measurement: str,
+    aggregate: str,
+    window: Window,
+    bucket_ms: int,
+    condition: str = "",
+    tz: str | None = None,
+) -> str:
+    """The InfluxQL of `Influx.per_asset`. `tz('<zone>')` aligns the buckets to the
+    zone's clock: UTC-aligned hours straddle local midnight where the offset is not
+    whole hours (Asia/Kolkata +5:30, Asia/Kathmandu +5:45)."""
+    where = window.where() + (f" AND {condition}" if condition else "")
+    zone = f" tz({_quote(tz)})" if tz else ""
+    return (
+        f"SELECT {aggregate} FROM {_ident(measurement)} WHERE {where} "
+        f'GROUP BY time({bucket_ms}ms), "site", "station", "asset" fill(none){zone}'
+    )
 
 
 def _asset_of(series: dict[str, Any]) -> AssetPath:

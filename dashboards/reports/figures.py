@@ -185,7 +185,9 @@ def read_series(influx: Influx, period: Period, bucket_ms: int) -> Series:
     for name, measurement, aggregate, counter in QUERIES:
         start = period.start_ms - (COUNTER_LOOKBACK_MS if counter else 0)
         window = Window(start, period.end_ms)
-        series.data[name] = influx.per_asset(measurement, aggregate, window, bucket_ms)
+        # Local-clock buckets: an hour's mean must not straddle the local midnight.
+        zone = period.tz.key
+        series.data[name] = influx.per_asset(measurement, aggregate, window, bucket_ms, tz=zone)
     return series
 
 

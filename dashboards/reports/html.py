@@ -266,9 +266,7 @@ def _hidden_rows(r: ShiftReport) -> list[list[Cell]]:
     p = r.period
     rows: list[list[Cell]] = []
     for e in r.register:
-        rows.append(
-            [e.path, f"asset register: {e.status.replace('_', ' ')}", "", e.notes or ""]
-        )
+        rows.append([e.path, f"asset register: {e.status.replace('_', ' ')}", "", e.notes or ""])
     for o in r.book_out_of_service:
         rows.append(
             [o.path, "out of service (alarm book)", f"{o.by} {when(p, o.since_ms, True)}", o.reason]

@@ -6,17 +6,22 @@ Each kind is a condition on one field, evaluated per minute:
   not answering, a full lot, a gateway's uplink down);
 - "all" minutes: every reading in the minute met it (a barrier open through the whole
   minute, not just for a car; a transformer above its rating through the minute).
-Consecutive minutes make one incident; "all" kinds need `min_minutes` in a row (the
-same limits as the demo alarm rules: a gate stuck 5 minutes, an overload 15 minutes).
+Consecutive minutes make one incident; "all" kinds need `min_minutes` in a row. The
+limits (an overload's %, how long a gate or an overload must last) are the alarm rules'
+(`incident_kinds`), per asset, so the report and the alarms agree on what an incident
+is; without a rule the demo rules' numbers hold (120 %, 100 % for 15 min, 5 min).
 A station's gateway health missing for `GATEWAY_SILENCE_MIN` minutes is an outage too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ast
+import math
+from dataclasses import dataclass, replace
 
 from dashboards.reports.data import AssetPath, Influx, Window
 from dashboards.reports.periods import Period
+from ingest.alarms.rules import Bound, ConditionRule, RuleSet, ThresholdRule
 
 MINUTE_MS = 60_000
 GATEWAY_SILENCE_MIN = 5
@@ -33,6 +38,13 @@ class IncidentKind:
     whole_minute: bool = False
     min_minutes: int = 1
     chart_fields: tuple[str, ...] = ()  # what the incident's chart plots (default: the field)
+    rule: str = ""  # the alarm rule whose limits these mirror (fallbacks without it)
+    threshold: float | None = None  # the number in `condition`, for a rule to replace
+    only: frozenset[AssetPath] | None = None  # None: every asset not in `besides`
+    besides: frozenset[AssetPath] = frozenset()
+
+    def covers(self, path: AssetPath) -> bool:
+        return path in self.only if self.only is not None else path not in self.besides
 
 
 INCIDENT_KINDS: tuple[IncidentKind, ...] = (
@@ -62,6 +74,7 @@ INCIDENT_KINDS: tuple[IncidentKind, ...] = (
     IncidentKind(
         "lot_full", "Lot full", "parking_lot", "full", '"full" = true', chart_fields=("occupied",)
     ),
+    # The limits below are fallbacks: `incident_kinds` takes them from the alarm rules.
     IncidentKind(
         "gate_stuck_open",
         "Gate stuck open",
@@ -70,6 +83,7 @@ INCIDENT_KINDS: tuple[IncidentKind, ...] = (
         '"barrier_open" = true',
         whole_minute=True,
         min_minutes=5,
+        rule="gate_stuck_open",
     ),
     IncidentKind(
         "transformer_overload",
@@ -77,6 +91,8 @@ INCIDENT_KINDS: tuple[IncidentKind, ...] = (
         "transformer",
         "load_pct",
         '"load_pct" > 120',
+        rule="transformer_overload",
+        threshold=120.0,
     ),
     IncidentKind(
         "transformer_overload",
@@ -86,6 +102,8 @@ INCIDENT_KINDS: tuple[IncidentKind, ...] = (
         '"load_pct" > 100',
         whole_minute=True,
         min_minutes=15,
+        rule="transformer_overload_sustained",
+        threshold=100.0,
     ),
 )
 GATEWAY_SILENT = IncidentKind(
@@ -135,10 +153,12 @@ def _minutes(influx: Influx, kind: IncidentKind, window: Window) -> dict[AssetPa
     count = f'count("{kind.field}")'
     seen = influx.per_asset(kind.measurement, count, window, MINUTE_MS, kind.condition)
     if not kind.whole_minute:
-        return {path: [t for t, _ in s] for path, s in seen.items()}
+        return {path: [t for t, _ in s] for path, s in seen.items() if kind.covers(path)}
     every = influx.per_asset(kind.measurement, count, window, MINUTE_MS)
     out = {}
     for path, samples in seen.items():
+        if not kind.covers(path):
+            continue
         totals = dict(every.get(path, []))
         out[path] = [t for t, n in samples if totals.get(t) == n]
     return out
@@ -158,12 +178,17 @@ def _silent_minutes(influx: Influx, window: Window) -> dict[AssetPath, list[int]
     return out
 
 
-def find_incidents(influx: Influx, period: Period, now_ms: int) -> list[Incident]:
+def find_incidents(
+    influx: Influx,
+    period: Period,
+    now_ms: int,
+    kinds: tuple[IncidentKind, ...] = INCIDENT_KINDS,
+) -> list[Incident]:
     """Every incident overlapping the period up to its `as_of` instant (and not past
     `now_ms`: minutes still to come are not silent gateways)."""
     window = Window(period.start_ms, min(period.as_of_ms, now_ms) - 1)
     found: dict[tuple[str, AssetPath], list[tuple[int, int]]] = {}
-    for kind in INCIDENT_KINDS:
+    for kind in kinds:
         for path, minutes in _minutes(influx, kind, window).items():
             stretches = [r for r in runs(minutes) if (r[1] - r[0]) // MINUTE_MS >= kind.min_minutes]
             found.setdefault((kind.kind, path), []).extend(stretches)
@@ -197,3 +222,73 @@ def chart_fields(kind: str) -> tuple[str, tuple[str, ...]]:
         if k.kind == kind:
             return k.measurement, k.chart_fields or (k.field,)
     raise KeyError(kind)
+
+
+# -- limits from the alarm rules ---------------------------------------------------------
+
+
+def incident_kinds(rules: RuleSet | None) -> tuple[IncidentKind, ...]:
+    """INCIDENT_KINDS with each rule-backed kind's limits taken from the rule as bound to
+    each asset (overrides included). Assets with the same limits share one query; assets
+    the rule is not bound to keep the fallback numbers."""
+    if rules is None:
+        return INCIDENT_KINDS
+    out: list[IncidentKind] = []
+    for kind in INCIDENT_KINDS:
+        out.extend(_from_rule(kind, [b for b in rules.bound if b.id == kind.rule]))
+    return tuple(out)
+
+
+def _from_rule(kind: IncidentKind, bound: list[Bound]) -> list[IncidentKind]:
+    if not kind.rule or not bound:
+        return [kind]
+    groups: dict[tuple[float | None, int], set[AssetPath]] = {}
+    for b in bound:
+        limits = _limits(kind, b)
+        if limits is not None:
+            groups.setdefault(limits, set()).add((b.site, b.station, b.asset.id))
+    out = [
+        _with_limits(kind, threshold, minutes, frozenset(paths))
+        for (threshold, minutes), paths in sorted(groups.items(), key=str)
+    ]
+    claimed = frozenset(p for paths in groups.values() for p in paths)
+    return [*out, replace(kind, besides=claimed)]  # assets without the rule: fallbacks
+
+
+def _limits(kind: IncidentKind, b: Bound) -> tuple[float | None, int] | None:
+    """(threshold, minutes) the rule sets for this asset; None if the rule is not of a
+    shape the report can mirror (then the asset keeps the fallbacks)."""
+    threshold = kind.threshold
+    if kind.threshold is not None:
+        threshold = _rule_threshold(kind.field, b)
+        if threshold is None:
+            return None
+    # The rule's on-delay is how long the condition must hold: whole minutes, at least 1.
+    return threshold, max(1, math.ceil(b.rule.on_delay / 60))
+
+
+def _rule_threshold(signal: str, b: Bound) -> float | None:
+    """The number of `signal > N` (a condition) or `above: N` (a threshold rule)."""
+    rule = b.rule
+    if isinstance(rule, ThresholdRule):
+        ok = rule.signal == signal and rule.above is not None
+        return b.level if ok else None
+    if not isinstance(rule, ConditionRule):
+        return None
+    when = b.when.value if isinstance(b.when, ast.Expr) else b.when
+    if not (isinstance(when, ast.Compare) and len(when.ops) == 1):
+        return None
+    left, op, right = when.left, when.ops[0], when.comparators[0]
+    if not (isinstance(left, ast.Name) and left.id == signal and isinstance(op, ast.Gt)):
+        return None
+    number = right.value if isinstance(right, ast.Constant) else None
+    return float(number) if isinstance(number, int | float) else None
+
+
+def _with_limits(
+    kind: IncidentKind, threshold: float | None, minutes: int, paths: frozenset[AssetPath]
+) -> IncidentKind:
+    condition = kind.condition
+    if threshold is not None:
+        condition = f'"{kind.field}" > {threshold!r}'
+    return replace(kind, condition=condition, min_minutes=minutes, threshold=threshold, only=paths)

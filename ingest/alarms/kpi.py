@@ -8,7 +8,7 @@ alarm rate is about. Figures over a window (default the last 24 h):
 - flood periods: 10-minute intervals with more than 10 alarms, and the share of time
   spent in flood (ISA-18.2: < 1 %);
 - chattering alarms: raised 3 times or more within one minute;
-- stale alarms: standing (active) for more than 24 hours;
+- stale alarms: standing (active) for more than 24 hours at the window's end;
 - priority distribution of raised alarms (EEMUA: about 5 % critical, 15 % high, 80 %
   the rest);
 - time to acknowledge: median and 90th percentile.
@@ -29,6 +29,8 @@ TEN_MIN_MS = 600_000
 FLOOD_ALARMS = 10  # more than this in 10 minutes is a flood
 CHATTER_RAISES, CHATTER_WINDOW_MS = 3, 60_000
 STALE_MS = 24 * 3_600_000
+HISTORY_LIMIT = 1_000_000
+PER_ALARM_LIMIT = 500  # an active alarm's latest raise is among its newest transitions
 
 
 @dataclass
@@ -74,7 +76,7 @@ def compute(book: AlarmBook, until_ms: int, window_ms: int = 24 * 3_600_000) -> 
         priorities={p.value: priorities.get(p.value, 0) for p in Priority},
         priority_pct={p.value: _pct(priorities.get(p.value, 0), total) for p in Priority},
         chattering=sorted(_chattering(raises)),
-        stale=sorted(str(a.key) for a in book.active() if _stale(a.raised_ms, a.active, until_ms)),
+        stale=_stale_at(book, until_ms),
         acknowledged=len(ack_s),
         ack_median_s=statistics.median(ack_s) if ack_s else None,
         ack_p90_s=_percentile(ack_s, 0.9),
@@ -127,8 +129,31 @@ def _ack_times(history: list[Transition]) -> list[float]:
     return out
 
 
-def _stale(raised_ms: int | None, active: bool, now_ms: int) -> bool:
-    return active and raised_ms is not None and now_ms - raised_ms > STALE_MS
+def _stale_at(book: AlarmBook, at_ms: int) -> list[str]:
+    """Alarms whose condition was active at `at_ms` and had been for over STALE_MS, as
+    of then (a report on last month lists last month's stale alarms, not today's). One
+    active then is active now or has changed since, so only those histories are read."""
+    keys = {a.key for a in book.active()}
+    keys |= {t.key for t in book.history(since_ms=at_ms + 1, limit=HISTORY_LIMIT)}
+    stale = []
+    for key in keys:
+        # at_ms included, like the report's `standing_at`: newest first is enough here.
+        history = book.history(key=key, until_ms=at_ms + 1, limit=PER_ALARM_LIMIT)
+        if history and history[-1].active and _stale(_raised_ms(history), at_ms):
+            stale.append(str(key))
+    return sorted(stale)
+
+
+def _raised_ms(history: list[Transition]) -> int | None:
+    """When the latest raise (shown or suppressed) happened: the alarm's `raised_ms`."""
+    for t in reversed(history):
+        if t.event in (AlarmEvent.RAISED, AlarmEvent.SUPPRESSED):
+            return t.at_ms
+    return None
+
+
+def _stale(raised_ms: int | None, now_ms: int) -> bool:
+    return raised_ms is not None and now_ms - raised_ms > STALE_MS
 
 
 def _pct(part: int, whole: int) -> float:

@@ -65,3 +65,28 @@ def test_flood_chatter_stale_priorities_and_time_to_acknowledge(tmp_path: Path) 
     lines = kpi_lines(kpis)
     assert any(line.startswith("alarm_kpi,site=fengshou alarms=14i,") for line in lines)
     book.close()
+
+
+def test_stale_alarms_are_those_standing_at_the_windows_end(tmp_path: Path) -> None:
+    """A report on an earlier day lists what was stale then, not what is stale now."""
+    clock = Clock()
+    book = AlarmBook(tmp_path / "alarms.sqlite", now_ms=clock)
+    until = T0 + 24 * 60 * MIN
+    # stale at `until` (raised 54 h before it), cleared since: gone from today's list
+    old = AlarmKey("huilongba", "nongken", "transformer", "transformer_overload_sustained")
+    book.apply(change(old, True, T0 - 30 * 60 * MIN))
+    book.apply(change(old, False, until + 60 * MIN))
+    # raised 2 h before `until`: not stale then, though it is by the clock now
+    young = AlarmKey("fengshou", "xiba", "tank_1", "tank_level_low")
+    book.apply(change(young, True, until - 2 * 60 * MIN))
+    # cleared before `until`: not standing then
+    gone = AlarmKey("fengshou", "xiba", "pump_1", "pump_trip")
+    book.apply(change(gone, True, T0 - 40 * 60 * MIN))
+    book.apply(change(gone, False, until - 60 * MIN))
+    clock.now_ms = until + 3 * 24 * 60 * MIN
+
+    assert compute(book, until_ms=until).stale == [str(old)]
+    # as of now the same reconstruction gives what the book's current state says
+    now = compute(book, until_ms=clock.now_ms).stale
+    assert now == [str(a.key) for a in book.active() if a.active] == [str(young)]
+    book.close()

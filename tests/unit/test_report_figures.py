@@ -4,14 +4,20 @@ integrals with gaps, incident stretches, shift boundaries, escaping."""
 from __future__ import annotations
 
 from datetime import datetime, time
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from dashboards.reports.commands import DEFAULT_RULES as DEMO_RULES
+from dashboards.reports.data import Window, bucket_query
 from dashboards.reports.figures import MAX_BRIDGED_GAP_MS, counter_increase, integrate
 from dashboards.reports.html import Html, esc, table
-from dashboards.reports.incidents import MINUTE_MS, runs
+from dashboards.reports.incidents import INCIDENT_KINDS, MINUTE_MS, incident_kinds, runs
 from dashboards.reports.periods import day_period, days_of, month_period, shift_period
+from facility.config import load_site_config
+from ingest.alarms.rules import load_rules
+from tests.conftest import DEMO_SITE
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 HOUR = 3_600_000
@@ -100,3 +106,35 @@ def test_html_escapes_data_but_not_markup() -> None:
     assert esc(None) == "–"
     page = table(["a"], [["<img src=x onerror=alert(1)>"]])
     assert "<img" not in page and "&lt;img" in page
+
+
+def test_buckets_follow_the_local_clock() -> None:
+    """Hourly buckets aligned to UTC straddle local midnight at +5:30: tz() fixes that."""
+    window = Window(0, HOUR)
+    q = bucket_query("pump", 'mean("power_kw")', window, HOUR, tz="Asia/Kolkata")
+    assert q.endswith("fill(none) tz('Asia/Kolkata')")
+    assert f"GROUP BY time({HOUR}ms)" in q
+    assert "tz(" not in bucket_query("pump", 'mean("power_kw")', window, HOUR)
+
+
+def test_incident_limits_come_from_the_alarm_rules(tmp_path: Path) -> None:
+    config = load_site_config(DEMO_SITE)
+    text = DEMO_RULES.read_text(encoding="utf-8")
+    # a site whose crew wants overloads at 110 % and stuck gates after 3 minutes
+    text = text.replace("when: load_pct > 120", "when: load_pct > 110")
+    text = text.replace(
+        "when: barrier_open\n    on_delay: 5m", "when: barrier_open\n    on_delay: 3m"
+    )
+    (tmp_path / "rules.yaml").write_text(text, encoding="utf-8")
+    kinds = incident_kinds(load_rules(tmp_path / "rules.yaml", config))
+    bound = {(k.rule, k.condition, k.min_minutes) for k in kinds if k.only}
+    assert ("transformer_overload", '"load_pct" > 110.0', 1) in bound
+    assert ("transformer_overload_sustained", '"load_pct" > 100.0', 15) in bound
+    assert ("gate_stuck_open", '"barrier_open" = true', 3) in bound
+    nongken = ("huilongba", "nongken", "transformer")
+    overload = [k for k in kinds if k.rule == "transformer_overload" and k.covers(nongken)]
+    assert [k.condition for k in overload] == ['"load_pct" > 110.0']  # not also the fallback
+    # without rules (or for assets no rule is bound to) the built-in limits hold
+    assert incident_kinds(None) == INCIDENT_KINDS
+    fallback = [k for k in kinds if k.rule == "transformer_overload" and not k.only]
+    assert fallback[0].condition == '"load_pct" > 120' and not fallback[0].covers(nongken)
