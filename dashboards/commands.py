@@ -23,17 +23,34 @@ err = Console(stderr=True)
 DEFAULT_RULES = Path(__file__).resolve().parents[1] / "deploy" / "alarms" / "rules.yaml"
 SitePath = Annotated[Path, typer.Argument(help="Site folder (every *.yaml a site) or one file.")]
 RulesPath = Annotated[
-    Path, typer.Option(help="Alarm rules: threshold lines come from them.", exists=False)
+    Path | None,
+    typer.Option(
+        help="Alarm rules: threshold lines come from them. Default: deploy/alarms/rules.yaml "
+        "when it exists (else no rule lines); a file named here must exist.",
+        show_default=False,
+    ),
 ]
 
 
-def _facts(site_path: Path, rules_path: Path) -> Facts:
+def _rules_path(given: Path | None) -> Path | None:
+    """The rules file to read: the one named (which must exist), else the default if
+    the checkout has it. A mistyped --rules must not quietly drop every rule line."""
+    if given is None:
+        return DEFAULT_RULES if DEFAULT_RULES.exists() else None
+    if not given.is_file():
+        err.print(f"[red]error[/red] rules file {given} does not exist", highlight=False)
+        raise typer.Exit(1)
+    return given
+
+
+def _facts(site_path: Path, given_rules: Path | None) -> Facts:
+    rules_path = _rules_path(given_rules)
     try:
         config = load_site_config(site_path)
     except ConfigError as exc:
         exit_on_config_error(err, exc, site_path)
     rules: RuleSet | None = None
-    if rules_path.exists():
+    if rules_path is not None:
         try:
             rules = load_rules(rules_path, config)
         except ConfigError as exc:
@@ -41,7 +58,7 @@ def _facts(site_path: Path, rules_path: Path) -> Facts:
     return Facts(config, rules)
 
 
-def _built(site_path: Path, rules_path: Path) -> dict[str, dict[str, Any]]:
+def _built(site_path: Path, rules_path: Path | None) -> dict[str, dict[str, Any]]:
     return boards.build_all(_facts(site_path, rules_path))
 
 
@@ -49,7 +66,7 @@ def _built(site_path: Path, rules_path: Path) -> dict[str, dict[str, Any]]:
 def build(
     site: SitePath,
     out: Annotated[Path, typer.Option(help="Folder for dashboards/ and provisioning/.")],
-    rules: RulesPath = DEFAULT_RULES,
+    rules: RulesPath = None,
     influx_url: Annotated[str, typer.Option(help="InfluxDB URL as Grafana reaches it.")] = (
         "http://influxdb:8086"
     ),
@@ -71,7 +88,7 @@ def push_boards(
     site: SitePath,
     url: Annotated[str, typer.Option(help="Grafana URL, e.g. http://grafana:3000.")],
     token: Annotated[str, typer.Option(help="Service account token.", envvar="GRAFANA_TOKEN")],
-    rules: RulesPath = DEFAULT_RULES,
+    rules: RulesPath = None,
     folder: Annotated[str, typer.Option(help="Folder title (uid `facility`).")] = (
         provisioning.FOLDER
     ),
@@ -80,6 +97,7 @@ def push_boards(
     built = _built(site, rules)
     api = push.connect(url, token)
     try:
+        push.check_datasource(api)
         folder_uid = push.ensure_folder(api, folder)
         for done in push.push(api, built, folder_uid):
             console.print(f"pushed {done.uid} version {done.version} {done.url}", highlight=False)

@@ -4,7 +4,7 @@ levels as thresholds and per-asset overrides from the site model."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from grafana_foundation_sdk.builders import bargauge, stat, statetimeline, table, text, timeseries
 from grafana_foundation_sdk.builders import common as cb
@@ -22,6 +22,9 @@ from facility.site import AssetRef, AssetStatus
 MAX_POINTS = 720
 MIN_INTERVAL = "10s"  # the gateways' fastest poll is 5 s; finer buckets are empty
 OUT_OF_SERVICE_COLOUR = "#808080"
+# A stopped pump is a normal state (duty/standby), not a fault: neutral, lighter than
+# the out-of-service grey.
+STOPPED_COLOUR = "#C7D0D9"
 
 P = TypeVar("P", timeseries.Panel, stat.Panel, statetimeline.Panel, table.Panel, bargauge.Panel)
 
@@ -68,7 +71,7 @@ def states(
 ) -> statetimeline.Panel:
     panel = setup(statetimeline.Panel(), title, queries, w, h, about)
     return (
-        panel.mappings(bool_mappings("running", "stopped"))
+        panel.mappings(bool_mappings("running", "stopped", "green", STOPPED_COLOUR))
         .merge_values(True)
         .show_value(cm.VisibilityMode.NEVER)
     )
@@ -106,9 +109,12 @@ def note(title: str, markdown: str, w: int = 24, h: int = 4) -> text.Panel:
 
 
 def bool_mappings(
-    true_text: str, false_text: str, true_colour: str = "green"
+    true_text: str, false_text: str, true_colour: str = "green", false_colour: str | None = None
 ) -> list[dm.ValueMapping]:
-    false_colour = "red" if true_colour == "green" else "green"
+    """Booleans as text and colour; InfluxDB sends them as true/false, rollups as 1/0.
+    The false colour defaults to the other of red/green."""
+    if false_colour is None:
+        false_colour = "red" if true_colour == "green" else "green"
     return [
         dm.ValueMap(
             options={
@@ -164,7 +170,7 @@ def per_asset(
             )
             _threshold_lines(panel)
         if ref.asset.status is AssetStatus.OUT_OF_SERVICE:
-            props.append(greyed())
+            props += out_of_service(panel)
         panel.override_by_name(label.format(path=ref.path), props)
     return panel
 
@@ -185,3 +191,26 @@ def prop(name: str, value: object) -> dm.DynamicConfigValue:
 
 def greyed() -> dm.DynamicConfigValue:
     return prop("color", {"mode": "fixed", "fixedColor": OUT_OF_SERVICE_COLOUR})
+
+
+def out_of_service(panel: P) -> list[dm.DynamicConfigValue]:
+    """Grey for an out-of-service series. A value mapping's colour beats the field
+    colour in Grafana, so the panel's mappings are repeated for the series in grey, with
+    "out of service" as their text; call after the panel's mappings are set."""
+    defaults = panel._internal.field_config.defaults if panel._internal.field_config else None
+    mappings = defaults.mappings if defaults else None
+    if not mappings:
+        return [greyed()]
+    grey = [_greyed_mapping(m) for m in mappings]
+    return [greyed(), prop("mappings", grey)]
+
+
+def _greyed_mapping(mapping: dm.ValueMapping) -> dict[str, Any]:
+    options = getattr(mapping, "options", None)
+    if not isinstance(options, dict):
+        raise TypeError(f"only value maps can be greyed, not {mapping!r}")
+    grey = {
+        value: {"text": "out of service", "color": OUT_OF_SERVICE_COLOUR, "index": result.index}
+        for value, result in options.items()
+    }
+    return {"type": "value", "options": grey}

@@ -10,6 +10,7 @@ from typing import Any
 from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException
 
+from dashboards.influxql import DATASOURCE_UID
 from dashboards.provisioning import FOLDER
 
 FOLDER_UID = "facility"
@@ -34,6 +35,28 @@ def _call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, An
     if not isinstance(answer, dict):
         raise TypeError(f"Grafana answered {answer!r}, expected a JSON object")
     return answer
+
+
+class MissingDataSource(GrafanaException):
+    """The boards' data source uid is not in this Grafana: every panel would fail."""
+
+    def __init__(self, uid: str) -> None:
+        message = (
+            f"no data source with uid {uid!r}: every panel would fail; provision it "
+            "(provisioning/datasources from `facility dashboards build`) first"
+        )
+        super().__init__(404, None, message)  # type: ignore[no-untyped-call]
+
+
+def check_datasource(api: GrafanaApi, uid: str = DATASOURCE_UID) -> None:
+    """Fail before uploading anything when Grafana has no data source with `uid`
+    (provision it with `build`'s provisioning/datasources, or create it by that uid)."""
+    try:
+        _call(api.datasource.get_datasource_by_uid, uid)
+    except GrafanaClientError as exc:
+        if exc.status_code != 404:
+            raise
+        raise MissingDataSource(uid) from None
 
 
 def ensure_folder(api: GrafanaApi, title: str = FOLDER, uid: str = FOLDER_UID) -> str:

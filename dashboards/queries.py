@@ -44,12 +44,31 @@ def trend(
     )
 
 
+def increase(
+    measurement: str, field: str, filters: Sequence[Tag], by: Sequence[str] = ASSET_TAGS
+) -> str:
+    """A cumulative counter's increase per interval: the difference of each interval's
+    max (on a rollup `max_<field>`), negative steps (a restart) left out."""
+    rolled = f"/^(max_)?{field}$/"
+    return (
+        f'SELECT non_negative_difference(max({rolled})) FROM "$rp"."{measurement}" '
+        f"WHERE {where(filters)} GROUP BY time($__interval), {group(by)} fill(none)"
+    )
+
+
 def last(
     measurement: str, fields: Sequence[str], filters: Sequence[Tag], by: Sequence[str] = ASSET_TAGS
 ) -> str:
     """The last value of each field in the range (a board's "now"), per `by`."""
     cols = ", ".join(f'last("{f}") AS "{f}"' for f in fields)
     return f'SELECT {cols} FROM "{measurement}" WHERE {where(filters)} GROUP BY {group(by)}'
+
+
+# "Now" on a count tile: the last report must be at most this old at the end of the
+# range, else the thing is silent, not running or online. Five missed polls at the
+# slowest poll (60 s); gateways report health every 10 s.
+FRESH = "5m"
+RECENT = f"time > ${{__to}}ms - {FRESH} AND time <= ${{__to}}ms"
 
 
 def count_where_last(
@@ -60,10 +79,12 @@ def count_where_last(
     per: Sequence[str],
     by: Sequence[str] = (),
 ) -> str:
-    """How many `per` groups (e.g. stations) have any asset whose last `field` in the
-    range equals `value`; `max` of booleans is true if any is."""
+    """How many `per` groups (e.g. stations) have any asset whose last `field`, reported
+    within FRESH of the end of the range, equals `value`; `max` of booleans is true if
+    any is. A group silent for longer is in no count (a silent gateway is not online)."""
+    cond = " AND ".join([f'"{t}" =~ /^${t}$/' for t in filters] + [RECENT])
     inner = (
-        f'SELECT last("{field}") AS "v" FROM "{measurement}" WHERE {where(filters)} '
+        f'SELECT last("{field}") AS "v" FROM "{measurement}" WHERE {cond} '
         f"GROUP BY {group((*per, 'asset'))}"
     )
     middle = f'SELECT max("v") AS "v" FROM ({inner}) GROUP BY {group(per)}'
@@ -72,34 +93,35 @@ def count_where_last(
 
 
 ALARM_KEY = ("site", "station", "asset", "rule", "priority")
-# Active at the end of the range: the last transition up to then, within 30 days.
-_UNTIL_END = "time >= ${__to}ms - 30d AND time <= ${__to}ms"
+# On the board at the end of the range: the alarm's last transition up to then left it
+# in any state but normal (ISA-18.2: a latched trip waiting for reset and a returned
+# but unacknowledged alarm are still on the board, though `active` is false). The
+# lookback is 400 days, longer than raw's 90-day retention where alarm_event lives, so
+# the retention and not the query decides how old a standing (stale) alarm may be; it
+# is still bounded, so a policy changed to keep events forever does not make every
+# refresh scan all history.
+_UNTIL_END = "time >= ${__to}ms - 400d AND time <= ${__to}ms"
+ON_BOARD = "\"state\" != 'normal'"
+
+
+def _last_transition(filters: Sequence[Tag], fields: Sequence[str]) -> str:
+    cols = ", ".join(f'last("{f}") AS "{f}"' for f in fields)
+    cond = " AND ".join([f'"{t}" =~ /^${t}$/' for t in filters] + [_UNTIL_END])
+    return f'SELECT {cols} FROM "alarm_event" WHERE {cond} GROUP BY {group(ALARM_KEY)}'
 
 
 def active_alarms(filters: Sequence[Tag]) -> str:
-    inner = (
-        'SELECT last("active") AS "active", last("state") AS "state", '
-        'last("message") AS "message" FROM "alarm_event" WHERE '
-        + " AND ".join([f'"{t}" =~ /^${t}$/' for t in filters] + [_UNTIL_END])
-        + f" GROUP BY {group(ALARM_KEY)}"
-    )
+    inner = _last_transition(filters, ("state", "active", "message"))
     # the outer GROUP BY keeps the alarm's tags as the table's columns
     return (
-        f'SELECT "state", "message", "active" FROM ({inner}) WHERE "active" = true '
+        f'SELECT "state", "message", "active" FROM ({inner}) WHERE {ON_BOARD} '
         f"GROUP BY {group(ALARM_KEY)}"
     )
 
 
 def active_alarm_count(filters: Sequence[Tag]) -> str:
-    inner = (
-        'SELECT last("active") AS "active" FROM "alarm_event" WHERE '
-        + " AND ".join([f'"{t}" =~ /^${t}$/' for t in filters] + [_UNTIL_END])
-        + f" GROUP BY {group(ALARM_KEY)}"
-    )
-    return (
-        f'SELECT count("active") AS "active" FROM ({inner}) WHERE "active" = true '
-        'GROUP BY "priority"'
-    )
+    inner = _last_transition(filters, ("state",))
+    return f'SELECT count("state") AS "active" FROM ({inner}) WHERE {ON_BOARD} GROUP BY "priority"'
 
 
 def alarm_history(filters: Sequence[Tag]) -> str:

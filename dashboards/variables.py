@@ -11,6 +11,9 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.influxql import datasource_ref
 
+# Every variable's `id` is its name: the SDK writes the same all-zero UUID into each,
+# and pre-Scenes Grafana keys variable state by id, so they would overwrite each other.
+
 # Retention policies of `facility ingest init` (docs/ingest.md), shortest first.
 RETENTION = (
     ("raw", "raw (90 days, every reading)"),
@@ -35,7 +38,7 @@ def _custom_values(pairs: Sequence[tuple[str, str]]) -> str:
 
 def site(pairs: Sequence[tuple[str, str]], multi: bool) -> db.CustomVariable:
     """(id, name) of the sites the board covers, from the site model."""
-    var = db.CustomVariable("site").label("Site").values(_custom_values(pairs))
+    var = db.CustomVariable("site").id("site").label("Site").values(_custom_values(pairs))
     var.options(_options(pairs, multi))
     first = _options(pairs, multi)[0]
     var.current(first)
@@ -52,7 +55,8 @@ def tag(
     cond = " AND ".join(f'"{f}" =~ /^${f}$/' for f in filters)
     query = f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "{name}"'
     query += f" WHERE {cond}" if cond else ""
-    var = db.QueryVariable(name).label(name.capitalize()).query(query).datasource(datasource_ref())
+    var = db.QueryVariable(name).id(name).label(name.capitalize()).query(query)
+    var.datasource(datasource_ref())
     var.refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC)
     pairs = [(k, k) for k in sorted(set(known))]
     var.options(_options(pairs, multi)).current(_options(pairs, multi)[0])
@@ -62,7 +66,7 @@ def tag(
 
 
 def retention() -> db.CustomVariable:
-    var = db.CustomVariable("rp").label("Data").values(_custom_values(RETENTION))
+    var = db.CustomVariable("rp").id("rp").label("Data").values(_custom_values(RETENTION))
     var.description(
         "Where trend panels read: raw readings, or the 1-minute / 1-hour rollups for "
         "ranges beyond raw retention or longer than a few days (faster)."

@@ -28,7 +28,10 @@ def build(facts: Facts) -> Board:
     board = new(UID, "Alarms", facts, "ISA-18.2 alarm book as stored in alarm_event.")
     board.with_variable(variables.site(site_pairs(facts.config.sites), multi=True))
     active = InfluxQL(queries.active_alarms(SITE)).format("table")
-    about = "Alarms whose last transition up to the end of the range left them active."
+    about = (
+        "Alarms on the board at the end of the range: last state not normal (active, "
+        "latched waiting for reset, or returned but unacknowledged)."
+    )
     board.with_panel(panels.grid("Active alarms", [active], w=16, about=about).no_value("none"))
     count = InfluxQL(queries.active_alarm_count(SITE)).alias("$tag_priority")
     board.with_panel(

@@ -4,6 +4,8 @@ alarm levels, active alarms by priority, gateways online; one tile per station."
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import bargauge, stat
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards import panels, queries, variables
 from dashboards.boards.base import Board, new, site_pairs
@@ -12,6 +14,7 @@ from dashboards.model import Facts, status_suffix
 from facility.site import AssetKind, AssetStatus, Site, Station
 
 UID = "facility-fleet"
+TRIPPED = " tripped"  # series name suffix of the tiles' trip target
 
 
 def build(facts: Facts) -> Board:
@@ -20,7 +23,9 @@ def build(facts: Facts) -> Board:
     board.with_row(panels.row("Now"))
     for title, query in _counts():
         # InfluxDB counts nothing as no row: zero stations is still an answer.
-        board.with_panel(panels.figure(title, [InfluxQL(query)], w=4).no_value("0"))
+        about = f"Counts only what reported within {queries.FRESH} of the end of the range."
+        board.with_panel(panels.figure(title, [InfluxQL(query)], w=4, about=about).no_value("0"))
+    board.with_panel(_gateways(facts))
     active = InfluxQL(queries.active_alarm_count(["site"])).alias("$tag_priority")
     board.with_panel(panels.figure("Active alarms by priority", [active], w=8).no_value("0"))
     board.with_panel(_tanks(facts))
@@ -39,11 +44,29 @@ def _counts() -> list[tuple[str, str]]:
         ("Stations running", queries.count_where_last("pump", "running", "true", ["site"], per)),
         ("Stations stopped", queries.count_where_last("pump", "running", "false", ["site"], per)),
         ("Stations faulted", queries.count_where_last("pump", "tripped", "true", ["site"], per)),
-        (
-            "Gateways online",
-            queries.count_where_last("gateway_health", "uplink_connected", "true", ["site"], per),
-        ),
     ]
+
+
+def _gateways(facts: Facts) -> stat.Panel:
+    """Online gateways per site against the site model's count: a silent gateway (no
+    health within FRESH) is not counted, so the site turns red."""
+    per = ("site", "station")
+    query = queries.count_where_last(
+        "gateway_health", "uplink_connected", "true", ["site"], per, by=("site",)
+    )
+    about = (
+        f"Per site: gateways whose last health report, within {queries.FRESH} of the end "
+        "of the range, has the uplink connected. Red: fewer than the site model's gateways."
+    )
+    target = InfluxQL(query).alias("$tag_site")
+    panel = panels.figure("Gateways online", [target], w=4, about=about).no_value("0")
+    for site in facts.config.sites:
+        total = sum(1 for st in site.stations for a in st.assets if a.kind is AssetKind.GATEWAY)
+        steps = [dm.Threshold(value=None, color="red"), dm.Threshold(value=total, color="green")]
+        limits = db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(steps).build()
+        name = panels.prop("displayName", f"{site.name or site.id} (of {total})")
+        panel.override_by_name(site.id, [name, panels.prop("thresholds", limits)])
+    return panel
 
 
 def _tanks(facts: Facts) -> bargauge.Panel:
@@ -62,21 +85,32 @@ def _tanks(facts: Facts) -> bargauge.Panel:
 
 
 def _tile(site: Site, station: Station) -> stat.Panel:
-    """One station's pumps now: running, stopped, tripped (red wins)."""
+    """One station's pumps now: running or stopped, and a red TRIPPED tile per tripped
+    pump; shown only while its site is selected."""
     pumps = [a for a in station.assets if a.kind is AssetKind.PUMP]
-    tags = f"\"site\" = '{site.id}' AND \"station\" = '{station.id}'"
-    running = InfluxQL(
-        f'SELECT last("running") FROM "pump" WHERE {tags} AND $timeFilter GROUP BY "asset"'
-    ).alias("$tag_asset")
+    tags = (
+        f'"site" =~ /^$site$/ AND "site" = \'{site.id}\' AND "station" = \'{station.id}\' '
+        f"AND {queries.RECENT}"
+    )
+    running = InfluxQL(f'SELECT last("running") FROM "pump" WHERE {tags} GROUP BY "asset"').alias(
+        "$tag_asset"
+    )
+    # only tripped pumps give a series: a tile per trip, red, next to the pump's state
+    tripped = InfluxQL(
+        f'SELECT "v" FROM (SELECT last("tripped") AS "v" FROM "pump" WHERE {tags} '
+        'GROUP BY "asset") WHERE "v" = true GROUP BY "asset"'
+    ).alias(f"$tag_asset{TRIPPED}")
     broken = [f"{a.id}{status_suffix(a)}" for a in pumps if a.status is not AssetStatus.IN_SERVICE]
     about = f"{site.name or site.id}: {station.name or station.id}"
     if broken:
         about += ". Not in service: " + ", ".join(broken)
-    panel = panels.figure(station.name or station.id, [running], w=6, h=4, about=about)
-    panel.mappings(panels.bool_mappings("running", "stopped", "green"))
+    panel = panels.figure(station.name or station.id, [running, tripped], w=6, h=4, about=about)
+    panel.mappings(panels.bool_mappings("running", "stopped", "green", panels.STOPPED_COLOUR))
     for a in pumps:
         props = [panels.prop("displayName", a.id + status_suffix(a))]
         if a.status is AssetStatus.OUT_OF_SERVICE:
-            props.append(panels.greyed())
+            props += panels.out_of_service(panel)
         panel.override_by_name(a.id, props)
+        trip = panels.bool_mappings("TRIPPED", "ok", "red")
+        panel.override_by_name(a.id + TRIPPED, [panels.prop("mappings", trip)])
     return panel

@@ -17,9 +17,13 @@ HEALTH = (
     ("outbox_readings", "Outbox depth", "none"),
     ("outbox_oldest_age_s", "Outbox age (oldest waiting reading)", "s"),
     ("max_live_delay_ms", "Delivery delay (live lane, max)", "ms"),
-    ("poll_overruns", "Poll overruns", "none"),
-    ("device_errors", "Device errors (cumulative)", "none"),
     ("devices_failing", "Devices failing", "none"),
+)
+# Cumulative since the gateway started (gateway/daemon.py health()): plotted as the
+# increase per interval; a restart resets them, non_negative_ drops that step.
+COUNTERS = (
+    ("poll_overruns", "Poll overruns per interval"),
+    ("device_errors", "Device errors per interval"),
 )
 
 
@@ -35,6 +39,9 @@ def build(facts: Facts) -> Board:
     for field, title, unit in HEALTH:
         q = InfluxQL(queries.trend("gateway_health", field, FILTER, BY, "max")).alias(ALIAS)
         board.with_panel(panels.trend(title, [q], unit, w=8))
+    for field, title in COUNTERS:
+        q = InfluxQL(queries.increase("gateway_health", field, FILTER, BY)).alias(ALIAS)
+        board.with_panel(panels.bars(title, [q], "none", w=8))
     board.with_row(panels.row("Devices"))
     devices = [r for r in facts.config.assets() if r.asset.modbus is not None]
     comm = InfluxQL(queries.trend("device_status", "comm_ok", FILTER, agg="min"))

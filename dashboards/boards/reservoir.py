@@ -53,11 +53,7 @@ _LEVELS = (
 
 def _energy(facts: Facts) -> timeseries.Panel:
     """Energy per interval from the transformers' kWh meters (a counter: differences)."""
-    where = queries.where(SITE)
-    query = (
-        'SELECT non_negative_difference(max(/^(max_)?energy_kwh$/)) FROM "$rp"."transformer" '
-        f'WHERE {where} GROUP BY time($__interval), "site", "station", "asset" fill(none)'
-    )
+    query = queries.increase("transformer", "energy_kwh", SITE)
     unit = facts.unit(AssetKind.TRANSFORMER, "energy_kwh")
     refs = facts.assets(AssetKind.TRANSFORMER, facts.sites("water_supply"))
     panel = panels.bars("Energy per interval", [InfluxQL(query).alias(queries.ASSET_ALIAS)], unit)

@@ -58,6 +58,9 @@ class Handler(BaseHTTPRequestHandler):
                 state,
                 "any",
             ):
+                if not _carries(body, ex.get("request", {})):
+                    self._send(400, {"message": f"body does not match the contract: {body}"})
+                    return
                 self._send(ex["status"], self._fill(ex, body))
                 return
         self._send(404, {"message": "not in the recorded contract"})
@@ -83,6 +86,18 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+def _carries(body: Any, wanted: Any) -> bool:
+    """The body has every field of the recorded request with that value; `{uid}`
+    stands for a board's uid (`facility-…`)."""
+    if isinstance(wanted, dict):
+        return isinstance(body, dict) and all(
+            k in body and _carries(body[k], v) for k, v in wanted.items()
+        )
+    if wanted == "{uid}":
+        return isinstance(body, str) and body.startswith("facility-")
+    return bool(body == wanted and type(body) is type(wanted))
+
+
 @pytest.fixture
 def grafana() -> Iterator[Grafana]:
     server = Grafana()
@@ -103,17 +118,30 @@ def push(grafana: Grafana) -> str:
 def test_push_creates_the_folder_once_and_overwrites_by_uid(grafana: Grafana) -> None:
     push(grafana)
     first = [(m, p) for m, p, _, _ in grafana.requests]
-    assert first[:2] == [("GET", "/api/folders/facility"), ("POST", "/api/folders")]
-    assert first[2:] == [("POST", "/api/dashboards/db")] * 6
+    assert first[:3] == [
+        ("GET", "/api/datasources/uid/facility-influxdb"),
+        ("GET", "/api/folders/facility"),
+        ("POST", "/api/folders"),
+    ]
+    assert first[3:] == [("POST", "/api/dashboards/db")] * 6
+    assert grafana.requests[2][2] == {"title": "Facility", "uid": "facility"}
     grafana.requests.clear()
     output = push(grafana)
     again = [(m, p) for m, p, _, _ in grafana.requests]
-    assert again == [("GET", "/api/folders/facility")] + [("POST", "/api/dashboards/db")] * 6
+    assert again[:2] == [
+        ("GET", "/api/datasources/uid/facility-influxdb"),
+        ("GET", "/api/folders/facility"),
+    ]
+    assert again[2:] == [("POST", "/api/dashboards/db")] * 6
     assert "pushed facility-fleet version 2" in output
-    for _, _, body, auth in grafana.requests[1:]:
+    saved = []
+    for _, _, body, auth in grafana.requests[2:]:
         assert auth == "Bearer glsa_test"
         assert body["overwrite"] is True and body["folderUid"] == "facility"
         assert body["dashboard"]["id"] is None and body["dashboard"]["uid"].startswith("facility-")
+        assert body["dashboard"]["panels"] and body["dashboard"]["title"]
+        saved.append(body["dashboard"]["uid"])
+    assert len(set(saved)) == 6
     assert set(grafana.versions) == {
         "facility-fleet", "facility-reservoir", "facility-station",
         "facility-parking", "facility-gateways", "facility-alarms",
@@ -133,3 +161,20 @@ def test_push_reports_a_refused_token(grafana: Grafana) -> None:
         CONTRACT["exchanges"].remove(refused)
     assert result.exit_code == 1
     assert "Grafana at" in result.output and "Unauthorized" in result.output
+
+
+def test_push_refuses_a_grafana_without_the_data_source(grafana: Grafana) -> None:
+    missing: dict[str, Any] = {"name": "no data source", "method": "GET"}
+    missing |= {"path": "/api/datasources/uid/facility-influxdb", "when": "any"}
+    missing |= {"status": 404, "body": {"message": "Data source not found"}}
+    CONTRACT["exchanges"].insert(0, missing)
+    try:
+        args = ["push", str(DEMO_SITE), "--url", grafana.url, "--token", "glsa_test"]
+        result = CliRunner().invoke(dashboards_app, args)
+    finally:
+        CONTRACT["exchanges"].remove(missing)
+    assert result.exit_code == 1
+    assert "facility-influxdb" in result.output.replace("\n", "")
+    assert [(m, p) for m, p, _, _ in grafana.requests] == [
+        ("GET", "/api/datasources/uid/facility-influxdb")
+    ]  # nothing pushed

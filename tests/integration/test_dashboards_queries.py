@@ -40,25 +40,64 @@ def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from panel.get("panels", [])
 
 
-def choices(
-    day: SimulatedDay, board: dict[str, Any], interval_ms: int
-) -> Iterator[dict[str, Variable]]:
-    """Selections as a user makes them: each site of a single-site board (all at once
-    on multi-site boards), then what the chained query variables offer, all selected."""
-    variables = board["templating"]["list"]
-    sites = [o["value"] for o in next(v for v in variables if v["name"] == "site")["options"]]
-    multi = "$__all" in sites
-    sites = [s for s in sites if s != "$__all"]
-    picks = [sites] if multi else [[s] for s in sites]
-    for pick in picks:
-        chosen = {"site": Variable(pick, multi)}
-        for var in variables:
-            if var["type"] == "query":
-                query = expand(var["query"], chosen, day.result.start_ms, day.result.end_ms, 0)
-                values = sorted(v for s in influx(day, query) for _, v in s["values"])
-                assert values, f"variable {var['name']} of {board['uid']} offers nothing"
-                chosen[var["name"]] = Variable(values, multi=True)
-        yield chosen
+def choices(day: SimulatedDay, board: dict[str, Any]) -> Iterator[dict[str, Variable]]:
+    """Selections as a user makes them, honouring each variable's `multi` flag as
+    Grafana does: a multi-value variable with all it offers selected at once, a
+    single-value one with one value at a time (each in turn). Query variables chained
+    on earlier ones are asked what they offer under each selection."""
+    partial: list[dict[str, Variable]] = [{}]
+    for var in board["templating"]["list"]:
+        if var["name"] == "rp":
+            continue  # every retention policy is run separately
+        grown = []
+        for chosen in partial:
+            values = _offered(day, var, chosen)
+            assert values, f"variable {var['name']} of {board['uid']} offers nothing"
+            picks = [values] if var.get("multi") else [[v] for v in values]
+            grown += [
+                {**chosen, var["name"]: Variable(pick, bool(var.get("multi")))} for pick in picks
+            ]
+        partial = grown
+    yield from partial
+
+
+def _offered(day: SimulatedDay, var: dict[str, Any], chosen: dict[str, Variable]) -> list[str]:
+    if var["type"] != "query":
+        return [o["value"] for o in var["options"] if o["value"] != "$__all"]
+    query = expand(var["query"], chosen, day.result.start_ms, day.result.end_ms, 0)
+    return sorted(v for s in influx(day, query) for _, v in s["values"])
+
+
+def _annotations(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for annotation in board.get("annotations", {}).get("list", []):
+        if "query" in annotation.get("target", {}):
+            yield annotation
+
+
+def test_annotation_queries_return_the_raised_alarms(
+    simulated_day: SimulatedDay, boards: dict[str, dict[str, Any]]
+) -> None:
+    day = simulated_day
+    start, end = day.result.start_ms, day.result.end_ms
+    for board in boards.values():
+        annotations = list(_annotations(board))
+        assert annotations, board["uid"]
+        for annotation, chosen in itertools.product(annotations, list(choices(day, board))):
+            text = expand(annotation["target"]["query"], chosen, start, end, 60_000)
+            series = influx(day, text)
+            columns = set(series[0]["columns"]) if series else set()
+            wanted = {
+                annotation["target"]["textColumn"],
+                *annotation["target"]["tagsColumn"].split(","),
+            }
+            if series:  # columns the annotation reads must come back
+                assert wanted <= columns, (board["uid"], wanted - columns)
+    fleet = next(_annotations(boards["facility-fleet"]))
+    sites = next(v for v in boards["facility-fleet"]["templating"]["list"] if v["name"] == "site")
+    everywhere = {"site": Variable(_offered(day, sites, {}), multi=True)}
+    raised = influx(day, expand(fleet["target"]["query"], everywhere, start, end, 60_000))
+    rules = {row[raised[0]["columns"].index("rule")] for row in raised[0]["values"]}
+    assert {"pump_trip", "gate_stuck_open", "transformer_overload"} <= rules
 
 
 def test_every_panel_query_returns_its_series(
@@ -70,7 +109,7 @@ def test_every_panel_query_returns_its_series(
     for board in boards.values():
         rps = next((v for v in board["templating"]["list"] if v["name"] == "rp"), None)
         retention = [o["value"] for o in rps["options"]] if rps else ["raw"]
-        for chosen, panel in itertools.product(list(choices(day, board, 0)), panels(board)):
+        for chosen, panel in itertools.product(list(choices(day, board)), panels(board)):
             interval = calculate_interval_ms(
                 start, end, panel.get("maxDataPoints", 720), panel.get("interval", "")
             )
@@ -83,8 +122,8 @@ def test_every_panel_query_returns_its_series(
                     "0",
                     "none",
                 )
-                if zero:
-                    continue  # counts: checked against the incidents below
+                if zero or '"v" = true' in text:
+                    continue  # counts, trips: checked against the incidents below
                 where = f"{board['uid']} / {panel['title']} / {target['refId']} ({rp})"
                 where += f" sites {chosen['site'].values}"
                 expected = _expected(panel, target, variables)
@@ -169,3 +208,52 @@ def test_counts_and_active_alarms_during_the_incidents(
     )
     counts = {s["tags"]["priority"]: s["values"][0][1] for s in influx(day, by_priority)}
     assert counts.get("critical", 0) >= 1 and counts.get("high", 0) >= 1
+
+
+def test_latched_trip_stays_on_the_board_after_it_clears(
+    simulated_day: SimulatedDay, boards: dict[str, dict[str, Any]]
+) -> None:
+    """The Xiba trip clears at 40 minutes; latched, it waits for a reset that never
+    comes in the simulated day, so an hour in it is still on the board."""
+    day = simulated_day
+    start, end = day.result.start_ms, day.result.start_ms + 60 * 60_000
+    chosen = {"site": Variable(["fengshou"], True)}
+    active = expand(
+        _by_title(boards, "facility-alarms", "Active alarms"), chosen, start, end, 60_000
+    )
+    states = {
+        s["tags"]["rule"] + "@" + s["tags"]["asset"]: s["values"][0][s["columns"].index("state")]
+        for s in influx(day, active)
+    }
+    assert states.get("pump_trip@pump_1") == "latched", states
+    by_priority = expand(
+        _by_title(boards, "facility-alarms", "Active by priority"), chosen, start, end, 60_000
+    )
+    counts = {s["tags"]["priority"]: s["values"][0][1] for s in influx(day, by_priority)}
+    assert counts.get("high", 0) >= 1
+
+
+def test_counts_and_tiles_are_fresh(
+    simulated_day: SimulatedDay, boards: dict[str, dict[str, Any]]
+) -> None:
+    """During the trip Xiba's tile shows it; every gateway is online at the end of the
+    day, and none an hour after the last report (silent is offline)."""
+    day = simulated_day
+    chosen = {"site": Variable(["fengshou"], True)}
+    tile = next(
+        p for p in panels(boards["facility-fleet"]) if p["title"] == "西壩 Xiba pump station"
+    )
+    trip = tile["targets"][1]["query"]
+    at_35 = day.result.start_ms + 35 * 60_000
+    tripped = influx(day, expand(trip, chosen, day.result.start_ms, at_35, 60_000))
+    assert [s["tags"]["asset"] for s in tripped] == ["pump_1"]
+    running = expand(tile["targets"][0]["query"], chosen, day.result.start_ms, at_35, 60_000)
+    assert {s["tags"]["asset"] for s in influx(day, running)} >= {"pump_1", "pump_2"}
+    online = _by_title(boards, "facility-fleet", "Gateways online")
+    end = day.result.end_ms
+    counts = influx(day, expand(online, chosen, end - 3_600_000, end, 60_000))
+    assert counts and counts[0]["tags"]["site"] == "fengshou" and counts[0]["values"][0][1] >= 1
+    later = end + 3_600_000
+    assert influx(day, expand(online, chosen, end, later, 60_000)) == []
+    stations = _by_title(boards, "facility-fleet", "Stations running")
+    assert influx(day, expand(stations, chosen, end, later, 60_000)) == []

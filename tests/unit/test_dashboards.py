@@ -198,3 +198,91 @@ def test_committed_sample_matches_a_fresh_build(tmp_path: Path) -> None:
     committed = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
     for fresh in (tmp_path / "dashboards").glob("*.json"):
         assert (committed / "dashboards" / fresh.name).read_text() == fresh.read_text(), fresh.name
+
+
+def test_alarm_panels_keep_latched_and_unacknowledged_alarms(
+    boards: dict[str, dict[str, Any]],
+) -> None:
+    alarms = {p["title"]: p for p in all_panels(boards["facility-alarms"])}
+    for title in ("Active alarms", "Active by priority"):
+        query = alarms[title]["targets"][0]["query"]
+        assert "\"state\" != 'normal'" in query and '"active" = true' not in query, title
+        assert "${__to}ms - 400d" in query, title
+
+
+def test_fleet_counts_only_fresh_reports_and_gateways_per_site(
+    boards: dict[str, dict[str, Any]], demo_config: SiteConfig
+) -> None:
+    fleet = {p["title"]: p for p in all_panels(boards["facility-fleet"])}
+    for title in ("Stations running", "Stations stopped", "Stations faulted", "Gateways online"):
+        query = fleet[title]["targets"][0]["query"]
+        assert "time > ${__to}ms - 5m AND time <= ${__to}ms" in query, title
+        assert "$timeFilter" not in query, title
+    gateways = fleet["Gateways online"]
+    assert gateways["targets"][0]["query"].endswith('GROUP BY "site"')
+    fengshou = next(
+        o["properties"]
+        for o in gateways["fieldConfig"]["overrides"]
+        if o["matcher"]["options"] == "fengshou"
+    )
+    site = next(s for s in demo_config.sites if s.id == "fengshou")
+    total = sum(1 for st in site.stations for a in st.assets if a.kind.value == "gateway")
+    steps = next(p["value"]["steps"] for p in fengshou if p["id"] == "thresholds")
+    assert steps == [{"value": None, "color": "red"}, {"value": total, "color": "green"}]
+
+
+def _overrides(panel: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    return {o["matcher"]["options"]: o["properties"] for o in panel["fieldConfig"]["overrides"]}
+
+
+def test_station_tiles_show_trips_stopped_neutral_and_out_of_service_grey(
+    boards: dict[str, dict[str, Any]],
+) -> None:
+    tile = next(
+        p for p in all_panels(boards["facility-fleet"]) if p["title"] == "西壩 Xiba pump station"
+    )
+    running, tripped = tile["targets"]
+    for target in (running, tripped):
+        assert '"site" =~ /^$site$/' in target["query"] and "${__to}ms - 5m" in target["query"]
+    assert '"tripped"' in tripped["query"] and '"v" = true' in tripped["query"]
+    mapping = tile["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert mapping["false"]["color"] == mapping["0"]["color"] == "#C7D0D9"
+    overrides = _overrides(tile)
+    trip = next(p["value"] for p in overrides["pump_1 tripped"] if p["id"] == "mappings")
+    assert trip[0]["options"]["true"] == {"text": "TRIPPED", "color": "red", "index": 0}
+    _assert_greyed(overrides["pump_3"])
+    station = {p["title"]: p for p in all_panels(boards["facility-station"])}
+    for title in ("Run state", "Tripped"):
+        _assert_greyed(_overrides(station[title])["fengshou/xiba/pump_3"])
+
+
+def _assert_greyed(props: list[dict[str, Any]]) -> None:
+    """A value mapping's colour beats the field colour: the mappings must be grey too."""
+    mappings = next(p["value"] for p in props if p["id"] == "mappings")
+    colours = {r["color"] for m in mappings for r in m["options"].values()}
+    assert colours == {"#808080"}
+
+
+def test_gateway_counters_are_plotted_per_interval(boards: dict[str, dict[str, Any]]) -> None:
+    gateways = {p["title"]: p for p in all_panels(boards["facility-gateways"])}
+    for field, title in (
+        ("poll_overruns", "Poll overruns per interval"),
+        ("device_errors", "Device errors per interval"),
+    ):
+        query = gateways[title]["targets"][0]["query"]
+        assert query.startswith(f"SELECT non_negative_difference(max(/^(max_)?{field}$/))")
+
+
+def test_every_variable_id_is_its_name(boards: dict[str, dict[str, Any]]) -> None:
+    for board in boards.values():
+        for var in board["templating"]["list"]:
+            assert var["id"] == var["name"], (board["uid"], var["name"])
+
+
+def test_cli_build_refuses_a_missing_rules_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    args = ["build", str(DEMO_SITE), "--out", str(tmp_path / "o"), "--rules", str(missing)]
+    result = CliRunner().invoke(dashboards_app, args)
+    assert result.exit_code == 1
+    assert str(missing) in result.output.replace("\n", "")
+    assert not (tmp_path / "o").exists()
