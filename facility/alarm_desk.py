@@ -4,9 +4,9 @@ The demo runs deploy/alarms/notify.yaml with its local addresses pointed at catc
 this machine (an SMTP server, a webhook receiver), the demo's broker for MQTT and the
 demo's alarm API for the acknowledge links. It makes fresh API tokens: one for the
 operator (printed, to sign in to the console) and one for a scripted crew member, who
-acknowledges each alarm through the API, the same call the console's button makes,
-some seconds after it is raised, and as long after a latched alarm is back to normal,
-resets it.
+sits at the web console (headless Chromium, `console_crew.py`) and presses Acknowledge
+some seconds after an alarm is raised, and as long after a latched alarm is back to
+normal, Reset. Without a browser the crew makes the same calls to the API instead.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import httpx
 import yaml
 
 from facility.catchers import Mail, MailCatcher, Webhook
+from facility.console_crew import ConsoleCrew, ConsoleUnavailable
 from ingest.alarms.book import AlarmEvent, Transition
 from ingest.alarms.model import AlarmKey, AlarmState
 from ingest.config import AlarmSettings, ApiSettings
@@ -33,6 +34,7 @@ from ingest.config import AlarmSettings, ApiSettings
 # The sample's local addresses (deploy/alarms/notify.yaml), and what they stand for.
 SAMPLE_MAIL, SAMPLE_WEBHOOK = "127.0.0.1:1025", "127.0.0.1:18080"
 CREW_USER, OPERATOR_USER = "demo.crew", "demo.operator"
+CONSOLE_BUTTONS = {"ack": "Acknowledge", "reset": "Reset"}
 
 
 def _stamp() -> str:
@@ -55,6 +57,7 @@ class AlarmDesk:
     api_url: str = ""
     acks: int = 0
     resets: int = 0
+    console: ConsoleCrew | None = None  # None: the crew calls the API
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -65,6 +68,16 @@ class AlarmDesk:
         self.webhook_port = self.webhook.start()
         # the ack links are signed: a secret for this run unless the operator set one
         os.environ.setdefault("FACILITY_ACK_SECRET", secrets.token_hex(16))
+
+    async def sit_down_at_console(self) -> str:
+        """Sign the crew in at the console; what the crew works with, to print."""
+        console = ConsoleCrew(self.api_url, self.crew_token)
+        try:
+            await console.sign_in()
+        except ConsoleUnavailable as exc:
+            return f"through the alarm API ({exc})"
+        self.console = console
+        return "at the web console (headless Chromium)"
 
     def settings(self, rules: Path) -> AlarmSettings:
         folder = self.run_dir / "alarms"
@@ -121,12 +134,30 @@ class AlarmDesk:
         task.add_done_callback(self._tasks.discard)
 
     async def _act(self, key: AlarmKey, action: str, comment: str) -> None:
+        if self.console is not None:
+            await self._press(self.console, key, action)
+            return
+        await self._call_api(key, action, comment)
+
+    async def _press(self, console: ConsoleCrew, key: AlarmKey, action: str) -> None:
+        try:
+            pressed = await console.press(key, CONSOLE_BUTTONS[action])
+        except Exception as exc:  # a browser hiccup must not cost the demo its story
+            self.say(f"{_stamp()} the crew could not press {action} at the console: {exc}")
+            return
+        if pressed:
+            self._count(action)
+
+    async def _call_api(self, key: AlarmKey, action: str, comment: str) -> None:
         headers = {"Authorization": f"Bearer {self.crew_token}"}
         async with httpx.AsyncClient(base_url=self.api_url, headers=headers) as http:
             answer = await http.post(f"/api/alarms/{key}/{action}", json={"comment": comment})
         if answer.status_code == 409:  # someone at the console was quicker
             return
         answer.raise_for_status()
+        self._count(action)
+
+    def _count(self, action: str) -> None:
         if action == "ack":
             self.acks += 1
         else:
@@ -137,6 +168,8 @@ class AlarmDesk:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
                 await task
+        if self.console is not None:
+            await self.console.leave()
         self.mail.stop()
         self.webhook.stop()
 

@@ -423,7 +423,7 @@ async def _run_demo(show: Demo, config: SiteConfig, duration_s: float | None, pl
             f"alarm console {desk.api_url}/ (sign in with token [bold]{desk.operator_token}"
             f"[/bold], user {OPERATOR_USER}); API docs {desk.api_url}/docs; mail catcher "
             f"smtp://127.0.0.1:{desk.mail.port}; the scripted crew acknowledges each alarm "
-            f"{desk.crew_ack_after_s:.0f} s after it is raised",
+            f"{desk.crew_ack_after_s:.0f} s after it is raised, {show.crew_works}",
             highlight=False,
         )
     show.runner.on_advance.append(_print_faults)
@@ -477,7 +477,7 @@ def _print_notifications(show: Demo) -> None:
         f"notifications: {len(desk.mail.mails)} mails at the mail catcher, "
         f"{len(desk.webhook.posts)} webhook posts; deliveries {stats.sent} sent, "
         f"{stats.pending} pending, {stats.abandoned} abandoned; the crew acknowledged "
-        f"{desk.acks} and reset {desk.resets} alarms through the API",
+        f"{desk.acks} and reset {desk.resets} alarms {show.crew_works}",
         highlight=False,
     )
 

@@ -83,6 +83,7 @@ class Demo:
     api_port: int = 0  # the alarm API and console (0: any free port)
     crew_ack_after_s: float = 20.0
     desk: AlarmDesk | None = None
+    crew_works: str = ""  # where the scripted crew acknowledges: console or API
     broker: Mosquitto = field(init=False)
     influxdb: InfluxDB = field(init=False)
     writer: InfluxV1Writer = field(init=False)  # the demo's own InfluxQL questions
@@ -124,6 +125,7 @@ class Demo:
         await self.ingest.start()
         if self.desk is not None and self.ingest.alarms is not None and self.ingest.api:
             self.desk.api_url = self.ingest.api.url
+            self.crew_works = await self.desk.sit_down_at_console()
             self.ingest.alarms.listeners.append(self.desk.on_transitions)
         for site in self.config.sites:
             for station in site.stations:

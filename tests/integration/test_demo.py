@@ -1,6 +1,6 @@
 """The README's main command, shortened: simulators, 13 gateways, broker, ingest with
-alarms, the notifier mailing a local catcher, and the scripted crew acknowledging
-through the alarm API."""
+alarms, the notifier mailing a local catcher, and the scripted crew acknowledging and
+resetting at the web console, in headless Chromium."""
 
 from __future__ import annotations
 
@@ -93,3 +93,7 @@ def test_demo_runs_through_an_outage_and_delivers(tmp_path: Path) -> None:
     assert "alarm console http://127.0.0.1:" in out
     mails = int(out.split("notifications: ", 1)[1].split()[0])
     assert mails >= 2, "the trip and the overload were mailed"
+    crew = " ".join(out.split("the crew acknowledged ", 1)[1].split())  # rich wraps lines
+    acks, resets = int(crew.split()[0]), int(crew.split(" and reset ", 1)[1].split()[0])
+    assert acks >= 2 and resets >= 1, crew[:200]
+    assert "alarms at the web console (headless Chromium)" in crew, crew[:200]
