@@ -8,6 +8,7 @@ file. Every mistake is reported with file, line and field, all at once.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -82,11 +83,40 @@ class ApiSettings(Strict):
     tokens: str  # the API users file (token hashes and roles), relative to this file
 
 
+Globs = str | list[str]
+
+
+class PositionMatch(Strict):
+    """Globs (*, ?) on the alarm key, like the notifier's routes."""
+
+    site: Globs = "*"
+    station: Globs = "*"
+    asset: Globs = "*"
+    rule: Globs = "*"
+
+
+class PositionSpec(Strict):
+    """Alarms matching `match` are read and answered at `position` (first match wins)."""
+
+    position: Annotated[str, Field(pattern=IDENT_PATTERN)]
+    match: PositionMatch
+
+
+class KpiSettings(Strict):
+    """Alarm KPIs (EEMUA 191): how often they are written to InfluxDB, and the operator
+    positions the alarm rate is counted for. Without `positions` a position is the crew
+    the notifier routes an alarm to, or the site when no notifier (or route) has it."""
+
+    write_every_s: float = Field(default=600.0, gt=0)
+    positions: list[PositionSpec] = Field(default_factory=list)
+
+
 class AlarmSettings(Strict):
     rules: str  # the rules file, relative to this file
     tick_s: float = Field(default=5.0, gt=0)  # gateway deadman, shelf expiry, notifier
     notify: str | None = None  # the notifier's file (crews, roster, routes, escalation)
     api: ApiSettings | None = None  # the alarm API and console
+    kpi: KpiSettings = KpiSettings()
 
 
 class IngestSettings(Strict):
@@ -152,12 +182,13 @@ def _check_rules(config: IngestConfig, doc: SourceDoc) -> None:
     """The alarm files are checked at start too: a typo in a rule, a roster or a token
     file stops the start with its file and line, rather than failing later."""
     from ingest.alarms.notify import load_notify_config  # the alarm packages are heavier
-    from ingest.alarms.rules import load_rules
+    from ingest.alarms.rules import RuleSet, load_rules
     from ingest.api.auth import Tokens, TokensError
 
     alarms = config.settings.alarms
     assert alarms is not None
     issues: list[ConfigIssue] = []
+    loaded: dict[str, object] = {}
     checks: list[tuple[str, str | None, Callable[[Path], object]]] = [
         ("rules", alarms.rules, lambda path: load_rules(path, config.site)),
         ("notify", alarms.notify, load_notify_config),
@@ -169,13 +200,47 @@ def _check_rules(config: IngestConfig, doc: SourceDoc) -> None:
         path = config.relative(name)
         where = ["ingest", "alarms", field] + (["tokens"] if field == "api" else [])
         try:
-            load(path)
+            loaded[field] = load(path)
         except ConfigError as exc:
             issues += [doc.issue(where, f"{path} has errors"), *exc.issues]
         except TokensError as exc:
             issues.append(doc.issue(where, str(exc)))
+    rules = loaded.get("rules")
+    rule_ids = set(rules.rules) if isinstance(rules, RuleSet) else None
+    issues += _check_positions(alarms.kpi, config.site, rule_ids, doc)
     if issues:
         raise ConfigError(issues)
+
+
+_GLOB = re.compile(r"[*?\[]")
+
+
+def _check_positions(
+    kpi: KpiSettings, site: SiteConfig, rule_ids: set[str] | None, doc: SourceDoc
+) -> list[ConfigIssue]:
+    """A name without glob characters in `alarms.kpi.positions` must exist: a typo would
+    leave the position without its alarms and nobody would notice."""
+    known = {
+        "site": {s.id for s in site.sites},
+        "station": {st.id for s in site.sites for st in s.stations},
+        "asset": {ref.asset.id for ref in site.assets()} | {"gateway"},
+        "rule": rule_ids,
+    }
+    where = {"site": "the site config", "station": "any site", "asset": "any station"}
+    issues: list[ConfigIssue] = []
+    for i, spec in enumerate(kpi.positions):
+        for part, names in known.items():
+            value = getattr(spec.match, part)
+            values = [value] if isinstance(value, str) else value
+            for j, name in enumerate(values):
+                if names is None or _GLOB.search(name) or name in names:
+                    continue
+                path: list[str | int] = ["ingest", "alarms", "kpi", "positions", i, "match", part]
+                if not isinstance(value, str):
+                    path.append(j)
+                at = where.get(part, "the rules file")
+                issues.append(doc.issue(path, f"no {part} {name!r} in {at}"))
+    return issues
 
 
 def _check(settings: IngestSettings, site: SiteConfig, doc: SourceDoc) -> list[ConfigIssue]:

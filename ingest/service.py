@@ -11,7 +11,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,9 +20,10 @@ from facility.config import SiteConfig
 from facility.wire import BadRow, Batch
 from ingest.alarms.book import Transition
 from ingest.alarms.engine import AlarmEngine
-from ingest.alarms.kpi import compute, kpi_lines
-from ingest.alarms.notify import Notifier, load_notify_config
-from ingest.alarms.notify.dispatch import duty_board
+from ingest.alarms.kpi import DAY_MS, AlarmKpis, PositionRule, Positions, compute, kpi_lines
+from ingest.alarms.model import AlarmKey, Priority
+from ingest.alarms.notify import Notifier, NotifyConfig, load_notify_config
+from ingest.alarms.notify.dispatch import duty_board, route_for
 from ingest.alarms.pipeline import AlarmPipeline
 from ingest.alarms.rules import load_rules
 from ingest.api import ApiServer, AuditLog, Tokens, create_app
@@ -37,7 +38,6 @@ from ingest.validate import Validator
 log = logging.getLogger(__name__)
 
 AUTH_ALARM_EVERY_S = 30.0
-KPI_EVERY_S = 600.0  # alarm KPIs into InfluxDB, as EEMUA counts them: per 10 minutes
 
 
 class Writer(Protocol):
@@ -80,6 +80,7 @@ class IngestService:
     alarms: AlarmPipeline | None = None
     notifier: Notifier | None = None
     api: ApiServer | None = None
+    positions: Positions = field(default_factory=Positions)
     auth_failing: bool = False
     _last_auth_alarm: float = 0.0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -128,6 +129,7 @@ class IngestService:
             )
             self.alarms.listeners.append(self.notifier.on_transitions)
             self.alarms.listeners.append(self._wake_notifier)
+        self.positions = self._kpi_positions(settings)
         if settings.api is not None:
             app = create_app(
                 self.alarms.book,
@@ -137,6 +139,7 @@ class IngestService:
                 links,
                 rosters=self._rosters if self.notifier is not None else None,
                 kpis=self._kpis,
+                deliveries=self.notifier,
             )
             self.api = ApiServer(app, settings.api.host, settings.api.port)
 
@@ -185,9 +188,34 @@ class IngestService:
             await self.alarms.observe(batch.site, batch.station, result.valid)
         return result
 
+    def _kpi_positions(self, settings: AlarmSettings) -> Positions:
+        """EEMUA's operator position: the config's positions first, then the crew the
+        notifier routes an alarm to, then the site (see ingest/alarms/kpi.py)."""
+        rules = tuple(
+            PositionRule(
+                p.position,
+                _globs(p.match.site),
+                _globs(p.match.station),
+                _globs(p.match.asset),
+                _globs(p.match.rule),
+            )
+            for p in settings.kpi.positions
+        )
+        named = [r.position for r in rules]
+        notify = self.notifier.config if self.notifier is not None else None
+        if notify is None:
+            return Positions(rules, None, tuple(dict.fromkeys([*named, *self._site_ids()])))
+        routes = [*notify.routes, *([notify.default_route] if notify.default_route else [])]
+        crews = [r.crew for r in routes]
+        return Positions(rules, _crew_of(notify), tuple(dict.fromkeys([*named, *crews])))
+
+    def _site_ids(self) -> list[str]:
+        return [s.id for s in self.config.site.sites]
+
     async def _alarm_clock(self) -> None:
         assert self.alarms is not None and self.config.settings.alarms is not None
-        next_kpis = time.monotonic() + KPI_EVERY_S
+        kpi_every_s = self.config.settings.alarms.kpi.write_every_s
+        next_kpis = time.monotonic() + kpi_every_s
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.settings.alarms.tick_s):
@@ -198,7 +226,7 @@ class IngestService:
             if self.notifier is not None:
                 await self.notifier.tick()  # never raises for a failed delivery
             if time.monotonic() >= next_kpis:
-                next_kpis += KPI_EVERY_S
+                next_kpis = max(next_kpis + kpi_every_s, time.monotonic())
                 await self._write_kpis()
 
     async def _wake_notifier(self, transitions: list[Transition]) -> None:
@@ -211,13 +239,16 @@ class IngestService:
         assert self.notifier is not None
         return duty_board(self.notifier.config, time.time_ns() // 1_000_000)
 
-    def _kpis(self) -> dict[str, object]:
+    async def _kpis(self, since_ms: int, until_ms: int) -> AlarmKpis:
+        """The KPIs of a window, off the event loop: a year of history takes a while."""
         assert self.alarms is not None
-        return compute(self.alarms.book, time.time_ns() // 1_000_000).as_dict()
+        book, window = self.alarms.book, until_ms - since_ms
+        sites = self._site_ids()
+        return await asyncio.to_thread(compute, book, until_ms, window, self.positions, sites)
 
     async def _write_kpis(self) -> None:
-        assert self.alarms is not None
-        kpis = compute(self.alarms.book, time.time_ns() // 1_000_000)
+        now = time.time_ns() // 1_000_000
+        kpis = await self._kpis(now - DAY_MS, now)
         try:
             await self.writer.write(kpi_lines(kpis))
         except InfluxError as exc:
@@ -275,3 +306,15 @@ class IngestService:
                 await self.writer.write([line])
             except InfluxError as exc:  # its own health is the least of what cannot land
                 log.warning("ingest health not written: %s", exc)
+
+
+def _globs(value: str | list[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _crew_of(notify: NotifyConfig) -> Callable[[AlarmKey, Priority], str | None]:
+    def crew_of(key: AlarmKey, priority: Priority) -> str | None:
+        route = route_for(notify, key, priority)
+        return route.crew if route is not None else None
+
+    return crew_of

@@ -1,10 +1,15 @@
 """Alarm-system KPIs as EEMUA 191 and ISA-18.2 measure them, from the alarm book.
 
-An operator position here is a site: each site's alarms go to one crew, the unit the
-alarm rate is about. Figures over a window (default the last 24 h):
+EEMUA's alarm rate is per *operator position*: the people who must read and answer
+the alarms. Here that is whoever the alarm goes to (`Positions`): an entry of
+`alarms.kpi.positions` in the ingest config if one matches, else the crew the
+notifier routes the alarm to, else (no notifier, or no route takes it) its site. The
+same figures are also kept per site, for the site dashboards. Over a window (default
+the last 24 h):
 
-- alarms per 10 minutes per position: average and peak (EEMUA: average ≤ 1 "very
-  likely acceptable", ≤ 2 "manageable"; peak < 10);
+- alarms per 10 minutes: average and peak, over fixed clock intervals (10:00-10:10,
+  ...) so any two reports agree (EEMUA: average ≤ 1 "very likely acceptable", ≤ 2
+  "manageable"; peak < 10);
 - flood periods: 10-minute intervals with more than 10 alarms, and the share of time
   spent in flood (ISA-18.2: < 1 %);
 - chattering alarms: raised 3 times or more within one minute;
@@ -18,29 +23,97 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
 from ingest.alarms.model import AlarmKey, Priority
-from ingest.lineproto import encode_point
+from ingest.lineproto import FieldValue, encode_point
 
 TEN_MIN_MS = 600_000
+DAY_MS = 24 * 3_600_000
 FLOOD_ALARMS = 10  # more than this in 10 minutes is a flood
 CHATTER_RAISES, CHATTER_WINDOW_MS = 3, 60_000
-STALE_MS = 24 * 3_600_000
+STALE_MS = DAY_MS
 HISTORY_LIMIT = 1_000_000
 PER_ALARM_LIMIT = 500  # an active alarm's latest raise is among its newest transitions
+
+SITE_MEASUREMENT = "alarm_kpi"  # tag site: what the dashboards read
+POSITION_MEASUREMENT = "alarm_kpi_position"  # tag position: EEMUA's operator position
+
+CrewOf = Callable[[AlarmKey, Priority], str | None]
+
+
+@dataclass(frozen=True)
+class PositionRule:
+    """One entry of `alarms.kpi.positions`: alarms whose key matches the globs belong to
+    `position`."""
+
+    position: str
+    site: tuple[str, ...] = ("*",)
+    station: tuple[str, ...] = ("*",)
+    asset: tuple[str, ...] = ("*",)
+    rule: tuple[str, ...] = ("*",)
+
+    def matches(self, key: AlarmKey) -> bool:
+        return all(
+            any(fnmatchcase(value, glob) for glob in globs)
+            for value, globs in (
+                (key.site, self.site),
+                (key.station, self.station),
+                (key.asset, self.asset),
+                (key.rule, self.rule),
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Which operator position an alarm counts for: the first matching `rules` entry,
+    else `crew_of` (the notifier's routing), else the alarm's site. `known` are the
+    positions reported even when quiet, so a dashboard shows their zeros rather than
+    an old figure."""
+
+    rules: tuple[PositionRule, ...] = ()
+    crew_of: CrewOf | None = None
+    known: tuple[str, ...] = ()
+
+    def __call__(self, key: AlarmKey, priority: Priority) -> str:
+        for rule in self.rules:
+            if rule.matches(key):
+                return rule.position
+        if self.crew_of is not None:
+            crew = self.crew_of(key, priority)
+            if crew is not None:
+                return crew
+        return key.site
+
+    @property
+    def basis(self) -> str:
+        found = ["alarms.kpi.positions"] if self.rules else []
+        if self.crew_of is not None:
+            found.append("the crew the notifier routes to")
+        return ", else ".join([*found, "the site"])
 
 
 @dataclass
 class PositionKpis:
+    """The figures of one operator position (or of one site, in `AlarmKpis.sites`)."""
+
     position: str
     alarms: int = 0
     per_10min_average: float = 0.0
     per_10min_peak: int = 0
     flood_periods: int = 0
     time_in_flood_pct: float = 0.0
+    chattering: int = 0
+    stale: int = 0
+    raised: dict[str, int] = field(default_factory=lambda: {p.value: 0 for p in Priority})
+    acknowledged: int = 0
+    ack_median_s: float | None = None
+    ack_p90_s: float | None = None
 
 
 @dataclass
@@ -48,7 +121,9 @@ class AlarmKpis:
     since_ms: int
     until_ms: int
     alarms: int
+    position_basis: str
     positions: list[PositionKpis]
+    sites: list[PositionKpis]
     priorities: dict[str, int]
     priority_pct: dict[str, float]
     chattering: list[str]
@@ -61,87 +136,136 @@ class AlarmKpis:
         return asdict(self)
 
 
-def compute(book: AlarmBook, until_ms: int, window_ms: int = 24 * 3_600_000) -> AlarmKpis:
+@dataclass(frozen=True)
+class _Facts:
+    """What the figures are made of, each with the key and priority to group it by."""
+
+    since_ms: int
+    until_ms: int
+    raises: list[Transition]
+    acks: list[tuple[Transition, float]]  # (the raise, seconds until acknowledged)
+    chattering: dict[AlarmKey, Priority]
+    stale: dict[AlarmKey, Priority]
+
+
+def compute(
+    book: AlarmBook,
+    until_ms: int,
+    window_ms: int = DAY_MS,
+    positions: Positions | None = None,
+    sites: Sequence[str] = (),
+) -> AlarmKpis:
+    """The KPIs of the window ending at `until_ms`; `sites` are reported even when
+    quiet (as `positions.known` are)."""
+    if window_ms <= 0:
+        raise ValueError(f"the window must be longer than 0 ms, not {window_ms}")
+    position_of = positions or Positions()
     since = until_ms - window_ms
-    history = book.history(since_ms=since, until_ms=until_ms, limit=1_000_000)
+    history = book.history(since_ms=since, until_ms=until_ms, limit=HISTORY_LIMIT)
     raises = [t for t in history if t.event is AlarmEvent.RAISED]
-    ack_s = _ack_times(history)
-    priorities = Counter(t.priority.value for t in raises)
-    total = len(raises)
+    facts = _Facts(
+        since, until_ms, raises, _ack_times(history), _chattering(raises), _stale_at(book, until_ms)
+    )
+    overall = _group("all", facts)
     return AlarmKpis(
         since_ms=since,
         until_ms=until_ms,
-        alarms=total,
-        positions=_positions(raises, since, until_ms),
-        priorities={p.value: priorities.get(p.value, 0) for p in Priority},
-        priority_pct={p.value: _pct(priorities.get(p.value, 0), total) for p in Priority},
-        chattering=sorted(_chattering(raises)),
-        stale=_stale_at(book, until_ms),
-        acknowledged=len(ack_s),
-        ack_median_s=statistics.median(ack_s) if ack_s else None,
-        ack_p90_s=_percentile(ack_s, 0.9),
+        alarms=overall.alarms,
+        position_basis=position_of.basis,
+        positions=_grouped(facts, position_of, position_of.known),
+        sites=_grouped(facts, _site, sites),
+        priorities=overall.raised,
+        priority_pct={p: _pct(n, overall.alarms) for p, n in overall.raised.items()},
+        chattering=sorted(str(k) for k in facts.chattering),
+        stale=sorted(str(k) for k in facts.stale),
+        acknowledged=overall.acknowledged,
+        ack_median_s=overall.ack_median_s,
+        ack_p90_s=overall.ack_p90_s,
     )
 
 
-def _positions(raises: list[Transition], since: int, until: int) -> list[PositionKpis]:
-    intervals = max(1, (until - since) // TEN_MIN_MS)
-    by_site: dict[str, Counter[int]] = defaultdict(Counter)
-    for t in raises:
-        by_site[t.key.site][(t.at_ms - since) // TEN_MIN_MS] += 1
-    out = []
-    for site, buckets in sorted(by_site.items()):
-        floods = sum(1 for n in buckets.values() if n > FLOOD_ALARMS)
-        out.append(
-            PositionKpis(
-                position=site,
-                alarms=sum(buckets.values()),
-                per_10min_average=round(sum(buckets.values()) / intervals, 3),
-                per_10min_peak=max(buckets.values()),
-                flood_periods=floods,
-                time_in_flood_pct=_pct(floods, intervals),
-            )
-        )
-    return out
+def _site(key: AlarmKey, priority: Priority) -> str:
+    return key.site
 
 
-def _chattering(raises: list[Transition]) -> set[str]:
-    by_key: dict[AlarmKey, list[int]] = defaultdict(list)
+def _grouped(
+    facts: _Facts, group_of: Callable[[AlarmKey, Priority], str], always: Iterable[str]
+) -> list[PositionKpis]:
+    names = set(always)
+    names |= {group_of(t.key, t.priority) for t in facts.raises}
+    names |= {group_of(k, p) for k, p in (*facts.chattering.items(), *facts.stale.items())}
+    return [_group(name, facts, group_of) for name in sorted(names)]
+
+
+def _group(
+    name: str, facts: _Facts, group_of: Callable[[AlarmKey, Priority], str] | None = None
+) -> PositionKpis:
+    def mine(key: AlarmKey, priority: Priority) -> bool:
+        return group_of is None or group_of(key, priority) == name
+
+    raises = [t for t in facts.raises if mine(t.key, t.priority)]
+    acks = [s for t, s in facts.acks if mine(t.key, t.priority)]
+    intervals = max(1, (facts.until_ms - facts.since_ms) // TEN_MIN_MS)
+    # Fixed clock intervals (10:00-10:10, ...), not ones counted from the window's start:
+    # the same alarms give the same peak and floods whenever the window is asked for.
+    buckets = Counter(t.at_ms // TEN_MIN_MS for t in raises)
+    floods = sum(1 for n in buckets.values() if n > FLOOD_ALARMS)
+    priorities = Counter(t.priority.value for t in raises)
+    return PositionKpis(
+        position=name,
+        alarms=len(raises),
+        per_10min_average=round(len(raises) / intervals, 3),
+        per_10min_peak=max(buckets.values(), default=0),
+        flood_periods=floods,
+        time_in_flood_pct=_pct(floods, intervals),
+        chattering=sum(1 for k, p in facts.chattering.items() if mine(k, p)),
+        stale=sum(1 for k, p in facts.stale.items() if mine(k, p)),
+        raised={p.value: priorities.get(p.value, 0) for p in Priority},
+        acknowledged=len(acks),
+        ack_median_s=float(statistics.median(acks)) if acks else None,
+        ack_p90_s=_percentile(acks, 0.9),
+    )
+
+
+def _chattering(raises: list[Transition]) -> dict[AlarmKey, Priority]:
+    by_key: dict[AlarmKey, list[Transition]] = defaultdict(list)
     for t in raises:
-        by_key[t.key].append(t.at_ms)
-    found = set()
-    for key, times in by_key.items():
-        times.sort()
+        by_key[t.key].append(t)
+    found = {}
+    for key, ts in by_key.items():
+        times = sorted(t.at_ms for t in ts)
         for i in range(len(times) - CHATTER_RAISES + 1):
             if times[i + CHATTER_RAISES - 1] - times[i] <= CHATTER_WINDOW_MS:
-                found.add(str(key))
+                found[key] = ts[-1].priority
                 break
     return found
 
 
-def _ack_times(history: list[Transition]) -> list[float]:
-    raised_at: dict[AlarmKey, int] = {}
+def _ack_times(history: list[Transition]) -> list[tuple[Transition, float]]:
+    raised: dict[AlarmKey, Transition] = {}
     out = []
     for t in history:
         if t.event is AlarmEvent.RAISED:
-            raised_at[t.key] = t.at_ms
-        elif t.event is AlarmEvent.ACKNOWLEDGED and t.key in raised_at:
-            out.append(max(0, t.at_ms - raised_at.pop(t.key)) / 1000)
+            raised[t.key] = t
+        elif t.event is AlarmEvent.ACKNOWLEDGED and t.key in raised:
+            start = raised.pop(t.key)
+            out.append((start, max(0, t.at_ms - start.at_ms) / 1000))
     return out
 
 
-def _stale_at(book: AlarmBook, at_ms: int) -> list[str]:
+def _stale_at(book: AlarmBook, at_ms: int) -> dict[AlarmKey, Priority]:
     """Alarms whose condition was active at `at_ms` and had been for over STALE_MS, as
     of then (a report on last month lists last month's stale alarms, not today's). One
     active then is active now or has changed since, so only those histories are read."""
     keys = {a.key for a in book.active()}
     keys |= {t.key for t in book.history(since_ms=at_ms + 1, limit=HISTORY_LIMIT)}
-    stale = []
+    stale = {}
     for key in keys:
         # at_ms included, like the report's `standing_at`: newest first is enough here.
         history = book.history(key=key, until_ms=at_ms + 1, limit=PER_ALARM_LIMIT)
         if history and history[-1].active and _stale(_raised_ms(history), at_ms):
-            stale.append(str(key))
-    return sorted(stale)
+            stale[key] = history[-1].priority
+    return stale
 
 
 def _raised_ms(history: list[Transition]) -> int | None:
@@ -164,21 +288,39 @@ def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
 
 
 def kpi_lines(kpis: AlarmKpis) -> list[str]:
-    """`alarm_kpi` points, one per position, stamped with the window's end."""
-    lines = []
-    for p in kpis.positions:
-        fields: dict[str, float | int] = {
-            "alarms": p.alarms,
-            "per_10min_average": float(p.per_10min_average),
-            "per_10min_peak": p.per_10min_peak,
-            "flood_periods": p.flood_periods,
-            "time_in_flood_pct": float(p.time_in_flood_pct),
-            "chattering": sum(1 for c in kpis.chattering if c.startswith(p.position + "/")),
-            "stale": sum(1 for s in kpis.stale if s.startswith(p.position + "/")),
-        }
-        lines.append(encode_point("alarm_kpi", {"site": p.position}, fields, kpis.until_ms))
+    """`alarm_kpi` points (tag site) and `alarm_kpi_position` points (tag position),
+    stamped with the window's end. A field keeps one type for ever (InfluxDB refuses a
+    float where it stored an int): counts are ints, rates and times floats, and a time
+    to acknowledge with nothing acknowledged is left out rather than written as 0."""
+    lines = [
+        encode_point(SITE_MEASUREMENT, {"site": s.position}, _fields(s), kpis.until_ms)
+        for s in kpis.sites
+    ]
+    lines += [
+        encode_point(POSITION_MEASUREMENT, {"position": p.position}, _fields(p), kpis.until_ms)
+        for p in kpis.positions
+    ]
     return lines
+
+
+def _fields(k: PositionKpis) -> dict[str, FieldValue]:
+    fields: dict[str, FieldValue] = {
+        "alarms": int(k.alarms),
+        "per_10min_average": float(k.per_10min_average),
+        "per_10min_peak": int(k.per_10min_peak),
+        "flood_periods": int(k.flood_periods),
+        "time_in_flood_pct": float(k.time_in_flood_pct),
+        "chattering": int(k.chattering),
+        "stale": int(k.stale),
+        **{f"raised_{p.value}": int(k.raised.get(p.value, 0)) for p in Priority},
+        "acknowledged": int(k.acknowledged),
+    }
+    if k.ack_median_s is not None:
+        fields["ack_median_s"] = float(k.ack_median_s)
+    if k.ack_p90_s is not None:
+        fields["ack_p90_s"] = float(k.ack_p90_s)
+    return fields

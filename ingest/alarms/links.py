@@ -8,9 +8,12 @@ person, which is what a crew member on a phone needs and no more.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from ingest.alarms.model import AlarmKey
 
@@ -21,17 +24,42 @@ class AckLinkError(ValueError):
     """The link is forged, damaged or too old; the text says which."""
 
 
+class AckLinkExpired(AckLinkError):
+    """A genuine link, older than `max_age_s`."""
+
+
 @dataclass(frozen=True)
 class AckGrant:
     key: AlarmKey
     user: str
 
 
+class _ClockedSigner(TimestampSigner):
+    """itsdangerous's signer on a given clock, for stamping and for measuring age."""
+
+    def __init__(self, *args: Any, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self.clock())
+
+
 class AckLinks:
-    def __init__(self, secret: str, base_url: str, max_age_s: float = 24 * 3600) -> None:
+    """`clock` (seconds, like time.time) stamps the links and measures their age."""
+
+    def __init__(
+        self,
+        secret: str,
+        base_url: str,
+        max_age_s: float = 24 * 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if len(secret) < 16:
             raise ValueError("the ack link secret must be at least 16 characters")
-        self._signer = URLSafeTimedSerializer(secret, salt=SALT)
+        self._signer = URLSafeTimedSerializer(
+            secret, salt=SALT, signer=_ClockedSigner, signer_kwargs={"clock": clock}
+        )
         self.base_url = base_url.rstrip("/")
         self.max_age_s = max_age_s
 
@@ -45,7 +73,11 @@ class AckLinks:
         try:
             key, user = self._signer.loads(token, max_age=int(self.max_age_s))
         except SignatureExpired as exc:
-            raise AckLinkError("this acknowledge link has expired") from exc
+            hours = self.max_age_s / 3600
+            raise AckLinkExpired(
+                f"this acknowledge link has expired (links work for {hours:g} h after "
+                "they are sent); acknowledge the alarm in the console instead"
+            ) from exc
         except (BadSignature, ValueError, TypeError) as exc:
             raise AckLinkError("this acknowledge link is not valid") from exc
         return AckGrant(AlarmKey.parse(str(key)), str(user))

@@ -3,7 +3,8 @@
 `create_app` wires the alarm book, the pipeline (every action's transitions go out
 through it to InfluxDB, the notifier and the consoles), the API users, the audit log
 and, optionally, acknowledge links and the notifier's rosters and KPIs into one FastAPI
-application. It runs in the ingest service's own event loop (see server.py): the
+application (the notifier's deliveries too, for `/api/notifications`). It runs in the
+ingest service's own event loop (see server.py): the
 pipeline calls its listeners there, and the console's live stream is one of them.
 
 Alarm keys and asset paths are URL paths (`/api/alarms/fengshou/xiba/pump_1/pump_trip`),
@@ -15,11 +16,12 @@ given as separate segments so `/history` and the actions after a key are unambig
 
 import inspect
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
@@ -28,26 +30,37 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Streamin
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from facility.durations import parse_duration
 from ingest.alarms.book import Alarm, AlarmActionError, AlarmBook, AlarmEvent, Transition
-from ingest.alarms.links import AckGrant, AckLinkError, AckLinks
+from ingest.alarms.kpi import DAY_MS, AlarmKpis
+from ingest.alarms.links import AckGrant, AckLinkError, AckLinkExpired, AckLinks
 from ingest.alarms.model import AlarmKey, AlarmState, Priority
+from ingest.alarms.notify.store import Delivery, DeliveryStatus
 from ingest.alarms.pipeline import AlarmPipeline
 from ingest.api import ackpage
-from ingest.api.audit import AuditAction, AuditLog, Outcome
-from ingest.api.auth import Role, Tokens, User, requires, requires_header_or_query
+from ingest.api.audit import USER_TARGET, AuditAction, AuditLog, Outcome
+from ingest.api.auth import Revocation, Role, Tokens, User, requires, requires_header_or_query
 from ingest.api.events import EventHub, stream
 from ingest.api.models import (
+    STATE_OF,
+    STATUS_OF,
     ActionResult,
     AlarmList,
     AlarmOut,
     AssetActionResult,
     AuditEntryOut,
     CommentBody,
+    DeliveryOut,
+    DeliveryState,
     Health,
+    KpisOut,
     Me,
+    NotificationsOut,
     OutOfServiceBody,
+    RevokeBody,
     ShelveBody,
     TransitionOut,
+    UserOut,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +69,8 @@ STATIC = Path(__file__).parent / "static"
 HISTORY_SCAN = 50_000  # filters other than a whole key look at this many newest transitions
 MAX_LIMIT = 10_000
 LINK_ROLE = "link"  # the audit log's role for a signed acknowledge link
+MAX_KPI_WINDOW_MS = 400 * DAY_MS  # the raw data's and the book's horizon, and then some
+CLOCK_SLACK_MS = 60_000  # an `until` this far ahead of the server's clock is not "future"
 
 # The console and the ack pages load nothing but their own files.
 _PAGE_CSP = (
@@ -71,6 +86,21 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 _READ_REFUSALS: dict[int | str, dict[str, Any]] = {code: _REFUSALS[code] for code in (401, 403)}
 
 Provider = Callable[[], object]
+# The KPIs of [since_ms, until_ms): the service computes them off the event loop.
+KpiProvider = Callable[[int, int], Awaitable[AlarmKpis]]
+
+
+class DeliveryLog(Protocol):
+    """What the API reads of the notifier (Notifier fits)."""
+
+    def deliveries(
+        self,
+        status: DeliveryStatus | Collection[DeliveryStatus] | None = None,
+        limit: int = 100,
+        since_ms: int | None = None,
+    ) -> list[Delivery]: ...
+
+    def delivery_counts(self) -> dict[DeliveryStatus, int]: ...
 
 
 def create_app(
@@ -80,10 +110,15 @@ def create_app(
     audit: AuditLog,
     links: AckLinks | None = None,
     rosters: Provider | None = None,
-    kpis: Provider | None = None,
+    kpis: KpiProvider | None = None,
+    deliveries: DeliveryLog | None = None,
 ) -> FastAPI:
     hub = EventHub()
     pipeline.listeners.append(hub.publish)
+    tokens.revoked = {
+        name: Revocation(entry.user, entry.at_ms, entry.comment)
+        for name, entry in audit.revoked_users().items()
+    }
     app = FastAPI(
         title="Facility alarms",
         version="1",
@@ -91,7 +126,11 @@ def create_app(
         openapi_tags=[
             {"name": "alarms", "description": "the alarm board and its history"},
             {"name": "actions", "description": "operator actions; each one is audited"},
-            {"name": "service", "description": "live events, rosters, KPIs, audit, health"},
+            {
+                "name": "service",
+                "description": "live events, rosters, KPIs, notifications, audit, health",
+            },
+            {"name": "users", "description": "who may sign in (admin)"},
         ],
     )
     app.state.hub = hub
@@ -99,6 +138,8 @@ def create_app(
     app.include_router(_alarm_routes(ops, tokens))
     app.include_router(_action_routes(ops, tokens))
     app.include_router(_service_routes(ops, tokens, hub, rosters, kpis))
+    app.include_router(_notification_routes(tokens, deliveries))
+    app.include_router(_user_routes(ops, tokens, hub))
     app.include_router(_page_routes(ops, links))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(AlarmActionError, _refused)
@@ -409,7 +450,7 @@ def _service_routes(
     tokens: Tokens,
     hub: EventHub,
     rosters: Provider | None,
-    kpis: Provider | None,
+    kpis: KpiProvider | None,
 ) -> APIRouter:
     router = APIRouter(tags=["service"])
     viewer = requires(tokens, Role.VIEWER)
@@ -445,10 +486,33 @@ def _service_routes(
         """Who is on duty, as the notifier has it."""
         return await _provided(rosters, "rosters")
 
-    @router.get("/api/kpis", responses={404: {"description": "not configured"}})
-    async def get_kpis(user: Annotated[User, Depends(viewer)]) -> JSONResponse:
-        """Alarm KPIs (response times, alarm rates), as the service computes them."""
-        return await _provided(kpis, "KPIs")
+    @router.get(
+        "/api/kpis",
+        response_model=KpisOut,
+        responses={
+            **_READ_REFUSALS,
+            404: {"description": "not configured"},
+            422: {"description": "a window that makes no sense"},
+        },
+    )
+    async def get_kpis(
+        user: Annotated[User, Depends(viewer)],
+        since: Since = None,
+        until: Annotated[
+            datetime | None, Query(description="ISO 8601, exclusive; default now")
+        ] = None,
+        window: Annotated[
+            str | None, Query(description="the window's length (90m, 24h, 7d); default 24h")
+        ] = None,
+    ) -> KpisOut:
+        """EEMUA 191 / ISA-18.2 alarm KPIs per operator position and per site: alarm
+        rates, floods, chattering and stale alarms, priorities, time to acknowledge.
+        The window is the last 24 h unless given by two of `since`, `until`, `window`
+        (or one: `since` runs to now, `until` or `window` alone go with the default)."""
+        if kpis is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no KPIs configured")
+        start, end = kpi_window(_ms(since), _ms(until), window, ops.book.now_ms())
+        return KpisOut.of(await kpis(start, end))
 
     @router.get("/api/audit", response_model=list[AuditEntryOut], responses=_READ_REFUSALS)
     async def get_audit(
@@ -473,6 +537,40 @@ def _service_routes(
     return router
 
 
+def kpi_window(
+    since_ms: int | None, until_ms: int | None, window: str | None, now_ms: int
+) -> tuple[int, int]:
+    """[since, until) from what was given; HTTP 422 saying why if it makes no sense."""
+    if since_ms is not None and until_ms is not None and window is not None:
+        raise _unprocessable("give at most two of since, until and window")
+    length = _window_ms(window) if window is not None else None
+    if until_ms is None:
+        until_ms = since_ms + length if since_ms is not None and length else now_ms
+    if since_ms is None:
+        since_ms = until_ms - (length or DAY_MS)
+    if since_ms >= until_ms:
+        raise _unprocessable("since must be before until")
+    if until_ms - since_ms > MAX_KPI_WINDOW_MS:
+        raise _unprocessable(f"a window of at most {MAX_KPI_WINDOW_MS // DAY_MS} days")
+    if until_ms > now_ms + CLOCK_SLACK_MS:
+        raise _unprocessable("until is in the future: KPIs are of what has happened")
+    return since_ms, until_ms
+
+
+def _window_ms(text: str) -> int:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise _unprocessable(f"window: {exc}") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise _unprocessable(f"window: must be longer than 0, not {text!r}")
+    return int(min(seconds * 1000, 2 * MAX_KPI_WINDOW_MS))
+
+
+def _unprocessable(why: str) -> HTTPException:
+    return HTTPException(422, why)  # what FastAPI answers for a malformed parameter
+
+
 async def _provided(provider: Provider | None, what: str) -> JSONResponse:
     if provider is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what} configured")
@@ -480,6 +578,107 @@ async def _provided(provider: Provider | None, what: str) -> JSONResponse:
     if inspect.isawaitable(value):
         value = await value
     return JSONResponse(jsonable_encoder(value))
+
+
+# -- notification deliveries ------------------------------------------------------------
+
+
+def _notification_routes(tokens: Tokens, log: DeliveryLog | None) -> APIRouter:
+    router = APIRouter(tags=["service"])
+    crew = requires(tokens, Role.CREW)
+
+    @router.get("/api/notifications", response_model=NotificationsOut, responses=_READ_REFUSALS)
+    async def notifications(
+        user: Annotated[User, Depends(crew)],
+        state: Annotated[
+            list[DeliveryState] | None,
+            Query(description="repeatable; failed and abandoned are what reached nobody"),
+        ] = None,
+        since: Annotated[
+            datetime | None,
+            Query(description="ISO 8601: made or last tried at or after this"),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> NotificationsOut:
+        """The notifier's deliveries, newest first: each message to each contact, its
+        channel, recipient, tries and last error (crew and up: whoever answers alarms
+        must know when the people who should hear of them do not). Without a notifier
+        the answer says so (`notifier`: false) and lists nothing: a console polling it
+        has nothing to fail on."""
+        if log is None:
+            return NotificationsOut(notifier=False, counts={}, deliveries=[])
+        wanted = [STATUS_OF[s] for s in state] if state else None
+        found = log.deliveries(wanted, limit, _ms(since))
+        counts = {STATE_OF[s]: n for s, n in log.delivery_counts().items()}
+        deliveries = [DeliveryOut.of(d) for d in found]
+        return NotificationsOut(notifier=True, counts=counts, deliveries=deliveries)
+
+    return router
+
+
+# -- users (admin) ----------------------------------------------------------------------
+
+
+def _user_routes(ops: Operations, tokens: Tokens, hub: EventHub) -> APIRouter:
+    router = APIRouter(tags=["users"], responses=_READ_REFUSALS)
+    admin = requires(tokens, Role.ADMIN)
+    audit = ops.audit
+    user_path = "/api/users/{name}"
+    refusals: dict[int | str, dict[str, Any]] = {
+        404: {"description": "no such user"},
+        409: {"description": "already so, or your own access"},
+    }
+
+    def known(name: str) -> User:
+        found = next((u for u in tokens.users if u.name == name), None)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {name}")
+        return found
+
+    def refuse(by: User, action: AuditAction, name: str, words: str, why: str) -> HTTPException:
+        target = USER_TARGET + name
+        audit.record(by.name, by.role.value, action, target, words, Outcome.REFUSED, why)
+        return HTTPException(status.HTTP_409_CONFLICT, why)
+
+    @router.get("/api/users", response_model=list[UserOut])
+    async def users(user: Annotated[User, Depends(admin)]) -> list[UserOut]:
+        """Who may sign in, with which role, and whose access is revoked (admin)."""
+        return [UserOut.of(u, tokens.revoked.get(u.name)) for u in tokens.users]
+
+    @router.post(f"{user_path}/revoke", response_model=UserOut, responses=refusals)
+    async def revoke(name: str, body: RevokeBody, user: Annotated[User, Depends(admin)]) -> UserOut:
+        """Refuse a user's token from now on (a lost phone, someone who left): every
+        request with it is 401 and their live streams end, until an admin restores it.
+        Kept in the audit log, so it holds across restarts (admin)."""
+        target = known(name)
+        action = AuditAction.REVOKE_ACCESS
+        if name == user.name:
+            why = "you cannot revoke your own access: another admin can"
+            raise refuse(user, action, name, body.reason, why)
+        if name in tokens.revoked:
+            raise refuse(user, action, name, body.reason, f"{name}'s access is already revoked")
+        entry = audit.record(
+            user.name, user.role.value, action, USER_TARGET + name, body.reason, Outcome.DONE
+        )
+        tokens.revoked[name] = Revocation(user.name, entry.at_ms, body.reason)
+        hub.end_streams_of(name)
+        return UserOut.of(target, tokens.revoked[name])
+
+    @router.post(f"{user_path}/restore", response_model=UserOut, responses=refusals)
+    async def restore(
+        name: str, user: Annotated[User, Depends(admin)], body: CommentBody | None = None
+    ) -> UserOut:
+        """Let a revoked user's token sign in again (admin)."""
+        target = known(name)
+        comment = (body or CommentBody()).comment
+        action = AuditAction.RESTORE_ACCESS
+        if name not in tokens.revoked:
+            raise refuse(user, action, name, comment, f"{name}'s access is not revoked")
+        audit.record(user.name, user.role.value, action, USER_TARGET + name, comment, Outcome.DONE)
+        del tokens.revoked[name]
+        return UserOut.of(target, None)
+
+    return router
 
 
 # -- the console and the acknowledge-link pages -----------------------------------------
@@ -533,6 +732,9 @@ def _granted(
         return HTMLResponse(page, status.HTTP_404_NOT_FOUND)
     try:
         grant = links.verify(token)
+    except AckLinkExpired as exc:
+        page = ackpage.message_page("Link expired", str(exc))
+        return HTMLResponse(page, status.HTTP_410_GONE)
     except AckLinkError as exc:
         return HTMLResponse(ackpage.message_page("Link refused", str(exc)), 400)
     alarm = ops.book.get(grant.key)

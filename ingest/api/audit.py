@@ -27,6 +27,11 @@ class AuditAction(StrEnum):
     UNSHELVE = "unshelve"
     OUT_OF_SERVICE = "out_of_service"
     IN_SERVICE = "in_service"
+    REVOKE_ACCESS = "revoke_access"  # target: user/NAME
+    RESTORE_ACCESS = "restore_access"
+
+
+USER_TARGET = "user/"  # the audit target of an action on a user: user/NAME
 
 
 class Outcome(StrEnum):
@@ -140,6 +145,24 @@ class AuditLog:
                 f"SELECT {_COLUMNS} FROM audit{where} ORDER BY id DESC LIMIT ?", (*args, limit)
             ).fetchall()
         return [_entry(row) for row in reversed(rows)]
+
+    def revoked_users(self) -> dict[str, AuditEntry]:
+        """Users whose access was revoked and not restored since, with the revocation:
+        the newest of the two actions, done, decides."""
+        actions = (AuditAction.REVOKE_ACCESS.value, AuditAction.RESTORE_ACCESS.value)
+        with self._connection() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM audit WHERE action IN (?, ?) AND outcome = ? ORDER BY id",
+                (*actions, Outcome.DONE.value),
+            ).fetchall()
+        found: dict[str, AuditEntry] = {}
+        for entry in map(_entry, rows):
+            name = entry.target.removeprefix(USER_TARGET)
+            if entry.action is AuditAction.REVOKE_ACCESS:
+                found[name] = entry
+            else:
+                found.pop(name, None)
+        return found
 
     def close(self) -> None:
         with self._lock:

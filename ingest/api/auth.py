@@ -7,7 +7,9 @@ vault). A leaked file therefore signs nobody in.
 
 Roles are ordered, each one allowing everything the ones below it do:
 viewer (look) < crew (acknowledge, reset) < supervisor (shelve, out of service, audit)
-< admin.
+< admin (the users: who may sign in, and revoking a token at once, e.g. a lost phone).
+A revoked user's token is refused (401) until an admin restores it; revocations are
+kept in the audit log, so they survive a restart.
 
     python -m ingest.api new-token NAME ROLE
 
@@ -60,6 +62,13 @@ class User:
     role: Role
 
 
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    by: str
+    at_ms: int
+    reason: str
+
+
 class TokensError(ValueError):
     """The token file is missing or wrong; the text names the file and the entry."""
 
@@ -97,6 +106,7 @@ class Tokens:
         if len(set(names)) != len(names):
             raise TokensError(f"a user name appears twice: {sorted(names)}")
         self._users = list(users)
+        self.revoked: dict[str, Revocation] = {}  # by user name: refused until restored
 
     @classmethod
     def of(cls, plain: Mapping[str, User]) -> Tokens:
@@ -207,6 +217,13 @@ def authorize(tokens: Tokens, presented: str | None, role: Role) -> User:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "unknown token",
+            headers={"WWW-Authenticate": 'Bearer realm="facility", error="invalid_token"'},
+        )
+    revoked = tokens.revoked.get(user.name)
+    if revoked is not None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            f"the access of {user.name} was revoked by {revoked.by}: {revoked.reason}",
             headers={"WWW-Authenticate": 'Bearer realm="facility", error="invalid_token"'},
         )
     if not user.role.allows(role):

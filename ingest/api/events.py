@@ -29,6 +29,7 @@ Batch = list[Transition] | None  # None: the hub closed, end the stream
 @dataclass(eq=False)
 class Subscriber:
     loop: asyncio.AbstractEventLoop
+    user: str = ""
     queue: asyncio.Queue[Batch] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     lagging: bool = False
 
@@ -67,9 +68,15 @@ class EventHub:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
+    def end_streams_of(self, user: str) -> None:
+        """A user whose access was revoked hears nothing more."""
+        for subscriber in list(self._subscribers):
+            if subscriber.user == user:
+                subscriber.loop.call_soon_threadsafe(subscriber.offer, None)
+
     @contextmanager
-    def subscribe(self) -> Iterator[Subscriber]:
-        subscriber = Subscriber(asyncio.get_running_loop())
+    def subscribe(self, user: str = "") -> Iterator[Subscriber]:
+        subscriber = Subscriber(asyncio.get_running_loop(), user)
         if self.closed:
             subscriber.offer(None)
         self._subscribers.add(subscriber)
@@ -92,7 +99,7 @@ class EventHub:
 
 async def stream(hub: EventHub, user: str, heartbeat_s: float = HEARTBEAT_S) -> AsyncIterator[str]:
     """The text of one `text/event-stream` response."""
-    with hub.subscribe() as subscriber:
+    with hub.subscribe(user) as subscriber:
         yield f"retry: {RETRY_MS}\n" + sse("hello", {"user": user})
         while True:
             try:

@@ -12,9 +12,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,21 @@ import httpx
 import pytest
 import yaml
 
+from facility.catchers import MailCatcher
 from facility.config import SiteConfig
 from facility.wire import Reading
 from ingest.alarms.book import AlarmBook
+from ingest.alarms.kpi import AlarmKpis, compute
 from ingest.alarms.links import AckLinks
 from ingest.alarms.model import AlarmKey, AlarmState
+from ingest.alarms.notify import Notifier, NotifyConfig
 from ingest.alarms.pipeline import AlarmPipeline
 from ingest.api import ApiServer, AuditLog, Role, Tokens, User, create_app
 from ingest.api.__main__ import main as new_token
+from ingest.api.audit import AuditAction
 from ingest.api.auth import TokensError, hash_token
 from tests.conftest import ROOT
+from tests.integration.test_notifier import LI, SECRET_ENV, Clock, write_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,6 +52,7 @@ TOKENS = {
 }
 NAMES = {Role.VIEWER: "vera", Role.CREW: "li", Role.SUPERVISOR: "wang", Role.ADMIN: "ops"}
 LINK_SECRET = "an-ack-link-secret-for-tests-only"
+HOUR = 3_600_000
 
 TANK_HH = AlarmKey(SITE, "xiba", "tank_no4", "tank_level_high_high")  # high
 TANK_LL = AlarmKey(SITE, "laozhengfu", "tank_no3", "tank_level_low_low")  # critical
@@ -89,6 +96,7 @@ class Stack:
     audit: AuditLog
     links: AckLinks
     server: ApiServer
+    notifier: Notifier | None = None
 
     @property
     def book(self) -> AlarmBook:
@@ -138,33 +146,49 @@ class Stack:
 
 @asynccontextmanager
 async def running_stack(
-    tmp_path: Path, site: SiteConfig, rosters: Any = None, kpis: Any = None
+    tmp_path: Path,
+    site: SiteConfig,
+    rosters: Any = None,
+    kpis: bool = False,
+    notify: tuple[NotifyConfig, Callable[[], int]] | None = None,
 ) -> AsyncIterator[Stack]:
+    """The API over a real pipeline; with `kpis`, computed from its book per site (the
+    service's own positions are tested in test_alarm_service.py); with `notify` (a
+    config and a clock), a real notifier listening to the pipeline, whose deliveries
+    the API lists. The test runs its ticks."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     rules = write_rules(tmp_path / "rules.yaml")
     pipeline = AlarmPipeline.open(rules, site, tmp_path / "book.db", None)
     audit = AuditLog(tmp_path / "audit.db")
     links = AckLinks(LINK_SECRET, "http://unused.invalid")
     tokens = Tokens.of({TOKENS[role]: User(NAMES[role], role) for role in Role})
-    app = create_app(pipeline.book, pipeline, tokens, audit, links, rosters, kpis)
+    notifier = None
+    if notify is not None:
+        config, clock = notify
+        notifier = Notifier(config, pipeline.book, links, tmp_path / "notify.db", now_ms=clock)
+        pipeline.listeners.append(notifier.on_transitions)
+
+    async def kpis_of(since_ms: int, until_ms: int) -> AlarmKpis:
+        return compute(pipeline.book, until_ms, until_ms - since_ms)
+
+    provider = kpis_of if kpis else None
+    app = create_app(pipeline.book, pipeline, tokens, audit, links, rosters, provider, notifier)
     server = ApiServer(app, port=0)
     await server.start()
     try:
-        yield Stack(pipeline, audit, links, server)
+        yield Stack(pipeline, audit, links, server, notifier)
     finally:
         await server.stop()
         audit.close()
+        if notifier is not None:
+            notifier.close()
         pipeline.close()
 
 
 @pytest.fixture
 async def stack(tmp_path: Path, demo_config: SiteConfig) -> AsyncIterator[Stack]:
     rosters = {"fengshou": {"on_duty": ["li"]}}
-
-    async def kpis() -> dict[str, float]:
-        return {"mean_ack_s": 42.0}
-
-    async with running_stack(tmp_path, demo_config, lambda: rosters, kpis) as s:
+    async with running_stack(tmp_path, demo_config, lambda: rosters, kpis=True) as s:
         yield s
 
 
@@ -387,18 +411,72 @@ async def test_history_of_one_alarm_and_of_all(stack: Stack) -> None:
         assert (await crew.get(f"{path_of(trip_key('xiba', 'pump_3'))}/history")).status_code == 404
 
 
-async def test_rosters_and_kpis_pass_through(
+async def test_rosters_pass_through_and_kpis_take_a_window(
     stack: Stack, tmp_path: Path, demo_config: SiteConfig
 ) -> None:
+    now = now_ms()
+    old = await stack.trip("xiba", "pump_1", now - 26 * HOUR)  # before the default 24 h
+    recent = await stack.trip("sankeshu", "pump_1", now - 3 * HOUR)
+    async with stack.client(Role.CREW) as crew:
+        assert (await crew.post(f"{path_of(recent)}/ack")).status_code == 200
+
     async with stack.client(Role.VIEWER) as viewer:
         assert (await viewer.get("/api/rosters")).json() == {"fengshou": {"on_duty": ["li"]}}
-        assert (await viewer.get("/api/kpis")).json() == {"mean_ack_s": 42.0}
+
+        async def kpis(**params: str) -> dict[str, Any]:
+            response = await viewer.get("/api/kpis", params=params)
+            assert response.status_code == 200, response.text
+            found: dict[str, Any] = response.json()
+            return found
+
+        last_day = await kpis()
+        assert (last_day["alarms"], last_day["acknowledged"]) == (1, 1)
+        assert abs(last_day["until_ms"] - now_ms()) < 5_000
+        assert last_day["until_ms"] - last_day["since_ms"] == 24 * HOUR
+        [fengshou] = last_day["positions"]
+        assert (fengshou["position"], fengshou["alarms"]) == ("fengshou", 1)
+        assert fengshou["raised"]["high"] == 1 and abs(fengshou["ack_median_s"] - 3 * 3600) < 60
+        assert last_day["sites"] == last_day["positions"]  # no notifier: a position is a site
+
+        assert (await kpis(window="48h"))["alarms"] == 2
+        earlier = {"since": _iso(now - 30 * HOUR), "until": _iso(now - 20 * HOUR)}
+        before = await kpis(**earlier)
+        assert (before["alarms"], before["acknowledged"]) == (1, 0)
+        assert before["since_ms"] == now - 30 * HOUR and before["until_ms"] == now - 20 * HOUR
+        assert await kpis(since=earlier["since"], window="10h") == before
+        assert (await kpis(until=_iso(now - HOUR)))["alarms"] == 1
+        assert (await kpis(since=_iso(now - 2 * HOUR)))["alarms"] == 0
+        assert old != recent
+
+        nonsense = [
+            {**earlier, "window": "10h"},  # over-determined
+            {"since": earlier["until"], "until": earlier["since"]},  # backwards
+            {"window": "-5m"},
+            {"window": "0s"},
+            {"window": "a while"},
+            {"window": "500d"},
+            {"until": _iso(now + 24 * HOUR)},  # the future
+            {"since": "yesterday"},
+        ]
+        for params in nonsense:
+            response = await viewer.get("/api/kpis", params=params)
+            assert response.status_code == 422, (params, response.text)
+        why = (await viewer.get("/api/kpis", params={"window": "a while"})).json()["detail"]
+        assert "not a duration" in why
+    async with stack.client() as anonymous:
+        assert (await anonymous.get("/api/kpis")).status_code == 401
     async with (
         running_stack(tmp_path / "bare", demo_config) as bare,
         bare.client(Role.ADMIN) as admin,
     ):
         assert (await admin.get("/api/rosters")).status_code == 404
         assert (await admin.get("/api/kpis")).status_code == 404
+        nothing = (await admin.get("/api/notifications")).json()
+        assert nothing == {"notifier": False, "counts": {}, "deliveries": []}
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 async def test_openapi_documents_the_api(stack: Stack) -> None:
@@ -422,6 +500,10 @@ async def test_openapi_documents_the_api(stack: Stack) -> None:
         "/api/events",
         "/api/audit",
         "/api/me",
+        "/api/notifications",
+        "/api/users",
+        "/api/users/{name}/revoke",
+        "/api/users/{name}/restore",
         "/healthz",
     ]:
         assert path in paths, path
@@ -541,6 +623,145 @@ async def test_ack_link_get_shows_post_acknowledges(stack: Stack) -> None:
         ("zhang", "link", "refused"),
     ]
     assert entries[0].comment == "from my phone"
+
+
+async def test_an_expired_ack_link_is_refused_and_acknowledges_nothing(stack: Stack) -> None:
+    key = await stack.trip("xiba", "pump_1")
+    made_yesterday = AckLinks(LINK_SECRET, "http://unused.invalid", clock=_hours_ago(25))
+    link = f"/ack/{made_yesterday.token(key, 'zhang')}"
+    async with stack.client() as anonymous:
+        page = await anonymous.get(link)
+        assert page.status_code == 410, page.text
+        assert "Link expired" in page.text and "expired (links work for 24 h" in page.text
+        assert "console" in page.text and "Acknowledge as" not in page.text
+        posted = await anonymous.post(link, data={"comment": "sorry, late"})
+        assert posted.status_code == 410 and "Link expired" in posted.text
+        # the same link a day younger: the age is what refused it, not the signature
+        made_this_morning = AckLinks(LINK_SECRET, "http://unused.invalid", clock=_hours_ago(23))
+        fresh = await anonymous.get(f"/ack/{made_this_morning.token(key, 'zhang')}")
+        assert fresh.status_code == 200 and "Acknowledge as zhang" in fresh.text
+    alarm = stack.book.get(key)
+    assert alarm is not None and alarm.state is AlarmState.UNACKED and alarm.acked_by is None
+    assert [t.event.value for t in stack.book.history(key)] == ["raised"]
+    assert stack.audit.entries() == []
+
+
+def _hours_ago(hours: float) -> Callable[[], float]:
+    return lambda: time.time() - hours * 3600
+
+
+# -- notification deliveries ------------------------------------------------------------
+
+
+async def test_undeliverable_notifications_are_listed_with_their_error(
+    tmp_path: Path, demo_config: SiteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, "test-secret-0123456789abcdef")
+    down = MailCatcher()  # never started: its port refuses connections, as a dead server's
+    clock = Clock(now_ms())
+    config = write_config(tmp_path, down.port)  # give up after 1 h
+    async with running_stack(tmp_path, demo_config, notify=(config, clock)) as s:
+        assert s.notifier is not None
+        key = await s.trip("xiba", "pump_1")
+        clock.now_ms += 30_000  # group_wait
+        await s.notifier.tick()
+        async with s.client(Role.CREW) as crew:
+            response = await crew.get("/api/notifications", params={"state": "failed"})
+            assert response.status_code == 200, response.text
+            found = response.json()
+            [failed] = found["deliveries"]
+            assert (failed["state"], failed["person"], failed["kind"]) == (
+                "failed",
+                "li_wei",
+                "group",
+            )
+            assert failed["channel"] == "mailto" and LI in failed["recipient"]
+            assert failed["attempts"] == 1 and failed["alarms"] == [str(key)]
+            assert "Connection error" in failed["last_error"]
+            assert failed["last_attempt_ms"] == clock.now_ms
+            assert failed["next_attempt_ms"] == clock.now_ms + 10_000  # retry_first
+            assert failed["title"].startswith("[HIGH] RAISED")
+            assert found["counts"] == {"pending": 0, "failed": 1, "delivered": 0, "abandoned": 0}
+            assert found["notifier"] is True
+            assert "/ack/" not in json.dumps(found)  # the ack links stay in the messages
+
+            clock.now_ms += 2 * HOUR  # past give_up_after; meanwhile reminders, escalation
+            await s.notifier.tick()
+            response = await crew.get("/api/notifications", params={"state": "abandoned"})
+            [abandoned] = response.json()["deliveries"]
+            assert abandoned["id"] == failed["id"] and abandoned["attempts"] == 2
+            assert "Connection error" in abandoned["last_error"]
+            assert abandoned["next_attempt_ms"] is None
+            both = {"state": ["failed", "abandoned"]}
+            undelivered = (await crew.get("/api/notifications", params=both)).json()
+            people = {(d["person"], d["kind"]) for d in undelivered["deliveries"]}
+            assert people >= {("li_wei", "group"), ("zhao_lei", "escalation")}
+            later = {**both, "since": _iso(clock.now_ms + HOUR)}
+            assert (await crew.get("/api/notifications", params=later)).json()["deliveries"] == []
+            bogus = await crew.get("/api/notifications", params={"state": "lost"})
+            assert bogus.status_code == 422
+        async with s.client(Role.VIEWER) as viewer:
+            assert (await viewer.get("/api/notifications")).status_code == 403
+
+
+# -- users (admin) ----------------------------------------------------------------------
+
+
+async def test_admin_revokes_a_token_at_once_and_a_supervisor_may_not(
+    tmp_path: Path, demo_config: SiteConfig
+) -> None:
+    async with running_stack(tmp_path, demo_config) as s:
+        async with s.client(Role.SUPERVISOR) as supervisor:
+            assert (await supervisor.get("/api/users")).status_code == 403
+            refused = await supervisor.post("/api/users/li/revoke", json={"reason": "lost"})
+            assert refused.status_code == 403
+        async with (
+            s.client(Role.ADMIN) as admin,
+            s.client(Role.CREW) as crew,
+            crew.stream("GET", "/api/events") as stream,
+        ):
+            users = (await admin.get("/api/users")).json()
+            assert {u["name"]: (u["role"], u["revoked"]) for u in users} == {
+                "vera": ("viewer", False),
+                "li": ("crew", False),
+                "wang": ("supervisor", False),
+                "ops": ("admin", False),
+            }
+            lines = stream.aiter_lines()
+            await read_events(lines, 1)  # li is following the board
+            done = await admin.post("/api/users/li/revoke", json={"reason": "phone lost"})
+            assert done.status_code == 200, done.text
+            assert done.json()["revoked"] and done.json()["revoked_by"] == "ops"
+            assert [line async for line in lines if line.startswith("event")] == []  # ended
+            shut_out = await crew.get("/api/alarms")
+            assert shut_out.status_code == 401
+            assert "revoked by ops: phone lost" in shut_out.json()["detail"]
+
+            again = await admin.post("/api/users/li/revoke", json={"reason": "twice"})
+            assert again.status_code == 409
+            myself = await admin.post("/api/users/ops/revoke", json={"reason": "oops"})
+            assert myself.status_code == 409 and "another admin" in myself.json()["detail"]
+            nobody = await admin.post("/api/users/zhou/revoke", json={"reason": "who?"})
+            assert nobody.status_code == 404
+            assert (await admin.post("/api/users/li/revoke", json={})).status_code == 422
+        actions = [(e.action.value, e.target, e.outcome.value) for e in s.audit.entries()]
+        assert actions == [
+            ("revoke_access", "user/li", "done"),
+            ("revoke_access", "user/li", "refused"),
+            ("revoke_access", "user/ops", "refused"),
+        ]
+
+    # a restarted service still refuses li, until an admin restores the access
+    async with running_stack(tmp_path, demo_config) as s:
+        async with s.client(Role.CREW) as crew, s.client(Role.ADMIN) as admin:
+            assert (await crew.get("/api/alarms")).status_code == 401
+            [li] = [u for u in (await admin.get("/api/users")).json() if u["name"] == "li"]
+            assert li["revoked"] and li["revoke_reason"] == "phone lost"
+            restored = await admin.post("/api/users/li/restore", json={"comment": "found it"})
+            assert restored.status_code == 200 and restored.json()["revoked"] is False
+            assert (await crew.get("/api/alarms")).status_code == 200
+            assert (await admin.post("/api/users/li/restore")).status_code == 409
+        assert s.audit.entries(action=AuditAction.RESTORE_ACCESS)[0].comment == "found it"
 
 
 # -- the token file ---------------------------------------------------------------------

@@ -32,6 +32,13 @@ from tests.integration.test_alarm_api import (
     running_stack,
     trip_key,
 )
+from tests.integration.test_notifier import (
+    LI,
+    SECRET_ENV,
+    Clock,
+    RefusingMailServer,
+    write_config,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -273,3 +280,62 @@ async def test_ack_link_page(stack: Stack, browser: Browser, shots: Path) -> Non
     response = await page.goto(tampered)
     assert response is not None and response.status == 400
     await expect(page.locator(".ack-note")).to_contain_text("not valid")
+
+
+async def test_console_shows_notifications_that_reached_nobody(
+    tmp_path: Path,
+    demo_config: SiteConfig,
+    browser: Browser,
+    shots: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The crew's mail server refuses the mailbox: the console says who was not told,
+    how, and why, until a retry gets through."""
+    monkeypatch.setenv(SECRET_ENV, "test-secret-0123456789abcdef")
+    server = RefusingMailServer()
+    server.start()
+    clock = Clock(now_ms())
+    config = write_config(tmp_path, server.port)
+    try:
+        async with running_stack(tmp_path / "stack", demo_config, notify=(config, clock)) as s:
+            assert s.notifier is not None
+            await s.trip("xiba", "pump_1")
+            clock.now_ms += 30_000  # group_wait
+            await s.notifier.tick()
+            assert server.refused == [LI]  # a real server said no
+
+            page = await browser.new_page(viewport={"width": 1280, "height": 800})
+            errors = PageErrors(page)
+            await sign_in(page, s.url, Role.CREW)
+            banner = page.locator("#deliveries")
+            await expect(banner).to_be_visible()
+            await expect(page.locator("#deliveries-head")).to_have_text(
+                "1 notification not delivered"
+            )
+            item = page.locator("#deliveries-list li")
+            await expect(item).to_have_count(1)
+            await expect(item).to_have_attribute("data-state", "failed")
+            await expect(item.locator(".d-state")).to_have_text("Failing, retried")
+            await expect(item.locator(".d-to")).to_contain_text("li_wei by mailto: mailto://")
+            await expect(item.locator(".d-to")).to_contain_text(LI)
+            await expect(item.locator(".d-tries")).to_contain_text("(1 try, last at")
+            await expect(item.locator(".d-error")).to_have_text(f'Sending email to "{LI}" failed.')
+            await expect(item.locator(".d-what")).to_contain_text("[HIGH] RAISED")
+            await page.screenshot(path=str(shots / "console-deliveries-failing.png"))
+
+            # a viewer may not read deliveries: no banner, and no error either
+            viewer = await browser.new_page()
+            viewer_errors = PageErrors(viewer)
+            await sign_in(viewer, s.url, Role.VIEWER)
+            await expect(viewer.locator("#alarms tbody tr")).to_have_count(1)
+            await expect(viewer.locator("#deliveries")).to_be_hidden()
+
+            # the mailbox is back: the retry goes through and the banner goes, live
+            server.accept = True
+            clock.now_ms += 10_000  # retry_first
+            await s.notifier.tick()
+            assert server.accepted == [LI]
+            await expect(banner).to_be_hidden(timeout=8000)
+            assert errors.found == [] and viewer_errors.found == []
+    finally:
+        server.stop()

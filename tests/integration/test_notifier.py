@@ -8,18 +8,22 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from facility.catchers import MailCatcher, Webhook
 from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
 from ingest.alarms.links import AckLinks
 from ingest.alarms.model import AlarmKey, AlarmState, ConditionChange, Priority
 from ingest.alarms.notify import DeliveryStatus, Notifier, NotifyConfig, load_notify_config
-from tests.services import Mosquitto
+from ingest.alarms.notify.store import NotifyStore
+from tests.services import Mosquitto, free_port
 
 SECRET_ENV = "FACILITY_TEST_NOTIFY_ACK_SECRET"
 START_MS = 1_780_279_200_000  # 2026-06-01 10:00:00 Asia/Shanghai: Li Wei's shift (08:00-08:00)
@@ -45,6 +49,40 @@ class Clock:
 
     def __call__(self) -> int:
         return self.now_ms
+
+
+class RefusingMailServer:
+    """A real SMTP server (aiosmtpd) that answers every recipient 550 (mailbox
+    unavailable) until told to `accept`, then keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.accept = False
+        self.refused: list[str] = []
+        self.accepted: list[str] = []
+        self._controller: Controller | None = None
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if not self.accept:
+            self.refused.append(address)
+            return f"550 5.1.1 <{address}>: mailbox unavailable"
+        self.accepted.append(address)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        return "250 OK"
+
+    def start(self) -> None:
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
 
 
 @pytest.fixture
@@ -466,3 +504,35 @@ async def test_finished_work_is_pruned_after_30_days_but_open_alarms_are_kept(
     assert notifier.stats().escalating == 1  # still followed: it still wants an answer
     assert len(smtp.mails) == 4
     notifier.close()
+
+
+def test_a_store_of_schema_1_is_migrated_keeping_its_deliveries(tmp_path: Path) -> None:
+    """Schema 2 added when a delivery was last tried (what the API and console show)."""
+    path = tmp_path / "notify.db"
+    NotifyStore(path).close()
+    with sqlite3.connect(path) as db:  # what a store of schema 1 looked like
+        db.execute("ALTER TABLE delivery DROP COLUMN last_attempt_ms")
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO message (kind, person, title, body, notify_type, alarms, created_ms) "
+            "VALUES ('group', 'li_wei', 'RAISED', 'body', 'failure', '[]', 5)"
+        )
+        db.execute(
+            "INSERT INTO delivery (message_id, person, contact_id, contact_label, status, "
+            "attempts, next_attempt_ms, last_error, created_ms) "
+            "VALUES (1, 'li_wei', 'c1', 'mailto://x', 'failed', 1, 15, 'refused', 5)"
+        )
+    store = NotifyStore(path)
+    [kept] = store.deliveries()
+    assert (kept.status, kept.last_error, kept.last_attempt_ms) == (
+        DeliveryStatus.FAILED,
+        "refused",
+        None,
+    )
+    store.mark_failed(kept.id, "refused again", retry_at_ms=40, now_ms=20)
+    [tried] = store.deliveries(DeliveryStatus.FAILED, since_ms=20)
+    assert (tried.attempts, tried.last_attempt_ms) == (2, 20)
+    assert store.deliveries(since_ms=21) == []
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)

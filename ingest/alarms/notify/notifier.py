@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -344,7 +344,7 @@ class Notifier:
             log.error("delivery %d to %s given up: %s", d.id, d.contact_label, error)
             return
         wait_s = min(policy.retry_first_s * 2**d.attempts, policy.retry_max_s)
-        self.store.mark_failed(d.id, error, now + int(wait_s * 1000))
+        self.store.mark_failed(d.id, error, now + int(wait_s * 1000), now)
         log.warning(
             "delivery %d to %s failed (try %d), again in %g s: %s",
             d.id,
@@ -377,8 +377,17 @@ class Notifier:
             escalating=len(self.store.open_episodes()),
         )
 
-    def deliveries(self, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]:
-        return self.store.deliveries(status, limit)
+    def delivery_counts(self) -> dict[DeliveryStatus, int]:
+        return self.store.counts()
+
+    def deliveries(
+        self,
+        status: DeliveryStatus | Collection[DeliveryStatus] | None = None,
+        limit: int = 100,
+        since_ms: int | None = None,
+    ) -> list[Delivery]:
+        """What went out, what waits and what failed, newest first (see NotifyStore)."""
+        return self.store.deliveries(status, limit, since_ms)
 
 
 def _minutes(ms: int) -> str:

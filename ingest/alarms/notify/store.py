@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -98,6 +98,7 @@ class Delivery:
     body: str
     notify_type: str
     alarms: list[dict[str, Any]]
+    last_attempt_ms: int | None = None
 
 
 _SCHEMA = (
@@ -151,18 +152,23 @@ _SCHEMA = (
         next_attempt_ms INTEGER NOT NULL,
         last_error TEXT NOT NULL DEFAULT '',
         created_ms INTEGER NOT NULL,
-        sent_ms INTEGER
+        sent_ms INTEGER,
+        last_attempt_ms INTEGER             -- NULL until tried
     )""",
     "CREATE INDEX IF NOT EXISTS delivery_open ON delivery (status) "
     "WHERE status IN ('pending', 'failed')",
 )
 
-SCHEMA_VERSION = 1  # a later schema adds migrations, as the alarm book does
+SCHEMA_VERSION = 2
+# What takes a store of the version before up to this one (a new file gets _SCHEMA).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE delivery ADD COLUMN last_attempt_ms INTEGER",),
+}
 
 _DELIVERY_COLUMNS = (
     "d.id, d.message_id, m.kind, d.person, d.contact_id, d.contact_label, d.status, "
     "d.attempts, d.next_attempt_ms, d.last_error, d.created_ms, d.sent_ms, m.title, m.body, "
-    "m.notify_type, m.alarms"
+    "m.notify_type, m.alarms, d.last_attempt_ms"
 )
 
 
@@ -184,6 +190,9 @@ class NotifyStore:
                 )
             for statement in _SCHEMA:
                 db.execute(statement)
+            for step in range(version + 1, SCHEMA_VERSION + 1) if version else ():
+                for statement in _MIGRATIONS[step]:
+                    db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -332,21 +341,38 @@ class NotifyStore:
         """Every delivery still to make, oldest first (pending and failed)."""
         return self._deliveries("d.status IN ('pending', 'failed')", (), "ORDER BY d.id")
 
-    def deliveries(self, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]:
-        """The newest deliveries, optionally of one status: what an operator looks at."""
-        where, args = ("d.status = ?", (status.value,)) if status is not None else ("1", ())
-        return self._deliveries(where, args, f"ORDER BY d.id DESC LIMIT {int(limit)}")
+    def deliveries(
+        self,
+        status: DeliveryStatus | Collection[DeliveryStatus] | None = None,
+        limit: int = 100,
+        since_ms: int | None = None,
+    ) -> list[Delivery]:
+        """The newest deliveries, optionally of some statuses, and only those made or
+        last tried at or after `since_ms`: what an operator looks at."""
+        statuses = [status] if isinstance(status, DeliveryStatus) else list(status or [])
+        clauses, args = ["1"], list[object]()
+        if statuses:
+            clauses.append(f"d.status IN ({', '.join('?' * len(statuses))})")
+            args += [s.value for s in statuses]
+        if since_ms is not None:
+            clauses.append("COALESCE(d.last_attempt_ms, d.created_ms) >= ?")
+            args.append(since_ms)
+        tail = f"ORDER BY d.id DESC LIMIT {int(limit)}"
+        return self._deliveries(" AND ".join(clauses), args, tail)
 
     def mark_sent(self, delivery_id: int, now_ms: int) -> None:
-        self._mark(delivery_id, DeliveryStatus.SENT, now_ms, "", now_ms)
+        self._mark(delivery_id, DeliveryStatus.SENT, now_ms, "", now_ms, now_ms)
 
-    def mark_failed(self, delivery_id: int, error: str, retry_at_ms: int) -> None:
-        self._mark(delivery_id, DeliveryStatus.FAILED, retry_at_ms, error, None)
+    def mark_failed(
+        self, delivery_id: int, error: str, retry_at_ms: int, now_ms: int | None = None
+    ) -> None:
+        self._mark(delivery_id, DeliveryStatus.FAILED, retry_at_ms, error, None, now_ms)
 
     def mark_abandoned(
         self, delivery_id: int, error: str, now_ms: int, attempted: bool = True
     ) -> None:
-        self._mark(delivery_id, DeliveryStatus.ABANDONED, now_ms, error, None, attempted)
+        tried = now_ms if attempted else None
+        self._mark(delivery_id, DeliveryStatus.ABANDONED, now_ms, error, None, tried)
 
     def _mark(
         self,
@@ -355,13 +381,23 @@ class NotifyStore:
         next_ms: int,
         error: str,
         sent_ms: int | None,
-        attempted: bool = True,
+        tried_ms: int | None,
     ) -> None:
+        """`tried_ms`: when the channel was tried (None: not tried, just given up)."""
         with self._transaction() as db:
             db.execute(
                 "UPDATE delivery SET status = ?, next_attempt_ms = ?, last_error = ?, "
-                "sent_ms = ?, attempts = attempts + ? WHERE id = ?",
-                (status.value, next_ms, error, sent_ms, int(attempted), delivery_id),
+                "sent_ms = ?, attempts = attempts + ?, "
+                "last_attempt_ms = COALESCE(?, last_attempt_ms) WHERE id = ?",
+                (
+                    status.value,
+                    next_ms,
+                    error,
+                    sent_ms,
+                    int(tried_ms is not None),
+                    tried_ms,
+                    delivery_id,
+                ),
             )
 
     def prune(self, before_ms: int) -> None:
@@ -439,7 +475,7 @@ def _queue(db: sqlite3.Connection, messages: Sequence[NewMessage], now_ms: int) 
 
 def _delivery(row: Sequence[Any]) -> Delivery:
     (id_, message_id, kind, person, contact_id, label, status, attempts, next_ms) = row[:9]
-    (error, created, sent, title, body, notify_type, alarms) = row[9:]
+    (error, created, sent, title, body, notify_type, alarms, tried) = row[9:]
     return Delivery(
         id=int(id_),
         message_id=int(message_id),
@@ -457,6 +493,7 @@ def _delivery(row: Sequence[Any]) -> Delivery:
         body=str(body),
         notify_type=str(notify_type),
         alarms=list(json.loads(alarms)),
+        last_attempt_ms=_int_or_none(tried),
     )
 
 

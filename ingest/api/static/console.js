@@ -15,6 +15,9 @@ const STATE_WORDS = {
 };
 const REFRESH_DEBOUNCE_MS = 150;
 const RECONNECT_MS = 5000;
+const DELIVERY_POLL_MS = 5000; // failed deliveries are not transitions: asked for
+const DELIVERY_LOOKBACK_MS = 24 * 3600 * 1000; // given up longer ago: old news
+const DELIVERY_WORDS = { failed: "Failing, retried", abandoned: "Given up" };
 
 const el = (id) => document.getElementById(id);
 
@@ -29,6 +32,7 @@ const session = {
   events: null,
   refreshTimer: null,
   reconnectTimer: null,
+  deliveryTimer: null,
 };
 
 // -- talking to the API -----------------------------------------------------------------
@@ -79,11 +83,14 @@ async function signIn(token) {
   document.body.dataset.role = me.role;
   await refresh();
   connectEvents();
+  watchDeliveries();
 }
 
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   disconnectEvents();
+  clearInterval(session.deliveryTimer);
+  el("deliveries").hidden = true;
   Object.assign(session, { token: null, me: null, alarms: [], selected: null, rendered: false });
   session.known.clear();
   el("board").hidden = true;
@@ -332,6 +339,50 @@ function notice(text) {
   const n = el("notice");
   n.textContent = text;
   n.hidden = !text;
+}
+
+// -- notifications that reached nobody -----------------------------------------------------
+
+function watchDeliveries() {
+  clearInterval(session.deliveryTimer);
+  if (!may("crew")) return; // the API shows deliveries to crew and up
+  refreshDeliveries();
+  session.deliveryTimer = setInterval(refreshDeliveries, DELIVERY_POLL_MS);
+}
+
+async function refreshDeliveries() {
+  const since = new Date(Date.now() + session.skewMs - DELIVERY_LOOKBACK_MS).toISOString();
+  const query = `state=failed&state=abandoned&limit=20&since=${encodeURIComponent(since)}`;
+  try {
+    const found = await api(`/api/notifications?${query}`);
+    if (!found.notifier) clearInterval(session.deliveryTimer); // nothing is ever sent
+    renderDeliveries(found.deliveries);
+  } catch (error) {
+    // Unreachable server or the like: the live marker says so; try again next time.
+  }
+}
+
+function renderDeliveries(deliveries) {
+  el("deliveries").hidden = deliveries.length === 0;
+  const n = deliveries.length;
+  el("deliveries-head").textContent = `${n} notification${n === 1 ? "" : "s"} not delivered`;
+  el("deliveries-list").replaceChildren(...deliveries.map(deliveryItem));
+}
+
+function deliveryItem(d) {
+  const li = document.createElement("li");
+  li.dataset.id = String(d.id);
+  li.dataset.state = d.state;
+  const tries = `${d.attempts} ${d.attempts === 1 ? "try" : "tries"}`;
+  const last = d.last_attempt_ms ? `, last at ${clock(d.last_attempt_ms)}` : "";
+  li.append(
+    span("d-state", DELIVERY_WORDS[d.state] || d.state),
+    span("d-to", `${d.person} by ${d.channel}: ${d.recipient}`),
+    span("d-tries", `(${tries}${last})`),
+    span("d-error", d.last_error),
+    span("d-what", d.title),
+  );
+  return li;
 }
 
 // -- actions ------------------------------------------------------------------------------
