@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,12 +79,16 @@ _PAGE_CSP = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 _REFUSALS: dict[int | str, dict[str, Any]] = {
+    # FastAPI's answer to a body it cannot parse: not UTF-8, too deeply nested, a number
+    # of thousands of digits.
+    status.HTTP_400_BAD_REQUEST: {"description": "a body that cannot be parsed"},
     status.HTTP_401_UNAUTHORIZED: {"description": "no token, or an unknown one"},
     status.HTTP_403_FORBIDDEN: {"description": "the user's role does not allow it"},
     status.HTTP_404_NOT_FOUND: {"description": "no such alarm"},
     status.HTTP_409_CONFLICT: {"description": "the alarm's state does not allow it"},
 }
 _READ_REFUSALS: dict[int | str, dict[str, Any]] = {code: _REFUSALS[code] for code in (401, 403)}
+_NO_ALARM: dict[int | str, dict[str, Any]] = {404: _REFUSALS[404]}
 
 Provider = Callable[[], object]
 # The KPIs of [since_ms, until_ms): the service computes them off the event loop.
@@ -143,6 +148,7 @@ def create_app(
     app.include_router(_page_routes(ops, links))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(AlarmActionError, _refused)
+    app.add_exception_handler(RequestValidationError, _invalid)
     app.add_middleware(SecurityHeaders)
     return app
 
@@ -261,13 +267,16 @@ def _alarm_routes(ops: Operations, tokens: Tokens) -> APIRouter:
         alarms.sort(key=lambda a: (a.priority.rank, a.raised_ms or a.last_change_ms, a.key))
         return AlarmList(now_ms=book.now_ms(), alarms=[AlarmOut.of(a) for a in alarms])
 
-    @router.get("/api/alarms/{site}/{station}/{asset}/{rule}", response_model=AlarmOut)
+    @router.get(
+        "/api/alarms/{site}/{station}/{asset}/{rule}", response_model=AlarmOut, responses=_NO_ALARM
+    )
     async def get_alarm(key: Key, user: Annotated[User, Depends(viewer)]) -> AlarmOut:
         return AlarmOut.of(ops.alarm(key))
 
     @router.get(
         "/api/alarms/{site}/{station}/{asset}/{rule}/history",
         response_model=list[TransitionOut],
+        responses=_NO_ALARM,
     )
     async def alarm_history(
         key: Key,
@@ -481,7 +490,9 @@ def _service_routes(
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    @router.get("/api/rosters", responses={404: {"description": "not configured"}})
+    @router.get(
+        "/api/rosters", responses={**_READ_REFUSALS, 404: {"description": "not configured"}}
+    )
     async def get_rosters(user: Annotated[User, Depends(viewer)]) -> JSONResponse:
         """Who is on duty, as the notifier has it."""
         return await _provided(rosters, "rosters")
@@ -625,6 +636,7 @@ def _user_routes(ops: Operations, tokens: Tokens, hub: EventHub) -> APIRouter:
     audit = ops.audit
     user_path = "/api/users/{name}"
     refusals: dict[int | str, dict[str, Any]] = {
+        400: _REFUSALS[400],
         404: {"description": "no such user"},
         409: {"description": "already so, or your own access"},
     }
@@ -752,6 +764,30 @@ def _form_field(body: bytes, name: str) -> str:
 
 async def _refused(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status.HTTP_409_CONFLICT)
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own 422, but one that can always be sent. Its errors repeat the input,
+    which may be what no JSON response holds: NaN, Infinity or a lone surrogate
+    ("\\ud800"), all of which Python's JSON parser takes, or the bytes of a body of
+    another media type. FastAPI's own handler answered those with a 500."""
+    assert isinstance(exc, RequestValidationError)
+    errors = jsonable_encoder(_json_safe(exc.errors()))
+    return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "nan", "inf", "-inf"
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, str):
+        return value.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 class SecurityHeaders:

@@ -341,7 +341,9 @@ class CommentBody(BaseModel):
 
 class ShelveBody(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
-    minutes: float = Field(gt=0, description="how long; the service caps it (8 h by default)")
+    minutes: float = Field(
+        gt=0, allow_inf_nan=False, description="how long; the service caps it (8 h by default)"
+    )
 
 
 class OutOfServiceBody(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import statistics
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -286,6 +287,13 @@ async def test_shelve_needs_a_supervisor(stack: Stack) -> None:
         assert too_long.status_code == 409
         bad = await supervisor.post(f"{path_of(key)}/shelve", json={"reason": "", "minutes": 5})
         assert bad.status_code == 422
+        # Python's JSON parser reads Infinity: a malformed body, not a shelf to refuse
+        endless = await supervisor.post(
+            f"{path_of(key)}/shelve",
+            content=b'{"reason": "forever", "minutes": Infinity}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert endless.status_code == 422 and endless.json()["detail"][0]["input"] == "inf"
         unshelved = await supervisor.post(f"{path_of(key)}/unshelve")
         assert unshelved.status_code == 200
         assert unshelved.json()["alarm"]["state"] == AlarmState.UNACKED
@@ -573,6 +581,19 @@ async def test_stopping_the_server_ends_open_streams(
         await s.server.stop()
         assert time.monotonic() - started < 3  # not the 5 s grace
         assert [line async for line in lines if line] == []  # ended, nothing more
+
+
+async def test_answers_on_a_kept_alive_connection_are_not_held_back(stack: Stack) -> None:
+    """Nagle off on the server's connections: with it on, every answer after a
+    connection's first waited ~40 ms for the client's delayed ACK (the console polls)."""
+    waits = []
+    async with stack.client() as anonymous:
+        await anonymous.get("/healthz")
+        for _ in range(9):
+            started = time.perf_counter()
+            (await anonymous.get("/healthz")).raise_for_status()
+            waits.append(time.perf_counter() - started)
+    assert statistics.median(waits) < 0.035, waits  # Nagle + delayed ACK: >= 40 ms
 
 
 async def test_tokens_stay_out_of_the_access_log(
