@@ -10,6 +10,7 @@ from typing import Any
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
+from dashboards import validate
 from dashboards.boards import alarms, fleet, gateways, parking, reservoir, station
 from dashboards.boards.base import Board
 from dashboards.model import Facts
@@ -25,7 +26,8 @@ BOARDS: tuple[Callable[[Facts], Board], ...] = (
 
 
 def build_all(facts: Facts) -> dict[str, dict[str, Any]]:
-    """uid -> dashboard JSON (as a dict), panel ids numbered 1… per board."""
+    """uid -> dashboard JSON (as a dict), panel ids numbered 1… per board. Each board is
+    checked against the schema's models first (validate.BoardInvalid if it fails)."""
     out: dict[str, dict[str, Any]] = {}
     for make in BOARDS:
         board = make(facts)
@@ -33,6 +35,7 @@ def build_all(facts: Facts) -> dict[str, dict[str, Any]]:
         _number_panels(built)
         _layout(built)
         out[board.uid] = to_dict(built)
+        validate.check(out[board.uid])
     return out
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from dashboards import build as boards
 from dashboards import provisioning, push
 from dashboards.model import Facts
+from dashboards.validate import BoardInvalid
 from facility.config import load_site_config
 from facility.console import exit_on_config_error
 from facility.sourcemap import ConfigError
@@ -59,7 +60,11 @@ def _facts(site_path: Path, given_rules: Path | None) -> Facts:
 
 
 def _built(site_path: Path, rules_path: Path | None) -> dict[str, dict[str, Any]]:
-    return boards.build_all(_facts(site_path, rules_path))
+    try:
+        return boards.build_all(_facts(site_path, rules_path))
+    except BoardInvalid as exc:  # a builder bug: nothing is written or pushed
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 @dashboards_app.command("build")

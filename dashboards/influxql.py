@@ -29,6 +29,17 @@ def datasource_ref() -> dashboard.DataSourceRef:
 class InfluxQuery(cogvariants.Dataquery):
     """One raw InfluxQL target (also the target of an annotation query)."""
 
+    # Declared like the SDK's models' fields, so dashboards/validate.py checks them.
+    ref_id: str
+    query: str
+    result_format: ResultFormat
+    alias: str | None
+    hide: bool | None
+    from_annotations: bool | None
+    text_column: str | None
+    tags_column: str | None
+    title_column: str | None
+
     def __init__(
         self,
         ref_id: str = "",

@@ -56,14 +56,24 @@ def trend(
 ) -> timeseries.Panel:
     panel = setup(timeseries.Panel(), title, queries, w, h, about).unit(grafana_unit(unit))
     panel.line_width(1).fill_opacity(10).span_nulls(True)
-    return panel
+    return _legend(panel)
 
 
 def bars(
     title: str, queries: Sequence[InfluxQL], unit: str, w: int = 12, h: int = 8
 ) -> timeseries.Panel:
     panel = setup(timeseries.Panel(), title, queries, w, h, "").unit(grafana_unit(unit))
-    return panel.draw_style(cm.GraphDrawStyle.BARS).fill_opacity(60)
+    return _legend(panel.draw_style(cm.GraphDrawStyle.BARS).fill_opacity(60))
+
+
+def _legend(panel: timeseries.Panel) -> timeseries.Panel:
+    """Options set in full: without them the SDK writes `"options": null`, which the
+    schema does not allow, and its model's default legend is hidden."""
+    legend = cb.VizLegendOptions().show_legend(True).display_mode(cm.LegendDisplayMode.LIST)
+    panel.legend(legend.placement(cm.LegendPlacement.BOTTOM).calcs([]))
+    return panel.tooltip(
+        cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.NONE)
+    )
 
 
 def states(
@@ -74,6 +84,8 @@ def states(
         panel.mappings(bool_mappings("running", "stopped", "green", STOPPED_COLOUR))
         .merge_values(True)
         .show_value(cm.VisibilityMode.NEVER)
+        .line_width(0)  # the schema requires both; Grafana's defaults
+        .fill_opacity(70)
     )
 
 
@@ -92,7 +104,8 @@ def figure(
 def grid(
     title: str, queries: Sequence[InfluxQL], w: int = 24, h: int = 8, about: str = ""
 ) -> table.Panel:
-    return setup(table.Panel(), title, queries, w, h, about)
+    panel = setup(table.Panel(), title, queries, w, h, about)
+    return panel.show_header(True).cell_height(cm.TableCellHeight.SM)  # options set: see _legend
 
 
 def gauges(

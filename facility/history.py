@@ -38,6 +38,8 @@ from simulators.engine import Advance, Simulation
 from simulators.modbus_server import CommsFault, UnitFault
 from simulators.physics.common import Value
 from simulators.physics.parking import GateModel, ParkingLotModel
+from simulators.physics.pump import PumpModel
+from simulators.physics.tank import TankModel
 from simulators.scenario import Scenario
 from simulators.world import AssetKey
 
@@ -52,6 +54,7 @@ class GatewayView:
     """What each station's gateway reads from a Simulation at one poll."""
 
     sim: Simulation
+    poll_s: float = 60.0
     device_errors: dict[StationKey, int] = field(default_factory=dict)
 
     def poll(self, step: Advance) -> dict[StationKey, list[Reading]]:
@@ -66,6 +69,8 @@ class GatewayView:
 
     def _device_messages(self, step: Advance) -> dict[StationKey, list[Reading]]:
         out: dict[StationKey, list[Reading]] = {}
+        # Whatever a device's message says, it reached the gateway after the last poll.
+        since = self.sim.t_ms - int(self.poll_s * 1000) + 1
         for (site, station), msg in step.messages:
             profile = self.sim.config.profiles[
                 self.sim.config.site(site).station(station).asset(msg.asset).profile or ""
@@ -74,7 +79,10 @@ class GatewayView:
             routes = routes_for(site, station, {msg.asset: profile})
             route = routes[profile.topic_for(msg.topic, site, station, msg.asset)]
             payload = json.dumps(msg.payload).encode()
-            out.setdefault((site, station), []).extend(map_message(route, payload, self.sim.t_ms))
+            # The gateway stamps a message when it arrives, not at its next poll: a
+            # minute's gate passages stay apart (one stamp would keep only the last).
+            arrived = max(msg.t_ms, since)
+            out.setdefault((site, station), []).extend(map_message(route, payload, arrived))
         return out
 
     def _polled(self, site: str, station: str) -> list[Reading]:
@@ -143,6 +151,12 @@ class HistoryResult:
     transitions: int = 0
     truth_start: dict[AssetKey, dict[str, Value]] = field(default_factory=dict)
     truth_end: dict[AssetKey, dict[str, Value]] = field(default_factory=dict)
+    # Each tank's true level (the physics', before sensor noise) at its lowest and
+    # highest poll: (poll time, level m).
+    tank_low: dict[AssetKey, tuple[int, float]] = field(default_factory=dict)
+    tank_high: dict[AssetKey, tuple[int, float]] = field(default_factory=dict)
+    # The pumps running at each poll (poll time → pumps), for the boards' counts.
+    running: dict[int, frozenset[AssetKey]] = field(default_factory=dict)
 
 
 @dataclass
@@ -169,18 +183,26 @@ class SimulatedHistory:
             scenario=self.scenario,
             step_s=min(self.step_s, self.poll_s),
         )
-        self.view = GatewayView(self.sim)
+        self.view = GatewayView(self.sim, self.poll_s)
 
     def clock_ms(self) -> int:
         return self.sim.t_ms
 
     def truth(self) -> dict[AssetKey, dict[str, Value]]:
-        """The physics' own values now, faults and comms aside: the ground truth."""
-        return {
-            key: dict(model.values())
-            for key, model in self.sim.world.models.items()
-            if not isinstance(model, ParkingLotModel | GateModel)
-        }
+        """The physics' own values now, faults and comms aside: the ground truth. Car
+        parks publish rather than hold registers: their counters are read off the model."""
+        out: dict[AssetKey, dict[str, Value]] = {}
+        for key, model in self.sim.world.models.items():
+            if isinstance(model, GateModel):
+                out[key] = {
+                    "vehicles_in_total": model.count_in,
+                    "vehicles_out_total": model.count_out,
+                }
+            elif isinstance(model, ParkingLotModel):
+                out[key] = {"occupied": model.occupied, "capacity": model.capacity}
+            else:
+                out[key] = dict(model.values())
+        return out
 
     async def run(
         self, store: InfluxStore, alarms: AlarmPipeline | None, duration_s: float
@@ -190,6 +212,7 @@ class SimulatedHistory:
         next_kpis = self.start_ms + KPI_EVERY_MS
         step = Advance()  # the first poll is at the start, the last one poll before the end
         while self.sim.t_ms < result.end_ms:
+            self._track_truth(result)
             for batch in self._deliverable(self.view.poll(step)):
                 await self._deliver(batch, store, alarms, result)
             if alarms is not None:
@@ -201,6 +224,24 @@ class SimulatedHistory:
             step = self.sim.advance_to(self.sim.t_ms + int(self.poll_s * 1000))
         result.truth_end = self.truth()
         return result
+
+    def _track_truth(self, result: HistoryResult) -> None:
+        """Ground truth at each poll: tank levels' extremes and the running pumps, read
+        off the models (not through `values()`, which adds sensor noise and draws from
+        the models' random numbers)."""
+        t = self.sim.t_ms
+        running = set()
+        for key, model in self.sim.world.models.items():
+            if isinstance(model, PumpModel) and model.running:
+                running.add(key)
+            if not isinstance(model, TankModel):
+                continue
+            level = model.level_m
+            if key not in result.tank_low or level < result.tank_low[key][1]:
+                result.tank_low[key] = (t, level)
+            if key not in result.tank_high or level > result.tank_high[key][1]:
+                result.tank_high[key] = (t, level)
+        result.running[t] = frozenset(running)
 
     def _deliverable(self, polls: dict[StationKey, list[Reading]]) -> Iterator[Batch]:
         now = self.sim.t_ms

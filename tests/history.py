@@ -1,8 +1,10 @@
 """A simulated day of the demo site in a private InfluxDB, made once per test session.
 
 The day is yesterday in the site's time zone, midnight to midnight, with the README
-demo's incidents (deploy/sites/demo/scenarios/demo_incidents.yaml) and a simulated
-crew acknowledging each alarm ten minutes after it is raised. Polls every 60 s.
+demo's incidents (deploy/sites/demo/scenarios/demo_incidents.yaml, in the night shift)
+plus a lot-full period and a gateway uplink outage (tests/simulated_day_faults.yaml, in
+the day shift), and a simulated crew acknowledging each alarm ten minutes after it is
+raised. Polls every 60 s.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tests.conftest import DEMO_SITE, ROOT
 
 RULES = ROOT / "deploy" / "alarms" / "rules.yaml"
 SCENARIO = DEMO_SITE / "scenarios" / "demo_incidents.yaml"
+EXTRA_FAULTS = ROOT / "tests" / "simulated_day_faults.yaml"
 SITE_TZ = ZoneInfo("Asia/Shanghai")
 DATABASE = "facility"
 
@@ -45,10 +48,16 @@ def yesterday_ms(now: datetime | None = None) -> int:
     return int(midnight.timestamp() * 1000)
 
 
+def day_scenario(config: SiteConfig) -> Scenario:
+    """The demo's incidents and the extra faults, each file checked against the site."""
+    demo, extra = load_scenario(SCENARIO, config), load_scenario(EXTRA_FAULTS, config)
+    return demo.model_copy(update={"faults": [*demo.faults, *extra.faults]})
+
+
 def make_simulated_day(config: SiteConfig, workdir: Path, poll_s: float = 60.0) -> SimulatedDay:
     server = InfluxDB(workdir / "influxdb")
     server.start()
-    scenario = load_scenario(SCENARIO, config)
+    scenario = day_scenario(config)
     history = SimulatedHistory(config, scenario, yesterday_ms(), poll_s=poll_s)
     target = InfluxTarget(server.url, DATABASE)
     result = asyncio.run(fill_influx(history, target, workdir, RULES, 86_400.0))

@@ -61,9 +61,12 @@ def _per_interval(counter: str) -> str:
 
 
 def _turnover(lot: AssetRef) -> stat.Panel:
-    """Vehicles in over the range per space: how often each space was used."""
+    """Vehicles in over the range per space: how often each space was used. Empty
+    while the lot's site is not selected, like every other panel of the board."""
     spaces = lot.asset.ratings.spaces or 1
-    site = f"\"site\" = '{lot.site.id}' AND \"station\" = '{lot.station.id}'"
+    site = (
+        f'"site" = \'{lot.site.id}\' AND "station" = \'{lot.station.id}\' AND "site" =~ /^$site$/'
+    )
     inner = (
         'SELECT non_negative_difference(max("vehicles_in_total")) AS "d" FROM "barrier_gate" '
         f'WHERE {site} AND $timeFilter GROUP BY time(10m), "asset" fill(none)'

@@ -143,14 +143,15 @@ class OutOfService:
     reason: str
 
 
-def out_of_service(book: AlarmBook) -> list[OutOfService]:
+def out_of_service(book: AlarmBook, at_ms: int) -> list[OutOfService]:
     """Assets the crew took out of service in the alarm book (maintenance, a known
-    fault), as the book holds them now. The book has no listing call; this reads its
-    table on the report's private snapshot."""
+    fault) by `at_ms` and not yet returned now (the book keeps no record of a return).
+    The book has no listing call; this reads its table on the report's private copy."""
     with sqlite3.connect(book.path) as db:
         rows = db.execute(
             "SELECT site, station, asset, since_ms, user, reason FROM out_of_service "
-            "ORDER BY site, station, asset"
+            "WHERE since_ms <= ? ORDER BY site, station, asset",
+            (at_ms,),
         ).fetchall()
     return [
         OutOfService(f"{a}/{b}/{c}", int(since), str(by), str(why))

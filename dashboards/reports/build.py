@@ -209,7 +209,7 @@ def shift_report(
         raises=raises,
         cleared_earlier=cleared_earlier,
         register=register_not_in_service(config),
-        book_out_of_service=out_of_service(book),
+        book_out_of_service=out_of_service(book, as_of),
         incidents=incident_views(influx, config, period, raises, now_ms, rules),
         notify_store=store is not None,
     )

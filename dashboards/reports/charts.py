@@ -95,8 +95,20 @@ def time_chart(
         _local_axis(ax, tz, min(times), max(times))
     ax.grid(alpha=0.3)
     if len(lines) > 1:
-        ax.legend(fontsize=7, loc="upper left", ncol=min(4, len(lines)), frameon=False)
+        _legend_above(ax, len(lines))
     return _uri(figure)
+
+
+def _legend_above(ax: Axes, entries: int) -> None:
+    """Above the plot, where it cannot hide a line or a bar."""
+    ax.legend(
+        fontsize=7,
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncol=min(6, entries),
+        frameon=False,
+        borderaxespad=0.2,
+    )
 
 
 def bar_chart(
@@ -119,6 +131,9 @@ def bar_chart(
         tick.set_visible(i % step == 0)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
+    highest = max(bottom, default=0.0)
+    if highest > 0:  # the highest stack clear of the frame (bars' autoscale leaves none)
+        ax.set_ylim(0, highest * 1.08)
     if len(stacks) > 1:
-        ax.legend(fontsize=7, frameon=False, ncol=len(stacks))
+        _legend_above(ax, len(stacks))
     return _uri(figure)

@@ -41,6 +41,7 @@ RAISE_COLUMNS = [
     "notified",
     "message",
 ]
+RAISE_WRAP = {5, 6, 7}  # acknowledged, notified, message: free text
 
 
 def esc(value: Cell) -> Html:
@@ -63,22 +64,33 @@ def join(parts: Iterable[Cell]) -> Html:
 
 
 def table(
-    headers: Sequence[str], rows: Iterable[Sequence[Cell]], numeric: set[int] | None = None
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Cell]],
+    numeric: set[int] | None = None,
+    wrap: set[int] | None = None,
 ) -> Html:
-    numeric = numeric or set()
-    head = join(tag("th", h, "num" if i in numeric else "") for i, h in enumerate(headers))
+    """A table; `numeric` columns right-aligned, `wrap` columns (free text) wrapped
+    rather than widening the table. Each cell carries its header as `data-label`: on
+    a phone every row becomes a card of label: value lines (see STYLE)."""
+    numeric, wrap = numeric or set(), wrap or set()
+
+    def cls(i: int) -> str:
+        return " ".join(c for c, on in (("num", i in numeric), ("wrap", i in wrap)) if on)
+
+    head = join(tag("th", h, cls(i)) for i, h in enumerate(headers))
     body = join(
-        Html(
-            "<tr>"
-            + join(tag("td", c, "num" if i in numeric else "") for i, c in enumerate(row))
-            + "</tr>"
-        )
+        Html("<tr>" + join(_cell(c, headers[i], cls(i)) for i, c in enumerate(row)) + "</tr>")
         for row in rows
     )
     if not body:
         return tag("p", "None.", "none")
     inner = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     return Html(f'<div class="scroll">{inner}</div>')
+
+
+def _cell(content: Cell, label: str, cls: str) -> Html:
+    attr = f' class="{cls}"' if cls else ""
+    return Html(f'<td data-label="{html.escape(label)}"{attr}>{esc(content)}</td>')
 
 
 def section(title: str, *content: Cell, ident: str = "") -> Html:
@@ -142,7 +154,7 @@ th,td{padding:5px 8px;border-bottom:1px solid #eceef1;text-align:left;white-spac
  vertical-align:top}
 th{background:#f0f2f5;font-weight:600}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-td.wrap{white-space:normal;min-width:14em}
+td.wrap,th.wrap{white-space:normal;min-width:8em}
 .badge{display:inline-block;padding:0 .45em;border-radius:4px;color:#fff;font-size:.8rem;
  font-weight:600}
 .badge.critical{background:#d32f2f}.badge.high{background:#ef6c00}
@@ -162,6 +174,19 @@ figcaption{font-size:.85rem;color:#50565e}
 footer{margin-top:2rem;font-size:.85rem;color:#50565e}
 @media print{body{background:#fff}main{max-width:none}section{break-inside:auto}
  .card,figure{break-inside:avoid}.scroll{overflow:visible;border:0}}
+@media screen and (max-width:640px){
+ .scroll{overflow:visible;background:none;border:0}
+ table,tbody,tr,td{display:block;width:100%}
+ thead{display:none}
+ tr{background:#fff;border:1px solid #e1e4e8;border-radius:6px;margin:0 0 8px;padding:4px 10px}
+ td{display:flex;justify-content:space-between;gap:12px;padding:3px 0;border:0;
+  white-space:normal;text-align:right;overflow-wrap:anywhere}
+ td.wrap{min-width:0}
+ td::before{content:attr(data-label);color:#50565e;text-align:left;flex:none;max-width:45%}
+ td:first-child{display:block;text-align:left;font-weight:600;padding-top:6px}
+ td:first-child::before{content:none}
+ td:empty{display:none}
+}
 """
 
 PAGE = Template(
@@ -351,15 +376,13 @@ def render_shift(r: ShiftReport) -> str:
                         "notified",
                     ],
                     open_rows,
+                    wrap={3, 7, 8},
                 ),
                 ident="open",
             ),
             section(
                 "Alarms raised during the shift",
-                table(
-                    RAISE_COLUMNS,
-                    _raise_rows(r.raises, p, r.notify_store),
-                ),
+                table(RAISE_COLUMNS, _raise_rows(r.raises, p, r.notify_store), wrap=RAISE_WRAP),
                 ident="raised",
             ),
             section(
@@ -375,7 +398,7 @@ def render_shift(r: ShiftReport) -> str:
             ),
             section(
                 "Out of service and shelved",
-                table(["what", "status", "by", "reason"], hidden),
+                table(["what", "status", "by", "reason"], hidden, wrap={3}),
                 ident="hidden",
             ),
             section("Notable events", incident_cards(r.incidents, p, True), ident="events"),
@@ -560,6 +583,12 @@ def _site_section(s: SiteFigures, views: Sequence[IncidentView], p: Period) -> H
     return section(f"{s.name}", *parts, ident=f"site-{s.site}")
 
 
+def per_10_min(rate: float) -> str:
+    """Three decimals, or two significant digits below 0.01: a month's few alarms are
+    not "0.000"."""
+    return f"{rate:.3f}" if rate == 0 or rate >= 0.01 else f"{rate:.2g}"
+
+
 def _alarm_section(a: AlarmSummary, p: Period) -> Html:
     k = a.kpis
     total = sum(a.by_priority.values())
@@ -572,7 +601,7 @@ def _alarm_section(a: AlarmSummary, p: Period) -> Html:
         [
             x.position,
             x.alarms,
-            f"{x.per_10min_average:.3f}",
+            per_10_min(x.per_10min_average),
             x.per_10min_peak,
             x.flood_periods,
             f"{x.time_in_flood_pct:.2f} %",
@@ -614,10 +643,7 @@ def _alarm_section(a: AlarmSummary, p: Period) -> Html:
             f"Stale alarms (standing over 24 h): {', '.join(k.stale) or 'none'}.",
         ),
         tag("h3", "Every alarm raised"),
-        table(
-            RAISE_COLUMNS,
-            _raise_rows(a.raises, p, store=False),
-        ),
+        table(RAISE_COLUMNS, _raise_rows(a.raises, p, store=False), wrap=RAISE_WRAP),
         ident="alarms",
     )
 

@@ -6,10 +6,13 @@ Each kind is a condition on one field, evaluated per minute:
   not answering, a full lot, a gateway's uplink down);
 - "all" minutes: every reading in the minute met it (a barrier open through the whole
   minute, not just for a car; a transformer above its rating through the minute).
-Consecutive minutes make one incident; "all" kinds need `min_minutes` in a row. The
-limits (an overload's %, how long a gate or an overload must last) are the alarm rules'
-(`incident_kinds`), per asset, so the report and the alarms agree on what an incident
-is; without a rule the demo rules' numbers hold (120 %, 100 % for 15 min, 5 min).
+Consecutive minutes make one incident; "all" kinds need `min_minutes` in a row, and
+stretches closer together than `gap_minutes` are one incident (a lot full, a car out,
+full again: the rule's off-delay keeps its alarm on through that too). The limits (an
+overload's %, how long a gate or an overload must last, the off-delay) are the alarm
+rules' (`incident_kinds`), per asset, so the report and the alarms agree on what an
+incident is; without a rule the demo rules' numbers hold (120 %, 100 % for 15 min,
+5 min, a lot full again within 10 min).
 A station's gateway health missing for `GATEWAY_SILENCE_MIN` minutes is an outage too.
 """
 
@@ -37,6 +40,7 @@ class IncidentKind:
     condition: str  # InfluxQL on the field
     whole_minute: bool = False
     min_minutes: int = 1
+    gap_minutes: int = 0  # shorter gaps between stretches are bridged (a rule's off-delay)
     chart_fields: tuple[str, ...] = ()  # what the incident's chart plots (default: the field)
     rule: str = ""  # the alarm rule whose limits these mirror (fallbacks without it)
     threshold: float | None = None  # the number in `condition`, for a rule to replace
@@ -71,10 +75,17 @@ INCIDENT_KINDS: tuple[IncidentKind, ...] = (
         '"uplink_connected" = false',
         chart_fields=("outbox_readings",),
     ),
-    IncidentKind(
-        "lot_full", "Lot full", "parking_lot", "full", '"full" = true', chart_fields=("occupied",)
-    ),
     # The limits below are fallbacks: `incident_kinds` takes them from the alarm rules.
+    IncidentKind(
+        "lot_full",
+        "Lot full",
+        "parking_lot",
+        "full",
+        '"full" = true',
+        gap_minutes=10,
+        chart_fields=("occupied",),
+        rule="lot_full",
+    ),
     IncidentKind(
         "gate_stuck_open",
         "Gate stuck open",
@@ -188,10 +199,12 @@ def find_incidents(
     `now_ms`: minutes still to come are not silent gateways)."""
     window = Window(period.start_ms, min(period.as_of_ms, now_ms) - 1)
     found: dict[tuple[str, AssetPath], list[tuple[int, int]]] = {}
+    gaps: dict[tuple[str, AssetPath], int] = {}
     for kind in kinds:
         for path, minutes in _minutes(influx, kind, window).items():
             stretches = [r for r in runs(minutes) if (r[1] - r[0]) // MINUTE_MS >= kind.min_minutes]
             found.setdefault((kind.kind, path), []).extend(stretches)
+            gaps[(kind.kind, path)] = max(gaps.get((kind.kind, path), 0), kind.gap_minutes)
     for path, minutes in _silent_minutes(influx, window).items():
         stretches = [r for r in runs(minutes) if (r[1] - r[0]) // MINUTE_MS >= GATEWAY_SILENCE_MIN]
         found.setdefault((GATEWAY_SILENT.kind, path), []).extend(stretches)
@@ -199,17 +212,18 @@ def find_incidents(
     out = [
         Incident(kind, path, start, end, ongoing=end > last_minute)
         for (kind, path), stretches in found.items()
-        for start, end in _merged(stretches)
+        for start, end in _merged(stretches, gaps.get((kind, path), 0) * MINUTE_MS)
     ]
     return sorted(out, key=lambda i: (i.start_ms, i.kind, i.path))
 
 
-def _merged(stretches: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _merged(stretches: list[tuple[int, int]], gap_ms: int = 0) -> list[tuple[int, int]]:
     """Two rules of one kind (overload above 120 % at once, above 100 % for 15 min) may
-    find overlapping stretches: one incident each time, not two."""
+    find overlapping stretches: one incident each time, not two. Stretches less than
+    `gap_ms` apart are one incident too."""
     out: list[tuple[int, int]] = []
     for start, end in sorted(stretches):
-        if out and start <= out[-1][1]:
+        if out and start < out[-1][1] + max(gap_ms, 1):
             out[-1] = (out[-1][0], max(out[-1][1], end))
         else:
             out.append((start, end))
@@ -242,29 +256,30 @@ def incident_kinds(rules: RuleSet | None) -> tuple[IncidentKind, ...]:
 def _from_rule(kind: IncidentKind, bound: list[Bound]) -> list[IncidentKind]:
     if not kind.rule or not bound:
         return [kind]
-    groups: dict[tuple[float | None, int], set[AssetPath]] = {}
+    groups: dict[tuple[float | None, int, int], set[AssetPath]] = {}
     for b in bound:
         limits = _limits(kind, b)
         if limits is not None:
             groups.setdefault(limits, set()).add((b.site, b.station, b.asset.id))
     out = [
-        _with_limits(kind, threshold, minutes, frozenset(paths))
-        for (threshold, minutes), paths in sorted(groups.items(), key=str)
+        _with_limits(kind, threshold, minutes, gap, frozenset(paths))
+        for (threshold, minutes, gap), paths in sorted(groups.items(), key=str)
     ]
     claimed = frozenset(p for paths in groups.values() for p in paths)
     return [*out, replace(kind, besides=claimed)]  # assets without the rule: fallbacks
 
 
-def _limits(kind: IncidentKind, b: Bound) -> tuple[float | None, int] | None:
-    """(threshold, minutes) the rule sets for this asset; None if the rule is not of a
-    shape the report can mirror (then the asset keeps the fallbacks)."""
+def _limits(kind: IncidentKind, b: Bound) -> tuple[float | None, int, int] | None:
+    """(threshold, minutes, gap minutes) the rule sets for this asset; None if the rule
+    is not of a shape the report can mirror (then the asset keeps the fallbacks)."""
     threshold = kind.threshold
     if kind.threshold is not None:
         threshold = _rule_threshold(kind.field, b)
         if threshold is None:
             return None
-    # The rule's on-delay is how long the condition must hold: whole minutes, at least 1.
-    return threshold, max(1, math.ceil(b.rule.on_delay / 60))
+    # The rule's on-delay is how long the condition must hold: whole minutes, at least 1;
+    # its off-delay how long it must be gone to end (the alarm stays on through less).
+    return threshold, max(1, math.ceil(b.rule.on_delay / 60)), math.ceil(b.rule.off_delay / 60)
 
 
 def _rule_threshold(signal: str, b: Bound) -> float | None:
@@ -286,9 +301,20 @@ def _rule_threshold(signal: str, b: Bound) -> float | None:
 
 
 def _with_limits(
-    kind: IncidentKind, threshold: float | None, minutes: int, paths: frozenset[AssetPath]
+    kind: IncidentKind,
+    threshold: float | None,
+    minutes: int,
+    gap: int,
+    paths: frozenset[AssetPath],
 ) -> IncidentKind:
     condition = kind.condition
     if threshold is not None:
         condition = f'"{kind.field}" > {threshold!r}'
-    return replace(kind, condition=condition, min_minutes=minutes, threshold=threshold, only=paths)
+    return replace(
+        kind,
+        condition=condition,
+        min_minutes=minutes,
+        gap_minutes=gap,
+        threshold=threshold,
+        only=paths,
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from dashboards.build import build_all
 from dashboards.macros import Variable, calculate_interval_ms, expand
 from dashboards.model import Facts
 from facility.config import SiteConfig
+from facility.site import AssetKind
 from ingest.alarms.rules import load_rules
 from tests.history import RULES, SimulatedDay
 
@@ -257,3 +259,148 @@ def test_counts_and_tiles_are_fresh(
     assert influx(day, expand(online, chosen, end, later, 60_000)) == []
     stations = _by_title(boards, "facility-fleet", "Stations running")
     assert influx(day, expand(stations, chosen, end, later, 60_000)) == []
+
+
+# -- the counts and the gateways against the simulated day's ground truth ----------------
+
+MINUTE = 60_000
+
+
+def _value(day: SimulatedDay, boards: dict[str, dict[str, Any]], title: str, to_ms: int) -> int:
+    """A fleet count at `to_ms` over every site; no row is the tile's "0"."""
+    options = boards["facility-fleet"]["templating"]["list"][0]["options"]
+    chosen = {"site": Variable([o["value"] for o in options if o["value"] != "$__all"], True)}
+    query = expand(_by_title(boards, "facility-fleet", title), chosen, to_ms - 3_600_000, to_ms, 0)
+    series = influx(day, query)
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def test_station_counts_are_the_physics(
+    simulated_day: SimulatedDay, boards: dict[str, dict[str, Any]], demo_config: SiteConfig
+) -> None:
+    """At polls through the day, "Stations running" is the number of stations with a
+    pump running in the physics (tests/history.py records them at every poll), and
+    "Stations stopped" the number with pumps, none running."""
+    day = simulated_day
+    pumped = {r.key[:2] for r in demo_config.assets() if r.asset.kind is AssetKind.PUMP}
+    seen = []
+    for offset in (35 * MINUTE, 6 * 3_600_000, 12 * 3_600_000, 18 * 3_600_000, 1439 * MINUTE):
+        at = day.result.start_ms + offset
+        running = {key[:2] for key in day.result.running[at]}
+        counts = (
+            _value(day, boards, "Stations running", at),
+            _value(day, boards, "Stations stopped", at),
+        )
+        assert counts == (len(running), len(pumped - running)), offset / 3_600_000
+        seen.append(counts)
+    # not 0 == 0: stations run at some of the instants, and stand still at all of them
+    assert max(r for r, _ in seen) >= 2 and min(s for _, s in seen) > 0, seen
+
+
+def _gateways_online(
+    day: SimulatedDay, boards: dict[str, dict[str, Any]], at: int
+) -> dict[str, int]:
+    options = boards["facility-fleet"]["templating"]["list"][0]["options"]
+    chosen = {"site": Variable([o["value"] for o in options if o["value"] != "$__all"], True)}
+    query = expand(
+        _by_title(boards, "facility-fleet", "Gateways online"), chosen, at - 3_600_000, at, 0
+    )
+    return {s["tags"]["site"]: int(s["values"][0][1]) for s in influx(day, query)}
+
+
+def _outage(day: SimulatedDay) -> tuple[str, str, int, int]:
+    (fault,) = [f for f in day.scenario.faults if f.kind.value == "gateway_link_down"]
+    assert fault.duration_s is not None
+    start = day.result.start_ms + int(fault.at_s * 1000)
+    return fault.key[0], fault.key[1], start, start + int(fault.duration_s * 1000)
+
+
+def test_gateways_online_are_the_models_but_the_cut_one(
+    simulated_day: SimulatedDay, boards: dict[str, dict[str, Any]], demo_config: SiteConfig
+) -> None:
+    """Every gateway of the site model is online, except during the injected uplink
+    outage, when its site counts one fewer."""
+    day = simulated_day
+    model = Counter(r.site.id for r in demo_config.assets() if r.asset.kind is AssetKind.GATEWAY)
+    site, _, start, end = _outage(day)
+    assert _gateways_online(day, boards, start - 10 * MINUTE) == dict(model)
+    during = _gateways_online(day, boards, start + 10 * MINUTE)
+    assert during == {**model, site: model[site] - 1}
+    assert _gateways_online(day, boards, end + 5 * MINUTE) == dict(model)
+
+
+def _gateway_series(
+    day: SimulatedDay, boards: dict[str, dict[str, Any]], title: str, start: int, end: int
+) -> dict[str, list[tuple[int, float]]]:
+    """A gateways-board panel over [start, end], the outage's site selected."""
+    board = boards["facility-gateways"]
+    site, *_ = _outage(day)
+    chosen = {"site": Variable([site], True), "rp": Variable(["raw"])}
+    stations = next(v for v in board["templating"]["list"] if v["name"] == "station")
+    chosen["station"] = Variable(_offered(day, stations, chosen), True)
+    panel = next(p for p in panels(board) if p["title"] == title)
+    interval = calculate_interval_ms(start, end, panel["maxDataPoints"], panel["interval"])
+    text = expand(panel["targets"][0]["query"], chosen, start, end, interval)
+    return {
+        s["tags"]["station"]: [(int(t), float(v)) for t, v in s["values"]]
+        for s in influx(day, text)
+    }
+
+
+def test_the_outbox_fills_during_the_outage_and_drains(
+    simulated_day: SimulatedDay, boards: dict[str, dict[str, Any]]
+) -> None:
+    """The cut gateway keeps its polls (facility/history.py's outbox): its depth and the
+    age of its oldest reading grow a poll at a time while the uplink is down, the
+    backlog goes out when it returns; the site's other gateways keep nothing back."""
+    day = simulated_day
+    _, station, start, end = _outage(day)
+    window = (start - 30 * MINUTE, end + 30 * MINUTE)
+    depth = _gateway_series(day, boards, "Outbox depth", *window)
+    age = _gateway_series(day, boards, "Outbox age (oldest waiting reading)", *window)
+    delay = _gateway_series(day, boards, "Delivery delay (live lane, max)", *window)
+    assert set(depth) == set(age) == set(delay) and len(depth) > 1
+    for other in set(depth) - {station}:
+        assert {v for _, v in depth[other]} == {0.0}, other
+        assert {v for _, v in delay[other]} == {70.0}, other  # history's live-lane delay
+    held = [(t, v) for t, v in depth[station] if v > 0]
+    # from the second poll of the outage to the one that finds the link back
+    assert held[0][0] == start + 2 * MINUTE and held[-1][0] == end + MINUTE, held
+    values = [v for _, v in held]
+    assert values == sorted(values) and len(set(values)) == len(values)  # grows each poll
+    assert all(v == 0 for t, v in depth[station] if t > end + MINUTE)  # drained
+    oldest = max(v for _, v in age[station])
+    assert (end - start) / 1000 - 120 <= oldest <= (end - start) / 1000
+    assert {v for t, v in delay[station] if start < t <= end} == {0.0}  # nothing live
+
+
+def test_turnover_tiles_follow_the_site_variable(
+    simulated_day: SimulatedDay, boards: dict[str, dict[str, Any]], demo_config: SiteConfig
+) -> None:
+    """A lot's turnover tile answers while its site is selected, with the gates' true
+    vehicles in over the lot's spaces; nothing while another site is."""
+    day = simulated_day
+    truth0, truth1 = day.result.truth_start, day.result.truth_end
+    start, end = day.result.start_ms, day.result.end_ms
+    lots = [r for r in demo_config.assets() if r.asset.kind is AssetKind.PARKING_LOT]
+    for lot in lots:
+        tile = next(
+            p
+            for p in panels(boards["facility-parking"])
+            if p["title"] == f"Turnover {lot.site.name or lot.site.id}"
+        )
+        query = tile["targets"][0]["query"]
+        others = [r.site.id for r in lots if r.site.id != lot.site.id]
+        assert influx(day, expand(query, {"site": Variable(others, True)}, start, end, 0)) == []
+        (series,) = influx(
+            day, expand(query, {"site": Variable([lot.site.id], True)}, start, end, 0)
+        )
+        came = sum(
+            int(truth1[k]["vehicles_in_total"]) - int(truth0[k]["vehicles_in_total"])
+            for k in truth1
+            if k[:2] == lot.key[:2] and "vehicles_in_total" in truth1[k]
+        )
+        spaces = lot.asset.ratings.spaces or 1
+        # 10-minute buckets: the cars of the day's first bucket before its first reading
+        # are not seen
+        assert series["values"][0][1] == pytest.approx(came / spaces, abs=5 / spaces)

@@ -14,8 +14,8 @@ import yaml
 from grafana_foundation_sdk.models import dashboard as dm
 from typer.testing import CliRunner
 
-from dashboards import influxql
-from dashboards.build import build_all, to_dict
+from dashboards import influxql, validate
+from dashboards.build import build_all
 from dashboards.commands import dashboards_app
 from dashboards.macros import Variable, calculate_interval_ms, expand, ms_to_text
 from dashboards.model import Facts
@@ -38,23 +38,102 @@ def all_panels(board: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def test_boards_round_trip_through_the_sdk_models(boards: dict[str, dict[str, Any]]) -> None:
-    influxql.register()
+def test_boards_follow_the_schemas_models(boards: dict[str, dict[str, Any]]) -> None:
+    """Every board decodes through the SDK's models of Grafana's schema (panel options
+    and custom field config by panel type, annotations included) and comes back
+    unchanged, every value of the declared type (dashboards/validate.py)."""
     assert set(boards) == {
         "facility-fleet", "facility-reservoir", "facility-station",
         "facility-parking", "facility-gateways", "facility-alarms",
     }  # fmt: skip
     for board in boards.values():
+        assert validate.problems(board) == [], board["uid"]
         model = dm.Dashboard.from_json(board)
-        again = to_dict(model)
-        # annotations hold our InfluxQL target, which the SDK's model does not know
-        assert {k: v for k, v in again.items() if k != "annotations"} == {
-            k: v for k, v in board.items() if k != "annotations"
-        }
-        targets = [
-            t for p in model.panels or [] if isinstance(p, dm.Panel) for t in p.targets or []
-        ]
+        panels = [p for p in model.panels or [] if isinstance(p, dm.Panel)]
+        targets = [t for p in panels for t in p.targets or []]
         assert targets and all(isinstance(t, influxql.InfluxQuery) for t in targets)
+        # options are the panel type's model, not a bag of keys
+        assert all(type(p.options).__module__.endswith(f".{_module(p)}") for p in panels)
+
+
+def _module(panel: dm.Panel) -> str:
+    return panel.type_val.replace("-", "")
+
+
+def _panel(board: dict[str, Any], title: str) -> dict[str, Any]:
+    panel: dict[str, Any] = next(p for p in board["panels"] if p.get("title") == title)
+    return panel
+
+
+def _break_grid_width(b: dict[str, Any]) -> None:
+    _panel(b, "Power")["gridPos"]["w"] = "12"
+
+
+def _break_unit(b: dict[str, Any]) -> None:
+    _panel(b, "Power")["fieldConfig"]["defaults"]["unit"] = "kilowattz"
+
+
+def _break_options_type(b: dict[str, Any]) -> None:
+    _panel(b, "Power")["options"] = ["legend"]
+
+
+def _break_legend_flag(b: dict[str, Any]) -> None:
+    _panel(b, "Power")["options"]["legend"]["showLegend"] = "yes"
+
+
+def _break_draw_style(b: dict[str, Any]) -> None:
+    _panel(b, "Power")["fieldConfig"]["defaults"]["custom"]["drawStyle"] = "dots"
+
+
+def _break_option_key(b: dict[str, Any]) -> None:
+    _panel(b, "Power")["options"]["legendd"] = {}
+
+
+def _break_threshold(b: dict[str, Any]) -> None:
+    steps = _panel(b, "Bearing temperature")["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    steps[1]["value"] = "80"
+
+
+def _break_override_unit(b: dict[str, Any]) -> None:
+    props = _panel(b, "Power")["fieldConfig"]["overrides"][0]["properties"]
+    props.append({"id": "unit", "value": "kilowattz"})
+
+
+def _break_annotation(b: dict[str, Any]) -> None:
+    b["annotations"]["list"][0]["target"]["query"] = 5
+
+
+def _break_panel_type(b: dict[str, Any]) -> None:
+    _panel(b, "Power")["type"] = "graph"  # the old panel: no model, no options schema
+
+
+BROKEN = {
+    "gridPos.w a string": (_break_grid_width, ".gridPos.w: expected int, got '12'"),
+    "unknown unit": (_break_unit, ".fieldConfig.defaults.unit: unknown unit 'kilowattz'"),
+    "options a list": (_break_options_type, ".options: expected an object, got ['legend']"),
+    "legend flag a string": (_break_legend_flag, ".options.legend.showLegend: expected bool"),
+    "draw style not an enum value": (_break_draw_style, ".custom.drawStyle: 'dots' is not one"),
+    "unknown options key": (_break_option_key, ".options.legendd: not in the schema"),
+    "threshold a string": (_break_threshold, ".steps[1].value: expected float, got '80'"),
+    "override with an unknown unit": (_break_override_unit, "unknown unit 'kilowattz'"),
+    "annotation query a number": (_break_annotation, "annotations.list[0].target.query"),
+    "panel type without a model": (_break_panel_type, ".type: no model for panel type 'graph'"),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_the_schema_check_rejects_a_broken_board(
+    name: str, boards: dict[str, dict[str, Any]]
+) -> None:
+    """The check bites: each deliberately broken board is refused, at the broken spot."""
+    board = json.loads(json.dumps(boards["facility-station"]))
+    breaks, expected = BROKEN[name]
+    breaks(board)
+    found = validate.problems(board)
+    assert any(expected in problem for problem in found), found
+    with pytest.raises(validate.BoardInvalid) as refused:
+        validate.check(board)
+    assert "facility-station" in str(refused.value)
 
 
 def test_ids_grid_and_datasources(boards: dict[str, dict[str, Any]]) -> None:
@@ -193,11 +272,17 @@ def test_cli_build_reports_a_bad_site_file(tmp_path: Path) -> None:
 
 
 def test_committed_sample_matches_a_fresh_build(tmp_path: Path) -> None:
+    """deploy/grafana/ is exactly what `facility dashboards build` writes: boards and
+    provisioning files, no file more or less."""
     result = CliRunner().invoke(dashboards_app, ["build", str(DEMO_SITE), "--out", str(tmp_path)])
     assert result.exit_code == 0
     committed = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
-    for fresh in (tmp_path / "dashboards").glob("*.json"):
-        assert (committed / "dashboards" / fresh.name).read_text() == fresh.read_text(), fresh.name
+    fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    kept = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
+    assert fresh == kept
+    assert any(p.parts[0] == "provisioning" for p in fresh)
+    for path in fresh:
+        assert (committed / path).read_text() == (tmp_path / path).read_text(), path
 
 
 def test_alarm_panels_keep_latched_and_unacknowledged_alarms(
@@ -286,3 +371,14 @@ def test_cli_build_refuses_a_missing_rules_file(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert str(missing) in result.output.replace("\n", "")
     assert not (tmp_path / "o").exists()
+
+
+def test_turnover_tiles_follow_the_site_variable(
+    boards: dict[str, dict[str, Any]], demo_config: SiteConfig
+) -> None:
+    parking = {p["title"]: p for p in all_panels(boards["facility-parking"])}
+    tiles = [p for title, p in parking.items() if title.startswith("Turnover ")]
+    lots = [a for a in demo_config.assets() if a.asset.kind.value == "parking_lot"]
+    assert len(tiles) == len(lots) == 2
+    for tile in tiles:
+        assert '"site" =~ /^$site$/' in tile["targets"][0]["query"], tile["title"]

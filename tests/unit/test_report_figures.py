@@ -1,5 +1,6 @@
 """The report's arithmetic on hand-made series: counters with resets and glitches,
-integrals with gaps, incident stretches, shift boundaries, escaping."""
+integrals with gaps, incident stretches (and the gaps bridged), shift boundaries,
+escaping, the cells' labels for the phone layout, small alarm rates."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ import pytest
 from dashboards.reports.commands import DEFAULT_RULES as DEMO_RULES
 from dashboards.reports.data import Window, bucket_query
 from dashboards.reports.figures import MAX_BRIDGED_GAP_MS, counter_increase, integrate
-from dashboards.reports.html import Html, esc, table
-from dashboards.reports.incidents import INCIDENT_KINDS, MINUTE_MS, incident_kinds, runs
+from dashboards.reports.html import Html, esc, per_10_min, table
+from dashboards.reports.incidents import (
+    INCIDENT_KINDS,
+    MINUTE_MS,
+    _merged,
+    incident_kinds,
+    runs,
+)
 from dashboards.reports.periods import day_period, days_of, month_period, shift_period
 from facility.config import load_site_config
 from ingest.alarms.rules import load_rules
@@ -138,3 +145,31 @@ def test_incident_limits_come_from_the_alarm_rules(tmp_path: Path) -> None:
     assert incident_kinds(None) == INCIDENT_KINDS
     fallback = [k for k in kinds if k.rule == "transformer_overload" and not k.only]
     assert fallback[0].condition == '"load_pct" > 120' and not fallback[0].covers(nongken)
+
+
+def test_stretches_closer_than_the_off_delay_are_one_incident(tmp_path: Path) -> None:
+    """A lot full, a car out, full again: one period while the gap is shorter than the
+    lot_full rule's off-delay (10 min in the demo rules, 20 min here)."""
+    m = MINUTE_MS
+    assert _merged([(0, 5 * m), (15 * m, 20 * m)], 10 * m) == [(0, 5 * m), (15 * m, 20 * m)]
+    assert _merged([(0, 5 * m), (15 * m, 20 * m)], 10 * m + 1) == [(0, 20 * m)]
+    assert _merged([(0, 5 * m), (5 * m, 6 * m)]) == [(0, 6 * m)]  # touching: one
+    config = load_site_config(DEMO_SITE)
+    text = DEMO_RULES.read_text(encoding="utf-8").replace("off_delay: 10m", "off_delay: 20m")
+    (tmp_path / "rules.yaml").write_text(text, encoding="utf-8")
+    lots = [k for k in incident_kinds(load_rules(tmp_path / "rules.yaml", config)) if k.only]
+    gaps = {k.gap_minutes for k in lots if k.kind == "lot_full"}
+    assert gaps == {20}
+    assert next(k for k in INCIDENT_KINDS if k.kind == "lot_full").gap_minutes == 10
+
+
+def test_tables_carry_their_headers_for_the_phone_layout() -> None:
+    page = table(["asset", "message"], [["pump_1", "tripped <now>"]], wrap={1})
+    assert '<td data-label="asset">pump_1</td>' in page
+    assert '<td data-label="message" class="wrap">tripped &lt;now&gt;</td>' in page
+
+
+def test_alarm_rates_keep_their_digits_when_small() -> None:
+    assert per_10_min(2 / 144) == "0.014"  # a day
+    assert per_10_min(2 / 4464) == "0.00045"  # a month: not 0.000
+    assert per_10_min(0.0) == "0.000"
