@@ -1,6 +1,7 @@
 """Fault injection: turn a scenario's schedule into changes of the simulated world.
 
-Physical faults change the models (a pump loses suction, a controller sticks on);
+Physical faults change the models (a pump loses suction, a controller sticks on, a
+barrier controller reports a fault);
 sensor faults change what a device reports (stuck, drifting); communication faults
 change how a device answers on the wire (handled by the Modbus server through
 `comms`); a gateway link cut is exposed through `links_down` for the uplink proxy.
@@ -112,6 +113,12 @@ class FaultInjector:
             model.stuck_open = on
             if on:
                 model.barrier_open = True
+        elif kind is FaultKind.GATE_FAULT:
+            assert isinstance(model, GateModel)
+            if on:
+                model.break_down(int(p.get("fault_code", 2)))
+            else:
+                model.repair()
         elif kind is FaultKind.LOT_FULL:
             assert isinstance(model, ParkingLotModel)
             model.surge_factor = float(p.get("surge", 12.0)) if on else 1.0

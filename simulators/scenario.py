@@ -13,9 +13,11 @@ A scenario file is YAML:
         at: 30m                            # offset from the start
         duration: 20m                      # optional; default: to the end
         params: {fault_code: 1}
-        expect: {alarm: pump_trip, priority: high, within: 60s}
+        expect: {alarm: pump_trip, priority: high, within: 60s, clears_within: 1m}
 
-A nominal scenario has no faults: it must raise no alarm at all.
+Each expected alarm is raised once over the whole run, within `within` of the fault's
+start, and is back to normal within `clears_within` (plus its rule's off-delay) of the
+fault's end. A nominal scenario has no faults: it must raise no alarm at all.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class FaultKind(StrEnum):
     TANK_LOW_LEVEL = "tank_low_level"
     CLO2_OUT_OF_RANGE = "clo2_out_of_range"
     GATE_STUCK_OPEN = "gate_stuck_open"
+    GATE_FAULT = "gate_fault"
     LOT_FULL = "lot_full"
     GATEWAY_LINK_DOWN = "gateway_link_down"
 
@@ -66,6 +69,7 @@ FAULT_TARGETS: dict[FaultKind, frozenset[AssetKind] | None] = {
     FaultKind.TANK_LOW_LEVEL: frozenset({AssetKind.TANK}),
     FaultKind.CLO2_OUT_OF_RANGE: frozenset({AssetKind.WATER_QUALITY}),
     FaultKind.GATE_STUCK_OPEN: frozenset({AssetKind.BARRIER_GATE}),
+    FaultKind.GATE_FAULT: frozenset({AssetKind.BARRIER_GATE}),
     FaultKind.LOT_FULL: frozenset({AssetKind.PARKING_LOT}),
     FaultKind.GATEWAY_LINK_DOWN: frozenset({AssetKind.GATEWAY}),
 }
@@ -79,9 +83,13 @@ class Expectation(BaseModel):
     alarm: str
     priority: Literal["critical", "high", "medium", "low"] = "high"
     within_s: float = Field(default=60.0, alias="within")
+    # How long the symptom outlasts the fault in the physics (a bearing cools, a drained
+    # tank refills): the alarm must be back to normal by the fault's end plus this plus
+    # its rule's off-delay. The default covers a device's next report.
+    clears_within_s: float = Field(default=60.0, alias="clears_within")
     asset: str | None = None  # default: the fault's target
 
-    @field_validator("within_s", mode="before")
+    @field_validator("within_s", "clears_within_s", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> float:
         return parse_duration(v)

@@ -11,12 +11,20 @@ replayed fast or a simulated clock gives the same alarms as real time. Only the
 gateway deadman runs on the wall clock (`tick`): silence is what it detects. A device's
 deadman (`silent`) compares the asset's newest reading with its gateway's newest.
 
+When a gateway that was offline is heard again, its outage is placed in event time: its
+last reading before the silence plus the wall time the silence lasted. Readings from
+inside the outage (the gateway's backlog) are evaluated like any other, and can end an
+alarm, but raise none: a condition that began and ended while the gateway was away is
+history. One still true when live data arrives raises then. The device deadman counts
+from the gateway's return, so devices whose backlog was lost are not called silent.
+
 Suppression by design, before a condition may raise:
 - assets out of service in the asset register have no rules bound at all;
 - `suppress_when` (e.g. a stopped pump raises no low-flow);
 - `inhibited_by`: another rule active on the same asset (HH inhibits H);
 - a device rule active on the asset inhibits its value rules (the values are stale);
-- the station's gateway alarm inhibits every alarm behind it.
+- the station's gateway alarm inhibits every alarm behind it, and so does its outage
+  once over, for the readings acquired during it.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from __future__ import annotations
 import ast
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from simpleeval import SimpleEval
 
@@ -43,6 +51,7 @@ from ingest.alarms.rules import (
     ThresholdRule,
     UnchangedRule,
     ratings_of,
+    render_message,
 )
 
 RATE_WINDOW_MS = 60_000
@@ -57,7 +66,7 @@ class Tracker:
     active: bool = False
     pending_since: int | None = None  # raw condition true since (event time)
     clearing_since: int | None = None  # raw condition false since, while active
-    history: deque[tuple[int, float]] = field(default_factory=deque)  # rate rules
+    history: deque[tuple[int, float]] = field(default_factory=deque)  # rate rules: (ts, value)
     still_since: tuple[Value, int] | None = None  # unchanged rules: value, since
 
 
@@ -67,6 +76,7 @@ class AssetValues:
     stamps: dict[str, int] = field(default_factory=dict)
     status: dict[str, Value] = field(default_factory=dict)
     status_stamps: dict[str, int] = field(default_factory=dict)
+    newest: int | None = None  # the newest of all the stamps
 
 
 class AlarmEngine:
@@ -79,8 +89,10 @@ class AlarmEngine:
         self._assets: dict[str, AssetValues] = defaultdict(AssetValues)
         self._silent: dict[tuple[str, str], list[Tracker]] = defaultdict(list)
         self._first_event: dict[tuple[str, str], int] = {}  # per station: silent since
+        self._outage_until: dict[tuple[str, str], int] = {}  # event ms a gateway came back
         self._eval = SimpleEval(functions=FUNCTIONS)
         self._units = _units(site)
+        self._ratings = {b.path: ratings_of(b.asset) for b in rules.bound}
         for bound in rules.bound:
             key = AlarmKey(bound.site, bound.station, bound.asset.id, bound.id)
             tracker = Tracker(bound, key)
@@ -113,7 +125,9 @@ class AlarmEngine:
                 by_instant[(reading.ts_ms, reading.asset)].append(reading)
         for (ts, asset), group in sorted(by_instant.items()):
             path = f"{site}/{station}/{asset}"
-            if self._apply(self._assets[path], group):
+            state = self._assets[path]
+            if self._apply(state, group):
+                state.newest = ts if state.newest is None else max(state.newest, ts)
                 changes += self._evaluate(path, ts)
         if readings and (site, station) in self._silent:
             changes += self._silence(site, station, max(r.ts_ms for r in readings))
@@ -127,7 +141,8 @@ class AlarmEngine:
             rule = tracker.bound.rule
             assert isinstance(rule, SilentRule)
             state = self._assets[tracker.bound.path]
-            heard = max([*state.stamps.values(), *state.status_stamps.values()], default=first)
+            back = self._outage_until.get((site, station), first)
+            heard = back if state.newest is None else max(state.newest, back)
             silent_ms = newest - heard
             self.evaluations += 1
             if not tracker.active and silent_ms >= rule.silent_for * 1000:
@@ -160,10 +175,15 @@ class AlarmEngine:
         self, site: str, station: str, readings: Sequence[Reading], received_ms: int
     ) -> list[ConditionChange]:
         newest = max((r.ts_ms for r in readings), default=received_ms)
-        self._last_heard[(site, station)] = (received_ms, newest)
+        before = self._last_heard.get((site, station))
+        self._last_heard[(site, station)] = (received_ms, max(newest, before[1] if before else 0))
         tracker = self._gateways.get((site, station))
         if tracker is None or not tracker.active:
             return []
+        if before is not None:
+            # event time runs with the wall clock, whatever the gateway clock's offset
+            newest = max(newest, before[1] + received_ms - before[0])
+            self._outage_until[(site, station)] = newest
         message = f"gateway {site}/{station} heard from again"
         return [self._change(tracker, False, newest, message, None)]
 
@@ -194,8 +214,18 @@ class AlarmEngine:
                 continue
             change = self._step(tracker, raw, ts, message, value, trackers)
             if change is not None:
-                changes.append(change)
+                changes.append(self._worded(change, tracker.bound, state))
         return changes
+
+    def _worded(self, change: ConditionChange, bound: Bound, state: AssetValues) -> ConditionChange:
+        """A raised alarm in the words of its rule's `message`, when it has one."""
+        if not change.active or not bound.message:
+            return change
+        values = state.status if isinstance(bound.rule, DeviceRule) else state.values
+        text = render_message(bound.message, {**self._ratings[bound.path], **values})
+        if text is None:
+            return change
+        return replace(change, message=f"{bound.asset.name or bound.asset.id}: {text}")
 
     def _step(
         self,
@@ -213,7 +243,7 @@ class AlarmEngine:
                 tracker.pending_since = None
                 return None
             since = tracker.pending_since = tracker.pending_since or ts
-            if ts - since < rule.on_delay * 1000 or self._inhibited(tracker, neighbours):
+            if ts - since < rule.on_delay * 1000 or self._inhibited(tracker, neighbours, ts):
                 return None
             return self._change(tracker, True, ts, message, value)
         if raw:
@@ -225,10 +255,13 @@ class AlarmEngine:
         tracker.pending_since = None
         return self._change(tracker, False, ts, message, value)
 
-    def _inhibited(self, tracker: Tracker, neighbours: list[Tracker]) -> bool:
-        gateway = self._gateways.get((tracker.bound.site, tracker.bound.station))
+    def _inhibited(self, tracker: Tracker, neighbours: list[Tracker], ts: int) -> bool:
+        station = (tracker.bound.site, tracker.bound.station)
+        gateway = self._gateways.get(station)
         if gateway is not None and gateway.active:
             return True
+        if ts < self._outage_until.get(station, ts):
+            return True  # acquired while the gateway was offline: backlog
         rule = tracker.bound.rule
         for other in neighbours:
             if not other.active or other is tracker:
@@ -255,8 +288,13 @@ class AlarmEngine:
     ) -> tuple[bool | None, Value, str]:
         """(raw condition or None when it cannot be told yet, the value, a message)."""
         bound, rule = tracker.bound, tracker.bound.rule
-        if bound.suppress is not None and self._truth(bound.suppress, bound, state.values):
-            return False, None, f"{bound.id} suppressed by design ({rule.suppress_when})"
+        if bound.suppress is not None:
+            suppressed = self._truth(bound.suppress, bound, state.values)
+            if suppressed is None:
+                return None, None, ""  # cannot tell yet whether it applies
+            if suppressed:
+                name = bound.asset.name or bound.asset.id
+                return False, None, f"{name}: suppressed by design ({rule.suppress_when})"
         if isinstance(rule, ThresholdRule):
             return self._threshold(tracker, rule, state)
         if isinstance(rule, ConditionRule):
@@ -290,6 +328,8 @@ class AlarmEngine:
             raw, side = value > level - margin, "above"
         else:
             raw, side = value < level + margin, "below"
+        if raw == tracker.active:
+            return raw, value, ""  # no change to word: this runs on every reading
         unit = self._units.get((tracker.bound.asset.profile or "", rule.signal), "")
         name = tracker.bound.asset.name or tracker.bound.asset.id
         message = f"{name}: {rule.signal} {value:g} {unit} {side} {level:g} {unit}".replace(
@@ -303,11 +343,13 @@ class AlarmEngine:
         tree = tracker.bound.when
         assert tree is not None
         truth = self._truth(tree, tracker.bound, values)
+        if truth is None or truth == tracker.active:
+            return truth, None, ""  # no change to word: this runs on every reading
         name = tracker.bound.asset.name or tracker.bound.asset.id
         return truth, None, f"{name}: {text}"
 
     def _truth(self, tree: ast.AST, bound: Bound, values: dict[str, Value]) -> bool | None:
-        self._eval.names = {**ratings_of(bound.asset), **values}
+        self._eval.names = {**self._ratings[bound.path], **values}
         try:
             return bool(self._eval.eval("", previously_parsed=tree))
         except Exception:  # a signal not seen yet, or null: undecided, not an alarm
@@ -316,20 +358,33 @@ class AlarmEngine:
     def _rate(
         self, tracker: Tracker, rule: RateRule, state: AssetValues, ts: int
     ) -> tuple[bool | None, Value, str]:
+        """Change per minute between the signal's newest reading and its oldest within
+        the last minute. Each reading counts once, at its own acquisition time: another
+        signal of the asset arriving does not add a point."""
         value = state.values.get(rule.signal)
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        stamp = state.stamps.get(rule.signal)
+        if not isinstance(value, int | float) or isinstance(value, bool) or stamp is None:
             return None, value, ""
         history = tracker.history
-        history.append((ts, float(value)))
+        if not history or history[-1][0] < stamp:
+            history.append((stamp, float(value)))
         while history and ts - history[0][0] > RATE_WINDOW_MS:
             history.popleft()
-        t0, v0 = history[0]
-        if ts - t0 < RATE_WINDOW_MS / 2:
+        if not history or history[-1][0] - history[0][0] < RATE_WINDOW_MS / 2:
             return None, value, ""  # too short a stretch to call it a rate
-        per_min = (float(value) - v0) / ((ts - t0) / 60_000)
-        rising = rule.max_rise_per_min is not None and per_min > rule.max_rise_per_min
-        falling = rule.max_fall_per_min is not None and -per_min > rule.max_fall_per_min
-        message = f"{tracker.bound.asset.id}: {rule.signal} changing {per_min:+.3g}/min"
+        (t0, v0), (t1, v1) = history[0], history[-1]
+        per_min = (v1 - v0) / ((t1 - t0) / 60_000)
+        margin = rule.deadband if tracker.active else 0.0
+        rise, fall = rule.max_rise_per_min, rule.max_fall_per_min
+        rising = rise is not None and per_min > rise - margin
+        falling = fall is not None and -per_min > fall - margin
+        unit = self._units.get((tracker.bound.asset.profile or "", rule.signal), "")
+        per = f"{unit}/min" if unit else "/min"
+        direction, limit = ("rising", rise) if per_min >= 0 else ("falling", fall)
+        name = tracker.bound.asset.name or tracker.bound.asset.id
+        message = f"{name}: {rule.signal} {direction} {abs(per_min):.3g} {per}"
+        if limit is not None:
+            message += f" (limit {limit:g} {per})"
         return rising or falling, value, message
 
     def _unchanged(

@@ -11,6 +11,12 @@ rules:
     on_delay: 30s              # the condition must hold this long (event time)
     priority: high
     deadline: 1h               # how fast it must alarm once the condition starts
+  pump_trip:
+    kind: condition
+    applies_to: {asset_kind: pump}
+    when: tripped
+    message: "tripped (fault code {fault_code}: {fault_code.meaning})"
+    priority: high
 overrides:
   - {asset: fengshou/xiba/tank_no4, rule: tank_level_high_high, set: {deadband: 0.1}}
 ```
@@ -18,24 +24,33 @@ overrides:
 Expressions (`when`, `suppress_when`) use simpleeval, never eval: names are the
 asset's signals and its nameplate ratings, plus abs/min/max. They are parsed and their
 names checked when the file loads, so a typo is a ConfigError naming rule and field.
+
+A `message` is a template for the text an alarm is raised with: `{signal}` is the
+asset's value (ratings too), with an optional format spec (`{load_pct:.0f}`), and
+`{signal.meaning}` what the device profile says a code means (its `enum`). Nothing else:
+no attribute access, indexing or conversions, checked at load like an expression.
+Delays longer than the rule's `deadline` are load errors: the rule could never meet it.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+import re
+import string
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field
 from simpleeval import SimpleEval
 
 from facility.config import SiteConfig
 from facility.durations import parse_duration
+from facility.profile import ModbusProfile
 from facility.site import Asset, AssetKind, AssetStatus, Ratings, Strict
 from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml, validate
-from facility.wire import STATUS_SIGNALS
+from facility.wire import STATUS_SIGNALS, Value
 from ingest.alarms.model import Priority
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
@@ -56,6 +71,7 @@ class RuleBase(Strict):
     off_delay: Seconds = 0.0
     latched: bool = False
     description: str = ""
+    message: str | None = None  # template of the raised alarm's text (module docstring)
     suppress_when: str | None = None  # suppression by design: no alarm while true
     inhibited_by: list[str] = Field(default_factory=list)  # rules on the same asset
 
@@ -67,12 +83,6 @@ class ThresholdRule(RuleBase):
     below: float | str | None = None
     deadband: float = Field(default=0.0, ge=0)
 
-    @model_validator(mode="after")
-    def _one_side(self) -> ThresholdRule:
-        if (self.above is None) == (self.below is None):
-            raise ValueError("give exactly one of `above` and `below`")
-        return self
-
 
 class ConditionRule(RuleBase):
     kind: Literal["condition"]
@@ -81,10 +91,13 @@ class ConditionRule(RuleBase):
 
 
 class RateRule(RuleBase):
+    """Change per minute over the last minute, in the signal's unit."""
+
     kind: Literal["rate"]
     signal: str
     max_rise_per_min: float | None = Field(default=None, gt=0)
     max_fall_per_min: float | None = Field(default=None, gt=0)
+    deadband: float = Field(default=0.0, ge=0)  # per minute: clears below the limit minus this
 
 
 class UnchangedRule(RuleBase):
@@ -143,6 +156,18 @@ class RulesFile(Strict):
 
 
 @dataclass(frozen=True)
+class Placeholder:
+    """`{signal}` or `{signal.meaning}` in a message template, with its format spec."""
+
+    signal: str
+    spec: str = ""
+    meanings: Mapping[int, str] | None = None  # set for `{signal.meaning}`
+
+
+MessagePart = str | Placeholder
+
+
+@dataclass(frozen=True)
 class Bound:
     """One rule on one asset, with overrides applied and limits resolved."""
 
@@ -155,6 +180,7 @@ class Bound:
     when: ast.AST | None = None  # the parsed expression (condition / device rules)
     suppress: ast.AST | None = None
     clear: ast.AST | None = None
+    message: tuple[MessagePart, ...] = ()  # the parsed `message` template
 
     @property
     def path(self) -> str:
@@ -175,7 +201,12 @@ def load_rules(path: Path, site: SiteConfig) -> RuleSet:
     doc = load_yaml(path)
     spec = validate(RulesFile, doc)
     issues = _check_references(spec, site, doc)
-    bound, more = _bind(spec, site, doc)
+    misshapen: set[str] = set()
+    for rid, rule in spec.rules.items():
+        problems = shape_problems(rule)
+        issues += [doc.issue(["rules", rid, *f], m) for f, m in problems]
+        misshapen |= {rid} if problems else set()
+    bound, more = _bind(spec, site, doc, skip=misshapen)  # binding those would only add noise
     issues += more
     if issues:
         raise ConfigError(issues)
@@ -203,12 +234,14 @@ def _check_references(spec: RulesFile, site: SiteConfig, doc: SourceDoc) -> list
 
 
 def _bind(
-    spec: RulesFile, site: SiteConfig, doc: SourceDoc
+    spec: RulesFile, site: SiteConfig, doc: SourceDoc, skip: set[str]
 ) -> tuple[list[Bound], list[ConfigIssue]]:
     bound: list[Bound] = []
     issues: list[ConfigIssue] = []
     overrides = {(o.asset, o.rule): (i, o) for i, o in enumerate(spec.overrides)}
     for rid, rule in spec.rules.items():
+        if rid in skip:
+            continue
         for ref in _targets(rule, site):
             where: list[str | int] = ["rules", rid]
             override = overrides.get((ref.path, rid))
@@ -218,8 +251,11 @@ def _bind(
                     continue
                 rule, where = _overridden(rule, o, doc, index, issues), ["overrides", index, "set"]
             names = _names_for(ref.asset, site)
+            codes = _codes_for(ref.asset, site)
             try:
-                bound.append(_bound(rid, rule, ref.site.id, ref.station.id, ref.asset, names))
+                bound.append(
+                    _bound(rid, rule, ref.site.id, ref.station.id, ref.asset, names, codes)
+                )
             except ValueError as exc:
                 field, message = exc.args if len(exc.args) == 2 else ("", str(exc))
                 issues.append(
@@ -233,10 +269,49 @@ def _overridden(
 ) -> Rule:
     data = rule.model_dump(by_alias=True) | o.set
     try:
-        return type(rule).model_validate(data)
+        changed = type(rule).model_validate(data)
     except Exception as exc:  # pydantic's ValidationError: name the override
         issues.append(doc.issue(["overrides", index, "set"], str(exc).splitlines()[0]))
         return rule
+    problems = shape_problems(changed)
+    issues += [doc.issue(["overrides", index, "set", *f], m) for f, m in problems]
+    return rule if problems else changed
+
+
+def shape_problems(rule: Rule) -> list[tuple[list[str | int], str]]:
+    """What the fields of one rule get wrong together: (field path, message)."""
+    out: list[tuple[list[str | int], str]] = []
+    if isinstance(rule, ThresholdRule) and (rule.above is None) == (rule.below is None):
+        out.append(([], "give exactly one of `above` and `below`"))
+    if (
+        isinstance(rule, RateRule)
+        and rule.max_rise_per_min is None
+        and rule.max_fall_per_min is None
+    ):
+        out.append(([], "a rate rule needs max_rise_per_min, max_fall_per_min or both"))
+    if isinstance(rule, GatewayRule | SilentRule) and rule.message is not None:
+        out.append((["message"], f"{rule.kind} rules write their own message"))
+    if rule.deadline is not None:
+        for field, delay in _delays(rule):
+            if delay > rule.deadline:
+                out.append(
+                    (
+                        [field],
+                        f"{field} {delay:g} s is longer than the deadline {rule.deadline:g} s: "
+                        "the rule could never alarm in time",
+                    )
+                )
+    return out
+
+
+def _delays(rule: Rule) -> list[tuple[str, float]]:
+    """Each wait a rule has before it can alarm, by the field that sets it."""
+    delays = [("on_delay", rule.on_delay)]
+    if isinstance(rule, UnchangedRule):
+        delays.append(("for", rule.for_))
+    if isinstance(rule, GatewayRule | SilentRule):
+        delays.append(("silent_for", rule.silent_for))
+    return delays
 
 
 def _targets(rule: Rule, site: SiteConfig) -> Iterator[Any]:
@@ -264,9 +339,25 @@ def _names_for(asset: Asset, site: SiteConfig) -> set[str]:
     return signals | ratings
 
 
-def _bound(rid: str, rule: Rule, site: str, station: str, asset: Asset, names: set[str]) -> Bound:
+def _codes_for(asset: Asset, site: SiteConfig) -> dict[str, dict[int, str]]:
+    """The signals whose codes the device profile describes (`enum`), with their meanings."""
+    profile = site.profiles.get(asset.profile or "")
+    if not isinstance(profile, ModbusProfile):
+        return {}
+    return {s.name: s.enum for s in profile.signals if s.enum}
+
+
+def _bound(
+    rid: str,
+    rule: Rule,
+    site: str,
+    station: str,
+    asset: Asset,
+    names: set[str],
+    codes: dict[str, dict[int, str]],
+) -> Bound:
     if isinstance(rule, DeviceRule):
-        names = set(STATUS_SIGNALS)
+        names, codes = set(STATUS_SIGNALS), {}
     level = None
     if isinstance(rule, ThresholdRule | RateRule | UnchangedRule) and rule.signal not in names:
         raise ValueError("signal", f"no signal {rule.signal!r} on a {asset.kind.value}")
@@ -279,7 +370,8 @@ def _bound(rid: str, rule: Rule, site: str, station: str, asset: Asset, names: s
     clear = (
         _optional(rule.clear_when, names, "clear_when") if isinstance(rule, ConditionRule) else None
     )
-    return Bound(rid, rule, site, station, asset, level, when, suppress, clear)
+    message = parse_message(rule.message, names, codes) if rule.message else ()
+    return Bound(rid, rule, site, station, asset, level, when, suppress, clear, message)
 
 
 def _optional(text: str | None, names: set[str], field: str) -> ast.AST | None:
@@ -323,8 +415,93 @@ def parse_expression(text: str | None, names: set[str], field: str) -> ast.AST:
     return tree
 
 
+PLACEHOLDER = re.compile(r"^([a-z][a-z0-9_]*)(\.meaning)?$")
+SPEC_SAMPLES: tuple[Value, ...] = (1, 1.5, True, "text")
+WIDE_SPEC = re.compile(r"\d{3,}")  # a 1000-character field is a mistake, or worse
+
+
+def parse_message(
+    text: str, names: set[str], codes: dict[str, dict[int, str]]
+) -> tuple[MessagePart, ...]:
+    """A message template, parsed once: literal text and checked placeholders."""
+    try:
+        pieces = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError("message", f"not a message template: {exc}") from None
+    parts: list[MessagePart] = []
+    for literal, field, spec, conversion in pieces:
+        if literal:
+            parts.append(literal)
+        if field is None:
+            continue
+        parts.append(_placeholder(field, spec or "", conversion, names, codes))
+    return tuple(parts)
+
+
+def _placeholder(
+    field: str,
+    spec: str,
+    conversion: str | None,
+    names: set[str],
+    codes: dict[str, dict[int, str]],
+) -> Placeholder:
+    found = PLACEHOLDER.match(field)
+    if found is None or conversion is not None or "{" in spec:
+        raise ValueError(
+            "message", f"{{{field}}}: use {{signal}}, {{signal:spec}} or {{signal.meaning}}"
+        )
+    signal, meaning = found.group(1), found.group(2) is not None
+    if signal not in names:
+        raise ValueError("message", f"unknown name {signal} (known: {', '.join(sorted(names))})")
+    if meaning and signal not in codes:
+        raise ValueError("message", f"{signal}: its device profile describes no codes (enum)")
+    if WIDE_SPEC.search(spec) or not any(_formats(sample, spec) for sample in SPEC_SAMPLES):
+        raise ValueError("message", f"{{{field}:{spec}}}: not a format spec (up to 99 wide)")
+    return Placeholder(signal, spec, codes[signal] if meaning else None)
+
+
+def _formats(value: Value, spec: str) -> str | None:
+    try:
+        return format(value, spec)
+    except (ValueError, TypeError):
+        return None
+
+
+def render_message(parts: tuple[MessagePart, ...], values: Mapping[str, Value]) -> str | None:
+    """The template filled with the asset's values; None while one is missing (the rule's
+    plain message is used instead)."""
+    out = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        value = values.get(part.signal)
+        if part.meanings is not None:
+            value = _meaning(value, part.meanings)
+        text = None if value is None else _formats(value, part.spec)
+        if text is None:
+            return None
+        out.append(text)
+    return "".join(out)
+
+
+def _meaning(code: Value, meanings: Mapping[int, str]) -> str | None:
+    if not isinstance(code, int | float):
+        return None
+    return meanings.get(int(code), "not a known code").replace("_", " ")
+
+
 def ratings_of(asset: Asset) -> dict[str, float]:
     return {k: float(v) for k, v in asset.ratings.model_dump().items() if v is not None}
 
 
-__all__ = ["Bound", "Ratings", "RuleSet", "load_rules", "parse_expression", "ratings_of"]
+__all__ = [
+    "Bound",
+    "Ratings",
+    "RuleSet",
+    "load_rules",
+    "parse_expression",
+    "parse_message",
+    "ratings_of",
+    "render_message",
+]

@@ -4,7 +4,8 @@ Regular (resident and staff) vehicles leave in the morning and come back in the 
 visitors arrive as a Poisson process whose rate follows the hour of day and stay for a
 log-normal time. Occupancy only changes through gate passages, so the counter always
 equals entries minus exits and never leaves [0, capacity]: a car that finds the lot
-full is turned away (counted) and does not enter.
+full is turned away (counted) and does not enter. A gate whose controller reports a
+fault lets nobody through; its traffic takes the other gates of its direction.
 """
 
 from __future__ import annotations
@@ -41,10 +42,22 @@ class GateModel:
     close_at_ms: int | None = None
     count_in: int = 0
     count_out: int = 0
-    fault: bool = False
+    fault: bool = False  # fault: the controller reports `fault_code`, its lanes are shut
     fault_code: int = 0
     stuck_open: bool = False  # fault: the arm does not come down
     started_ms: int = 0
+    report_now: bool = False  # a state change the controller publishes at once
+
+    def break_down(self, fault_code: int) -> None:
+        """An arm motor or loop detector fault: the controller drops the arm and lets no
+        vehicle through until it is repaired; cars use the other gates."""
+        self.fault, self.fault_code = True, fault_code
+        self.barrier_open, self.close_at_ms = False, None
+        self.report_now = True
+
+    def repair(self) -> None:
+        self.fault, self.fault_code = False, 0
+        self.report_now = True
 
     def is_closed_at(self, h: float) -> bool:
         if self.closed_hours is None:
@@ -133,6 +146,9 @@ class ParkingLotModel:
             messages.extend(self._pass(when, direction))
         end_ms = t_ms + int(dt_s * 1000)
         for gate in self.gates.values():
+            if gate.report_now:
+                gate.report_now = False
+                messages.append(gate.state(t_ms))
             closes = gate.close_at_ms
             if closes is not None and closes < end_ms and not gate.stuck_open:
                 gate.barrier_open, gate.close_at_ms = False, None
@@ -175,7 +191,11 @@ class ParkingLotModel:
         if direction == "out" and self.occupied <= 0:
             return []
         h = hour_of_day(when, self.utc_offset_h)
-        lanes = [g for g in self.gates.values() if direction in g.lanes and not g.is_closed_at(h)]
+        lanes = [
+            g
+            for g in self.gates.values()
+            if direction in g.lanes and not g.is_closed_at(h) and not g.fault
+        ]
         if not lanes:
             return []
         gate = self.rng.choice(lanes)

@@ -1,8 +1,12 @@
 """The alarm engine's rules one by one, on event time, with the demo site's rules file:
 deadband, on- and off-delay, late and resent data, the gateway deadman and what it
-inhibits, device status inhibiting stale values, suppression by design, rates, restart."""
+inhibits (during the outage and in the backlog after it), device status inhibiting
+stale values, suppression by design, rates of change, message templates, the two
+transformer overloads, restart."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from facility.config import SiteConfig
 from facility.site import AssetKind
@@ -19,6 +23,14 @@ S = 1000
 
 def engine(config: SiteConfig) -> AlarmEngine:
     return AlarmEngine(load_rules(RULES, config), config)
+
+
+def one_device_engine(config: SiteConfig) -> AlarmEngine:
+    """The demo rules without the device deadman, for tests that feed one device of a
+    station for longer than 5 minutes (the others would be silent)."""
+    rules = load_rules(RULES, config)
+    rules.bound = [b for b in rules.bound if b.id != "device_silent"]
+    return AlarmEngine(rules, config)
 
 
 def level(e: AlarmEngine, at_s: float, value: float) -> list[ConditionChange]:
@@ -173,3 +185,339 @@ def test_a_backlog_after_an_outage_raises_no_device_silence(demo_config: SiteCon
     ]
     changes = e.observe("wanda", "wanda_lot", readings, T0 + 3 * 3600 * S)
     assert [c for c in changes if c.key.rule == "device_silent"] == []
+
+
+# --- message templates -----------------------------------------------------------------
+
+
+def test_a_trip_says_what_the_drives_fault_code_means(demo_config: SiteConfig) -> None:
+    def trip(code: int | None) -> str:
+        e = engine(demo_config)
+        readings = [Reading("pump_1", "tripped", T0, True)]
+        if code is not None:
+            readings.append(Reading("pump_1", "fault_code", T0, code))
+        [raised] = e.observe("fengshou", "xiba", readings, T0)
+        return raised.message
+
+    assert trip(6) == "Pump 1: tripped (fault code 6: phase loss)"  # the pump_vfd enum
+    assert trip(42) == "Pump 1: tripped (fault code 42: not a known code)"
+    assert trip(None) == "Pump 1: tripped"  # no code yet: the rule's own words
+
+
+def test_a_device_rules_message_speaks_of_the_device_status(demo_config: SiteConfig) -> None:
+    e = engine(demo_config)
+
+    def poll(t: float) -> list[ConditionChange]:
+        ts = T0 + int(t * S)
+        readings = [
+            Reading("tank_no4", "comm_ok", ts, True, "g", "s"),
+            Reading("tank_no4", "exception_code", ts, 2, "g", "s"),
+        ]
+        return e.observe("fengshou", "xiba", readings, ts)
+
+    assert poll(0) == []
+    [raised] = poll(30)
+    assert (raised.key.rule, raised.message) == (
+        "device_error",
+        "No.4 Xiba Songshan tank: answers with Modbus exception 2",
+    )
+
+
+# --- rate of change ----------------------------------------------------------------------
+
+
+def falling(
+    e: AlarmEngine, rates: list[tuple[float, float]], start: float = 3.0
+) -> list[tuple[float, str, bool, str]]:
+    """Tank No.4's level every 5 s, falling at each (m/min, for seconds) in turn; the
+    changes as (seconds, rule, active, message)."""
+    out: list[tuple[float, str, bool, str]] = []
+    t, value = 0, start
+    for per_min, seconds in rates:
+        for _ in range(int(seconds / 5)):
+            out += [
+                ((c.at_ms - T0) / S, c.key.rule, c.active, c.message) for c in level(e, t, value)
+            ]
+            t, value = t + 5, value - per_min * 5 / 60
+    return out
+
+
+def test_a_fast_fall_raises_after_its_on_delay_and_clears_past_the_deadband(
+    demo_config: SiteConfig,
+) -> None:
+    """tank_level_falling_fast: over 0.03 m/min across the last minute for 2 minutes;
+    clears under 0.02 m/min (deadband 0.01)."""
+    e = one_device_engine(demo_config)
+    changes = falling(e, [(0.0, 120), (0.05, 300), (0.025, 300), (0.012, 120)])
+    # the fall starts at 120 s; the minute's rate passes 0.03 m/min 40 s later
+    assert [c[:3] for c in changes] == [
+        (160 + 120, "tank_level_falling_fast", True),
+        # 0.025 m/min is under the limit but inside the deadband: still falling fast,
+        # until the minute holds 25 s of the slower 0.012 m/min
+        (720 + 25, "tank_level_falling_fast", False),
+    ]
+    assert changes[0][3] == (
+        "No.4 Xiba Songshan tank: level_m falling 0.05 m/min (limit 0.03 m/min)"
+    )
+
+
+def test_a_fall_shorter_than_the_on_delay_or_one_jump_raises_nothing(
+    demo_config: SiteConfig,
+) -> None:
+    e = one_device_engine(demo_config)
+    assert falling(e, [(0.0, 120), (0.06, 100), (0.0, 300)]) == []  # 100 s < 2 min
+    e = one_device_engine(demo_config)
+    for t in range(0, 300, 5):  # a transmitter back from a stuck spell: one step down
+        assert level(e, t, 3.0 if t < 150 else 2.4) == []
+
+
+def moving_fast_engine(config: SiteConfig, folder: Path) -> AlarmEngine:
+    """One rate rule on Xiba's tank No.4 with both limits and no on-delay."""
+    rules = folder / "rules.yaml"
+    rules.write_text(
+        "rules:\n"
+        "  level_moving_fast:\n"
+        "    kind: rate\n"
+        "    applies_to: {assets: [fengshou/xiba/tank_no4]}\n"
+        "    signal: level_m\n"
+        "    max_rise_per_min: 0.11\n"
+        "    max_fall_per_min: 0.03\n"
+        "    priority: high\n"
+    )
+    return AlarmEngine(load_rules(rules, config), config)
+
+
+def test_a_rise_limit_and_a_fall_limit_in_one_rule(demo_config: SiteConfig, tmp_path: Path) -> None:
+    e = moving_fast_engine(demo_config, tmp_path)
+    changes = [(t, c.active, c.message) for t in range(0, 600, 5) for c in level(e, t, moving(t))]
+    assert [(t, active) for t, active, _ in changes] == [
+        (95, True),  # +0.2 m/min from 60 s: past 0.11 m/min once the minute holds 35 s
+        (210, False),  # flat from 180 s
+        (330, True),  # -0.07 m/min from 300 s
+        (455, False),  # flat from 420 s
+    ]
+    assert "level_m rising 0.117 m/min (limit 0.11 m/min)" in changes[0][2]
+    assert "level_m falling 0.035 m/min (limit 0.03 m/min)" in changes[2][2]
+
+
+def moving(t: float) -> float:
+    rise = 0.2 * min(max(t - 60, 0), 120) / 60
+    fall = 0.07 * min(max(t - 300, 0), 120) / 60
+    return 3.0 + rise - fall
+
+
+def test_late_readings_and_other_signals_do_not_make_a_rate(
+    demo_config: SiteConfig, tmp_path: Path
+) -> None:
+    e = moving_fast_engine(demo_config, tmp_path)
+    for t in range(0, 300, 5):
+        assert level(e, t, 3.0) == []
+    # a late reading from long ago, far below: already superseded, not a fall
+    assert level(e, 100, 1.0) == [] and level(e, 290, 1.0) == []
+    for t in range(300, 600, 5):
+        # the level stops reporting while the volume keeps arriving: its instants add
+        # no level points, so the level of 300 s is no recent value to fall from
+        ts = T0 + t * S
+        batch = [Reading("tank_no4", "volume_m3", ts, 2400.0)]
+        assert e.observe("fengshou", "xiba", batch, ts) == []
+    for t in range(600, 700, 5):  # back 0.1 m lower: a step across a gap, not a rate
+        batch = [Reading("tank_no4", "level_m", T0 + t * S, 2.9)]
+        assert e.observe("fengshou", "xiba", batch, T0 + t * S) == []
+        assert e.observe("fengshou", "xiba", batch, T0 + t * S) == []  # sent again
+
+
+# --- transformers ------------------------------------------------------------------------
+
+
+def load(e: AlarmEngine, at_s: float, pct: float, **more: float) -> list[tuple[float, str, bool]]:
+    ts = T0 + int(at_s * S)
+    readings = [Reading("transformer", "load_pct", ts, pct)]
+    readings += [Reading("transformer", k, ts, v) for k, v in more.items()]
+    return [
+        ((c.at_ms - T0) / S, c.key.rule, c.active)
+        for c in e.observe("huilongba", "nongken", readings, ts)
+    ]
+
+
+def loads(e: AlarmEngine, profile: list[tuple[float, float]]) -> list[tuple[float, str, bool]]:
+    """Readings every 30 s at each (load %, for seconds) in turn."""
+    out, t = [], 0.0
+    for pct, seconds in profile:
+        for _ in range(int(seconds / 30)):
+            out += load(e, t, pct)
+            t += 30
+    return out
+
+
+def test_110_percent_alone_raises_the_sustained_overload_at_15_minutes(
+    demo_config: SiteConfig,
+) -> None:
+    e = one_device_engine(demo_config)
+    assert loads(e, [(110, 900)]) == []
+    assert load(e, 900, 110) == [(900, "transformer_overload_sustained", True)]
+    # below 100 %: ends after its 5-minute off-delay
+    changes = [c for t in range(930, 1300, 30) for c in load(e, t, 90)]
+    assert changes == [(1230, "transformer_overload_sustained", False)]
+
+
+def test_125_then_110_percent_counts_the_15_minutes_from_the_start_of_the_overload(
+    demo_config: SiteConfig,
+) -> None:
+    """The 120 % alarm inhibits the 15-minute one only while it is active: the time above
+    100 % counts from the start, so the sustained alarm follows as soon as it may."""
+    e = one_device_engine(demo_config)
+    # 10 minutes at 125 %, then 110 %: the 120 % alarm ends after its 1-minute
+    # off-delay; the sustained one raises at 15 minutes after the start, not 15 after 10
+    assert loads(e, [(125, 600), (110, 600)]) == [
+        (0, "transformer_overload", True),
+        (660, "transformer_overload", False),
+        (900, "transformer_overload_sustained", True),
+    ]
+    e = one_device_engine(demo_config)
+    # 20 minutes at 125 %: the sustained alarm waits behind the 120 % one and takes over
+    # the instant it ends, the load still above 100 %
+    assert loads(e, [(125, 1200), (110, 300)]) == [
+        (0, "transformer_overload", True),
+        (1260, "transformer_overload", False),
+        (1260, "transformer_overload_sustained", True),
+    ]
+
+
+def test_hot_top_oil_raises_after_5_minutes_and_clears_5_degrees_lower(
+    demo_config: SiteConfig,
+) -> None:
+    e = one_device_engine(demo_config)
+    oil = [
+        c
+        for t, temp in [(t, 92.0) for t in range(0, 600, 30)]
+        + [(t, 87.0) for t in range(600, 900, 30)]
+        + [(900, 84.0)]
+        for c in load(e, t, 80, top_oil_temp_c=temp)
+    ]
+    assert oil == [
+        (300, "transformer_oil_temp_high", True),
+        (900, "transformer_oil_temp_high", False),
+    ]
+
+
+# --- suppression by design ---------------------------------------------------------------
+
+
+def pump(e: AlarmEngine, t: float, **values: Value) -> list[tuple[float, str, bool, str]]:
+    ts = T0 + int(t * S)
+    readings = [Reading("pump_1", k, ts, v) for k, v in values.items()]
+    return [
+        ((c.at_ms - T0) / S, c.key.rule, c.active, c.message)
+        for c in e.observe("fengshou", "xiba", readings, ts)
+    ]
+
+
+def test_a_pump_ramping_up_is_no_dry_run_and_the_on_delay_starts_at_speed(
+    demo_config: SiteConfig,
+) -> None:
+    """pump_dry_run: flow under 30 % of rated, suppressed while not running or <= 40 Hz."""
+    e = one_device_engine(demo_config)
+    for t in range(0, 300, 5):  # running, but held at 30 Hz with no flow
+        assert pump(e, t, running=True, frequency_hz=30.0, flow_m3h=0.0) == []
+    changes = [
+        c
+        for t in range(300, 360, 5)
+        for c in pump(e, t, running=True, frequency_hz=50.0, flow_m3h=0.0)
+    ]
+    assert [c[:3] for c in changes] == [(320, "pump_dry_run", True)]  # 20 s at speed
+    assert "running at 50 Hz with 0.0 m3/h, under 30 % of its rated 323 m3/h" in changes[0][3]
+
+
+def test_stopping_a_dry_running_pump_returns_its_alarm_to_normal(demo_config: SiteConfig) -> None:
+    e = one_device_engine(demo_config)
+    for t in range(0, 30, 5):
+        pump(e, t, running=True, frequency_hz=50.0, flow_m3h=2.0)
+    [stopped] = pump(e, 30, running=False, frequency_hz=0.0, flow_m3h=0.0)
+    assert stopped[:3] == (30, "pump_dry_run", False)
+    assert "suppressed by design (not running or frequency_hz <= 40)" in stopped[3]
+    for t in range(35, 300, 5):  # stopped: no flow, and rightly so
+        assert pump(e, t, running=False, frequency_hz=0.0, flow_m3h=0.0) == []
+
+
+def test_a_suppression_it_cannot_tell_yet_raises_nothing(demo_config: SiteConfig) -> None:
+    e = one_device_engine(demo_config)
+    for t in range(0, 120, 5):  # the run state has not arrived: suppressed or not?
+        assert pump(e, t, frequency_hz=50.0, flow_m3h=0.0) == []
+
+
+# --- a gateway's outage ------------------------------------------------------------------
+
+
+def xiba(t_s: float, comm_ok: bool, value: float) -> list[Reading]:
+    ts = T0 + int(t_s * S)
+    return [
+        Reading("gateway", "rss_mb", ts, 48.0, "g", "h"),
+        Reading("tank_no4", "comm_ok", ts, comm_ok, "g", "s"),
+        Reading("tank_no4", "exception_code", ts, 0, "g", "s"),
+        Reading("tank_no4", "level_m", ts, value),
+    ]
+
+
+def test_an_outage_backlog_raises_nothing_for_conditions_over_before_the_gateway_returned(
+    demo_config: SiteConfig,
+) -> None:
+    e = one_device_engine(demo_config)
+    assert e.observe("fengshou", "xiba", xiba(0, True, 3.0), T0) == []
+    [offline] = e.tick(T0 + 61 * S)
+    assert offline.key.rule == "gateway_offline"
+    # back after 10 minutes with its outbox: inside it the tank's transmitter stopped
+    # answering for 3 minutes, and the level stood above HH for 2 (values, device rules)
+    backlog = [
+        r
+        for t in range(5, 600, 5)
+        for r in xiba(t, not 60 <= t < 240, 4.95 if 300 <= t < 420 else 3.0)
+    ]
+    changes = e.observe("fengshou", "xiba", backlog, T0 + 600 * S)
+    assert [(c.key.rule, c.active, c.at_ms) for c in changes] == [
+        ("gateway_offline", False, T0 + 600 * S)
+    ]
+    for t in range(600, 900, 5):  # live again, all normal: nothing left to raise
+        assert e.observe("fengshou", "xiba", xiba(t, True, 3.0), T0 + t * S) == []
+
+
+def test_a_condition_still_true_when_the_gateway_returns_raises_with_live_data(
+    demo_config: SiteConfig,
+) -> None:
+    e = one_device_engine(demo_config)
+    e.observe("fengshou", "xiba", xiba(0, True, 3.0), T0)
+    e.tick(T0 + 61 * S)
+    backlog = [r for t in range(5, 600, 5) for r in xiba(t, t < 500, 3.0)]
+    changes = e.observe("fengshou", "xiba", backlog, T0 + 600 * S)
+    assert [c.key.rule for c in changes] == ["gateway_offline"]
+    [raised] = e.observe("fengshou", "xiba", xiba(600, False, 3.0), T0 + 600 * S)
+    assert (raised.key.rule, raised.active, raised.at_ms) == (
+        "device_not_responding",
+        True,
+        T0 + 600 * S,
+    )
+
+
+def test_devices_whose_backlog_was_lost_are_silent_only_counting_from_the_return(
+    demo_config: SiteConfig,
+) -> None:
+    e = engine(demo_config)
+    station = demo_config.site("wanda").station("wanda_lot")
+    gates = [a.id for a in station.assets if a.kind is AssetKind.BARRIER_GATE]
+
+    def batch(t_s: float, lot_reports: bool) -> list[tuple[str, str, bool]]:
+        ts = T0 + int(t_s * S)
+        readings = [Reading("gateway", "rss_mb", ts, 48.0, "g", "h")]
+        readings += [Reading(gate, "uptime_s", ts, int(t_s)) for gate in gates]
+        if lot_reports:
+            readings.append(Reading("lot", "occupied", ts, 200))
+        return [
+            (c.key.asset, c.key.rule, c.active)
+            for c in e.observe("wanda", "wanda_lot", readings, ts)
+        ]
+
+    assert batch(0, True) == []
+    assert [c.key.rule for c in e.tick(T0 + 61 * S)] == ["gateway_offline"]
+    # back 20 minutes later without its outbox (the lot's messages were lost)
+    assert batch(1200, False) == [("gateway", "gateway_offline", False)]
+    assert batch(1200 + 299, False) == []
+    assert batch(1200 + 301, False) == [("lot", "device_silent", True)]

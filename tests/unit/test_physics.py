@@ -16,6 +16,8 @@ from simulators.physics.pump import PumpCurve, PumpModel
 from simulators.physics.station import StationModel
 from simulators.physics.tank import TankModel
 from simulators.physics.transformer import TransformerModel
+from simulators.scenario import load_scenario
+from tests.conftest import DEMO_SITE
 
 START_MS = 1780264800000  # 2026-06-01 06:00 Asia/Shanghai
 DAY_S = 86400
@@ -195,6 +197,34 @@ def test_night_closed_exit_passes_no_car_at_night(demo_config: SiteConfig) -> No
     before = gate.count_out
     sim.advance_to(START_MS + 24 * 3600 * 1000)  # to 06:00 local
     assert gate.count_out == before
+
+
+def test_a_faulted_gate_reports_its_code_and_its_traffic_takes_the_other_gates(
+    demo_config: SiteConfig,
+) -> None:
+    scenario = load_scenario(DEMO_SITE / "scenarios" / "gate_fault.yaml", demo_config)
+    sim = Simulation(
+        parking_only(demo_config), seed=1, start_ms=START_MS, scenario=scenario, step_s=5.0
+    )
+    gates = {
+        k[2]: m for k, m in sim.world.models.items() if isinstance(m, GateModel) and k[0] == "wanda"
+    }
+    sim.advance_to(START_MS + 3600 * 1000)  # the fault starts: north gate, 07:00 to 08:00
+    before = {gid: g.count_in + g.count_out for gid, g in gates.items()}
+    states = [
+        m.payload
+        for _, m in sim.advance_to(START_MS + 2 * 3600 * 1000 - 5000).messages
+        if m.asset == "north_gate" and m.topic == "state"
+    ]
+    passed = {gid: g.count_in + g.count_out - before[gid] for gid, g in gates.items()}
+    assert passed["north_gate"] == 0 and passed["main_gate"] > 20, passed
+    assert states[0]["fault"] is True and states[0]["fault_code"] == 3  # published at once
+    assert all(s["fault"] and s["barrier"] == "closed" for s in states)
+    assert len(states) >= 59  # still reporting every minute
+    sim.advance_to(START_MS + 3 * 3600 * 1000)
+    north = gates["north_gate"]
+    assert not north.fault and north.fault_code == 0
+    assert north.count_in + north.count_out > before["north_gate"]  # in use again
 
 
 def parking_only(config: SiteConfig) -> SiteConfig:

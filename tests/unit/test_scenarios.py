@@ -63,6 +63,23 @@ def _gate_open_long(sim: Simulation, fault: Fault, memo: dict[str, float]) -> bo
     return sim.t_ms - since >= 5 * 60_000
 
 
+def _gate_fault(sim: Simulation, fault: Fault, memo: dict[str, float]) -> bool:
+    """The controller reports the fault and its code, with the arm down (what it lets
+    through meanwhile: tests/unit/test_physics.py)."""
+    gate = sim.world.models[fault.key]
+    assert isinstance(gate, GateModel)
+    return gate.fault and gate.fault_code == fault.params["fault_code"] and not gate.barrier_open
+
+
+def _overloaded(sim: Simulation, fault: Fault, memo: dict[str, float]) -> bool:
+    """Past 120 % for the overload at once; past 100 % (and short of 120 %) for the
+    sustained one."""
+    load = _num(sim, fault, "load_pct")
+    if fault.expect is not None and fault.expect.alarm == "transformer_overload_sustained":
+        return 100.0 < load < 120.0
+    return load > 120.0
+
+
 def _lot_full(sim: Simulation, fault: Fault, memo: dict[str, float]) -> bool:
     lot = sim.world.models[fault.key]
     assert isinstance(lot, ParkingLotModel)
@@ -92,7 +109,7 @@ SYMPTOMS: dict[FaultKind, Symptom] = {
     FaultKind.DEVICE_NOT_RESPONDING: lambda sim, f, m: f.key in sim.comms,
     FaultKind.MODBUS_EXCEPTION: lambda sim, f, m: f.key in sim.comms,
     FaultKind.GARBLED_RESPONSE: lambda sim, f, m: f.key in sim.comms,
-    FaultKind.TRANSFORMER_OVERLOAD: lambda sim, f, m: _num(sim, f, "load_pct") > 120.0,
+    FaultKind.TRANSFORMER_OVERLOAD: _overloaded,
     FaultKind.TANK_OVERFLOW: lambda sim, f, m: (
         _num(sim, f, "level_m") >= _limit(sim, f, "level_m", "high_high")
     ),
@@ -103,6 +120,7 @@ SYMPTOMS: dict[FaultKind, Symptom] = {
         _num(sim, f, "clo2_residual_mg_l") < _limit(sim, f, "clo2_residual_mg_l", "low")
     ),
     FaultKind.GATE_STUCK_OPEN: _gate_open_long,
+    FaultKind.GATE_FAULT: _gate_fault,
     FaultKind.LOT_FULL: _lot_full,
     FaultKind.GATEWAY_LINK_DOWN: lambda sim, f, m: f.key in sim.links_down,
 }
@@ -186,7 +204,7 @@ def nominal_breaches(sim: Simulation) -> list[str]:
                 out.append(f"{where} ClO2 {model.residual_mg_l:.2f}")
         elif isinstance(model, ParkingLotModel) and model.occupied >= model.capacity:
             out.append(f"{where} full")
-        elif isinstance(model, GateModel) and model.stuck_open:
+        elif isinstance(model, GateModel) and (model.stuck_open or model.fault):
             out.append(f"{where} stuck")
     return out
 
