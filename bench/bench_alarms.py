@@ -10,9 +10,11 @@ Latency: `IngestService` as `facility ingest run` builds it (private Mosquitto a
 InfluxDB, the demo rules, a notifier mailing a real SMTP server run here), the 13
 stations' batches published at the demo's nominal rate (every 5 s), and every 2 s a
 batch in which one more pump trips: from publishing that batch to the mail's arrival
-at the SMTP server.
+at the SMTP server. A trip is latched, so each pump trips once a run; runs are repeated
+(`--rounds`, each with a fresh service, broker and database) so the p99 is not simply
+the slowest of 23.
 
-    .venv/bin/python bench/bench_alarms.py [--hours 2] [--alarms 30]
+    .venv/bin/python bench/bench_alarms.py [--hours 2] [--alarms 23] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -242,6 +244,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=2.0, help="simulated hours of feed")
     parser.add_argument("--alarms", type=int, default=23, help="pump trips to time (23 pumps)")
+    parser.add_argument("--rounds", type=int, default=5, help="latency runs, fresh each time")
     args = parser.parse_args()
     config = load_site_config(DEMO)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
@@ -260,15 +263,18 @@ def main() -> None:
         f"engine + alarm book: {wall_s:.2f} s wall, {readings / wall_s:,.0f} readings/s, "
         f"{transitions} transitions committed"
     )
-    delays = sorted(asyncio.run(latency(config, args.alarms)))
+    delays = sorted(
+        d for _ in range(args.rounds) for d in asyncio.run(latency(config, args.alarms))
+    )
     print("delays (s):", " ".join(f"{d:.3f}" for d in delays))
-    if len(delays) < args.alarms:
-        print(f"latency: only {len(delays)} of {args.alarms} trips were mailed")
+    if len(delays) < args.alarms * args.rounds:
+        print(f"latency: only {len(delays)} of {args.alarms * args.rounds} trips were mailed")
     if delays:
         p50 = delays[len(delays) // 2]
         p99 = delays[min(len(delays) - 1, int(0.99 * len(delays)))]
         print(
-            f"reading received -> notification at the SMTP server, {len(delays)} trips at "
+            f"reading received -> notification at the SMTP server, {len(delays)} trips "
+            f"({args.rounds} runs) at "
             f"nominal load: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
             f"max {delays[-1] * 1000:.0f} ms (target p99 <= 1000 ms)"
         )

@@ -88,7 +88,14 @@ class MqttSignal(Strict):
     map: dict[str, bool | int | float] | None = None  # text states -> values
     scale: float = 1.0
     offset: float = 0.0
+    enum: dict[int, str] | None = None  # what a code means (fault codes), for messages
     deadband: float | None = Field(default=None, ge=0)  # report-by-exception threshold
+
+    @model_validator(mode="after")
+    def _codes_are_ints(self) -> MqttSignal:
+        if self.enum is not None and self.type != "int":
+            raise ValueError("`enum` describes integer codes: type must be int")
+        return self
 
 
 class ModbusProfile(Strict):

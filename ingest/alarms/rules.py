@@ -47,7 +47,6 @@ from simpleeval import SimpleEval
 
 from facility.config import SiteConfig
 from facility.durations import parse_duration
-from facility.profile import ModbusProfile
 from facility.site import Asset, AssetKind, AssetStatus, Ratings, Strict
 from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml, validate
 from facility.wire import STATUS_SIGNALS, Value
@@ -342,7 +341,7 @@ def _names_for(asset: Asset, site: SiteConfig) -> set[str]:
 def _codes_for(asset: Asset, site: SiteConfig) -> dict[str, dict[int, str]]:
     """The signals whose codes the device profile describes (`enum`), with their meanings."""
     profile = site.profiles.get(asset.profile or "")
-    if not isinstance(profile, ModbusProfile):
+    if profile is None:
         return {}
     return {s.name: s.enum for s in profile.signals if s.enum}
 

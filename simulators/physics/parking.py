@@ -152,7 +152,8 @@ class ParkingLotModel:
             closes = gate.close_at_ms
             if closes is not None and closes < end_ms and not gate.stuck_open:
                 gate.barrier_open, gate.close_at_ms = False, None
-                messages.append(gate.state(closes))
+                # an arm held up by a fault comes down when it is freed, not in the past
+                messages.append(gate.state(max(closes, t_ms)))
         messages.extend(self._periodic(t_ms))
         return sorted(messages, key=lambda m: m.t_ms)
 

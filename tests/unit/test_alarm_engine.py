@@ -204,6 +204,15 @@ def test_a_trip_says_what_the_drives_fault_code_means(demo_config: SiteConfig) -
     assert trip(None) == "Pump 1: tripped"  # no code yet: the rule's own words
 
 
+def test_a_gate_fault_says_what_the_controllers_code_means(demo_config: SiteConfig) -> None:
+    """The meanings come from an MQTT profile's `enum` (barrier_gate), as for Modbus."""
+    e = engine(demo_config)
+    faulted = [Reading("north_gate", "fault", T0, True), Reading("north_gate", "fault_code", T0, 3)]
+    [raised] = e.observe("wanda", "wanda_lot", faulted, T0)
+    assert raised.key.rule == "gate_fault"
+    assert raised.message.endswith("barrier fault (code 3: arm motor failed)"), raised.message
+
+
 def test_a_device_rules_message_speaks_of_the_device_status(demo_config: SiteConfig) -> None:
     e = engine(demo_config)
 
