@@ -25,7 +25,6 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any
 
 from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
@@ -58,15 +57,7 @@ class PositionRule:
     rule: tuple[str, ...] = ("*",)
 
     def matches(self, key: AlarmKey) -> bool:
-        return all(
-            any(fnmatchcase(value, glob) for glob in globs)
-            for value, globs in (
-                (key.site, self.site),
-                (key.station, self.station),
-                (key.asset, self.asset),
-                (key.rule, self.rule),
-            )
-        )
+        return key.matches(self.site, self.station, self.asset, self.rule)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ downstream (notifications, InfluxDB alarm events, the API) reads transitions.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from fnmatch import fnmatchcase
 
 from facility.wire import Value
 
@@ -52,6 +54,24 @@ class AlarmKey:
         if len(parts) != 4 or not all(parts):
             raise ValueError(f"not SITE/STATION/ASSET/RULE: {text!r}")
         return cls(*parts)
+
+    def matches(
+        self,
+        site: Iterable[str],
+        station: Iterable[str],
+        asset: Iterable[str],
+        rule: Iterable[str],
+    ) -> bool:
+        """Each part matches one of its globs (`*`, `?`), as routes and positions say."""
+        return all(
+            any(fnmatchcase(value, glob) for glob in globs)
+            for value, globs in (
+                (self.site, site),
+                (self.station, station),
+                (self.asset, asset),
+                (self.rule, rule),
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)

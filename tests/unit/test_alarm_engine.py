@@ -6,6 +6,7 @@ transformer overloads, restart."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from facility.config import SiteConfig
@@ -148,11 +149,13 @@ def test_a_rule_active_in_the_book_before_a_restart_can_clear(demo_config: SiteC
     assert level(e, 5, 3.0) == []
 
 
-def test_a_device_silent_while_its_gateway_delivers_raises_once_and_clears(
-    demo_config: SiteConfig,
-) -> None:
-    e = engine(demo_config)
-    station = demo_config.site("wanda").station("wanda_lot")
+WandaBatch = Callable[[float, bool], list[tuple[str, str, bool]]]
+
+
+def wanda_batches(e: AlarmEngine, config: SiteConfig) -> WandaBatch:
+    """Batches from Wanda's gateway at t seconds: its health, every gate's heartbeat and,
+    when `lot_reports`, the lot counter; answers (asset, rule, active) of the changes."""
+    station = config.site("wanda").station("wanda_lot")
     gates = [a.id for a in station.assets if a.kind is AssetKind.BARRIER_GATE]
 
     def batch(t_s: float, lot_reports: bool) -> list[tuple[str, str, bool]]:
@@ -165,6 +168,15 @@ def test_a_device_silent_while_its_gateway_delivers_raises_once_and_clears(
             (c.key.asset, c.key.rule, c.active)
             for c in e.observe("wanda", "wanda_lot", readings, ts)
         ]
+
+    return batch
+
+
+def test_a_device_silent_while_its_gateway_delivers_raises_once_and_clears(
+    demo_config: SiteConfig,
+) -> None:
+    e = engine(demo_config)
+    batch = wanda_batches(e, demo_config)
 
     assert batch(0, True) == []
     assert batch(60, False) == [] and batch(299, False) == []
@@ -510,19 +522,7 @@ def test_devices_whose_backlog_was_lost_are_silent_only_counting_from_the_return
     demo_config: SiteConfig,
 ) -> None:
     e = engine(demo_config)
-    station = demo_config.site("wanda").station("wanda_lot")
-    gates = [a.id for a in station.assets if a.kind is AssetKind.BARRIER_GATE]
-
-    def batch(t_s: float, lot_reports: bool) -> list[tuple[str, str, bool]]:
-        ts = T0 + int(t_s * S)
-        readings = [Reading("gateway", "rss_mb", ts, 48.0, "g", "h")]
-        readings += [Reading(gate, "uptime_s", ts, int(t_s)) for gate in gates]
-        if lot_reports:
-            readings.append(Reading("lot", "occupied", ts, 200))
-        return [
-            (c.key.asset, c.key.rule, c.active)
-            for c in e.observe("wanda", "wanda_lot", readings, ts)
-        ]
+    batch = wanda_batches(e, demo_config)
 
     assert batch(0, True) == []
     assert [c.key.rule for c in e.tick(T0 + 61 * S)] == ["gateway_offline"]

@@ -9,8 +9,6 @@ tiers after it are the escalation tiers' people, or the crew's own choice for a 
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
-
 from ingest.alarms.model import AlarmKey, Priority
 from ingest.alarms.notify.config import NotifyConfig, Route
 from ingest.alarms.notify.roster import on_duty_ms
@@ -29,15 +27,7 @@ def route_for(config: NotifyConfig, key: AlarmKey, priority: Priority) -> Route 
 def matches(route: Route, key: AlarmKey, priority: Priority) -> bool:
     if priority.rank > route.min_priority.rank:
         return False
-    return all(
-        any(fnmatchcase(value, glob) for glob in globs)
-        for value, globs in (
-            (key.site, route.site),
-            (key.station, route.station),
-            (key.asset, route.asset),
-            (key.rule, route.rule),
-        )
-    )
+    return key.matches(route.site, route.station, route.asset, route.rule)
 
 
 def on_duty_people(config: NotifyConfig, crew_id: str, at_ms: int) -> tuple[str, ...]:
