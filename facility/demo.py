@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import yaml
+
 from dashboards.reports.commands import ReportSources, shift_handover
 from dashboards.reports.periods import DEFAULT_HANDOVERS, shift_period
 from facility.alarm_desk import AlarmDesk
@@ -51,6 +53,34 @@ QUERIES = (
 )
 
 RATE_WINDOW_S = 15.0
+# Per-minute figures of rate rules: the gateways stamp readings with the real clock while
+# the physics runs `speed` times faster, so a level moves `speed` times more a minute.
+RATE_FIELDS = ("max_rise_per_min", "max_fall_per_min", "deadband")
+
+
+def rules_at_speed(rules: Path, speed: float, folder: Path) -> Path:
+    """The rules file with its rate limits scaled to the demo's speed (itself at 1×)."""
+    spec = yaml.safe_load(rules.read_text(encoding="utf-8"))
+    rate_rules = {rid for rid, r in spec.get("rules", {}).items() if r.get("kind") == "rate"}
+    if speed == 1 or not rate_rules:
+        return rules
+    for rid in rate_rules:
+        _scale(spec["rules"][rid], speed)
+    for override in spec.get("overrides", []):
+        if override.get("rule") in rate_rules:
+            _scale(override.get("set", {}), speed)
+    folder.mkdir(parents=True, exist_ok=True)
+    scaled = folder / f"rules-at-{speed:g}x.yaml"
+    header = f"# {rules.resolve()} with its rate limits scaled by {speed:g} (facility demo)\n"
+    scaled.write_text(header + yaml.safe_dump(spec, allow_unicode=True, sort_keys=False))
+    return scaled
+
+
+def _scale(fields: dict[str, object], speed: float) -> None:
+    for name in RATE_FIELDS:
+        value = fields.get(name)
+        if isinstance(value, int | float):
+            fields[name] = value * speed
 
 
 @dataclass
@@ -155,9 +185,10 @@ class Demo:
     def _alarm_settings(self) -> AlarmSettings | None:
         if self.rules is None:
             return None
+        rules = rules_at_speed(self.rules, self.clock.speed, self.run_dir / "alarms")
         if self.desk is None:
-            return AlarmSettings(rules=str(self.rules.resolve()))
-        return self.desk.settings(self.rules)
+            return AlarmSettings(rules=str(rules.resolve()))
+        return self.desk.settings(rules)
 
     async def _alarm_events(self, transitions: list[Transition]) -> None:
         for t in transitions:
