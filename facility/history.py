@@ -25,10 +25,11 @@ from facility.wire import Batch, Reading
 from gateway.mqtt_devices.subscriber import map_message, routes_for
 from gateway.telemetry import health_readings
 from ingest.alarms.book import AlarmActionError, AlarmBook, Transition
-from ingest.alarms.kpi import compute, kpi_lines
+from ingest.alarms.kpi import AlarmKpis, Positions, compute, kpi_lines, positions_for
 from ingest.alarms.model import AlarmKey
+from ingest.alarms.notify import NotifyConfig
 from ingest.alarms.pipeline import AlarmPipeline
-from ingest.config import Retention
+from ingest.config import KpiSettings, Retention
 from ingest.deadletters import DeadLetters
 from ingest.influx import InfluxV1Writer, WriteResult
 from ingest.schema import init_database, rollup_range
@@ -170,6 +171,9 @@ class SimulatedHistory:
     poll_s: float = 60.0
     ack_after_s: float | None = 600.0
     step_s: float = 10.0  # physics step: coarser steps overshoot the level control
+    # EEMUA's operator positions the KPIs are counted for (None: the sites, as an
+    # ingest without a notifier counts them)
+    positions: Positions | None = None
     sim: Simulation = field(init=False)
     view: GatewayView = field(init=False)
     outboxes: dict[StationKey, Outbox] = field(default_factory=dict)
@@ -220,10 +224,17 @@ class SimulatedHistory:
                 await self._crew_acks(alarms)
                 if self.sim.t_ms >= next_kpis:
                     next_kpis += KPI_EVERY_MS
-                    await store.writer.write(kpi_lines(compute(alarms.book, self.sim.t_ms)))
+                    await store.writer.write(kpi_lines(self._kpis(alarms.book)))
             step = self.sim.advance_to(self.sim.t_ms + int(self.poll_s * 1000))
         result.truth_end = self.truth()
         return result
+
+    def _kpis(self, book: AlarmBook) -> AlarmKpis:
+        sites = [s.id for s in self.config.sites]
+        positions = self.positions
+        if positions is None:
+            positions = positions_for(KpiSettings(), None, sites)
+        return compute(book, self.sim.t_ms, positions=positions, sites=sites)
 
     def _track_truth(self, result: HistoryResult) -> None:
         """Ground truth at each poll: tank levels' extremes and the running pumps, read
@@ -337,9 +348,15 @@ async def fill_influx(
     data_dir: Path,
     rules: Path | None,
     duration_s: float,
+    notify: NotifyConfig | None = None,
 ) -> HistoryResult:
     """Create the schema, deliver the history, then roll it up (the continuous queries
-    only look back minutes; this history may be days old)."""
+    only look back minutes; this history may be days old). `notify`: the notifier's
+    config, whose routes make the KPIs' operator positions (the crews), as in the
+    ingest service; nobody is notified."""
+    if notify is not None:
+        sites = [s.id for s in history.config.sites]
+        history.positions = positions_for(KpiSettings(), notify, sites)
     writer = InfluxV1Writer(target.url, target.database)
     try:
         await init_database(writer, target.database, Retention())

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,10 +20,9 @@ from facility.config import SiteConfig
 from facility.wire import BadRow, Batch
 from ingest.alarms.book import Transition
 from ingest.alarms.engine import AlarmEngine
-from ingest.alarms.kpi import DAY_MS, AlarmKpis, PositionRule, Positions, compute, kpi_lines
-from ingest.alarms.model import AlarmKey, Priority
-from ingest.alarms.notify import Notifier, NotifyConfig, load_notify_config
-from ingest.alarms.notify.dispatch import duty_board, route_for
+from ingest.alarms.kpi import DAY_MS, AlarmKpis, Positions, compute, kpi_lines, positions_for
+from ingest.alarms.notify import Notifier, load_notify_config
+from ingest.alarms.notify.dispatch import duty_board
 from ingest.alarms.pipeline import AlarmPipeline
 from ingest.alarms.rules import load_rules
 from ingest.api import ApiServer, AuditLog, Tokens, create_app
@@ -129,7 +128,8 @@ class IngestService:
             )
             self.alarms.listeners.append(self.notifier.on_transitions)
             self.alarms.listeners.append(self._wake_notifier)
-        self.positions = self._kpi_positions(settings)
+        routed = self.notifier.config if self.notifier is not None else None
+        self.positions = positions_for(settings.kpi, routed, self._site_ids())
         if settings.api is not None:
             app = create_app(
                 self.alarms.book,
@@ -187,27 +187,6 @@ class IngestService:
             # take as old news, so no alarm is lost and none is told twice.
             await self.alarms.observe(batch.site, batch.station, result.valid)
         return result
-
-    def _kpi_positions(self, settings: AlarmSettings) -> Positions:
-        """EEMUA's operator position: the config's positions first, then the crew the
-        notifier routes an alarm to, then the site (see ingest/alarms/kpi.py)."""
-        rules = tuple(
-            PositionRule(
-                p.position,
-                _globs(p.match.site),
-                _globs(p.match.station),
-                _globs(p.match.asset),
-                _globs(p.match.rule),
-            )
-            for p in settings.kpi.positions
-        )
-        named = [r.position for r in rules]
-        notify = self.notifier.config if self.notifier is not None else None
-        if notify is None:
-            return Positions(rules, None, tuple(dict.fromkeys([*named, *self._site_ids()])))
-        routes = [*notify.routes, *([notify.default_route] if notify.default_route else [])]
-        crews = [r.crew for r in routes]
-        return Positions(rules, _crew_of(notify), tuple(dict.fromkeys([*named, *crews])))
 
     def _site_ids(self) -> list[str]:
         return [s.id for s in self.config.site.sites]
@@ -306,15 +285,3 @@ class IngestService:
                 await self.writer.write([line])
             except InfluxError as exc:  # its own health is the least of what cannot land
                 log.warning("ingest health not written: %s", exc)
-
-
-def _globs(value: str | list[str]) -> tuple[str, ...]:
-    return (value,) if isinstance(value, str) else tuple(value)
-
-
-def _crew_of(notify: NotifyConfig) -> Callable[[AlarmKey, Priority], str | None]:
-    def crew_of(key: AlarmKey, priority: Priority) -> str | None:
-        route = route_for(notify, key, priority)
-        return route.crew if route is not None else None
-
-    return crew_of

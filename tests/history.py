@@ -4,12 +4,14 @@ The day is yesterday in the site's time zone, midnight to midnight, with the REA
 demo's incidents (deploy/sites/demo/scenarios/demo_incidents.yaml, in the night shift)
 plus a lot-full period and a gateway uplink outage (tests/simulated_day_faults.yaml, in
 the day shift), and a simulated crew acknowledging each alarm ten minutes after it is
-raised. Polls every 60 s.
+raised. Polls every 60 s. The alarm KPIs are counted per operator position as the
+ingest counts them with the demo's notifier: the crews its routes name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,12 +20,15 @@ from zoneinfo import ZoneInfo
 from facility.config import SiteConfig
 from facility.history import HistoryResult, InfluxTarget, SimulatedHistory, fill_influx
 from facility.services import InfluxDB
+from ingest.alarms.notify import NotifyConfig, load_notify_config
 from simulators.scenario import Scenario, load_scenario
 from tests.conftest import DEMO_SITE, ROOT
 
 RULES = ROOT / "deploy" / "alarms" / "rules.yaml"
+NOTIFY = ROOT / "deploy" / "alarms" / "notify.yaml"  # its routes: the KPIs' positions
 SCENARIO = DEMO_SITE / "scenarios" / "demo_incidents.yaml"
 EXTRA_FAULTS = ROOT / "tests" / "simulated_day_faults.yaml"
+ACK_SECRET = "FACILITY_ACK_SECRET"
 SITE_TZ = ZoneInfo("Asia/Shanghai")
 DATABASE = "facility"
 
@@ -54,11 +59,25 @@ def day_scenario(config: SiteConfig) -> Scenario:
     return demo.model_copy(update={"faults": [*demo.faults, *extra.faults]})
 
 
+def demo_notify() -> NotifyConfig:
+    """The demo's notifier config, for its routes: the history signs no ack links, so
+    any secret does while it loads."""
+    before = os.environ.get(ACK_SECRET)
+    os.environ[ACK_SECRET] = "simulated-day-secret"
+    try:
+        return load_notify_config(NOTIFY)
+    finally:
+        if before is None:
+            del os.environ[ACK_SECRET]
+        else:
+            os.environ[ACK_SECRET] = before
+
+
 def make_simulated_day(config: SiteConfig, workdir: Path, poll_s: float = 60.0) -> SimulatedDay:
     server = InfluxDB(workdir / "influxdb")
     server.start()
     scenario = day_scenario(config)
     history = SimulatedHistory(config, scenario, yesterday_ms(), poll_s=poll_s)
     target = InfluxTarget(server.url, DATABASE)
-    result = asyncio.run(fill_influx(history, target, workdir, RULES, 86_400.0))
+    result = asyncio.run(fill_influx(history, target, workdir, RULES, 86_400.0, demo_notify()))
     return SimulatedDay(server, DATABASE, scenario, result, workdir / "alarms.sqlite", poll_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards import panels, queries, variables
@@ -10,6 +11,7 @@ from dashboards.boards.base import Board, new, site_pairs
 from dashboards.influxql import InfluxQL
 from dashboards.model import PRIORITY_COLOURS, Facts
 from dashboards.panels import P
+from ingest.alarms.kpi import POSITION_MEASUREMENT
 
 UID = "facility-alarms"
 SITE: list[queries.Tag] = ["site"]
@@ -22,6 +24,8 @@ KPIS = (
     ("chattering", "Chattering alarms", ((1.0, "orange"),)),
     ("stale", "Stale alarms (> 24 h)", ((1.0, "orange"),)),
 )
+# The rate charts: above 1 per 10 min manageable (amber), 10 or more a flood (red).
+RATE_STEPS = ((1.0, "yellow"), (10.0, "red"))
 
 
 def build(facts: Facts) -> Board:
@@ -56,8 +60,33 @@ def build(facts: Facts) -> Board:
     trend = panels.trend(
         "Alarm rate (24 h window)", [InfluxQL(series).alias("$tag_site $col")], "none", w=24
     )
-    board.with_panel(trend.thresholds(_steps(((1.0, "yellow"), (10.0, "red")))))
+    board.with_panel(trend.thresholds(_steps(RATE_STEPS)))
+    board.with_panel(_per_position())
     return Board(UID, board)
+
+
+def _per_position() -> timeseries.Panel:
+    """EEMUA counts the rate per operator position: one position may watch several
+    sites (the car-park crew) and the site variable does not apply to it."""
+    series = (
+        'SELECT max("per_10min_peak") AS "peak", mean("per_10min_average") AS "average" '
+        f'FROM "{POSITION_MEASUREMENT}" WHERE $timeFilter '
+        'GROUP BY time($__interval), "position" fill(none)'
+    )
+    about = (
+        "Alarms per 10 minutes over the last 24 h at each operator position: the crew "
+        "the notifier routes an alarm to (or an `alarms.kpi.positions` entry, else the "
+        "site). EEMUA 191: an average ≤ 1 is acceptable, above it manageable; 10 or more "
+        "in 10 minutes is a flood. Every site's alarms, whatever the site variable."
+    )
+    panel = panels.trend(
+        "Alarms per 10 min per operator position",
+        [InfluxQL(series).alias("$tag_position $col")],
+        "none",
+        w=24,
+        about=about,
+    )
+    return panel.thresholds(_steps(RATE_STEPS))
 
 
 def _steps(steps: tuple[tuple[float, str], ...]) -> db.ThresholdsConfig:

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
-from ingest.alarms.kpi import AlarmKpis, compute
+from ingest.alarms.kpi import AlarmKpis, Positions, compute
 from ingest.alarms.model import AlarmKey, AlarmState, Priority
 from ingest.alarms.notify.store import NotifyStore
 
@@ -194,13 +194,17 @@ class AlarmSummary:
         return sum(times) / len(times) if times else None
 
 
-def summarise(book: AlarmBook, start_ms: int, end_ms: int) -> AlarmSummary:
+def summarise(
+    book: AlarmBook, start_ms: int, end_ms: int, positions: Positions | None = None
+) -> AlarmSummary:
+    """`positions`: EEMUA's operator positions (`ingest.alarms.kpi.positions_for`);
+    None: the sites, so the report's rates are per site only."""
     raises = raises_in(book, start_ms, end_ms)
     told = [r for r in raises if not r.suppressed]
     by_priority = Counter(r.priority.value for r in told)
     return AlarmSummary(
         raises=raises,
-        kpis=compute(book, until_ms=end_ms, window_ms=end_ms - start_ms),
+        kpis=compute(book, until_ms=end_ms, window_ms=end_ms - start_ms, positions=positions),
         by_priority={p.value: by_priority.get(p.value, 0) for p in Priority},
         by_rule=dict(sorted(Counter(r.key.rule for r in told).items())),
         suppressed=len(raises) - len(told),

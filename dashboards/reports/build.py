@@ -32,6 +32,7 @@ from dashboards.reports.periods import Period, days_of
 from facility.config import SiteConfig
 from facility.site import AssetKind, AssetStatus
 from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
+from ingest.alarms.kpi import Positions
 from ingest.alarms.notify.store import NotifyStore
 from ingest.alarms.rules import RuleSet
 
@@ -230,11 +231,13 @@ def operations_report(
     period: Period,
     now_ms: int,
     rules: RuleSet | None = None,
+    positions: Positions | None = None,
 ) -> OperationsReport:
-    """`rules`: the alarm rules, for the incidents' limits (None: the fallbacks)."""
+    """`rules`: the alarm rules, for the incidents' limits (None: the fallbacks);
+    `positions`: the operator positions to rate alarms for too (None: sites only)."""
     bucket = MINUTE_MS if kind == "daily" else HOUR_MS
     series = read_series(influx, period, bucket)
-    alarms = summarise(book, period.start_ms, period.end_ms)
+    alarms = summarise(book, period.start_ms, period.end_ms, positions)
     report = OperationsReport(
         kind=kind,
         period=period,

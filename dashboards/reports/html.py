@@ -21,7 +21,7 @@ from dashboards.reports.build import (
 )
 from dashboards.reports.figures import LotFigures, SiteFigures, StationFigures
 from dashboards.reports.periods import Period
-from ingest.alarms.kpi import FLOOD_ALARMS
+from ingest.alarms.kpi import FLOOD_ALARMS, AlarmKpis, PositionKpis, Positions
 
 
 class Html(str):
@@ -597,17 +597,6 @@ def _alarm_section(a: AlarmSummary, p: Period) -> Html:
         [badge(name), n, f"{100 * n / total:.0f} %" if total else None, eemua[name]]
         for name, n in a.by_priority.items()
     ]
-    positions: list[list[Cell]] = [
-        [
-            x.position,
-            x.alarms,
-            per_10_min(x.per_10min_average),
-            x.per_10min_peak,
-            x.flood_periods,
-            f"{x.time_in_flood_pct:.2f} %",
-        ]
-        for x in k.positions
-    ]
     return section(
         "Alarms",
         facts(
@@ -624,19 +613,7 @@ def _alarm_section(a: AlarmSummary, p: Period) -> Html:
         table(["priority", "alarms", "share", "EEMUA 191 guide"], prio_rows, {1, 2}),
         tag("h3", "By rule"),
         table(["rule", "alarms"], [[rule, n] for rule, n in a.by_rule.items()], {1}),
-        tag("h3", "Alarm rates per operator position (EEMUA 191)"),
-        table(
-            [
-                "site",
-                "alarms",
-                "per 10 min, average (≤ 1 acceptable)",
-                "peak per 10 min (< 10)",
-                f"floods (> {FLOOD_ALARMS} in 10 min)",
-                "time in flood (< 1 %)",
-            ],
-            positions,
-            {1, 2, 3, 4, 5},
-        ),
+        *_rate_tables(k),
         tag(
             "p",
             f"Chattering alarms: {', '.join(k.chattering) or 'none'}. "
@@ -646,6 +623,45 @@ def _alarm_section(a: AlarmSummary, p: Period) -> Html:
         table(RAISE_COLUMNS, _raise_rows(a.raises, p, store=False), wrap=RAISE_WRAP),
         ident="alarms",
     )
+
+
+RATE_COLUMNS = [
+    "alarms",
+    "per 10 min, average (≤ 1 acceptable)",
+    "peak per 10 min (< 10)",
+    f"floods (> {FLOOD_ALARMS} in 10 min)",
+    "time in flood (< 1 %)",
+]
+
+
+def _rate_tables(k: AlarmKpis) -> list[Html]:
+    """EEMUA's rates per site, and per operator position when those are not the sites
+    (the crews the notifier routes to): one crew may answer for several sites."""
+    tables = [
+        tag("h3", "Alarm rates per site (EEMUA 191)"),
+        table(["site", *RATE_COLUMNS], _rate_rows(k.sites), {1, 2, 3, 4, 5}),
+    ]
+    if k.position_basis != Positions().basis:
+        tables += [
+            tag("h3", "Alarm rates per operator position (EEMUA 191)"),
+            tag("p", f"An alarm's operator position: {k.position_basis}."),
+            table(["operator position", *RATE_COLUMNS], _rate_rows(k.positions), {1, 2, 3, 4, 5}),
+        ]
+    return tables
+
+
+def _rate_rows(groups: list[PositionKpis]) -> list[list[Cell]]:
+    return [
+        [
+            x.position,
+            x.alarms,
+            per_10_min(x.per_10min_average),
+            x.per_10min_peak,
+            x.flood_periods,
+            f"{x.time_in_flood_pct:.2f} %",
+        ]
+        for x in groups
+    ]
 
 
 def _days_section(r: OperationsReport) -> Html:

@@ -29,6 +29,9 @@ from typing import Any
 
 from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
 from ingest.alarms.model import AlarmKey, Priority
+from ingest.alarms.notify.config import NotifyConfig
+from ingest.alarms.notify.dispatch import route_for
+from ingest.config import KpiSettings
 from ingest.lineproto import FieldValue, encode_point
 
 TEN_MIN_MS = 600_000
@@ -87,6 +90,43 @@ class Positions:
         if self.crew_of is not None:
             found.append("the crew the notifier routes to")
         return ", else ".join([*found, "the site"])
+
+
+def positions_for(
+    settings: KpiSettings, notify: NotifyConfig | None, site_ids: Sequence[str]
+) -> Positions:
+    """EEMUA's operator positions as the ingest service counts them (and the simulated
+    history, so its boards show what a real one would): `alarms.kpi.positions` first,
+    then the crew `notify` routes an alarm to, then the site. The known positions are
+    the named ones and every routed crew, or the sites when nothing is routed."""
+    rules = tuple(
+        PositionRule(
+            p.position,
+            _globs(p.match.site),
+            _globs(p.match.station),
+            _globs(p.match.asset),
+            _globs(p.match.rule),
+        )
+        for p in settings.positions
+    )
+    named = [r.position for r in rules]
+    if notify is None:
+        return Positions(rules, None, tuple(dict.fromkeys([*named, *site_ids])))
+    routes = [*notify.routes, *([notify.default_route] if notify.default_route else [])]
+    crews = [r.crew for r in routes]
+    return Positions(rules, _crew_of(notify), tuple(dict.fromkeys([*named, *crews])))
+
+
+def _globs(value: str | list[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _crew_of(notify: NotifyConfig) -> CrewOf:
+    def crew_of(key: AlarmKey, priority: Priority) -> str | None:
+        route = route_for(notify, key, priority)
+        return route.crew if route is not None else None
+
+    return crew_of
 
 
 @dataclass

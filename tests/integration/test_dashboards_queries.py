@@ -19,7 +19,7 @@ from dashboards.model import Facts
 from facility.config import SiteConfig
 from facility.site import AssetKind
 from ingest.alarms.rules import load_rules
-from tests.history import RULES, SimulatedDay
+from tests.history import RULES, SimulatedDay, demo_notify
 
 
 @pytest.fixture(scope="module")
@@ -259,6 +259,40 @@ def test_counts_and_tiles_are_fresh(
     assert influx(day, expand(online, chosen, end, later, 60_000)) == []
     stations = _by_title(boards, "facility-fleet", "Stations running")
     assert influx(day, expand(stations, chosen, end, later, 60_000)) == []
+
+
+def test_alarm_rate_per_operator_position_is_per_crew(
+    simulated_day: SimulatedDay, boards: dict[str, dict[str, Any]]
+) -> None:
+    """The positions are the crews the demo's notifier routes to (deploy/alarms/notify.yaml),
+    not the sites; the car-park crew's rate is Wanda's and Xingshui's together."""
+    day = simulated_day
+    start, end = day.result.start_ms, day.result.end_ms
+    notify = demo_notify()
+    crews = {r.crew for r in notify.routes}
+    assert {"parking", "fengshou_water", "huilongba_water", "south_water"} == crews
+    query = _by_title(boards, "facility-alarms", "Alarms per 10 min per operator position")
+    series = influx(day, expand(query, {}, start, end, 600_000))
+    assert {s["tags"]["position"] for s in series} == crews
+    averages = {
+        s["tags"]["position"]: [row[s["columns"].index("average")] for row in s["values"]]
+        for s in series
+    }
+    assert max(averages["parking"]) > 0  # the Wanda gate stuck open, the lot full
+    last = 'SELECT last("per_10min_average") FROM "{}" WHERE time <= {}ms GROUP BY "{}"'
+    sites = {
+        s["tags"]["site"]: s["values"][0][1]
+        for s in influx(day, last.format("alarm_kpi", end, "site"))
+    }
+    positions = {
+        s["tags"]["position"]: s["values"][0][1]
+        for s in influx(day, last.format("alarm_kpi_position", end, "position"))
+    }
+    assert positions["parking"] > 0
+    assert positions["parking"] == pytest.approx(sites["wanda"] + sites["xingshui"], abs=0.002)
+    assert positions["south_water"] == pytest.approx(
+        sites["lianhuatang"] + sites["chaheihai"], abs=0.002
+    )
 
 
 # -- the counts and the gateways against the simulated day's ground truth ----------------

@@ -51,15 +51,17 @@ from dashboards.reports.periods import (
 from facility.config import SiteConfig
 from facility.site import AssetKind
 from ingest.alarms.book import AlarmBook, AlarmEvent
+from ingest.alarms.kpi import positions_for
 from ingest.alarms.model import AlarmKey, Priority
 from ingest.alarms.notify.escalate import Reached
 from ingest.alarms.notify.store import Episode, NotifyStore
 from ingest.alarms.rules import RuleSet, load_rules
+from ingest.config import KpiSettings
 from simulators.physics.common import Value
 from simulators.physics.transformer import TransformerModel
 from simulators.scenario import Fault
 from tests.conftest import DEMO_SITE
-from tests.history import RULES, SimulatedDay
+from tests.history import RULES, SimulatedDay, demo_notify
 
 CHROMIUM = Path("/usr/bin/chromium")
 TZ = ZoneInfo("Asia/Shanghai")
@@ -87,9 +89,13 @@ def build_operations(
 ) -> OperationsReport:
     d = the_day(day)
     period = day_period(d, TZ) if kind == "daily" else month_period(d.year, d.month, TZ)
+    # The operator positions as the demo's ingest counts them: the notifier's crews.
+    sites = [s.id for s in config.sites]
+    positions = positions_for(KpiSettings(), demo_notify(), sites)
     with Influx(day.url, day.database) as influx, alarm_book_snapshot(day.alarm_book) as book:
         # Run right after the simulated day: later minutes are the future, not silence.
-        return operations_report(kind, influx, book, config, period, day.result.end_ms, rules)
+        end = day.result.end_ms
+        return operations_report(kind, influx, book, config, period, end, rules, positions)
 
 
 def shift_at(at: datetime) -> Period:
@@ -333,6 +339,25 @@ def test_alarm_counts_by_priority_and_eemua_rates_are_the_books(
             str(floods),
             f"{100 * floods / slots:.2f} %",
         ], site
+
+
+def test_eemua_rates_per_operator_position_are_the_crews(
+    daily: OperationsReport, simulated_day: SimulatedDay
+) -> None:
+    """Per operator position: each crew the demo's notify.yaml routes to, quiet ones
+    too, with the alarms of the sites routed to it (the car-park crew answers for Wanda
+    and Xingshui)."""
+    _, raised = book_counts(simulated_day, daily.period)
+    slots = daily.period.hours * 6
+    crews = {"parking": {"wanda", "xingshui"}, "fengshou_water": {"fengshou"}}
+    crews |= {"huilongba_water": {"huilongba"}, "south_water": {"lianhuatang", "chaheihai"}}
+    page = Page(render_operations(daily))
+    rates = {row[0]: row[1:3] for row in page.rows("alarms", 3)}
+    assert set(rates) == set(crews)
+    for crew, sites in crews.items():
+        n = sum(1 for site, _ in raised if site in sites)
+        assert rates[crew] == [str(n), per_10_min(n / slots)], crew
+    assert int(rates["parking"][0]) > 0  # not 0 == 0: the stuck gate, the full lot
 
 
 # -- totals against the ground truth ----------------------------------------------------

@@ -295,6 +295,27 @@ def test_alarm_panels_keep_latched_and_unacknowledged_alarms(
         assert "${__to}ms - 400d" in query, title
 
 
+def test_alarm_rate_per_operator_position_uses_eemuas_bands(
+    boards: dict[str, dict[str, Any]],
+) -> None:
+    """Per position, not per site: one crew watches several sites, so `$site` does not
+    filter it; green to 1 alarm per 10 min, amber above, red from a flood's 10, as the
+    per-site rate chart."""
+    alarms = {p["title"]: p for p in all_panels(boards["facility-alarms"])}
+    panel = alarms["Alarms per 10 min per operator position"]
+    (target,) = panel["targets"]
+    assert 'FROM "alarm_kpi_position"' in target["query"] and "$site" not in target["query"]
+    assert target["query"].endswith('"position" fill(none)')
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [(s["value"], s["color"]) for s in steps] == [
+        (None, "green"),
+        (1.0, "yellow"),
+        (10.0, "red"),
+    ]
+    site_rate = alarms["Alarm rate (24 h window)"]["fieldConfig"]["defaults"]["thresholds"]
+    assert site_rate["steps"] == steps
+
+
 def test_fleet_counts_only_fresh_reports_and_gateways_per_site(
     boards: dict[str, dict[str, Any]], demo_config: SiteConfig
 ) -> None:
