@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import os
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,6 +57,21 @@ def start_ingest(config: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+def read_log_until(process: subprocess.Popen[bytes], text: str, timeout_s: float) -> str:
+    """The process's stderr up to and including `text` (its signal handlers are in place
+    once it logs that it serves): a fixed sleep loses to a slow start on a busy machine."""
+    assert process.stderr is not None
+    fd, seen = process.stderr.fileno(), b""
+    deadline = time.monotonic() + timeout_s
+    while text.encode() not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0 or process.poll() is not None:
+            raise AssertionError(f"{text!r} not logged in {timeout_s} s:\n{seen.decode()}")
+        if select.select([fd], [], [], min(left, 0.5))[0]:
+            seen += os.read(fd, 65536)
+    return seen.decode()
 
 
 async def stored_readings(writer: InfluxV1Writer, station: str) -> dict[StoredKey, object]:

@@ -24,6 +24,7 @@ from tests.integration._ingest import (
     DB,
     SITE_DIR,
     acquired,
+    read_log_until,
     start_ingest,
     stored_readings,
     write_ingest_config,
@@ -257,7 +258,7 @@ async def test_sighup_reload_refuses_a_broken_site_model_and_sigterm_exits_0(
     )
     process = start_ingest(config_file)
     try:
-        await asyncio.sleep(2.0)
+        started = await asyncio.to_thread(read_log_until, process, "serving", 60)
         wanda = site_dir / "wanda.yaml"
         wanda.write_text(wanda.read_text().replace("kind: parking", "kind: parkign", 1))
         process.send_signal(signal.SIGHUP)
@@ -268,7 +269,7 @@ async def test_sighup_reload_refuses_a_broken_site_model_and_sigterm_exits_0(
     finally:
         process.kill()
     assert process.stderr is not None
-    log = process.stderr.read().decode()
+    log = started + process.stderr.read().decode()
     assert "reload refused" in log and "wanda.yaml" in log
 
 
