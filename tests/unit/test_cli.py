@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
 
-from facility.cli import app
+from facility.cli import COMMANDS, app
 from tests.conftest import DEMO_SITE, ROOT
 
 runner = CliRunner()
@@ -81,3 +83,37 @@ def test_a_scenario_with_a_wrong_target_names_its_line(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert f"{scenario}:5: faults[0].target: pump_trip applies to pump, not tank" in result.output
+
+
+def test_every_lazy_summary_is_the_loaded_commands_own_help() -> None:
+    for entry in COMMANDS:
+        command = entry.load()
+        own = (command.help or "").split("\n\n")[0].strip()
+        assert entry.summary == own, f"facility.cli COMMANDS[{entry.name!r}] summary is stale"
+
+
+def _modules_loaded_by(args: list[str]) -> set[str]:
+    probe = (
+        "import sys\nfrom facility.cli import app\n"
+        f"try:\n    app({args!r})\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write('\\n'.join(sorted(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    return set(done.stderr.splitlines())
+
+
+def test_help_loads_no_command_code() -> None:
+    # (typer itself loads pydantic to convert option values)
+    heavy = {"matplotlib", "fastapi", "apprise", "pymodbus", "aiomqtt", "yaml", "paho"}
+    for args in (["--help"], ["gateway", "run", "--help"]):
+        loaded = _modules_loaded_by(args)
+        assert not heavy & loaded, (args, heavy & loaded)
+        assert not {"gateway.daemon", "facility.demo", "ingest.service"} & loaded, args
+
+
+def test_a_command_loads_only_its_own_code() -> None:
+    loaded = _modules_loaded_by(["ingest", "init", "--help"])
+    assert "ingest.commands" in loaded
+    assert not {"matplotlib", "facility.demo", "dashboards.commands"} & loaded
