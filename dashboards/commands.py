@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dashboards import build as boards
 from dashboards import provisioning, push
@@ -39,7 +40,9 @@ def _rules_path(given: Path | None) -> Path | None:
     if given is None:
         return DEFAULT_RULES if DEFAULT_RULES.exists() else None
     if not given.is_file():
-        err.print(f"[red]error[/red] rules file {given} does not exist", highlight=False)
+        err.print(
+            f"[red]error[/red] rules file {escape(str(given))} does not exist", highlight=False
+        )
         raise typer.Exit(1)
     return given
 
@@ -63,7 +66,7 @@ def _built(site_path: Path, rules_path: Path | None) -> dict[str, dict[str, Any]
     try:
         return boards.build_all(_facts(site_path, rules_path))
     except BoardInvalid as exc:  # a builder bug: nothing is written or pushed
-        err.print(f"[red]error[/red] {exc}", highlight=False)
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -85,7 +88,7 @@ def build(
     written = boards.write(built, out / "dashboards")
     written += provisioning.write(out, influx_url, database, dashboards_path)
     for path in written:
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {escape(str(path))}", highlight=False)
 
 
 @dashboards_app.command("push")
@@ -105,7 +108,10 @@ def push_boards(
         push.check_datasource(api)
         folder_uid = push.ensure_folder(api, folder)
         for done in push.push(api, built, folder_uid):
-            console.print(f"pushed {done.uid} version {done.version} {done.url}", highlight=False)
+            console.print(
+                f"pushed {escape(str(done.uid))} version {done.version} {escape(str(done.url))}",
+                highlight=False,
+            )
     except push.GrafanaError as exc:
-        err.print(f"[red]error[/red] Grafana at {url}: {exc}", highlight=False)
+        err.print(f"[red]error[/red] Grafana at {escape(url)}: {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from facility.lazycli import Lazy, lazy_group
 
@@ -100,11 +101,15 @@ def _load(path: Path) -> SiteConfig:
 
 def check(path: SitePath) -> None:
     """Validate a site configuration and its device profiles; list every error found."""
+    from facility.config import config_warnings
+    from facility.console import print_warnings
+
     config = _load(path)
+    print_warnings(err, config_warnings(config))
     assets = list(config.assets())
     stations = sum(len(s.stations) for s in config.sites)
     console.print(
-        f"[green]ok[/green] {path}: {len(config.sites)} sites, {stations} stations, "
+        f"[green]ok[/green] {escape(str(path))}: {len(config.sites)} sites, {stations} stations, "
         f"{len(assets)} assets, {len(config.profiles)} device profiles"
     )
 
@@ -114,7 +119,7 @@ def _host_port(text: str | None, option: str) -> tuple[str, int] | None:
         return None
     host, _, port = text.rpartition(":")
     if not port.isdigit():
-        err.print(f"[red]error[/red] {option} {text!r}: use HOST:PORT")
+        err.print(f"[red]error[/red] {option} {escape(repr(text))}: use HOST:PORT")
         raise typer.Exit(2)
     return host or "127.0.0.1", int(port)
 
@@ -147,7 +152,10 @@ def gateway_run(
     try:
         config.site(site_id).station(station_id)
     except KeyError:
-        err.print(f"[red]error[/red] --gateway {gateway!r}: no such SITE/STATION in {site}")
+        err.print(
+            f"[red]error[/red] --gateway {escape(repr(gateway))}: no such SITE/STATION in "
+            f"{escape(str(site))}"
+        )
         raise typer.Exit(2) from None
     try:
         daemon = Gateway(
@@ -159,7 +167,10 @@ def gateway_run(
             devices_address=_host_port(devices_broker, "--devices-broker"),
         )
     except (OSError, sqlite3.DatabaseError) as exc:  # disk full, unreadable or corrupt outbox
-        err.print(f"[red]error[/red] cannot open the outbox in {data_dir}: {exc}")
+        err.print(
+            f"[red]error[/red] cannot open the outbox in {escape(str(data_dir))}: "
+            f"{escape(str(exc))}"
+        )
         raise typer.Exit(1) from None
     asyncio.run(_run_gateway(daemon, site))
 

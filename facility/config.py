@@ -8,11 +8,13 @@ and field.
 
 from __future__ import annotations
 
+import string
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facility.codec import DataType
 from facility.profile import MAX_REGISTER_ADDRESS, ModbusProfile, MqttProfile
 from facility.site import Asset, AssetKind, AssetRef, Site, Station
 from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml, validate
@@ -38,6 +40,7 @@ class SiteConfig:
     sites: list[Site]
     profiles: dict[str, Profile]
     sources: dict[str, SourceDoc] = field(default_factory=dict)
+    profile_sources: dict[str, SourceDoc] = field(default_factory=dict)
 
     def assets(self) -> Iterator[AssetRef]:
         for site in self.sites:
@@ -98,7 +101,13 @@ def load_site_config(path: Path) -> SiteConfig:
         issues.extend(check_profile(profiles[name], doc))
     if issues:
         raise ConfigError(issues)
-    return SiteConfig(root=path, sites=sites, profiles=profiles, sources=sources)
+    return SiteConfig(
+        root=path,
+        sites=sites,
+        profiles=profiles,
+        sources=sources,
+        profile_sources=profile_sources,
+    )
 
 
 def _load_profiles(
@@ -151,7 +160,51 @@ def check_profile(profile: Profile, doc: SourceDoc) -> list[ConfigIssue]:
         seen.add(name)
     if isinstance(profile, ModbusProfile):
         issues.extend(_check_register_map(profile, doc))
+    else:
+        for key, pattern in profile.topics.items():
+            issues += [doc.issue(["topics", key], m) for m in topic_pattern_mistakes(pattern)]
     return issues
+
+
+TOPIC_PLACEHOLDERS = ("site", "station", "asset")
+
+
+def topic_pattern_mistakes(pattern: str) -> list[str]:
+    """What is wrong with an MQTT profile's topic pattern, in words. The gateway fills
+    in {site}, {station} and {asset} and subscribes to the result, then files each
+    message by its exact topic: a wildcard would subscribe to many topics and match none
+    of them (every message dropped, silently), and anything but a plain placeholder
+    (an unknown name, {site.__class__}, {asset[0]}, {site!r}, {site:>9}) fails at start
+    or puts something other than the id in the topic."""
+    try:
+        parts = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        return [f"topic pattern {pattern!r}: {exc} (write a literal brace as {{{{ or }}}})"]
+    mistakes: list[str] = []
+    literal = "".join(text for text, _, _, _ in parts)
+    if "+" in literal or "#" in literal:
+        mistakes.append(
+            f"topic pattern {pattern!r} has an MQTT wildcard (+ or #): the gateway files "
+            "messages by their exact topic, so none would match; name the topic exactly"
+        )
+    if "\x00" in literal or literal.startswith("$"):
+        mistakes.append(f"topic pattern {pattern!r}: no NUL, and no leading '$' (broker topics)")
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in TOPIC_PLACEHOLDERS or spec or conversion:
+            shown = (
+                "{"
+                + name
+                + (f"!{conversion}" if conversion else "")
+                + (f":{spec}" if spec else "")
+                + "}"
+            )
+            mistakes.append(
+                f"topic pattern {pattern!r}: {shown} is not a placeholder; "
+                "use {site}, {station} or {asset} as they are"
+            )
+    return mistakes
 
 
 def _check_register_map(profile: ModbusProfile, doc: SourceDoc) -> list[ConfigIssue]:
@@ -251,6 +304,39 @@ def _check_station(
             )
         )
     issues.extend(_check_control(station, where, doc))
+    issues.extend(_check_device_topics(site, station, where, doc, profiles))
+    return issues
+
+
+def _check_device_topics(
+    site: Site,
+    station: Station,
+    where: list[str | int],
+    doc: SourceDoc,
+    profiles: dict[str, Profile],
+) -> list[ConfigIssue]:
+    """Two MQTT routes of a station on one topic: the gateway keeps one, and the other's
+    signals never arrive (a pattern without {asset} on two assets of one profile)."""
+    issues: list[ConfigIssue] = []
+    owners: dict[str, str] = {}
+    for ai, asset in enumerate(station.assets):
+        profile = profiles.get(asset.profile or "")
+        if not isinstance(profile, MqttProfile):
+            continue
+        for key, pattern in profile.topics.items():
+            if topic_pattern_mistakes(pattern):
+                continue  # reported with the profile
+            name = profile.topic_for(key, site.id, station.id, asset.id)
+            owner = f"{asset.id} ({key})"
+            if name in owners:
+                issues.append(
+                    doc.issue(
+                        [*where, "assets", ai, "profile"],
+                        f"MQTT topic {name!r} of {owner} is also {owners[name]}'s: "
+                        "the gateway would drop one of them; put {asset} in the pattern",
+                    )
+                )
+            owners.setdefault(name, owner)
     return issues
 
 
@@ -338,3 +424,26 @@ def _check_control(station: Station, where: list[str | int], doc: SourceDoc) -> 
             )
         )
     return issues
+
+
+def config_warnings(config: SiteConfig) -> list[ConfigIssue]:
+    """What loads but will cost data later (`facility check` prints these as warnings):
+    an unscaled uint64 reads as an integer, and InfluxDB's integers are int64, so every
+    value of 2^63 or more would be refused at the ingest (that field alone, into the
+    dead letters)."""
+    warnings: list[ConfigIssue] = []
+    for name, profile in sorted(config.profiles.items()):
+        doc = config.profile_sources.get(name)
+        if doc is None or not isinstance(profile, ModbusProfile):
+            continue
+        for i, s in enumerate(profile.signals):
+            if s.type is DataType.UINT64 and s.scale == 1.0 and s.offset == 0.0:
+                warnings.append(
+                    doc.issue(
+                        ["signals", i, "type"],
+                        f"{s.name!r} is an unscaled uint64: values of 2^63 or more do not fit "
+                        "InfluxDB's int64 and will be refused; use int64 if the device never "
+                        "goes that high, or a scale (stored as a float)",
+                    )
+                )
+    return warnings

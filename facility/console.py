@@ -1,4 +1,10 @@
-"""What the command-line tools share in how they speak to a person."""
+"""What the command-line tools share in how they speak to a person.
+
+Anything that comes from data or config (a file name, a profile name, a dead letter, a
+reason quoting a pattern like `^[a-z]...$`) goes through rich.markup.escape or is printed
+with markup off: rich would read `[/oops]` as a closing tag (MarkupError, a traceback
+instead of the message) and swallow `[a-z]` as a style.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,19 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from facility.sourcemap import ConfigError
+from facility.sourcemap import ConfigError, ConfigIssue
 
 
 def exit_on_config_error(err: Console, exc: ConfigError, path: Path) -> NoReturn:
     """Every issue on its own line (file:line: field: message), a count, exit 1."""
     for issue in exc.issues:
-        err.print(f"[red]error[/red] {issue}", highlight=False, soft_wrap=True)
-    err.print(f"{len(exc.issues)} error(s) in {path}", highlight=False)
+        err.print(f"[red]error[/red] {escape(str(issue))}", highlight=False, soft_wrap=True)
+    err.print(f"{len(exc.issues)} error(s) in {escape(str(path))}", highlight=False)
     raise typer.Exit(1) from None
+
+
+def print_warnings(err: Console, warnings: list[ConfigIssue]) -> None:
+    for issue in warnings:
+        err.print(f"[yellow]warning[/yellow] {escape(str(issue))}", highlight=False, soft_wrap=True)

@@ -19,7 +19,9 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.console import Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from dashboards.reports.data import ReportError
 from facility.aio import cancel_and_wait, stop_on_signals
@@ -51,7 +53,8 @@ def _start_ms(start: str | None) -> int:
         return int(datetime.fromisoformat(start).timestamp() * 1000)
     except ValueError:
         err.print(
-            f"[red]error[/red] --start {start!r}: use ISO 8601, e.g. 2026-06-01T06:00:00+08:00"
+            f"[red]error[/red] --start {escape(repr(start))}: "
+            "use ISO 8601, e.g. 2026-06-01T06:00:00+08:00"
         )
         raise typer.Exit(2) from None
 
@@ -63,7 +66,7 @@ def _scenario(path: Path | None, config: SiteConfig) -> Scenario:
         return load_scenario(path, config)
     except ConfigError as exc:
         for issue in exc.issues:
-            err.print(f"[red]error[/red] {issue}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error[/red] {escape(str(issue))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -158,7 +161,7 @@ async def _serve(
     try:
         await runner.start()
     except (OSError, RuntimeError) as exc:
-        err.print(f"[red]error[/red] cannot start the simulated devices: {exc}")
+        err.print(f"[red]error[/red] cannot start the simulated devices: {escape(str(exc))}")
         raise typer.Exit(1) from None
     console.print(_endpoint_table(runner))
     runner.on_advance.append(_print_faults)
@@ -179,7 +182,7 @@ def _print_faults(adv: Advance) -> None:
         )
         console.print(
             f"{_fmt_time(event.t_ms)} {state} {event.fault.kind.value} "
-            f"{event.fault.target}{expect}",
+            f"{escape(str(event.fault.target))}{escape(expect)}",
             highlight=False,
         )
 
@@ -268,7 +271,9 @@ def record(
         count = record_feed(
             sim, f, duration_s=parse_duration(duration), sample_s=parse_duration(sample)
         )
-    console.print(f"recorded {count} records to {out} in {time.perf_counter() - t0:.1f} s")
+    console.print(
+        f"recorded {count} records to {escape(str(out))} in {time.perf_counter() - t0:.1f} s"
+    )
 
 
 def history(
@@ -361,7 +366,7 @@ async def _run_demo(show: Demo, config: SiteConfig, duration_s: float | None, pl
     try:
         await show.start()
     except (OSError, RuntimeError) as exc:
-        err.print(f"[red]error[/red] cannot start the demo: {exc}")
+        err.print(f"[red]error[/red] cannot start the demo: {escape(str(exc))}")
         raise typer.Exit(1) from None
     console.print(_endpoint_table(show.runner))
     console.print(
@@ -384,7 +389,7 @@ async def _run_demo(show: Demo, config: SiteConfig, duration_s: float | None, pl
         await _show_live(lambda: _demo_view(show, config), stop, task, plain)
     finally:
         await cancel_and_wait(task)
-        console.print("what happened:", *show.events, sep="\n  ", highlight=False)
+        console.print("what happened:", *show.events, sep="\n  ", highlight=False, markup=False)
         await _print_queries(show)
         _print_notifications(show)
         await _write_handover(show)
@@ -406,14 +411,14 @@ async def _print_queries(show: Demo) -> None:
             f"{tags} {value:.2f}" if isinstance(value, float) else f"{tags} {value}"
             for tags, value in rows[:8]
         )
-        console.print(f"  {title}: {text or '(none yet)'}", highlight=False)
+        console.print(f"  {title}: {text or '(none yet)'}", highlight=False, markup=False)
 
 
 async def _write_handover(show: Demo) -> None:
     try:
         report = await asyncio.to_thread(show.shift_handover)
     except ReportError as exc:
-        err.print(f"[yellow]warning[/yellow] no shift handover report: {exc}")
+        err.print(f"[yellow]warning[/yellow] no shift handover report: {escape(str(exc))}")
         return
     if report is not None:
         console.print(f"shift handover report: file://{report}", highlight=False)
@@ -452,5 +457,5 @@ def _demo_view(show: Demo, config: SiteConfig) -> Group:
         f"ingest: {show.store.points_written} points in InfluxDB, "
         f"{show.store.refused} refused (dead letters)"
     )
-    events = "\n".join([stored, *show.events[-8:]])
+    events = Text("\n".join([stored, *show.events[-8:]]))  # data: never markup
     return Group(_live_table(show.runner, config), gateways, events)

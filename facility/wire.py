@@ -35,9 +35,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, cast
 
+from facility.logs import preview
+
 WIRE_VERSION = 1
 TOPIC_ROOT = "facility/v1"
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # a batch larger than this is refused unread
+MAX_ACK_BYTES = 4096  # an ack is ~80 bytes
 
 Kind = Literal["v", "s", "h"]
 Quality = Literal["g", "u", "b"]
@@ -82,7 +85,7 @@ def parse_topic(name: str) -> tuple[str, str, str]:
     """'facility/v1/site/station/leaf' -> (site, station, leaf)."""
     parts = name.split("/")
     if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT:
-        raise WireError(f"not a {TOPIC_ROOT} topic: {name!r}")
+        raise WireError(f"not a {TOPIC_ROOT} topic: {preview(name)}")
     return parts[2], parts[3], parts[4]
 
 
@@ -179,14 +182,14 @@ def _envelope(payload: bytes) -> dict[str, Any]:
         text = decompressor.decompress(payload, 16 * MAX_PAYLOAD_BYTES)
         if decompressor.unconsumed_tail:
             raise WireError("payload inflates past the size limit")
-        body = json.loads(text)
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except zlib.error as exc:
         raise WireError(f"not zlib-compressed JSON: {exc}") from exc
+    body = parse_json(text, "batch")
     if not isinstance(body, dict):
         raise WireError("batch is not a JSON object")
     if body.get("v") != WIRE_VERSION:
         raise WireError(
-            f"unsupported wire version {body.get('v')!r} (this side speaks {WIRE_VERSION})"
+            f"unsupported wire version {preview(body.get('v'))} (this side speaks {WIRE_VERSION})"
         )
     for name, kind in (
         ("site", str),
@@ -209,13 +212,13 @@ def read_row(row: Any) -> Reading:
         raise WireError("row is not a list of 6 items")
     kind, asset, signal, ts, value, quality = row
     if not isinstance(kind, str) or kind not in KINDS:  # a list would not even hash
-        raise WireError(f"unknown kind {kind!r}")
+        raise WireError(f"unknown kind {preview(kind)}")
     if not isinstance(asset, str) or not isinstance(signal, str) or not asset or not signal:
         raise WireError("asset and signal must be non-empty strings")
     if not isinstance(ts, int) or isinstance(ts, bool):
         raise WireError("ts_ms must be an integer")
     if not isinstance(quality, str) or quality not in QUALITIES:
-        raise WireError(f"unknown quality {quality!r}")
+        raise WireError(f"unknown quality {preview(quality)}")
     if value is not None and not isinstance(value, bool | int | float | str):
         raise WireError(f"value of type {type(value).__name__} is not a scalar")
     if isinstance(value, float) and not math.isfinite(value):
@@ -238,21 +241,35 @@ class Ack:
 
 
 def decode_ack(payload: bytes) -> Ack:
-    try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError(f"ack is not JSON: {exc}") from exc
+    if len(payload) > MAX_ACK_BYTES:
+        raise WireError(f"ack of {len(payload)} bytes exceeds {MAX_ACK_BYTES}")
+    body = parse_json(payload, "ack")
     if not isinstance(body, dict) or body.get("v") != WIRE_VERSION:
         raise WireError("ack is not a v1 object")
+    numbers = []
+    for name in ("boot", "seq", "stored", "rejected"):
+        value = body.get(name, 0 if name in ("stored", "rejected") else None)
+        # Exact ints only: int() of 1e400 overflows, of 1.5 rounds, of "7" guesses.
+        if type(value) is not int:
+            raise WireError(f"ack field {name!r} missing or not an integer")
+        numbers.append(value)
+    return Ack(*numbers)
+
+
+def parse_json(text: bytes | str, what: str) -> Any:
+    """json.loads, with everything Python's parser can raise on hostile input as a
+    WireError: bad syntax or encoding, but also nesting deeper than the interpreter's
+    recursion limit (RecursionError) and integers past int_max_str_digits (ValueError)."""
     try:
-        return Ack(
-            int(body["boot"]),
-            int(body["seq"]),
-            int(body.get("stored", 0)),
-            int(body.get("rejected", 0)),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WireError(f"ack lacks boot/seq: {exc}") from exc
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WireError(f"{what} is not JSON: {exc.msg} at {exc.pos}") from None
+    except UnicodeDecodeError as exc:
+        raise WireError(f"{what} is not UTF-8: {exc.reason} at {exc.start}") from None
+    except RecursionError:
+        raise WireError(f"{what} is not JSON this side can read: nested too deep") from None
+    except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string..."
+        raise WireError(f"{what} is not JSON this side can read: {str(exc)[:80]}") from None
 
 
 def encode_status(online: bool, boot: int, ts_ms: int) -> bytes:

@@ -234,6 +234,7 @@ class Gateway:
             "in_flight_readings": self.uplink.in_flight_readings,
             "max_live_delay_ms": up.max_live_delay_ms,
             "mqtt_rejected": sum(self.mqtt.rejected.values()) if self.mqtt else 0,
+            "acks_malformed": up.acks_malformed,
             "task_restarts": self.counters.task_restarts,
             "stalled_tasks": len(self.stalled()),
             "rss_mb": round(rss_mb(), 1),

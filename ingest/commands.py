@@ -15,7 +15,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from facility.aio import stop_on_signals
 from facility.console import exit_on_config_error
@@ -69,7 +71,7 @@ def run(
     try:
         service = IngestService(config)
     except (OSError, sqlite3.DatabaseError) as exc:
-        err.print(f"[red]error[/red] cannot open the dead-letter store: {exc}")
+        err.print(f"[red]error[/red] cannot open the dead-letter store: {escape(str(exc))}")
         raise typer.Exit(1) from None
     asyncio.run(_serve(service))
 
@@ -112,7 +114,7 @@ def init(config_path: ConfigPath) -> None:
     config = _config(config_path)
     done = asyncio.run(_init(config))
     for statement in done:
-        console.print(statement, highlight=False, soft_wrap=True)
+        console.print(statement, highlight=False, soft_wrap=True, markup=False)
     console.print(f"{len(done)} statement(s); database ready", highlight=False)
 
 
@@ -121,7 +123,7 @@ async def _init(config: IngestConfig) -> list[str]:
     try:
         return await init_database(writer, writer.database, config.settings.retention)
     except InfluxError as exc:
-        err.print(f"[red]error[/red] {exc}")
+        err.print(f"[red]error[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     finally:
         await writer.close()
@@ -152,7 +154,9 @@ def _instant(text: str) -> int:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        err.print(f"[red]error[/red] {text!r} is not an ISO 8601 time (2026-11-22T06:00)")
+        err.print(
+            f"[red]error[/red] {escape(repr(text))} is not an ISO 8601 time (2026-11-22T06:00)"
+        )
         raise typer.Exit(2) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -172,13 +176,16 @@ def letters_list(
     letters = store.latest(limit, site=site, pending_only=not all_)
     table = Table("id", "received (UTC)", "gateway", "kind", "reason", "content", "replayed")
     for d in letters:
+        body = d.body if len(d.body) <= 80 else d.body[:77] + "..."
+        # Text, not str: a table cell given a str is read as markup, and letters are
+        # whatever a gateway (or anyone) sent.
         table.add_row(
             str(d.id),
             _utc(d.received_ms),
-            f"{d.site}/{d.station}",
+            Text(f"{d.site}/{d.station}"),
             d.kind.value,
-            d.reason,
-            d.body if len(d.body) <= 80 else d.body[:77] + "...",
+            Text(d.reason),
+            Text(body),
             _utc(d.replayed_ms) if d.replayed_ms else "",
         )
     console.print(table)
@@ -217,7 +224,7 @@ async def _replay(
         store = InfluxStore(Validator(config.site), writer, dead)
         outcome = await replay(list(reversed(letters)), dead, store)
     except InfluxError as exc:
-        err.print(f"[red]error[/red] {exc}; nothing marked replayed")
+        err.print(f"[red]error[/red] {escape(str(exc))}; nothing marked replayed")
         raise typer.Exit(1) from None
     finally:
         await writer.close()

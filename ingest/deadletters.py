@@ -11,19 +11,36 @@ does not write must be kept here or it is lost. Three kinds of letter:
 `facility ingest dead-letters replay` sends pending letters through the ingest again
 (after the site model or the database was fixed); a letter that lands is marked
 replayed, one that fails again keeps its new reason.
+
+Bounded, because what arrives is anyone's: a letter's body is cut at `max_body_bytes`
+(a batch's payload at `max_payload_bytes`), saying so in its reason, and the store holds
+at most `max_bytes`; when full it first forgets replayed letters, then drops new ones,
+counted in `dropped` and logged. A batch's letters go in one transaction (a commit per
+row took 120 s for a refused batch of 1.26 M rows); the service calls `keep` in a worker
+thread so the event loop goes on meanwhile.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from facility.logs import RateLimitedLog
+from facility.wire import MAX_PAYLOAD_BYTES
+
+log = logging.getLogger(__name__)
+
+MAX_BYTES = 1024 * 1024 * 1024  # the store's size, bodies and reasons
+MAX_BODY_BYTES = 64 * 1024  # a row or line letter; a wire row of a good gateway is < 300
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dead_letter (
@@ -66,42 +83,127 @@ class DeadLetter:
 
 
 class DeadLetters:
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int = MAX_BYTES,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None)
+        self.max_bytes = max_bytes
+        self.max_body_bytes = max_body_bytes
+        self.max_payload_bytes = max_payload_bytes
+        self.dropped = 0  # letters not kept because the store was full
+        # One connection for the service's event loop and its worker threads, one at a time.
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        self._refusals = RateLimitedLog(log, level=logging.ERROR)
+        self._bytes = self._size()
 
     def add_rows(self, site: str, station: str, refused: Iterable[tuple[Any, str]]) -> int:
         """(wire row, reason) pairs; a row is whatever the gateway sent, JSON-able."""
-        return self._add(
-            site, station, LetterKind.ROW, ((json.dumps(r), why) for r, why in refused)
-        )
+        return self.keep(site, station, refused, ())
 
     def add_lines(self, site: str, station: str, refused: Iterable[tuple[str, str]]) -> int:
-        return self._add(site, station, LetterKind.LINE, refused)
+        return self.keep(site, station, (), refused)
+
+    def keep(
+        self,
+        site: str,
+        station: str,
+        rows: Iterable[tuple[Any, str]],
+        lines: Iterable[tuple[str, str]],
+    ) -> int:
+        """A batch's refused rows and lines, in one transaction; how many were kept."""
+        letters = [(LetterKind.ROW, *self._row_body(r, why)) for r, why in rows]
+        letters += [(LetterKind.LINE, *self._cut(line, why)) for line, why in lines]
+        return self._add(site, station, letters)
 
     def add_batch(self, site: str, station: str, payload: bytes, reason: str) -> int:
+        if len(payload) > self.max_payload_bytes:
+            cut = self.max_payload_bytes
+            reason += f" (payload cut to its first {cut} of {len(payload)} bytes)"
+            payload = payload[: self.max_payload_bytes]
         body = base64.b64encode(payload).decode("ascii")
-        return self._add(site, station, LetterKind.BATCH, [(body, reason)])
+        return self._add(site, station, [(LetterKind.BATCH, body, reason)])
 
-    def _add(
-        self, site: str, station: str, kind: LetterKind, letters: Iterable[tuple[str, str]]
-    ) -> int:
+    def _row_body(self, row: Any, reason: str) -> tuple[str, str]:
+        try:
+            body = json.dumps(row)
+        except (RecursionError, ValueError, TypeError) as exc:  # nested past the stack
+            body, reason = "null", f"{reason} (row not kept: {type(exc).__name__})"
+        return self._cut(body, reason)
+
+    def _cut(self, body: str, reason: str) -> tuple[str, str]:
+        if len(body) <= self.max_body_bytes:
+            return body, reason
+        return (
+            body[: self.max_body_bytes],
+            f"{reason} (kept the first {self.max_body_bytes} of {len(body)} characters)",
+        )
+
+    def _add(self, site: str, station: str, letters: Sequence[tuple[LetterKind, str, str]]) -> int:
         now = time.time_ns() // 1_000_000
-        rows = [(now, site, station, kind.value, body, why) for body, why in letters]
-        with self._db:
-            self._db.executemany(
-                "INSERT INTO dead_letter (received_ms, site, station, kind, body, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-        return len(rows)
+        with self._lock:
+            room = self._make_room(sum(len(b) + len(why) for _, b, why in letters))
+            kept, size = [], 0
+            for kind, body, why in letters:
+                size += len(body) + len(why)
+                if size > room:
+                    break
+                kept.append((now, site, station, kind.value, body, why))
+            if kept:
+                self._db.execute("BEGIN")
+                try:
+                    self._db.executemany(
+                        "INSERT INTO dead_letter (received_ms, site, station, kind, body, reason)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        kept,
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._bytes += sum(len(k[4]) + len(k[5]) for k in kept)
+        if len(kept) < len(letters):
+            self._drop(site, station, len(letters) - len(kept))
+        return len(kept)
+
+    def _make_room(self, wanted: int) -> int:
+        """Bytes free for new letters, after forgetting replayed ones if that is needed."""
+        if self._bytes + wanted > self.max_bytes:
+            self._db.execute("DELETE FROM dead_letter WHERE replayed_ms IS NOT NULL")
+            self._bytes = self._size()
+        return max(0, self.max_bytes - self._bytes)
+
+    def _size(self) -> int:
+        (size,) = self._db.execute(
+            "SELECT COALESCE(SUM(LENGTH(body) + LENGTH(reason)), 0) FROM dead_letter"
+        ).fetchone()
+        return int(size)
+
+    def _drop(self, site: str, station: str, count: int) -> None:
+        self.dropped += count
+        self._refusals.log(
+            "full",
+            "dead-letter store %s is full (%d MB): %d letters of %s/%s not kept "
+            "(%d dropped in all); replay or move it away",
+            self.path,
+            self.max_bytes // 1_000_000,
+            count,
+            site[:64],
+            station[:64],
+            self.dropped,
+        )
 
     def count(self, pending_only: bool = True) -> int:
         where = " WHERE replayed_ms IS NULL" if pending_only else ""
-        (n,) = self._db.execute("SELECT COUNT(*) FROM dead_letter" + where).fetchone()
+        with self._lock:
+            (n,) = self._db.execute("SELECT COUNT(*) FROM dead_letter" + where).fetchone()
         return int(n)
 
     def latest(
@@ -123,11 +225,12 @@ class DeadLetters:
             clauses.append(f"id IN ({','.join('?' * len(ids))})")
             args.extend(ids)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db.execute(
-            "SELECT id, received_ms, site, station, kind, body, reason, replayed_ms "
-            f"FROM dead_letter{where} ORDER BY id DESC LIMIT ?",
-            (*args, limit),
-        ).fetchall()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, received_ms, site, station, kind, body, reason, replayed_ms "
+                f"FROM dead_letter{where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
         return [
             DeadLetter(i, at, s, st, LetterKind(k), b, why, r)
             for i, at, s, st, k, b, why, r in rows
@@ -135,14 +238,16 @@ class DeadLetters:
 
     def mark_replayed(self, ids: Iterable[int]) -> None:
         now = time.time_ns() // 1_000_000
-        with self._db:
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
             self._db.executemany(
                 "UPDATE dead_letter SET replayed_ms = ? WHERE id = ?", [(now, i) for i in ids]
             )
 
     def set_reason(self, letter_id: int, reason: str) -> None:
-        with self._db:
+        with self._lock, self._db:
             self._db.execute("UPDATE dead_letter SET reason = ? WHERE id = ?", (reason, letter_id))
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()

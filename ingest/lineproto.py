@@ -36,6 +36,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from facility.logs import preview
+
 FieldValue = bool | int | float | str
 
 # InfluxDB stores nanoseconds in an int64 and refuses times within 2 ns of its ends.
@@ -69,7 +71,9 @@ def measurement_for(kind: str, asset_kind: str | None) -> str:
         return GATEWAY_HEALTH
     if kind == "v" and asset_kind in ASSET_MEASUREMENTS:
         return asset_kind
-    raise LineProtocolError(f"no measurement for kind {kind!r} of asset kind {asset_kind!r}")
+    raise LineProtocolError(
+        f"no measurement for kind {preview(kind)} of asset kind {preview(asset_kind)}"
+    )
 
 
 def encode_point(
@@ -154,21 +158,21 @@ def _series_key(measurement: str, tags: Mapping[str, str]) -> str:
 def _checked(line: str) -> str:
     # Only a line with both a quote and a backslash can confuse the 1.x line splitter.
     if '"' in line and "\\" in line and not _splits_as_one_line(line):
-        raise LineProtocolError(f"InfluxDB 1.x would not read {line!r} as one line")
+        raise LineProtocolError(f"InfluxDB 1.x would not read {preview(line)} as one line")
     return line
 
 
 def _measurement(name: str) -> str:
     # The parser skips tabs and NULs at the start of a line; a `#` line is a comment.
     if name[:1] in ("#", "\t", "\x00"):
-        raise LineProtocolError(f"measurement {name!r} starts with '#' or a blank")
+        raise LineProtocolError(f"measurement {preview(name)} starts with '#' or a blank")
     return _name(name, "measurement", _MEASUREMENT_ESC, unsafe_after_backslash=',= "')
 
 
 def _field_key(name: str) -> str:
     # The parser skips tabs and NULs before the first field key: the key would lose them.
     if name[:1] in ("\t", "\x00"):
-        raise LineProtocolError(f"field key {name!r} starts with a blank")
+        raise LineProtocolError(f"field key {preview(name)} starts with a blank")
     return _name(name, "field key", _FIELD_KEY_ESC, unsafe_after_backslash=",= ")
 
 
@@ -176,12 +180,14 @@ def _name(text: str, what: str, table: dict[int, str], unsafe_after_backslash: s
     if not text:
         raise LineProtocolError(f"empty {what}")
     if "\n" in text:
-        raise LineProtocolError(f"{what} {text!r} contains a newline (ends the line)")
+        raise LineProtocolError(f"{what} {preview(text)} contains a newline (ends the line)")
     if text.endswith("\\"):
-        raise LineProtocolError(f"{what} {text!r} ends with a backslash (escapes the separator)")
+        raise LineProtocolError(
+            f"{what} {preview(text)} ends with a backslash (escapes the separator)"
+        )
     if "\\" in text and any(f"\\{c}" in text for c in unsafe_after_backslash):
         raise LineProtocolError(
-            f"{what} {text!r}: InfluxDB 1.x cannot store a backslash before "
+            f"{what} {preview(text)}: InfluxDB 1.x cannot store a backslash before "
             f"any of {unsafe_after_backslash!r}"
         )
     _check_utf8(text, what)
@@ -194,16 +200,17 @@ def _value(key: str, value: FieldValue) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         if not _INT64[0] <= value <= _INT64[1]:
-            raise LineProtocolError(f"field {key!r}: {value} does not fit an int64")
+            raise LineProtocolError(f"field {preview(key)}: {preview(value)} does not fit an int64")
         return f"{value}i"
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise LineProtocolError(f"field {key!r}: {value} has no line protocol form")
+            raise LineProtocolError(f"field {preview(key)}: {value} has no line protocol form")
         return repr(value)
     if isinstance(value, str):
-        _check_utf8(value, f"field {key!r}")
+        if not value.isascii():  # the field name is only worded for a refusal
+            _check_utf8(value, f"field {preview(key)}")
         return '"' + value.translate(_STRING_ESC) + '"'
-    raise LineProtocolError(f"field {key!r}: unsupported type {type(value).__name__}")
+    raise LineProtocolError(f"field {preview(key)}: unsupported type {type(value).__name__}")
 
 
 def _check_utf8(text: str, what: str) -> None:
@@ -212,7 +219,7 @@ def _check_utf8(text: str, what: str) -> None:
         try:
             text.encode()
         except UnicodeEncodeError as exc:
-            raise LineProtocolError(f"{what} {text!r} is not valid Unicode: {exc}") from None
+            raise LineProtocolError(f"{what} {preview(text)} is not valid Unicode: {exc}") from None
 
 
 def _splits_as_one_line(line: str) -> bool:

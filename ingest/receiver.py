@@ -3,8 +3,9 @@
 Subscribes to the gateways' `up` topics (QoS 1, persistent session), decodes each
 batch with facility.wire, hands it to a store (ingest.store.InfluxStore in the service),
 and acks the batch to its gateway only after the store says the batch is durable.
-A message that cannot be decoded is counted, logged once per reason and handed to
-`quarantine` (the dead-letter store), and the receiver goes on.
+A message that cannot be decoded (whatever it holds: JSON nested 60,000 deep, 5,000-digit
+integers, a zip bomb) is counted, logged at a bounded rate per kind of fault and handed
+to `quarantine` (the dead-letter store), and the receiver goes on.
 
 Several instances share the load in two ways (docs/ingest.md): each owns some sites
 (topic partitions), or they join one MQTT shared subscription group and the broker
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import socket
 import ssl
 import time
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import aiomqtt
 
 from facility.aio import cancel_and_wait, honour_cancellation
+from facility.logs import RateLimitedLog, reason_kind
 from facility.wire import (
     TOPIC_ROOT,
     BadRow,
@@ -89,6 +90,7 @@ class Receiver:
     _gateway_locks: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict)
     _slots: asyncio.Semaphore = field(init=False)
     _stopping: bool = False
+    _refusals: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.max_in_flight)
@@ -178,6 +180,10 @@ class Receiver:
         except WireError as exc:
             self._refuse(name, raw, str(exc))
             return
+        except Exception as exc:  # a decoder bug must cost one message, not the receiver
+            log.exception("undecodable batch on %s", name)
+            self._refuse(name, raw, f"cannot decode: {type(exc).__name__}")
+            return
         try:
             await self.store(batch, rejected)
         except Exception as exc:  # not stored: no ack, so the gateway keeps it and resends
@@ -199,18 +205,11 @@ class Receiver:
             await client.publish(topic(site, station, "ack"), ack, qos=1)
 
     def _refuse(self, name: str, payload: bytes, reason: str) -> None:
-        key = _reason_kind(reason)
+        key = reason_kind(reason)
         if key not in self.malformed and len(self.malformed) >= MAX_REASONS:
             key = "other reasons"
-        if key not in self.malformed:
-            log.warning("malformed batch on %s: %s (counted; logged once per kind)", name, reason)
+        self._refusals.log(key, "malformed batch on %s: %s", name[:200], reason[:300])
         self.malformed[key] += 1
         parts = name.split("/")
         site, station = (parts[2], parts[3]) if len(parts) == 5 else ("?", "?")
         self.quarantine(site, station, payload, reason)
-
-
-def _reason_kind(reason: str) -> str:
-    """'not zlib-compressed JSON: Expecting ',' delimiter: line 1 column 77' -> the part
-    before the details, numbers masked: one log line per kind of fault, not per message."""
-    return re.sub(r"\d+", "N", reason.split(":", 1)[0])

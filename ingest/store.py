@@ -8,6 +8,7 @@ the store raises, the receiver does not ack, and the gateway sends the batch aga
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 from facility.wire import BadRow, Batch, Reading
 from ingest.deadletters import DeadLetters
 from ingest.influx import WriteResult
-from ingest.lineproto import LineEncoder, LineProtocolError
+from ingest.lineproto import FieldValue, LineEncoder, LineProtocolError
 from ingest.validate import Accepted, Validator
 
 PointKey = tuple[str, str, int]  # measurement, asset, ts_ms
@@ -57,8 +58,10 @@ class InfluxStore:
             self.points_written += len(lines) - len(refused_lines)
         # Written only after InfluxDB answered: a crash before this line means no ack,
         # and the resent batch lands on the same points and refuses the same rows again.
-        self.dead_letters.add_rows(batch.site, batch.station, refused_rows)
-        self.dead_letters.add_lines(batch.site, batch.station, refused_lines)
+        if refused_rows or refused_lines:  # one transaction, off the event loop
+            await asyncio.to_thread(
+                self.dead_letters.keep, batch.site, batch.station, refused_rows, refused_lines
+            )
         refused = len(refused_rows) + len(refused_lines)
         self.refused += refused
         valid = [a.reading for a in verdict.accepted]
@@ -94,8 +97,34 @@ class InfluxStore:
             fields = {r.signal: r.value for r in readings if r.value is not None}
             try:
                 lines.append(_ENCODER.encode(measurement, tags, fields, ts_ms))
-            except LineProtocolError as exc:
-                unencodable += [
-                    (r.row(), f"{measurement}/{asset}@{ts_ms}: {exc}") for r in readings
-                ]
+            except LineProtocolError:
+                line, refused = _good_fields(measurement, tags, readings, ts_ms)
+                lines += line
+                unencodable += refused
         return lines, unencodable
+
+
+def _good_fields(
+    measurement: str, tags: dict[str, str], readings: list[Reading], ts_ms: int
+) -> tuple[list[str], list[tuple[Any, str]]]:
+    """A point with a field line protocol cannot carry (a uint64 of 2^63 or more, a lone
+    surrogate): the other fields are stored, each bad one refused with its own reason."""
+    good: dict[str, FieldValue] = {}
+    refused: list[tuple[Any, str]] = []
+    for r in readings:
+        if r.value is None:
+            continue
+        try:
+            _ENCODER.encode(measurement, tags, {r.signal: r.value}, ts_ms)
+        except LineProtocolError as exc:
+            refused.append((r.row(), f"{measurement}/{tags['asset']}@{ts_ms}: {exc}"))
+        else:
+            good[r.signal] = r.value
+    if not good:
+        return [], refused
+    try:
+        return [_ENCODER.encode(measurement, tags, good, ts_ms)], refused
+    except LineProtocolError as exc:  # fine alone, not together (the 1.x line splitter)
+        where = f"{measurement}/{tags['asset']}@{ts_ms}"
+        together = [(r.row(), f"{where}: {exc}") for r in readings if r.signal in good]
+        return [], refused + together

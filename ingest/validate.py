@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from facility.config import SiteConfig
+from facility.logs import preview
 from facility.profile import ModbusProfile, MqttProfile
 from facility.site import Asset, AssetKind
 from facility.wire import STATUS_SIGNALS, BadRow, Batch, Reading
@@ -155,12 +156,12 @@ class Validator:
             return ""  # the gateway's own health: any name it reports is fine
         asset = assets.get(reading.asset)
         if asset is None:
-            return f"unknown asset {reading.asset!r}"
+            return f"unknown asset {preview(reading.asset)}"
         if reading.kind == "s":
             return (
                 ""
                 if reading.signal in STATUS_SIGNALS
-                else f"unknown status signal {reading.signal!r}"
+                else f"unknown status signal {preview(reading.signal)}"
             )
         return self._value_reason(reading, asset)
 
@@ -170,7 +171,7 @@ class Validator:
             return f"asset {asset.id!r} has no device profile"
         signal = next((s for s in profile.signals if s.name == reading.signal), None)
         if signal is None:
-            return f"profile {profile.profile!r} has no signal {reading.signal!r}"
+            return f"profile {profile.profile!r} has no signal {preview(reading.signal)}"
         if reading.value is None:
             return "" if reading.quality == "b" else "null value with good quality"
         expected = _expected_type(profile, reading.signal)

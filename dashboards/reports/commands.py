@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dashboards.reports.build import operations_report, shift_report
 from dashboards.reports.data import Influx, ReportError, alarm_book_snapshot, notify_store_snapshot
@@ -102,7 +103,7 @@ def _timezone(config: SiteConfig, name: str | None) -> ZoneInfo:
 
 
 def _fail(exc: ReportError) -> None:
-    err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -110,12 +111,16 @@ def _write(page: str, folder: Path, stem: str, pdf: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{stem}.html"
     target.write_text(page, encoding="utf-8")
-    out.print(f"wrote {target}", highlight=False)
+    out.print(f"wrote {escape(str(target))}", highlight=False)
     if pdf:
         try:
-            out.print(f"wrote {print_pdf(target, folder / f'{stem}.pdf')}", highlight=False)
+            out.print(
+                f"wrote {escape(str(print_pdf(target, folder / f'{stem}.pdf')))}", highlight=False
+            )
         except ReportError as exc:
-            err.print(f"[yellow]warning[/yellow] {exc}", highlight=False, soft_wrap=True)
+            err.print(
+                f"[yellow]warning[/yellow] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
 
 
 def _local(text: str, tz: ZoneInfo) -> datetime:

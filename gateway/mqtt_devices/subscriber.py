@@ -3,8 +3,9 @@
 Subscribes with QoS 1 and a persistent session (fixed client id, clean_session off),
 so messages published while the gateway was away are delivered when it comes back.
 Every mapping comes from the device's profile: topic pattern -> JSON path -> signal.
-A malformed message is counted, logged once per (topic, reason), and dropped; the
-subscriber keeps running.
+A malformed message is counted by the kind of fault, logged at a bounded rate with a
+short preview of what was wrong, and dropped; the subscriber keeps running, whatever the
+payload (JSON nested 60,000 deep, 5,000-digit integers, 1e400 where an int belongs).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import aiomqtt
 
 from facility.aio import honour_cancellation
+from facility.logs import RateLimitedLog, preview
 from facility.profile import MqttProfile, MqttSignal
 from facility.wire import Reading, Value
 
@@ -35,7 +37,12 @@ Emit = Callable[[list[Reading]], None]
 
 
 class BadMessage(ValueError):
-    pass
+    """A device message refused; `kind` is short and fixed (counted and rate-limited by
+    it), the text adds a preview of the offending value."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
 
 
 @dataclass
@@ -53,8 +60,8 @@ class MqttDevices:
     emit: Emit
     connected: bool = False
     received: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    _logged: set[tuple[str, str]] = field(default_factory=set)
+    rejected: Counter[str] = field(default_factory=Counter)  # by kind of fault
+    _refusals: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
 
     async def run(self) -> None:
         backoff = RECONNECT_MIN_S
@@ -84,37 +91,45 @@ class MqttDevices:
         try:
             readings = map_message(route, payload, time.time_ns() // 1_000_000)
         except BadMessage as exc:
-            self._reject(topic, str(exc))
+            self._reject(topic, exc)
             return
         if readings:
             self.emit(readings)
 
-    def _reject(self, topic: str, reason: str) -> None:
-        self.rejected[reason] += 1
-        if (topic, reason) not in self._logged:
-            self._logged.add((topic, reason))
-            log.warning("rejected message on %s: %s (counted; logged once)", topic, reason)
+    def _reject(self, topic: str, exc: BadMessage) -> None:
+        self.rejected[exc.kind] += 1  # kinds are few and fixed: the counter stays small
+        self._refusals.log(f"{topic} {exc.kind}", "rejected message on %s: %s", topic, exc)
 
 
 def map_message(route: TopicRoute, payload: Any, ts_ms: int) -> list[Reading]:
     if not isinstance(payload, bytes | bytearray):
         raise BadMessage("payload is not bytes")
     if len(payload) > MAX_MESSAGE_BYTES:
-        raise BadMessage(f"payload of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
-    try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadMessage("not JSON") from None
+        raise BadMessage("too large", f"{len(payload)} bytes, at most {MAX_MESSAGE_BYTES}")
+    body = _parse(payload)
     if not isinstance(body, dict):
-        raise BadMessage("not a JSON object")
+        raise BadMessage("not a JSON object", preview(body))
     out = []
     for signal in route.signals:
         found, raw = _lookup(body, signal.json_path)
         if found:
             out.append(Reading(route.asset, signal.name, ts_ms, convert(signal, raw)))
     if not out:
-        raise BadMessage("carries none of its profile's signals")
+        raise BadMessage("carries none of its profile's signals", preview(sorted(body)))
     return out
+
+
+def _parse(payload: bytes | bytearray) -> Any:
+    try:
+        return json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise BadMessage("not JSON", f"{exc.msg} at {exc.pos}") from None
+    except UnicodeDecodeError as exc:
+        raise BadMessage("not JSON", f"not UTF-8 at {exc.start}") from None
+    except RecursionError:
+        raise BadMessage("not JSON", "nested too deep to read") from None
+    except ValueError as exc:  # an integer past int_max_str_digits
+        raise BadMessage("not JSON", str(exc)[:60]) from None
 
 
 def _lookup(body: dict[str, Any], path: str) -> tuple[bool, Any]:
@@ -129,27 +144,42 @@ def _lookup(body: dict[str, Any], path: str) -> tuple[bool, Any]:
 def convert(signal: MqttSignal, raw: Any) -> Value:
     """JSON value -> the signal's type, through its map, scale and offset."""
     if signal.map is not None:
-        if str(raw) not in signal.map:
-            raise BadMessage(f"{signal.name}: {raw!r} is not one of {sorted(signal.map)}")
-        raw = signal.map[str(raw)]
+        key = raw if isinstance(raw, str) else None if isinstance(raw, list | dict) else str(raw)
+        if key not in signal.map:
+            raise BadMessage(f"{signal.name}: not one of {sorted(signal.map)}", preview(raw))
+        raw = signal.map[key]
     if signal.type == "string":
         if not isinstance(raw, str):
-            raise BadMessage(f"{signal.name}: expected text, got {type(raw).__name__}")
+            raise BadMessage(f"{signal.name}: expected text", type(raw).__name__)
+        if not _encodable(raw):
+            raise BadMessage(f"{signal.name}: not valid Unicode", preview(raw))
         return raw
     if signal.type == "bool":
         if not isinstance(raw, bool):
-            raise BadMessage(f"{signal.name}: expected true/false, got {raw!r}")
+            raise BadMessage(f"{signal.name}: expected true/false", preview(raw))
         return raw
     if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise BadMessage(f"{signal.name}: expected a number, got {type(raw).__name__}")
-    value = raw * signal.scale + signal.offset
+        raise BadMessage(f"{signal.name}: expected a number", type(raw).__name__)
+    try:
+        value = raw * signal.scale + signal.offset
+    except OverflowError:  # an int too large for a float
+        raise BadMessage(f"{signal.name}: not a finite number", preview(raw)) from None
     if not math.isfinite(value):
-        raise BadMessage(f"{signal.name}: not a finite number")
+        raise BadMessage(f"{signal.name}: not a finite number", preview(raw))
     if signal.type == "int":
         if value != int(value):
-            raise BadMessage(f"{signal.name}: expected an integer, got {raw!r}")
+            raise BadMessage(f"{signal.name}: expected an integer", preview(raw))
         return int(value)
     return float(value)
+
+
+def _encodable(text: str) -> bool:
+    """False for a lone surrogate (JSON's "\\ud800"), which no store can take as UTF-8."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def routes_for(site: str, station: str, assets: dict[str, MqttProfile]) -> dict[str, TopicRoute]:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import aiomqtt
 
 from facility.aio import honour_cancellation
+from facility.logs import RateLimitedLog, reason_kind
 from facility.site import GatewaySettings
 from facility.wire import WireError, decode_ack, encode_rows, encode_status, topic
 from gateway.outbox import Lease, Outbox, OutboxDiskFull
@@ -54,6 +55,7 @@ class UplinkStats:
     connects: int = 0
     last_ack_ms: int = 0
     max_live_delay_ms: int = 0  # acquisition -> sent, over the live lane, since the last health
+    acks_malformed: int = 0
 
 
 @dataclass
@@ -70,6 +72,7 @@ class Uplink:
     _tokens: float = 0.0
     _refilled: float = field(default_factory=time.monotonic)
     _client: aiomqtt.Client | None = None
+    _refusals: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
 
     @property
     def client_id(self) -> str:
@@ -166,8 +169,9 @@ class Uplink:
         async for message in client.messages:
             try:
                 ack = decode_ack(message.payload if isinstance(message.payload, bytes) else b"")
-            except WireError as exc:
-                log.warning("ignoring a malformed ack: %s", exc)
+            except WireError as exc:  # anyone may publish on the ack topic: never fatal
+                self.stats.acks_malformed += 1
+                self._refusals.log(reason_kind(str(exc)), "ignoring a malformed ack: %s", exc)
                 continue
             flight = self._in_flight.pop(ack.seq, None) if ack.boot == self.boot else None
             if flight is None:
