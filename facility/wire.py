@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -261,6 +262,8 @@ def parse_json(text: bytes | str, what: str) -> Any:
     WireError: bad syntax or encoding, but also nesting deeper than the interpreter's
     recursion limit (RecursionError) and integers past int_max_str_digits (ValueError)."""
     try:
+        if len(text) > PIECEWISE_CHARS:
+            return loads_piecewise(text.decode() if isinstance(text, bytes) else text)
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise WireError(f"{what} is not JSON: {exc.msg} at {exc.pos}") from None
@@ -270,6 +273,64 @@ def parse_json(text: bytes | str, what: str) -> Any:
         raise WireError(f"{what} is not JSON this side can read: nested too deep") from None
     except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string..."
         raise WireError(f"{what} is not JSON this side can read: {str(exc)[:80]}") from None
+
+
+# Past this size a text is parsed a row at a time (loads_piecewise).
+PIECEWISE_CHARS = 1 << 20
+_DECODER = json.JSONDecoder()
+_BLANK = re.compile(r"[ \t\n\r]*")
+
+
+def _skip(text: str, i: int) -> int:
+    """The index of the first non-blank character at or after i."""
+    blank = _BLANK.match(text, i)
+    return blank.end() if blank else i
+
+
+def loads_piecewise(text: str, depth: int = 2) -> Any:
+    """json.loads, but the outer `depth` levels of arrays and objects are walked here,
+    their items parsed one by one: C's json.loads holds the GIL for a whole 64 MB batch
+    (seconds), in a worker thread too, freezing the event loop; between items the thread
+    lets it run. Same values and the same JSONDecodeErrors as json.loads."""
+    value, end = _piece(text, _skip(text, 0), depth)
+    end = _skip(text, end)
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
+def _piece(text: str, i: int, depth: int) -> tuple[Any, int]:
+    opening = text[i : i + 1]
+    if depth == 0 or opening not in ("[", "{"):
+        return _DECODER.raw_decode(text, i)
+    closing = "]" if opening == "[" else "}"
+    items: list[Any] = []
+    members: dict[str, Any] = {}
+    i = _skip(text, i + 1)
+    if text[i : i + 1] == closing:
+        return (items if opening == "[" else members), i + 1
+    while True:
+        if opening == "{":
+            if text[i : i + 1] != '"':
+                raise json.JSONDecodeError(
+                    "Expecting property name enclosed in double quotes", text, i
+                )
+            key, i = _DECODER.raw_decode(text, i)
+            i = _skip(text, i)
+            if text[i : i + 1] != ":":
+                raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
+            value, i = _piece(text, _skip(text, i + 1), depth - 1)
+            members[key] = value
+        else:
+            value, i = _piece(text, i, depth - 1)
+            items.append(value)
+        i = _skip(text, i)
+        separator = text[i : i + 1]
+        if separator == closing:
+            return (items if opening == "[" else members), i + 1
+        if separator != ",":
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+        i = _skip(text, i + 1)
 
 
 def encode_status(online: bool, boot: int, ts_ms: int) -> bytes:

@@ -119,6 +119,15 @@ class AlarmSettings(Strict):
     kpi: KpiSettings = KpiSettings()
 
 
+class DeadLetterSettings(Strict):
+    """Bounds of the dead-letter store (docs/ingest.md#dead-letters): what arrives is
+    anyone's, so neither one letter nor all of them may grow without limit."""
+
+    max_mb: int = Field(default=1024, gt=0)  # when full: replayed letters go, then new ones
+    max_body_kb: int = Field(default=64, gt=0)  # a row or line letter is cut past this
+    max_payload_kb: int = Field(default=4096, gt=0)  # an undecodable batch's payload
+
+
 class IngestSettings(Strict):
     site_config: str  # the site folder (or file), relative to this file
     client_id: str = Field(default="facility-ingest", min_length=1)
@@ -129,6 +138,7 @@ class IngestSettings(Strict):
     retention: Retention = Retention()
     data_dir: str = "run/ingest"  # the dead-letter store lives here; relative to this file
     health_every_s: float = Field(default=10.0, gt=0)
+    dead_letters: DeadLetterSettings = DeadLetterSettings()
     alarms: AlarmSettings | None = None  # None: store readings, evaluate no alarms
 
 

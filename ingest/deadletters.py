@@ -23,12 +23,13 @@ thread so the event loop goes on meanwhile.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -103,6 +104,7 @@ class DeadLetters:
         self._db.executescript(SCHEMA)
         self._refusals = RateLimitedLog(log, level=logging.ERROR)
         self._bytes = self._size()
+        self.pending = self._count_pending()  # as of the last write: health reads it
 
     def add_rows(self, site: str, station: str, refused: Iterable[tuple[Any, str]]) -> int:
         """(wire row, reason) pairs; a row is whatever the gateway sent, JSON-able."""
@@ -118,9 +120,12 @@ class DeadLetters:
         rows: Iterable[tuple[Any, str]],
         lines: Iterable[tuple[str, str]],
     ) -> int:
-        """A batch's refused rows and lines, in one transaction; how many were kept."""
-        letters = [(LetterKind.ROW, *self._row_body(r, why)) for r, why in rows]
-        letters += [(LetterKind.LINE, *self._cut(line, why)) for line, why in lines]
+        """A batch's refused rows and lines, in one transaction; how many were kept.
+        Streamed into SQLite: a refused batch of a million rows is not copied again."""
+        letters = itertools.chain(
+            ((LetterKind.ROW, *self._row_body(r, why)) for r, why in rows),
+            ((LetterKind.LINE, *self._cut(line, why)) for line, why in lines),
+        )
         return self._add(site, station, letters)
 
     def add_batch(self, site: str, station: str, payload: bytes, reason: str) -> int:
@@ -146,39 +151,52 @@ class DeadLetters:
             f"{reason} (kept the first {self.max_body_bytes} of {len(body)} characters)",
         )
 
-    def _add(self, site: str, station: str, letters: Sequence[tuple[LetterKind, str, str]]) -> int:
+    def _add(self, site: str, station: str, letters: Iterable[tuple[LetterKind, str, str]]) -> int:
         now = time.time_ns() // 1_000_000
-        with self._lock:
-            room = self._make_room(sum(len(b) + len(why) for _, b, why in letters))
-            kept, size = [], 0
-            for kind, body, why in letters:
-                size += len(body) + len(why)
-                if size > room:
-                    break
-                kept.append((now, site, station, kind.value, body, why))
-            if kept:
-                self._db.execute("BEGIN")
-                try:
-                    self._db.executemany(
-                        "INSERT INTO dead_letter (received_ms, site, station, kind, body, reason)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        kept,
-                    )
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._bytes += sum(len(k[4]) + len(k[5]) for k in kept)
-        if len(kept) < len(letters):
-            self._drop(site, station, len(letters) - len(kept))
-        return len(kept)
+        offered = kept = size = 0
 
-    def _make_room(self, wanted: int) -> int:
-        """Bytes free for new letters, after forgetting replayed ones if that is needed."""
-        if self._bytes + wanted > self.max_bytes:
+        def admitted(room: int) -> Iterator[tuple[int, str, str, str, str, str]]:
+            nonlocal offered, kept, size
+            for kind, body, why in letters:
+                offered += 1
+                if size + len(body) + len(why) > room:
+                    continue  # full: counted, not kept
+                size += len(body) + len(why)
+                kept += 1
+                yield (now, site, station, kind.value, body, why)
+
+        with self._lock:
+            room = self._make_room()
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT INTO dead_letter (received_ms, site, station, kind, body, reason)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    admitted(room),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._bytes += size
+            if kept:
+                self.pending = self._count_pending()  # a replay elsewhere may have run
+        if kept < offered:
+            self._drop(site, station, offered - kept)
+        return kept
+
+    def _make_room(self) -> int:
+        """Bytes free for new letters; past 90 % full, replayed letters are forgotten."""
+        if self._bytes > 0.9 * self.max_bytes:
             self._db.execute("DELETE FROM dead_letter WHERE replayed_ms IS NOT NULL")
             self._bytes = self._size()
         return max(0, self.max_bytes - self._bytes)
+
+    def _count_pending(self) -> int:
+        (n,) = self._db.execute(
+            "SELECT COUNT(*) FROM dead_letter WHERE replayed_ms IS NULL"
+        ).fetchone()
+        return int(n)
 
     def _size(self) -> int:
         (size,) = self._db.execute(

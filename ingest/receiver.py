@@ -46,6 +46,9 @@ Store = Callable[[Batch, list[BadRow]], Awaitable[object]]
 Quarantine = Callable[[str, str, bytes, str], object]  # site, station, payload, reason
 ALL_GATEWAYS = f"{TOPIC_ROOT}/+/+/up"
 STOP_GRACE_S = 10.0  # for the batches under way at stop to be written and acked
+# Compressed size past which a batch is decoded in a worker thread; a gateway's usual
+# batch (5,000 readings) is well below, a payload at the wire's limit decodes for seconds.
+OFF_LOOP_BYTES = 64 * 1024
 MAX_REASONS = 100  # reasons can quote sizes or values: bound the counter a flood could grow
 
 
@@ -54,6 +57,13 @@ def subscription_topics(sites: Sequence[str] = (), shared_group: str | None = No
     as members of a shared subscription group."""
     filters = [f"{TOPIC_ROOT}/{site}/+/up" for site in sites] or [ALL_GATEWAYS]
     return [f"$share/{shared_group}/{f}" for f in filters] if shared_group else filters
+
+
+async def decode(payload: bytes) -> tuple[Batch, list[BadRow]]:
+    """decode_batch, in a worker thread for a big payload: the loop goes on meanwhile."""
+    if len(payload) > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(decode_batch, payload)
+    return decode_batch(payload)
 
 
 async def keep_nothing(batch: Batch, rejected: list[BadRow]) -> None:
@@ -174,7 +184,7 @@ class Receiver:
         raw = payload if isinstance(payload, bytes) else str(payload).encode()
         try:
             site, station, _ = parse_topic(name)
-            batch, rejected = decode_batch(raw)
+            batch, rejected = await decode(raw)
             if (batch.site, batch.station) != (site, station):
                 raise WireError(f"batch of {batch.site}/{batch.station} on the topic of another")
         except WireError as exc:

@@ -88,7 +88,13 @@ class IngestService:
     def __post_init__(self) -> None:
         settings = self.config.settings
         self.writer = make_writer(self.config)
-        self.dead_letters = DeadLetters(self.config.dead_letters_path)
+        letters = settings.dead_letters
+        self.dead_letters = DeadLetters(
+            self.config.dead_letters_path,
+            max_bytes=letters.max_mb * 1_000_000,
+            max_body_bytes=letters.max_body_kb * 1024,
+            max_payload_bytes=letters.max_payload_kb * 1024,
+        )
         self.validator = Validator(self.config.site)
         self.store = InfluxStore(self.validator, self.writer, self.dead_letters)
         broker = settings.broker
@@ -257,7 +263,9 @@ class IngestService:
             "refused": s.refused,
             "malformed": sum(r.malformed.values()),
             "store_failures": r.store_failures,
-            "dead_letters_pending": self.dead_letters.count(),
+            # As of its last write: count() would wait for a batch's letters being written.
+            "dead_letters_pending": self.dead_letters.pending,
+            "dead_letters_dropped": self.dead_letters.dropped,
             "influx_auth_failing": self.auth_failing,
             "alarm_evaluations": self.alarms.engine.evaluations if self.alarms else 0,
             "alarm_transitions": self.alarms.transitions if self.alarms else 0,
