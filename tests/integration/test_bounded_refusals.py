@@ -94,7 +94,7 @@ async def test_a_huge_refused_batch_at_a_nearly_full_store_is_acked_and_counted(
                 acks = []
                 async with asyncio.timeout(60):
                     async for message in gateway.messages:
-                        acks.append(json.loads(bytes(message.payload)))  # type: ignore[arg-type]
+                        acks.append(json.loads(bytes(message.payload)))
                         if len(acks) == 2:
                             break
         stored = await writer.query('SELECT "flow_m3h" FROM "pump"')
