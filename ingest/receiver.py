@@ -188,11 +188,11 @@ class Receiver:
             if (batch.site, batch.station) != (site, station):
                 raise WireError(f"batch of {batch.site}/{batch.station} on the topic of another")
         except WireError as exc:
-            self._refuse(name, raw, str(exc))
+            await self._refuse(name, raw, str(exc))
             return
         except Exception as exc:  # a decoder bug must cost one message, not the receiver
             log.exception("undecodable batch on %s", name)
-            self._refuse(name, raw, f"cannot decode: {type(exc).__name__}")
+            await self._refuse(name, raw, f"cannot decode: {type(exc).__name__}")
             return
         try:
             await self.store(batch, rejected)
@@ -214,7 +214,7 @@ class Receiver:
             ack = encode_ack(batch.boot, batch.seq, len(batch.readings), len(rejected))
             await client.publish(topic(site, station, "ack"), ack, qos=1)
 
-    def _refuse(self, name: str, payload: bytes, reason: str) -> None:
+    async def _refuse(self, name: str, payload: bytes, reason: str) -> None:
         key = reason_kind(reason)
         if key not in self.malformed and len(self.malformed) >= MAX_REASONS:
             key = "other reasons"
@@ -222,4 +222,5 @@ class Receiver:
         self.malformed[key] += 1
         parts = name.split("/")
         site, station = (parts[2], parts[3]) if len(parts) == 5 else ("?", "?")
-        self.quarantine(site, station, payload, reason)
+        # In a worker thread: the store may be busy with a big batch's letters.
+        await asyncio.to_thread(self.quarantine, site, station, payload, reason)

@@ -22,14 +22,14 @@ JSON_VALUES = st.recursive(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(value=JSON_VALUES, indent=st.sampled_from([None, 0, 2]))
 def test_piecewise_parse_equals_json_loads(value: Any, indent: int | None) -> None:
     text = json.dumps(value, indent=indent)
     assert loads_piecewise(text) == json.loads(text)
 
 
-@settings(max_examples=500)
+@settings(max_examples=250)
 @given(
     text=st.text(alphabet='[]{}",: 0123456789.-eEtrufalsn\\\n ', max_size=40)
     | JSON_VALUES.map(json.dumps).map(lambda t: t[: len(t) // 2])
