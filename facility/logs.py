@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import reprlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,20 +47,26 @@ def reason_kind(reason: str) -> str:
     return re.sub(r"\d+", "N", reason.split(":", 1)[0])[:80]
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = PREVIEW_CHARS
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 6
+_SHORT.maxlevel = 3
+_SHORT.maxlong = 40
+
+
 def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
     """repr() of a value from outside, cut to `limit` characters: a reason quotes the
     start of what was refused, never all of it (a 60 kB string in every log line and
-    counter key grew a gateway by 100 MB). Built from a prefix, so a huge value is never
+    counter key grew a gateway by 100 MB). Built with reprlib, which looks at a few
+    items, a few levels and the start of a long string, so a huge or deep value is never
     copied whole."""
     if isinstance(value, str | bytes | bytearray) and len(value) > limit:
         head = value[:limit]
         return f"{head!r}… ({len(value)} {'chars' if isinstance(value, str) else 'bytes'})"
-    if isinstance(value, list | dict | tuple) and len(value) > limit:
-        return f"{type(value).__name__} of {len(value)} items"
     try:
-        text = repr(value)
-    except (RecursionError, ValueError):  # a deeply nested value, a 5,000-digit int
-        return f"a {type(value).__name__} too deep or long to show"
+        text = _SHORT.repr(value)
+    except (RecursionError, ValueError):  # an int past int_max_str_digits, say
+        return f"a {type(value).__name__} too long to show"
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
 
 
