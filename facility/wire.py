@@ -140,7 +140,10 @@ def decode_batch(payload: bytes) -> tuple[Batch, list[BadRow]]:
     body = _envelope(payload)
     readings: list[Reading] = []
     rejected: list[BadRow] = []
-    for i, row in enumerate(body["r"]):
+    rows = body["r"]
+    for i, row in enumerate(rows):
+        rows[i] = None  # let each row's list go as its Reading is made: a batch near the
+        # wire's limit holds a million of them
         # The rows of a well-behaved gateway pass these inline checks (exact types are
         # enough: JSON makes no subclasses) at a fraction of read_row's cost; any other
         # row goes through read_row, which accepts it too or says what is wrong.

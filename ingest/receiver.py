@@ -101,6 +101,7 @@ class Receiver:
     _slots: asyncio.Semaphore = field(init=False)
     _stopping: bool = False
     _refusals: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
+    _big_batch: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.max_in_flight)
@@ -182,6 +183,15 @@ class Receiver:
 
     async def handle(self, client: aiomqtt.Client, name: str, payload: object) -> None:
         raw = payload if isinstance(payload, bytes) else str(payload).encode()
+        if len(raw) <= OFF_LOOP_BYTES:
+            await self._handle(client, name, raw)
+            return
+        # One big batch at a time: near the wire's limit one holds ~700 MB while it is
+        # decoded and stored, and max_in_flight of them at once could exhaust memory.
+        async with self._big_batch:
+            await self._handle(client, name, raw)
+
+    async def _handle(self, client: aiomqtt.Client, name: str, raw: bytes) -> None:
         try:
             site, station, _ = parse_topic(name)
             batch, rejected = await decode(raw)
