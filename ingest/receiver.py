@@ -49,7 +49,8 @@ STOP_GRACE_S = 10.0  # for the batches under way at stop to be written and acked
 # Compressed size past which a batch is decoded in a worker thread; a gateway's usual
 # batch (5,000 readings) is well below, a payload at the wire's limit decodes for seconds.
 OFF_LOOP_BYTES = 64 * 1024
-MAX_REASONS = 100  # reasons can quote sizes or values: bound the counter a flood could grow
+MAX_REASONS = 100
+MAX_STATIONS = 10_000  # reasons can quote sizes or values: bound the counter a flood could grow
 
 
 def subscription_topics(sites: Sequence[str] = (), shared_group: str | None = None) -> list[str]:
@@ -218,7 +219,10 @@ class Receiver:
             return
         self.batches += 1
         self.readings += len(batch.readings)
-        self.per_station[(site, station)] += len(batch.readings)
+        key = (site, station)
+        if key not in self.per_station and len(self.per_station) >= MAX_STATIONS:
+            key = ("?", "?")  # names from topics anyone may publish to: bounded
+        self.per_station[key] += len(batch.readings)
         self.last_batch_ms = time.time_ns() // 1_000_000
         if self.acking:
             ack = encode_ack(batch.boot, batch.seq, len(batch.readings), len(rejected))
