@@ -60,6 +60,10 @@ def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
     counter key grew a gateway by 100 MB). Built with reprlib, which looks at a few
     items, a few levels and the start of a long string, so a huge or deep value is never
     copied whole."""
+    if type(value) is str and len(value) <= limit:  # the common case, quickly
+        text = repr(value)
+        if len(text) <= limit:
+            return text
     if isinstance(value, str | bytes | bytearray) and len(value) > limit:
         head = value[:limit]
         return f"{head!r}… ({len(value)} {'chars' if isinstance(value, str) else 'bytes'})"
