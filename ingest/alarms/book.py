@@ -68,6 +68,25 @@ class AlarmEvent(StrEnum):
     OUT_OF_SERVICE = "out_of_service"
     RETURNED_TO_SERVICE = "returned_to_service"
     SUPPRESSED = "suppressed"  # a raise while the alarm was out of view: recorded, not told
+    LATE = "late"  # a condition that began and ended before it could be told: history
+
+
+# What each transition says to a person (the console's history, the reports, the log):
+# `{message}` is the alarm's own words (its clear words for CLEARED), `{by}` who did it
+# and why.
+EVENT_WORDS: dict[AlarmEvent, str] = {
+    AlarmEvent.RAISED: "Raised: {message}",
+    AlarmEvent.CLEARED: "Back to normal: {message}",
+    AlarmEvent.ACKNOWLEDGED: "Acknowledged{by}: {message}",
+    AlarmEvent.RESET: "Reset{by}, back to normal: {message}",
+    AlarmEvent.SHELVED: "Shelved{by}: {message}",
+    AlarmEvent.UNSHELVED: "Unshelved{by}, back in view: {message}",
+    AlarmEvent.SHELVE_EXPIRED: "Shelf ran out, back in view: {message}",
+    AlarmEvent.OUT_OF_SERVICE: "Asset out of service{by}: {message}",
+    AlarmEvent.RETURNED_TO_SERVICE: "Asset back in service{by}: {message}",
+    AlarmEvent.SUPPRESSED: "Raised out of view, nobody told: {message}",
+    AlarmEvent.LATE: "Late, nobody told: {message}",
+}
 
 
 # Events that take an alarm out of view or bring it back.
@@ -117,6 +136,7 @@ class Transition:
     message: str
     value: Value
     suppressed: bool = False
+    since_ms: int | None = None  # LATE: when the condition began (at_ms: when it ended)
 
     @property
     def active(self) -> bool:
@@ -124,11 +144,19 @@ class Transition:
         return self.to_state in ACTIVE_STATES
 
     @property
+    def text(self) -> str:
+        """The transition in a sentence for a person (EVENT_WORDS)."""
+        by = f" by {self.user}" if self.user else ""
+        if self.comment:
+            by += f" ({self.comment})"
+        return EVENT_WORDS[self.event].format(by=by, message=self.message)
+
+    @property
     def notify(self) -> bool:
         """Whether the crew should hear of it. Hiding or showing an alarm is news only if
         it is something the crew deals with (not NORMAL): an alarm put out of view while
         they work on it, or one back in view still active."""
-        if self.suppressed or self.event is AlarmEvent.SUPPRESSED:
+        if self.suppressed or self.event in (AlarmEvent.SUPPRESSED, AlarmEvent.LATE):
             return False
         if self.event in _VIEW_EVENTS:
             return self.to_state is not AlarmState.NORMAL
@@ -206,6 +234,8 @@ class AlarmBook:
         with self._write() as db:
             now = self.now_ms()
             before = _load(db, change.key)
+            if change.late_since_ms is not None:
+                return _late(db, before, change, now)
             if before is not None and change.at_ms < before.last_change_ms:
                 # Stale news: the gateway resent a batch, or a backlog from an outage
                 # arrived after newer readings. The book already holds what the condition
@@ -216,11 +246,13 @@ class AlarmBook:
                 return []
             if before is None:
                 before = _new_alarm(change, now, _asset_out_of_service(db, change.key))
+            # The alarm keeps the words it was raised with (what an acknowledgement or a
+            # reset is about); its return to normal has its own, on the transition.
             news = replace(
                 before,
                 priority=change.priority,
-                message=change.message,
-                value=change.value,
+                message=change.message if change.active else before.message,
+                value=change.value if change.active else before.value,
                 latched=change.latched,
                 last_change_ms=change.at_ms,
                 updated_ms=now,
@@ -232,7 +264,8 @@ class AlarmBook:
             event = AlarmEvent.RAISED if change.active else AlarmEvent.CLEARED
             if change.active and before.hidden:
                 event = AlarmEvent.SUPPRESSED
-            return [_commit(db, before, after, event, change.at_ms, now)]
+            words = None if change.active else (change.message, change.value)
+            return [_commit(db, before, after, event, change.at_ms, now, words=words)]
 
     # -- operator actions -------------------------------------------------------------
 
@@ -628,6 +661,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (site, station, asset)
         )""",
     ),
+    # late conditions: when they began (at_ms is when they ended)
+    ("ALTER TABLE transition ADD COLUMN since_ms INTEGER",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -642,7 +677,7 @@ _ALARM_FROM = (
 )
 _TRANSITION_COLUMNS = (
     "id, site, station, asset, rule, event, from_state, to_state, at_ms, recorded_ms, "
-    "user, comment, priority, message, value, suppressed"
+    "user, comment, priority, message, value, suppressed, since_ms"
 )
 
 
@@ -694,13 +729,17 @@ def _commit(
     now: int,
     user: str = "",
     comment: str = "",
+    words: tuple[str, Value] | None = None,
+    since_ms: int | None = None,
 ) -> Transition:
-    """Store the new state and its transition (the caller's transaction holds both)."""
+    """Store the new state and its transition (the caller's transaction holds both).
+    `words`: the transition's own message and value (a clear's), else the alarm's."""
     key = after.key
     suppressed = before.hidden and after.hidden
+    message, value = words if words is not None else (after.message, after.value)
     cursor = db.execute(
         f"INSERT INTO transition ({_TRANSITION_COLUMNS.removeprefix('id, ')}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             key.site,
             key.station,
@@ -714,9 +753,10 @@ def _commit(
             user,
             comment,
             after.priority.value,
-            after.message,
-            json.dumps(after.value),
+            message,
+            json.dumps(value),
             suppressed,
+            since_ms,
         ),
     )
     _save(db, after)
@@ -732,10 +772,50 @@ def _commit(
         user=user,
         comment=comment,
         priority=after.priority,
-        message=after.message,
-        value=after.value,
+        message=message,
+        value=value,
         suppressed=suppressed,
+        since_ms=since_ms,
     )
+
+
+def _late(
+    db: sqlite3.Connection, before: Alarm | None, change: ConditionChange, now: int
+) -> list[Transition]:
+    """A late condition: journal only, the alarm's state unchanged; once per condition
+    (a backlog sent again tells nothing twice)."""
+    key = change.key
+    seen = db.execute(
+        "SELECT 1 FROM transition WHERE site = ? AND station = ? AND asset = ? AND rule = ? "
+        "AND event = ? AND at_ms = ? AND since_ms = ?",
+        (
+            key.site,
+            key.station,
+            key.asset,
+            key.rule,
+            AlarmEvent.LATE.value,
+            change.at_ms,
+            change.late_since_ms,
+        ),
+    ).fetchone()
+    if seen is not None:
+        return []
+    if before is None:
+        first = replace(change, at_ms=change.late_since_ms or change.at_ms)
+        before = _new_alarm(first, now, _asset_out_of_service(db, key))
+    words = (change.message, change.value)
+    return [
+        _commit(
+            db,
+            before,
+            before,
+            AlarmEvent.LATE,
+            change.at_ms,
+            now,
+            words=words,
+            since_ms=change.late_since_ms,
+        )
+    ]
 
 
 def _save(db: sqlite3.Connection, alarm: Alarm) -> None:
@@ -816,7 +896,7 @@ def _alarm(row: Sequence[Any]) -> Alarm:
 
 def _transition(row: Sequence[Any]) -> Transition:
     (id_, site, station, asset, rule, event, from_state, to_state, at_ms, recorded) = row[:10]
-    (user, comment, priority, message, value, suppressed) = row[10:]
+    (user, comment, priority, message, value, suppressed, since) = row[10:]
     return Transition(
         id=int(id_),
         key=AlarmKey(str(site), str(station), str(asset), str(rule)),
@@ -831,6 +911,7 @@ def _transition(row: Sequence[Any]) -> Transition:
         message=str(message),
         value=json.loads(value),
         suppressed=bool(suppressed),
+        since_ms=_int_or_none(since),
     )
 
 

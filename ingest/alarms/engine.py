@@ -1,38 +1,53 @@
 """Readings in, condition changes out: the alarm rules evaluated on event time.
 
 Each asset keeps its latest value per signal. Readings are applied in acquisition-time
-order; a reading older than what the asset already has for that signal is late (a
-backlog after an outage, or a batch sent again) and changes nothing: its condition is
-already over or already known, so it raises no stale or duplicate alarm. It is still
-in InfluxDB, like every reading.
-
-On-delay and off-delay are measured in event time between readings, so a backlog
-replayed fast or a simulated clock gives the same alarms as real time. Only the
+order; on-delay and off-delay are measured in event time between readings, so a
+backlog replayed fast or a simulated clock gives the same alarms as real time. Only the
 gateway deadman runs on the wall clock (`tick`): silence is what it detects. A device's
 deadman (`silent`) compares the asset's newest reading with its gateway's newest.
 
 When a gateway that was offline is heard again, its outage is placed in event time: its
 last reading before the silence plus the wall time the silence lasted. Readings from
-inside the outage (the gateway's backlog) are evaluated like any other, and can end an
+inside the outage (the gateway's backlog) are evaluated like any other and can end an
 alarm, but raise none: a condition that began and ended while the gateway was away is
-history. One still true when live data arrives raises then. The device deadman counts
-from the gateway's return, so devices whose backlog was lost are not called silent.
+history, recorded as a late condition (for the journal, never notified). One still
+true when live data arrives raises then. The device deadman counts from the gateway's
+return, so devices whose backlog was lost are not called silent.
+
+Out-of-order history. A gateway sends its newest readings first when its link returns
+(the live lane) and its backlog after, so the backlog is older than what the engine
+already holds. When a gateway is heard after a silence (a reconnection), the engine
+keeps a copy of where every rule of the station stood and of the values it knew: the
+past. Readings older than the asset's newest are evaluated on that past, in their own
+event time, and only there: they may end an alarm that the live data also finds over
+(at the backlog's instant, not the live data's), they record late conditions, and a
+condition the backlog shows began earlier lets a waiting on-delay count from then. They
+never raise. Readings the past already holds (a batch sent again) change nothing, nor do
+late readings when no reconnection preceded them. Rate and flatline rules take each
+reading once, in order, and ignore late ones.
 
 Suppression by design, before a condition may raise:
 - assets out of service in the asset register have no rules bound at all;
 - `suppress_when` (e.g. a stopped pump raises no low-flow);
 - `inhibited_by`: another rule active on the same asset (HH inhibits H);
-- a device rule active on the asset inhibits its value rules (the values are stale);
+- a device rule active on the asset inhibits its value rules (the values are stale), and
+  its device deadman (`silent`): the narrower cause, one alarm per cause;
 - the station's gateway alarm inhibits every alarm behind it, and so does its outage
   once over, for the readings acquired during it.
+
+Nothing is raised and cleared within one evaluation (one batch): such a condition was
+over before anyone could be told, and is recorded as a late condition.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from enum import Enum
+from functools import partial
 
 from simpleeval import SimpleEval
 
@@ -45,7 +60,9 @@ from ingest.alarms.rules import (
     ConditionRule,
     DeviceRule,
     GatewayRule,
+    MessagePart,
     RateRule,
+    Rule,
     RuleSet,
     SilentRule,
     ThresholdRule,
@@ -55,19 +72,94 @@ from ingest.alarms.rules import (
 )
 
 RATE_WINDOW_MS = 60_000
+# Gateways send their health every 10 s: a batch after a longer wall-clock silence means
+# the link was down, and a backlog older than the live data may follow.
+RECONNECT_AFTER_MS = 20_000
+LIMIT_WORDS = {
+    "limit.high_high": "high-high limit",
+    "limit.high": "high limit",
+    "limit.low": "low limit",
+    "limit.low_low": "low-low limit",
+}
+
+
+class Step(Enum):
+    RAISED = "raised"
+    CLEARED = "cleared"
+    LATE_BEGAN = "late_began"  # would have raised, inside an outage: nobody can be told
+    LATE_ENDED = "late_ended"  # a late condition over: history for the journal
+
+
+class Hold(Enum):
+    INHIBITED = "inhibited"  # another alarm stands for the cause: no raise at all
+    OUTAGE = "outage"  # acquired while the gateway was away: a late condition at most
+
+
+@dataclass
+class Phase:
+    """Where one rule stands on one asset, in event time."""
+
+    active: bool = False
+    pending_since: int | None = None  # raw condition true since, while not active
+    clearing_since: int | None = None  # raw condition false since, while active
+    late_since: int | None = None  # active only inside an outage: never raised
+    late_message: str = ""
+    late_value: Value = None
+
+
+def advance(
+    phase: Phase, raw: bool, ts: int, rule: Rule, hold: Callable[[], Hold | None]
+) -> Step | None:
+    """One reading's worth of a rule: on- and off-delay, inhibition, outages."""
+    if not phase.active:
+        phase.clearing_since = None
+        if not raw:
+            phase.pending_since = None
+            return None
+        if phase.pending_since is None:
+            phase.pending_since = ts
+        if ts - phase.pending_since < rule.on_delay * 1000:
+            return None
+        held = hold()
+        if held is Hold.INHIBITED:
+            return None
+        phase.active = True
+        if held is Hold.OUTAGE:
+            phase.late_since = ts
+            return Step.LATE_BEGAN
+        return Step.RAISED
+    if raw:
+        phase.clearing_since = None
+        if phase.late_since is not None and hold() is None:
+            phase.late_since = None  # still true now the gateway is back: raise with live data
+            return Step.RAISED
+        return None
+    if phase.clearing_since is None:
+        phase.clearing_since = ts
+    if ts - phase.clearing_since < rule.off_delay * 1000:
+        return None
+    late = phase.late_since is not None
+    phase.active, phase.pending_since, phase.clearing_since = False, None, None
+    phase.late_since = None
+    return Step.LATE_ENDED if late else Step.CLEARED
 
 
 @dataclass
 class Tracker:
-    """The state of one bound rule: raw condition since when, alarm condition or not."""
+    """The state of one bound rule: its phase now, and in the past while a backlog is
+    evaluated (see the module docstring)."""
 
     bound: Bound
     key: AlarmKey
-    active: bool = False
-    pending_since: int | None = None  # raw condition true since (event time)
-    clearing_since: int | None = None  # raw condition false since, while active
+    phase: Phase = field(default_factory=Phase)
+    past: Phase | None = None
     history: deque[tuple[int, float]] = field(default_factory=deque)  # rate rules: (ts, value)
     still_since: tuple[Value, int] | None = None  # unchanged rules: value, since
+    rate_per_min: float = 0.0  # rate rules: the last rate measured
+
+    @property
+    def active(self) -> bool:
+        return self.phase.active
 
 
 @dataclass
@@ -77,6 +169,7 @@ class AssetValues:
     status: dict[str, Value] = field(default_factory=dict)
     status_stamps: dict[str, int] = field(default_factory=dict)
     newest: int | None = None  # the newest of all the stamps
+    past: AssetValues | None = None  # what was known at the last reconnection, plus backlog
 
 
 class AlarmEngine:
@@ -88,10 +181,14 @@ class AlarmEngine:
         self._last_heard: dict[tuple[str, str], tuple[int, int]] = {}  # wall ms, event ms
         self._assets: dict[str, AssetValues] = defaultdict(AssetValues)
         self._silent: dict[tuple[str, str], list[Tracker]] = defaultdict(list)
+        self._paths: dict[tuple[str, str], set[str]] = defaultdict(set)  # per station
         self._first_event: dict[tuple[str, str], int] = {}  # per station: silent since
         self._outage_until: dict[tuple[str, str], int] = {}  # event ms a gateway came back
         self._eval = SimpleEval(functions=FUNCTIONS)
         self._units = _units(site)
+        self._station_names = {
+            (s.id, st.id): st.name or st.id for s in site.sites for st in s.stations
+        }
         self._ratings = {b.path: ratings_of(b.asset) for b in rules.bound}
         for bound in rules.bound:
             key = AlarmKey(bound.site, bound.station, bound.asset.id, bound.id)
@@ -102,6 +199,7 @@ class AlarmEngine:
                 self._silent[(bound.site, bound.station)].append(tracker)
             else:
                 self._trackers[bound.path].append(tracker)
+                self._paths[(bound.site, bound.station)].add(bound.path)
         for trackers in self._trackers.values():
             # Device rules first: a device that stopped answering inhibits its values at
             # the same instant, before a stale value can raise anything.
@@ -112,7 +210,7 @@ class AlarmEngine:
         can clear, instead of being raised a second time."""
         wanted = set(active)
         for tracker in self._all():
-            tracker.active = tracker.key in wanted
+            tracker.phase = Phase(active=tracker.key in wanted)
 
     def observe(
         self, site: str, station: str, readings: Sequence[Reading], received_ms: int
@@ -126,15 +224,22 @@ class AlarmEngine:
         for (ts, asset), group in sorted(by_instant.items()):
             path = f"{site}/{station}/{asset}"
             state = self._assets[path]
-            if self._apply(state, group):
-                state.newest = ts if state.newest is None else max(state.newest, ts)
+            if state.newest is not None and ts < state.newest:
+                changes += self._evaluate_past(path, ts, group)
+                _apply(state, group)  # a signal with nothing newer: its latest value
+            elif _apply(state, group):
+                state.newest = ts
                 changes += self._evaluate(path, ts)
         if readings and (site, station) in self._silent:
             changes += self._silence(site, station, max(r.ts_ms for r in readings))
-        return changes
+        return _settled(changes)
+
+    # --- deadmen ---------------------------------------------------------------------
 
     def _silence(self, site: str, station: str, newest: int) -> list[ConditionChange]:
-        """Device deadman: each asset's newest reading against its gateway's."""
+        """Device deadman: each asset's newest reading against its gateway's. A device
+        rule on the asset (not answering, errors) is the narrower cause: it holds the
+        silence back."""
         first = self._first_event.setdefault((site, station), newest)
         changes = []
         for tracker in self._silent[(site, station)]:
@@ -145,16 +250,26 @@ class AlarmEngine:
             heard = back if state.newest is None else max(state.newest, back)
             silent_ms = newest - heard
             self.evaluations += 1
+            name = _name(tracker.bound)
             if not tracker.active and silent_ms >= rule.silent_for * 1000:
-                message = f"{tracker.bound.asset.name or tracker.key.asset}: silent for "
-                message += f"{silent_ms / 1000:.0f} s while its gateway delivers"
-                changes.append(
-                    self._change(tracker, True, heard + int(rule.silent_for * 1000), message, None)
-                )
+                if self._device_trouble(tracker.bound.path):
+                    continue
+                message = f"{name}: nothing received for {_duration(silent_ms)} "
+                message += "while its gateway delivers"
+                at = heard + int(rule.silent_for * 1000)
+                changes.append(self._change(tracker, True, at, message, None))
             elif tracker.active and silent_ms < rule.silent_for * 1000:
-                message = f"{tracker.bound.asset.name or tracker.key.asset}: heard from again"
+                message = f"{name}: reporting again"
                 changes.append(self._change(tracker, False, heard, message, None))
         return changes
+
+    def _device_trouble(self, path: str) -> bool:
+        """A device rule on the asset is active, or its condition holds (on-delay)."""
+        return any(
+            isinstance(t.bound.rule, DeviceRule)
+            and (t.phase.active or t.phase.pending_since is not None)
+            for t in self._trackers.get(path, [])
+        )
 
     def tick(self, now_ms: int) -> list[ConditionChange]:
         """The gateway deadman, on the wall clock."""
@@ -167,9 +282,13 @@ class AlarmEngine:
                 continue  # never heard of: it has not started yet, not silent
             silent_ms = now_ms - heard[0]
             if silent_ms >= rule.silent_for * 1000:
-                message = f"gateway {gateway[0]}/{gateway[1]} silent for {silent_ms / 1000:.0f} s"
+                message = f"{self._gateway_name(gateway)}: nothing received for "
+                message += _duration(silent_ms)
                 changes.append(self._change(tracker, True, heard[1] + silent_ms, message, None))
         return changes
+
+    def _gateway_name(self, station: tuple[str, str]) -> str:
+        return f"{self._station_names.get(station, station[1])} gateway"
 
     def _heard(
         self, site: str, station: str, readings: Sequence[Reading], received_ms: int
@@ -178,30 +297,37 @@ class AlarmEngine:
         before = self._last_heard.get((site, station))
         self._last_heard[(site, station)] = (received_ms, max(newest, before[1] if before else 0))
         tracker = self._gateways.get((site, station))
-        if tracker is None or not tracker.active:
+        offline = tracker is not None and tracker.active
+        if before is not None and (offline or received_ms - before[0] > RECONNECT_AFTER_MS):
+            self._remember_past(site, station)
+        if tracker is None or not offline:
             return []
         if before is not None:
             # event time runs with the wall clock, whatever the gateway clock's offset
             newest = max(newest, before[1] + received_ms - before[0])
             self._outage_until[(site, station)] = newest
-        message = f"gateway {site}/{station} heard from again"
+        silent_ms = received_ms - before[0] if before is not None else 0
+        message = f"{self._gateway_name((site, station))}: delivering again"
+        if silent_ms:
+            message += f" after {_duration(silent_ms)} of silence"
         return [self._change(tracker, False, newest, message, None)]
 
-    def _apply(self, state: AssetValues, readings: list[Reading]) -> bool:
-        """Take the readings that are news; False when all of them were late."""
-        fresh = False
-        for r in readings:
-            values, stamps = (
-                (state.status, state.status_stamps)
-                if r.kind == "s"
-                else (state.values, state.stamps)
+    def _remember_past(self, site: str, station: str) -> None:
+        """A reconnection: where each rule stood and what each asset knew, before the
+        live data moves on, so the backlog that follows can be evaluated in its time."""
+        for path in self._paths.get((site, station), ()):
+            state = self._assets[path]
+            state.past = AssetValues(
+                dict(state.values),
+                dict(state.stamps),
+                dict(state.status),
+                dict(state.status_stamps),
+                state.newest,
             )
-            if r.ts_ms <= stamps.get(r.signal, -1):
-                continue
-            values[r.signal] = r.value
-            stamps[r.signal] = r.ts_ms
-            fresh = True
-        return fresh
+            for tracker in self._trackers[path]:
+                tracker.past = copy.copy(tracker.phase)
+
+    # --- evaluation ------------------------------------------------------------------
 
     def _evaluate(self, path: str, ts: int) -> list[ConditionChange]:
         changes = []
@@ -209,62 +335,146 @@ class AlarmEngine:
         trackers = self._trackers.get(path, [])
         for tracker in trackers:
             self.evaluations += 1
-            raw, value, message = self._condition(tracker, state, ts)
+            phase = tracker.phase
+            raw, value = self._condition(tracker, state, ts, phase.active)
             if raw is None:
                 continue
-            change = self._step(tracker, raw, ts, message, value, trackers)
+            began, was = phase.late_since, (phase.late_message, phase.late_value)
+            step = advance(
+                phase, raw, ts, tracker.bound.rule, partial(self._held, tracker, trackers, ts)
+            )
+            if step is None:
+                continue
+            change = self._stepped(tracker, step, ts, state, value, began, was)
             if change is not None:
-                changes.append(self._worded(change, tracker.bound, state))
+                changes.append(change)
         return changes
 
-    def _worded(self, change: ConditionChange, bound: Bound, state: AssetValues) -> ConditionChange:
-        """A raised alarm in the words of its rule's `message`, when it has one."""
-        if not change.active or not bound.message:
-            return change
-        values = state.status if isinstance(bound.rule, DeviceRule) else state.values
-        text = render_message(bound.message, {**self._ratings[bound.path], **values})
-        if text is None:
-            return change
-        return replace(change, message=f"{bound.asset.name or bound.asset.id}: {text}")
+    def _evaluate_past(self, path: str, ts: int, group: list[Reading]) -> list[ConditionChange]:
+        """Backlog readings, older than what the asset has: on the past (module
+        docstring). They may end an alarm, never raise one."""
+        state = self._assets[path]
+        past = state.past
+        if past is None or not _apply(past, group):
+            return []  # no reconnection before them, or the past has them: sent again
+        past.newest = ts if past.newest is None else max(past.newest, ts)
+        changes = []
+        trackers = self._trackers.get(path, [])
+        for tracker in trackers:
+            phase = tracker.past
+            if phase is None or isinstance(tracker.bound.rule, RateRule | UnchangedRule):
+                continue
+            self.evaluations += 1
+            raw, value = self._condition(tracker, past, ts, phase.active)
+            if raw is None:
+                continue
+            began, was = phase.late_since, (phase.late_message, phase.late_value)
+            step = advance(
+                phase, raw, ts, tracker.bound.rule, partial(self._held_past, tracker, trackers)
+            )
+            change = self._settle_past(tracker, step, ts, past, value, began, was)
+            if change is not None:
+                changes.append(change)
+        return changes
 
-    def _step(
+    def _settle_past(
         self,
         tracker: Tracker,
-        raw: bool,
+        step: Step | None,
         ts: int,
-        message: str,
+        past: AssetValues,
         value: Value,
-        neighbours: list[Tracker],
+        began: int | None,
+        was: tuple[str, Value],
     ) -> ConditionChange | None:
-        rule = tracker.bound.rule
-        if not tracker.active:
-            tracker.clearing_since = None
-            if not raw:
-                tracker.pending_since = None
-                return None
-            since = tracker.pending_since = tracker.pending_since or ts
-            if ts - since < rule.on_delay * 1000 or self._inhibited(tracker, neighbours, ts):
-                return None
-            return self._change(tracker, True, ts, message, value)
-        if raw:
-            tracker.clearing_since = None
+        """What a backlog step means for the alarm now."""
+        now, then = tracker.phase, tracker.past
+        assert then is not None
+        if step is Step.LATE_BEGAN:
+            then.late_message, then.late_value = self._raise_words(tracker, past, ts), value
             return None
-        since = tracker.clearing_since = tracker.clearing_since or ts
-        if ts - since < rule.off_delay * 1000:
+        if step is Step.LATE_ENDED:
+            return self._late(tracker, began, ts, was, past, value)
+        if step is Step.CLEARED:
+            if now.active and now.late_since is None and now.clearing_since is not None:
+                # over in the backlog, and over in the live data too: over since then
+                tracker.phase = Phase()
+                return self._change(tracker, False, ts, self._clear_words(tracker, past), value)
             return None
-        tracker.pending_since = None
-        return self._change(tracker, False, ts, message, value)
+        over_then = then.active and then.clearing_since is not None
+        if over_then and now.active and now.clearing_since is not None:
+            # over in the backlog since then, over in the live data too: the off-delay
+            # counts from then
+            now.clearing_since = min(now.clearing_since, then.clearing_since or ts)
+        if then.pending_since is not None and not now.active and now.pending_since is not None:
+            now.pending_since = min(now.pending_since, then.pending_since)
+        return None
 
-    def _inhibited(self, tracker: Tracker, neighbours: list[Tracker], ts: int) -> bool:
+    def _stepped(
+        self,
+        tracker: Tracker,
+        step: Step,
+        ts: int,
+        state: AssetValues,
+        value: Value,
+        began: int | None,
+        was: tuple[str, Value],
+    ) -> ConditionChange | None:
+        phase = tracker.phase
+        if step is Step.RAISED:
+            return self._change(tracker, True, ts, self._raise_words(tracker, state, ts), value)
+        if step is Step.CLEARED:
+            return self._change(tracker, False, ts, self._clear_words(tracker, state), value)
+        if step is Step.LATE_BEGAN:
+            phase.late_message, phase.late_value = self._raise_words(tracker, state, ts), value
+            return None
+        return self._late(tracker, began, ts, was, state, value)
+
+    def _late(
+        self,
+        tracker: Tracker,
+        began: int | None,
+        ended: int,
+        was: tuple[str, Value],
+        state: AssetValues,
+        value: Value,
+    ) -> ConditionChange:
+        assert began is not None
+        message, raised_value = was
+        rule = tracker.bound.rule
+        return ConditionChange(
+            tracker.key,
+            False,
+            ended,
+            rule.priority,
+            _late_words(message or self._raise_words(tracker, state, began), began, ended),
+            raised_value if raised_value is not None else value,
+            rule.latched,
+            late_since_ms=began,
+        )
+
+    def _held(self, tracker: Tracker, neighbours: list[Tracker], ts: int) -> Hold | None:
         station = (tracker.bound.site, tracker.bound.station)
         gateway = self._gateways.get(station)
         if gateway is not None and gateway.active:
-            return True
+            return Hold.INHIBITED
+        if self._inhibited(tracker, neighbours, lambda t: t.phase):
+            return Hold.INHIBITED
         if ts < self._outage_until.get(station, ts):
-            return True  # acquired while the gateway was offline: backlog
+            return Hold.OUTAGE  # acquired while the gateway was offline: backlog
+        return None
+
+    def _held_past(self, tracker: Tracker, neighbours: list[Tracker]) -> Hold:
+        if self._inhibited(tracker, neighbours, lambda t: t.past or Phase()):
+            return Hold.INHIBITED
+        return Hold.OUTAGE
+
+    def _inhibited(
+        self, tracker: Tracker, neighbours: list[Tracker], phase_of: Callable[[Tracker], Phase]
+    ) -> bool:
         rule = tracker.bound.rule
         for other in neighbours:
-            if not other.active or other is tracker:
+            if other is tracker or not phase_of(other).active:
                 continue
             if other.bound.id in rule.inhibited_by:
                 return True
@@ -275,7 +485,8 @@ class AlarmEngine:
     def _change(
         self, tracker: Tracker, active: bool, at_ms: int, message: str, value: Value
     ) -> ConditionChange:
-        tracker.active = active
+        if tracker.bound.rule.kind in ("gateway", "silent"):
+            tracker.phase = Phase(active=active)
         rule = tracker.bound.rule
         return ConditionChange(
             tracker.key, active, at_ms, rule.priority, message, value, rule.latched
@@ -284,69 +495,44 @@ class AlarmEngine:
     # --- conditions ------------------------------------------------------------------
 
     def _condition(
-        self, tracker: Tracker, state: AssetValues, ts: int
-    ) -> tuple[bool | None, Value, str]:
-        """(raw condition or None when it cannot be told yet, the value, a message)."""
+        self, tracker: Tracker, state: AssetValues, ts: int, active: bool
+    ) -> tuple[bool | None, Value]:
+        """(raw condition or None when it cannot be told yet, the value)."""
         bound, rule = tracker.bound, tracker.bound.rule
         if bound.suppress is not None:
             suppressed = self._truth(bound.suppress, bound, state.values)
             if suppressed is None:
-                return None, None, ""  # cannot tell yet whether it applies
+                return None, None  # cannot tell yet whether it applies
             if suppressed:
-                name = bound.asset.name or bound.asset.id
-                return False, None, f"{name}: suppressed by design ({rule.suppress_when})"
+                return False, None
         if isinstance(rule, ThresholdRule):
-            return self._threshold(tracker, rule, state)
+            return self._threshold(tracker, rule, state, active)
         if isinstance(rule, ConditionRule):
-            if tracker.active and bound.clear is not None:
+            if active and bound.clear is not None:
                 cleared = self._truth(bound.clear, bound, state.values)
-                return (
-                    (None if cleared is None else not cleared),
-                    None,
-                    f"{bound.id}: {rule.clear_when}",
-                )
-            return self._expression(tracker, state.values, rule.when)
+                return (None if cleared is None else not cleared), None
+            return self._truth(_tree(bound), bound, state.values), None
         if isinstance(rule, DeviceRule):
             if not state.status:
-                return None, None, ""
-            return self._expression(tracker, state.status, rule.when)
+                return None, None
+            return self._truth(_tree(bound), bound, state.status), None
         if isinstance(rule, RateRule):
-            return self._rate(tracker, rule, state, ts)
+            return self._rate(tracker, rule, state, ts, active)
         if isinstance(rule, UnchangedRule):
             return self._unchanged(tracker, rule, state, ts)
-        return None, None, ""
+        return None, None
 
     def _threshold(
-        self, tracker: Tracker, rule: ThresholdRule, state: AssetValues
-    ) -> tuple[bool | None, Value, str]:
+        self, tracker: Tracker, rule: ThresholdRule, state: AssetValues, active: bool
+    ) -> tuple[bool | None, Value]:
         value = state.values.get(rule.signal)
         level = tracker.bound.level
         if not isinstance(value, int | float) or isinstance(value, bool) or level is None:
-            return None, value, ""
-        margin = rule.deadband if tracker.active else 0.0
+            return None, value
+        margin = rule.deadband if active else 0.0
         if rule.above is not None:
-            raw, side = value > level - margin, "above"
-        else:
-            raw, side = value < level + margin, "below"
-        if raw == tracker.active:
-            return raw, value, ""  # no change to word: this runs on every reading
-        unit = self._units.get((tracker.bound.asset.profile or "", rule.signal), "")
-        name = tracker.bound.asset.name or tracker.bound.asset.id
-        message = f"{name}: {rule.signal} {value:g} {unit} {side} {level:g} {unit}".replace(
-            "  ", " "
-        )
-        return raw, value, message
-
-    def _expression(
-        self, tracker: Tracker, values: dict[str, Value], text: str
-    ) -> tuple[bool | None, Value, str]:
-        tree = tracker.bound.when
-        assert tree is not None
-        truth = self._truth(tree, tracker.bound, values)
-        if truth is None or truth == tracker.active:
-            return truth, None, ""  # no change to word: this runs on every reading
-        name = tracker.bound.asset.name or tracker.bound.asset.id
-        return truth, None, f"{name}: {text}"
+            return value > level - margin, value
+        return value < level + margin, value
 
     def _truth(self, tree: ast.AST, bound: Bound, values: dict[str, Value]) -> bool | None:
         self._eval.names = {**self._ratings[bound.path], **values}
@@ -356,51 +542,120 @@ class AlarmEngine:
             return None
 
     def _rate(
-        self, tracker: Tracker, rule: RateRule, state: AssetValues, ts: int
-    ) -> tuple[bool | None, Value, str]:
+        self, tracker: Tracker, rule: RateRule, state: AssetValues, ts: int, active: bool
+    ) -> tuple[bool | None, Value]:
         """Change per minute between the signal's newest reading and its oldest within
         the last minute. Each reading counts once, at its own acquisition time: another
         signal of the asset arriving does not add a point."""
         value = state.values.get(rule.signal)
         stamp = state.stamps.get(rule.signal)
         if not isinstance(value, int | float) or isinstance(value, bool) or stamp is None:
-            return None, value, ""
+            return None, value
         history = tracker.history
         if not history or history[-1][0] < stamp:
             history.append((stamp, float(value)))
         while history and ts - history[0][0] > RATE_WINDOW_MS:
             history.popleft()
         if not history or history[-1][0] - history[0][0] < RATE_WINDOW_MS / 2:
-            return None, value, ""  # too short a stretch to call it a rate
+            return None, value  # too short a stretch to call it a rate
         (t0, v0), (t1, v1) = history[0], history[-1]
-        per_min = (v1 - v0) / ((t1 - t0) / 60_000)
-        margin = rule.deadband if tracker.active else 0.0
+        per_min = tracker.rate_per_min = (v1 - v0) / ((t1 - t0) / 60_000)
+        margin = rule.deadband if active else 0.0
         rise, fall = rule.max_rise_per_min, rule.max_fall_per_min
         rising = rise is not None and per_min > rise - margin
         falling = fall is not None and -per_min > fall - margin
-        unit = self._units.get((tracker.bound.asset.profile or "", rule.signal), "")
-        per = f"{unit}/min" if unit else "/min"
-        direction, limit = ("rising", rise) if per_min >= 0 else ("falling", fall)
-        name = tracker.bound.asset.name or tracker.bound.asset.id
-        message = f"{name}: {rule.signal} {direction} {abs(per_min):.3g} {per}"
-        if limit is not None:
-            message += f" (limit {limit:g} {per})"
-        return rising or falling, value, message
+        return rising or falling, value
 
     def _unchanged(
         self, tracker: Tracker, rule: UnchangedRule, state: AssetValues, ts: int
-    ) -> tuple[bool | None, Value, str]:
+    ) -> tuple[bool | None, Value]:
         value = state.values.get(rule.signal)
         if value is None:
-            return None, value, ""
+            return None, value
         if tracker.still_since is None or tracker.still_since[0] != value:
             tracker.still_since = (value, ts)
-        still_ms = ts - tracker.still_since[1]
-        message = (
-            f"{tracker.bound.asset.id}: {rule.signal} stuck at {value} for "
-            f"{still_ms / 60_000:.0f} min"
+        return ts - tracker.still_since[1] >= rule.for_ * 1000, value
+
+    # --- words -----------------------------------------------------------------------
+
+    def _raise_words(self, tracker: Tracker, state: AssetValues, ts: int) -> str:
+        """What the alarm is about, for a person: the rule's `message` filled in, or the
+        kind's own words."""
+        bound = tracker.bound
+        text = self._render(bound, bound.message, state)
+        if text is None:
+            text = self._default_raise(tracker, state, ts)
+        return f"{_name(bound)}: {text}"
+
+    def _clear_words(self, tracker: Tracker, state: AssetValues) -> str:
+        """The return to normal, for a person: the rule's `clear_message` filled in, or
+        the kind's own words; never the rule's expression."""
+        bound = tracker.bound
+        text = self._render(bound, bound.clear_message, state)
+        if text is None:
+            text = self._default_clear(tracker, state)
+        if bound.suppress is not None and self._truth(bound.suppress, bound, state.values):
+            text += " (no alarm in this state, by design)"
+        return f"{_name(bound)}: {text}"
+
+    def _render(
+        self, bound: Bound, template: tuple[MessagePart, ...], state: AssetValues
+    ) -> str | None:
+        if not template:
+            return None
+        values = state.status if isinstance(bound.rule, DeviceRule) else state.values
+        extra = {"limit": bound.level} if bound.level is not None else {}
+        return render_message(template, {**self._ratings[bound.path], **values, **extra})
+
+    def _unit(self, bound: Bound, signal: str) -> str:
+        unit = self._units.get((bound.asset.profile or "", signal), "")
+        return f" {unit}" if unit else ""
+
+    def _default_raise(self, tracker: Tracker, state: AssetValues, ts: int) -> str:
+        bound, rule = tracker.bound, tracker.bound.rule
+        if isinstance(rule, ThresholdRule):
+            value, unit = state.values.get(rule.signal), self._unit(bound, rule.signal)
+            side, limit = ("above", rule.above) if rule.above is not None else ("below", rule.below)
+            return (
+                f"{rule.signal} {_number(value)}{unit}, {side} the "
+                f"{LIMIT_WORDS.get(str(limit), 'limit')} {_number(bound.level)}{unit}"
+            )
+        if isinstance(rule, RateRule):
+            return self._rate_words(tracker, rule)
+        if isinstance(rule, UnchangedRule):
+            value, unit = state.values.get(rule.signal), self._unit(bound, rule.signal)
+            since = tracker.still_since[1] if tracker.still_since else ts
+            return f"{rule.signal} stuck at {_number(value)}{unit} for {_duration(ts - since)}"
+        return rule.description.strip() or f"{bound.id.replace('_', ' ')}"
+
+    def _default_clear(self, tracker: Tracker, state: AssetValues) -> str:
+        bound, rule = tracker.bound, tracker.bound.rule
+        if isinstance(rule, ThresholdRule):
+            value, unit = state.values.get(rule.signal), self._unit(bound, rule.signal)
+            side, limit = ("above", rule.above) if rule.above is not None else ("below", rule.below)
+            back = "below" if side == "above" else "above"
+            return (
+                f"{rule.signal} back to {_number(value)}{unit}, {back} the "
+                f"{LIMIT_WORDS.get(str(limit), 'limit')} {_number(bound.level)}{unit}"
+            )
+        if isinstance(rule, RateRule):
+            return f"{self._rate_words(tracker, rule)}: back within the limit"
+        if isinstance(rule, UnchangedRule):
+            value, unit = state.values.get(rule.signal), self._unit(bound, rule.signal)
+            return f"{rule.signal} moving again, now {_number(value)}{unit}"
+        return f"{bound.id.replace('_', ' ')}: back to normal"
+
+    def _rate_words(self, tracker: Tracker, rule: RateRule) -> str:
+        per_min = tracker.rate_per_min
+        unit = self._units.get((tracker.bound.asset.profile or "", rule.signal), "")
+        per = f"{unit}/min" if unit else "/min"
+        direction, limit = (
+            ("rising", rule.max_rise_per_min)
+            if per_min >= 0
+            else ("falling", rule.max_fall_per_min)
         )
-        return still_ms >= rule.for_ * 1000, value, message
+        text = f"{rule.signal} {direction} {abs(per_min):.3g} {per}"
+        return text + (f" (limit {limit:g} {per})" if limit is not None else "")
 
     def _all(self) -> Iterable[Tracker]:
         yield from self._gateways.values()
@@ -408,6 +663,77 @@ class AlarmEngine:
             yield from silent
         for trackers in self._trackers.values():
             yield from trackers
+
+
+def _apply(state: AssetValues, readings: list[Reading]) -> bool:
+    """Take the readings that are news; False when all of them were late."""
+    fresh = False
+    for r in readings:
+        values, stamps = (
+            (state.status, state.status_stamps) if r.kind == "s" else (state.values, state.stamps)
+        )
+        if r.ts_ms <= stamps.get(r.signal, -1):
+            continue
+        values[r.signal] = r.value
+        stamps[r.signal] = r.ts_ms
+        fresh = True
+    return fresh
+
+
+def _settled(changes: list[ConditionChange]) -> list[ConditionChange]:
+    """Nothing raised and cleared within one evaluation: such a condition was over
+    before anyone could be told; it becomes a late condition."""
+    out: list[ConditionChange | None] = list(changes)
+    raised: dict[AlarmKey, int] = {}
+    for i, change in enumerate(changes):
+        if change.late:
+            continue
+        if change.active:
+            raised[change.key] = i
+        elif change.key in raised:
+            j = raised.pop(change.key)
+            began = changes[j]
+            out[j] = None
+            message = _late_words(began.message, began.at_ms, change.at_ms)
+            out[i] = replace(
+                began, active=False, at_ms=change.at_ms, message=message, late_since_ms=began.at_ms
+            )
+    return [c for c in out if c is not None]
+
+
+def _late_words(message: str, began: int, ended: int) -> str:
+    return f"{message} (for {_duration(ended - began)}, over before its data arrived)"
+
+
+def _tree(bound: Bound) -> ast.AST:
+    assert bound.when is not None
+    return bound.when
+
+
+def _name(bound: Bound) -> str:
+    return bound.asset.name or bound.asset.id
+
+
+def _number(value: Value | float | None) -> str:
+    return (
+        f"{value:g}"
+        if isinstance(value, int | float) and not isinstance(value, bool)
+        else str(value)
+    )
+
+
+def _duration(ms: int) -> str:
+    """60 s, 5 min, 2 h 10 min: how long, for a person."""
+    s = round(ms / 1000)
+    if s < 120:
+        return f"{s} s"
+    if s < 600:
+        m, s = divmod(s, 60)
+        return f"{m} min {s} s" if s else f"{m} min"
+    if s < 7200:
+        return f"{round(s / 60)} min"
+    h, m = divmod(round(s / 60), 60)
+    return f"{h} h {m} min" if m else f"{h} h"
 
 
 def _units(site: SiteConfig) -> dict[tuple[str, str], str]:

@@ -77,7 +77,11 @@ class AlarmKey:
 @dataclass(frozen=True, slots=True)
 class ConditionChange:
     """A rule's condition started (active) or ended for one asset, in event time: `at_ms`
-    is the acquisition time of the reading that decided it (on-/off-delays applied)."""
+    is the acquisition time of the reading that decided it (on-/off-delays applied).
+
+    A late condition (`late_since_ms` set, `active` false) began at `late_since_ms` and
+    ended at `at_ms` where nobody could be told in time (inside a gateway's outage, or
+    within one evaluation): history for the journal, never an alarm."""
 
     key: AlarmKey
     active: bool
@@ -86,6 +90,11 @@ class ConditionChange:
     message: str
     value: Value = None
     latched: bool = False
+    late_since_ms: int | None = None
+
+    @property
+    def late(self) -> bool:
+        return self.late_since_ms is not None
 
 
 class AlarmState(StrEnum):

@@ -38,7 +38,7 @@ import ast
 import re
 import string
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -71,6 +71,7 @@ class RuleBase(Strict):
     latched: bool = False
     description: str = ""
     message: str | None = None  # template of the raised alarm's text (module docstring)
+    clear_message: str | None = None  # template of its return to normal
     suppress_when: str | None = None  # suppression by design: no alarm while true
     inhibited_by: list[str] = Field(default_factory=list)  # rules on the same asset
 
@@ -180,6 +181,7 @@ class Bound:
     suppress: ast.AST | None = None
     clear: ast.AST | None = None
     message: tuple[MessagePart, ...] = ()  # the parsed `message` template
+    clear_message: tuple[MessagePart, ...] = ()  # the parsed `clear_message` template
 
     @property
     def path(self) -> str:
@@ -249,12 +251,11 @@ def _bind(
                 if not o.enabled:
                     continue
                 rule, where = _overridden(rule, o, doc, index, issues), ["overrides", index, "set"]
-            names = _names_for(ref.asset, site)
-            codes = _codes_for(ref.asset, site)
+            words = Words(
+                _names_for(ref.asset, site), _codes_for(ref.asset, site), units_for(ref.asset, site)
+            )
             try:
-                bound.append(
-                    _bound(rid, rule, ref.site.id, ref.station.id, ref.asset, names, codes)
-                )
+                bound.append(_bound(rid, rule, ref.site.id, ref.station.id, ref.asset, words))
             except ValueError as exc:
                 field, message = exc.args if len(exc.args) == 2 else ("", str(exc))
                 issues.append(
@@ -288,8 +289,9 @@ def shape_problems(rule: Rule) -> list[tuple[list[str | int], str]]:
         and rule.max_fall_per_min is None
     ):
         out.append(([], "a rate rule needs max_rise_per_min, max_fall_per_min or both"))
-    if isinstance(rule, GatewayRule | SilentRule) and rule.message is not None:
-        out.append((["message"], f"{rule.kind} rules write their own message"))
+    for field in ("message", "clear_message"):
+        if isinstance(rule, GatewayRule | SilentRule) and getattr(rule, field) is not None:
+            out.append(([field], f"{rule.kind} rules write their own message"))
     if rule.deadline is not None:
         for field, delay in _delays(rule):
             if delay > rule.deadline:
@@ -338,6 +340,12 @@ def _names_for(asset: Asset, site: SiteConfig) -> set[str]:
     return signals | ratings
 
 
+def units_for(asset: Asset, site: SiteConfig) -> dict[str, str]:
+    """Each signal's unit from the asset's device profile."""
+    profile = site.profiles.get(asset.profile or "")
+    return {s.name: s.unit for s in profile.signals if s.unit} if profile else {}
+
+
 def _codes_for(asset: Asset, site: SiteConfig) -> dict[str, dict[int, str]]:
     """The signals whose codes the device profile describes (`enum`), with their meanings."""
     profile = site.profiles.get(asset.profile or "")
@@ -346,17 +354,20 @@ def _codes_for(asset: Asset, site: SiteConfig) -> dict[str, dict[int, str]]:
     return {s.name: s.enum for s in profile.signals if s.enum}
 
 
-def _bound(
-    rid: str,
-    rule: Rule,
-    site: str,
-    station: str,
-    asset: Asset,
-    names: set[str],
-    codes: dict[str, dict[int, str]],
-) -> Bound:
+@dataclass(frozen=True)
+class Words:
+    """What a message template may name on one asset: its signals and ratings, the codes
+    its profile explains, the units of its signals."""
+
+    names: set[str]
+    codes: dict[str, dict[int, str]]
+    units: dict[str, str]
+
+
+def _bound(rid: str, rule: Rule, site: str, station: str, asset: Asset, words: Words) -> Bound:
     if isinstance(rule, DeviceRule):
-        names, codes = set(STATUS_SIGNALS), {}
+        words = Words(set(STATUS_SIGNALS), {}, {})
+    names = words.names
     level = None
     if isinstance(rule, ThresholdRule | RateRule | UnchangedRule) and rule.signal not in names:
         raise ValueError("signal", f"no signal {rule.signal!r} on a {asset.kind.value}")
@@ -369,8 +380,12 @@ def _bound(
     clear = (
         _optional(rule.clear_when, names, "clear_when") if isinstance(rule, ConditionRule) else None
     )
-    message = parse_message(rule.message, names, codes) if rule.message else ()
-    return Bound(rid, rule, site, station, asset, level, when, suppress, clear, message)
+    if isinstance(rule, ThresholdRule):
+        words = replace(words, names=names | {"limit"}, units={**words.units})
+        words.units["limit"] = words.units.get(rule.signal, "")
+    message = parse_message(rule.message, words) if rule.message else ()
+    back = parse_message(rule.clear_message, words, "clear_message") if rule.clear_message else ()
+    return Bound(rid, rule, site, station, asset, level, when, suppress, clear, message, back)
 
 
 def _optional(text: str | None, names: set[str], field: str) -> ast.AST | None:
@@ -414,49 +429,47 @@ def parse_expression(text: str | None, names: set[str], field: str) -> ast.AST:
     return tree
 
 
-PLACEHOLDER = re.compile(r"^([a-z][a-z0-9_]*)(\.meaning)?$")
+PLACEHOLDER = re.compile(r"^([a-z][a-z0-9_]*)(\.meaning|\.unit)?$")
 SPEC_SAMPLES: tuple[Value, ...] = (1, 1.5, True, "text")
 WIDE_SPEC = re.compile(r"\d{3,}")  # a 1000-character field is a mistake, or worse
 
 
-def parse_message(
-    text: str, names: set[str], codes: dict[str, dict[int, str]]
-) -> tuple[MessagePart, ...]:
-    """A message template, parsed once: literal text and checked placeholders."""
+def parse_message(text: str, words: Words, field: str = "message") -> tuple[MessagePart, ...]:
+    """A message template, parsed once: literal text and checked placeholders (a
+    signal's unit is literal text: it comes from the profile, not from the reading)."""
     try:
         pieces = list(string.Formatter().parse(text))
     except ValueError as exc:
-        raise ValueError("message", f"not a message template: {exc}") from None
+        raise ValueError(field, f"not a message template: {exc}") from None
     parts: list[MessagePart] = []
-    for literal, field, spec, conversion in pieces:
+    for literal, name, spec, conversion in pieces:
         if literal:
             parts.append(literal)
-        if field is None:
+        if name is None:
             continue
-        parts.append(_placeholder(field, spec or "", conversion, names, codes))
+        try:
+            parts.append(_placeholder(name, spec or "", conversion, words))
+        except ValueError as exc:
+            raise ValueError(field, str(exc)) from None
     return tuple(parts)
 
 
-def _placeholder(
-    field: str,
-    spec: str,
-    conversion: str | None,
-    names: set[str],
-    codes: dict[str, dict[int, str]],
-) -> Placeholder:
-    found = PLACEHOLDER.match(field)
+def _placeholder(name: str, spec: str, conversion: str | None, words: Words) -> MessagePart:
+    found = PLACEHOLDER.match(name)
     if found is None or conversion is not None or "{" in spec:
         raise ValueError(
-            "message", f"{{{field}}}: use {{signal}}, {{signal:spec}} or {{signal.meaning}}"
+            f"{{{name}}}: use {{signal}}, {{signal:spec}}, {{signal.unit}} or {{signal.meaning}}"
         )
-    signal, meaning = found.group(1), found.group(2) is not None
-    if signal not in names:
-        raise ValueError("message", f"unknown name {signal} (known: {', '.join(sorted(names))})")
-    if meaning and signal not in codes:
-        raise ValueError("message", f"{signal}: its device profile describes no codes (enum)")
+    signal, attribute = found.group(1), found.group(2)
+    if signal not in words.names:
+        raise ValueError(f"unknown name {signal} (known: {', '.join(sorted(words.names))})")
+    if attribute == ".unit":
+        return words.units.get(signal, "")
+    if attribute == ".meaning" and signal not in words.codes:
+        raise ValueError(f"{signal}: its device profile describes no codes (enum)")
     if WIDE_SPEC.search(spec) or not any(_formats(sample, spec) for sample in SPEC_SAMPLES):
-        raise ValueError("message", f"{{{field}:{spec}}}: not a format spec (up to 99 wide)")
-    return Placeholder(signal, spec, codes[signal] if meaning else None)
+        raise ValueError(f"{{{name}:{spec}}}: not a format spec (up to 99 wide)")
+    return Placeholder(signal, spec, words.codes[signal] if attribute else None)
 
 
 def _formats(value: Value, spec: str) -> str | None:
@@ -503,4 +516,5 @@ __all__ = [
     "parse_message",
     "ratings_of",
     "render_message",
+    "units_for",
 ]

@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -829,3 +829,79 @@ AlarmBookMachine.TestCase.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None
 )
 test_alarm_book_state_machine = AlarmBookMachine.TestCase
+
+
+# -- words and late conditions ----------------------------------------------------------
+
+
+def test_every_transition_reads_as_a_sentence_and_a_clear_keeps_the_raise_words(
+    book: AlarmBook,
+) -> None:
+    raised = ConditionChange(TRIP, True, 100, Priority.HIGH, "Pump 1: tripped (fault 6)", 6, True)
+    cleared = ConditionChange(TRIP, False, 200, Priority.HIGH, "Pump 1: no longer tripped", 0, True)
+    [t_raise] = book.apply(raised)
+    ack = book.acknowledge(TRIP, "li.wei", "on my way")
+    [t_clear] = book.apply(cleared)
+    reset = book.reset(TRIP, "li.wei")
+    assert [t.text for t in (t_raise, ack, t_clear, reset)] == [
+        "Raised: Pump 1: tripped (fault 6)",
+        "Acknowledged by li.wei (on my way): Pump 1: tripped (fault 6)",
+        "Back to normal: Pump 1: no longer tripped",
+        "Reset by li.wei, back to normal: Pump 1: tripped (fault 6)",
+    ]
+    assert (t_clear.value, reset.value) == (0, 6)
+    alarm = book.get(TRIP)
+    assert alarm is not None and alarm.message == "Pump 1: tripped (fault 6)"
+    assert [t.message for t in book.history()] == [
+        t.message for t in (t_raise, ack, t_clear, reset)
+    ]
+
+
+def test_a_late_condition_is_journal_only_once_and_changes_no_state(book: AlarmBook) -> None:
+    late = ConditionChange(
+        HOT,
+        False,
+        500,
+        Priority.HIGH,
+        "Pump 1: bearing hot (over before it arrived)",
+        91.0,
+        late_since_ms=300,
+    )
+    [t] = book.apply(late)
+    assert (t.event, t.from_state, t.to_state, t.since_ms, t.at_ms, t.notify) == (
+        AlarmEvent.LATE,
+        N,
+        N,
+        300,
+        500,
+        False,
+    )
+    assert t.text == "Late, nobody told: Pump 1: bearing hot (over before it arrived)"
+    assert book.apply(late) == []  # a backlog sent again
+    assert book.active() == []
+    # an alarm standing meanwhile keeps its state; a late change is no stale news to it
+    book.apply(change(TRIP, True, 1000))
+    [t2] = book.apply(replace(late, key=TRIP, at_ms=800, late_since_ms=700))
+    assert (t2.from_state, t2.to_state) == (U, U)
+    assert state_of(book, TRIP) is U
+    [back] = book.history(key=HOT)
+    assert back.since_ms == 300 and back.event is AlarmEvent.LATE
+
+
+def test_a_book_of_the_first_schema_gains_the_late_column(tmp_path: Path) -> None:
+    path = tmp_path / "alarms.db"
+    db = sqlite3.connect(path)
+    for statement in book_module._MIGRATIONS[0]:
+        db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.execute(
+        "INSERT INTO transition (site, station, asset, rule, event, from_state, to_state, "
+        "at_ms, recorded_ms, user, comment, priority, message, value, suppressed) VALUES "
+        "('fengshou', 'xiba', 'pump_1', 'trip', 'raised', 'normal', "
+        "'active_unacknowledged', 1, 1, '', '', 'high', 'old words', 'null', 0)"
+    )
+    db.commit()
+    db.close()
+    with AlarmBook(path) as opened:
+        [old] = opened.history()
+        assert (old.message, old.since_ms) == ("old words", None)

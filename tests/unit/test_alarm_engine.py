@@ -53,9 +53,15 @@ def test_threshold_waits_its_on_delay_and_clears_only_past_the_deadband(
     [raised] = level(e, 30, 4.95)
     assert raised.key == AlarmKey("fengshou", "xiba", "tank_no4", "tank_level_high_high")
     assert raised.active and raised.at_ms == T0 + 30 * S and raised.priority is Priority.HIGH
-    assert "4.95 m above 4.9 m" in raised.message
+    assert (
+        raised.message == "No.4 Xiba Songshan tank: level 4.95 m, above its high-high limit 4.9 m"
+    )
     assert level(e, 35, 4.87) == []  # below the limit, inside the 0.05 deadband
-    assert rules_of(level(e, 40, 4.84)) == [("tank_level_high_high", False)]
+    [cleared] = level(e, 40, 4.84)
+    assert (cleared.key.rule, cleared.active) == ("tank_level_high_high", False)
+    assert cleared.message == (
+        "No.4 Xiba Songshan tank: level back to 4.84 m, below its high-high limit 4.9 m"
+    )
 
 
 def test_a_spike_shorter_than_the_on_delay_raises_nothing(demo_config: SiteConfig) -> None:
@@ -213,7 +219,7 @@ def test_a_trip_says_what_the_drives_fault_code_means(demo_config: SiteConfig) -
 
     assert trip(6) == "Pump 1: tripped (fault code 6: phase loss)"  # the pump_vfd enum
     assert trip(42) == "Pump 1: tripped (fault code 42: not a known code)"
-    assert trip(None) == "Pump 1: tripped"  # no code yet: the rule's own words
+    assert trip(None) == "Pump 1: pump trip"  # no code yet: the rule's name in words
 
 
 def test_a_gate_fault_says_what_the_controllers_code_means(demo_config: SiteConfig) -> None:
@@ -455,7 +461,9 @@ def test_stopping_a_dry_running_pump_returns_its_alarm_to_normal(demo_config: Si
         pump(e, t, running=True, frequency_hz=50.0, flow_m3h=2.0)
     [stopped] = pump(e, 30, running=False, frequency_hz=0.0, flow_m3h=0.0)
     assert stopped[:3] == (30, "pump_dry_run", False)
-    assert "suppressed by design (not running or frequency_hz <= 40)" in stopped[3]
+    assert (
+        stopped[3] == "Pump 1: no dry run now: 0 Hz, 0.0 m3/h (no alarm in this state, by design)"
+    )
     for t in range(35, 300, 5):  # stopped: no flow, and rightly so
         assert pump(e, t, running=False, frequency_hz=0.0, flow_m3h=0.0) == []
 
@@ -494,9 +502,21 @@ def test_an_outage_backlog_raises_nothing_for_conditions_over_before_the_gateway
         for r in xiba(t, not 60 <= t < 240, 4.95 if 300 <= t < 420 else 3.0)
     ]
     changes = e.observe("fengshou", "xiba", backlog, T0 + 600 * S)
-    assert [(c.key.rule, c.active, c.at_ms) for c in changes] == [
+    assert [(c.key.rule, c.active, c.at_ms) for c in changes if not c.late] == [
         ("gateway_offline", False, T0 + 600 * S)
     ]
+    # what happened meanwhile is history: late conditions, each from its start to its
+    # end (on- and off-delays applied), one per cause (HH holds H back)
+    assert [
+        (c.key.rule, ((c.late_since_ms or 0) - T0) // S, (c.at_ms - T0) // S)
+        for c in changes
+        if c.late
+    ] == [("device_not_responding", 90, 270), ("tank_level_high_high", 330, 420)]
+    late = {c.key.rule: c.message for c in changes if c.late}
+    assert late["tank_level_high_high"] == (
+        "No.4 Xiba Songshan tank: level 4.95 m, above its high-high limit 4.9 m "
+        "(for 90 s, over before its data arrived)"
+    )
     for t in range(600, 900, 5):  # live again, all normal: nothing left to raise
         assert e.observe("fengshou", "xiba", xiba(t, True, 3.0), T0 + t * S) == []
 
@@ -530,3 +550,168 @@ def test_devices_whose_backlog_was_lost_are_silent_only_counting_from_the_return
     assert batch(1200, False) == [("gateway", "gateway_offline", False)]
     assert batch(1200 + 299, False) == []
     assert batch(1200 + 301, False) == [("lot", "device_silent", True)]
+
+
+# --- live data first, the backlog after (the gateway's live lane) --------------------------
+
+
+def nongken(t_s: float, pct: float) -> list[Reading]:
+    ts = T0 + int(t_s * S)
+    return [
+        Reading("gateway", "rss_mb", ts, 48.0, "g", "h"),
+        Reading("transformer", "comm_ok", ts, True, "g", "s"),
+        Reading("transformer", "exception_code", ts, 0, "g", "s"),
+        Reading("transformer", "load_pct", ts, pct),
+    ]
+
+
+def overloaded_then_offline(e: AlarmEngine) -> None:
+    """Nongken's transformer at 125 % (the 120 % alarm raised), then its gateway silent."""
+    for t in range(0, 60, 10):
+        changes = e.observe("huilongba", "nongken", nongken(t, 125), T0 + t * S)
+        assert [c.key.rule for c in changes] == (["transformer_overload"] if t == 0 else [])
+    [offline] = e.tick(T0 + 130 * S)
+    assert offline.key.rule == "gateway_offline"
+
+
+def test_a_backlog_after_the_live_data_ends_an_alarm_at_its_own_event_time(
+    demo_config: SiteConfig,
+) -> None:
+    """The overload ended inside a 5-minute outage (at 110 s, off-delay 1 min): the live
+    data comes first, then the backlog; the alarm clears at 170 s, not after live data
+    plus the off-delay."""
+    e = one_device_engine(demo_config)
+    overloaded_then_offline(e)
+    back = T0 + 360 * S
+    live = e.observe("huilongba", "nongken", nongken(360, 80), back)
+    assert [(c.key.rule, c.active) for c in live] == [("gateway_offline", False)]
+    backlog = [r for t in range(60, 360, 10) for r in nongken(t, 125 if t < 110 else 80)]
+    [cleared] = e.observe("huilongba", "nongken", backlog, back + 1 * S)
+    assert (cleared.key.rule, cleared.active, cleared.at_ms) == (
+        "transformer_overload",
+        False,
+        T0 + 170 * S,
+    )
+    assert cleared.message == "100 kVA transformer: load back to 80 % of its rating"
+    assert e.observe("huilongba", "nongken", backlog, back + 2 * S) == []  # sent again
+    for t in range(370, 600, 10):  # live data goes on: nothing more to say
+        assert e.observe("huilongba", "nongken", nongken(t, 80), T0 + t * S) == []
+
+
+def test_a_backlog_still_over_the_limit_at_its_end_ends_nothing(demo_config: SiteConfig) -> None:
+    e = one_device_engine(demo_config)
+    overloaded_then_offline(e)
+    e.observe("huilongba", "nongken", nongken(360, 125), T0 + 360 * S)
+    backlog = [r for t in range(60, 360, 10) for r in nongken(t, 80 if t < 200 else 125)]
+    # below 120 % for 140 s inside the outage, then above again, and above live: the
+    # alarm stands (the dip is history: it was over, then back, before anyone could look)
+    assert e.observe("huilongba", "nongken", backlog, T0 + 361 * S) == []
+    assert e.observe("huilongba", "nongken", nongken(370, 125), T0 + 370 * S) == []
+
+
+def test_a_condition_inside_the_backlog_after_live_data_is_a_late_condition(
+    demo_config: SiteConfig,
+) -> None:
+    e = one_device_engine(demo_config)
+    for t in range(0, 60, 10):
+        assert e.observe("huilongba", "nongken", nongken(t, 80), T0 + t * S) == []
+    e.tick(T0 + 130 * S)
+    e.observe("huilongba", "nongken", nongken(360, 80), T0 + 360 * S)
+    backlog = [r for t in range(60, 360, 10) for r in nongken(t, 130 if 100 <= t < 200 else 80)]
+    [late] = e.observe("huilongba", "nongken", backlog, T0 + 361 * S)
+    assert (late.key.rule, late.active, late.late_since_ms, late.at_ms) == (
+        "transformer_overload",
+        False,
+        T0 + 100 * S,
+        T0 + 260 * S,  # below 120 % from 200 s, for its 1-minute off-delay
+    )
+    assert late.message == (
+        "100 kVA transformer: load 130 % of its rating "
+        "(for 2 min 40 s, over before its data arrived)"
+    )
+    assert e.observe("huilongba", "nongken", backlog, T0 + 362 * S) == []  # sent again
+
+
+def test_a_backlog_showing_an_earlier_start_lets_the_on_delay_count_from_it(
+    demo_config: SiteConfig,
+) -> None:
+    """110 % from 100 s, inside the outage: the 15-minute alarm raises at the first live
+    reading past 1000 s, not 15 minutes after the live data began."""
+    e = one_device_engine(demo_config)
+    for t in range(0, 60, 10):
+        e.observe("huilongba", "nongken", nongken(t, 80), T0 + t * S)
+    e.tick(T0 + 130 * S)
+    assert [
+        c.key.rule for c in e.observe("huilongba", "nongken", nongken(360, 110), T0 + 360 * S)
+    ] == ["gateway_offline"]
+    backlog = [r for t in range(60, 360, 10) for r in nongken(t, 110 if t >= 100 else 80)]
+    assert e.observe("huilongba", "nongken", backlog, T0 + 361 * S) == []
+    raised = [
+        ((c.at_ms - T0) // S, c.key.rule)
+        for t in range(370, 1300, 30)
+        for c in e.observe("huilongba", "nongken", nongken(t, 110), T0 + t * S)
+    ]
+    assert raised == [(1000, "transformer_overload_sustained")]
+
+
+def test_late_readings_without_a_reconnection_change_nothing(demo_config: SiteConfig) -> None:
+    """A batch sent again (an ack lost, no outage): older than what the engine holds and
+    no reconnection before it, so no past to evaluate it on."""
+    e = one_device_engine(demo_config)
+    for t in range(0, 120, 10):
+        e.observe("huilongba", "nongken", nongken(t, 125), T0 + t * S)
+    assert e.observe("huilongba", "nongken", nongken(130, 80), T0 + 130 * S) == []
+    assert e.observe("huilongba", "nongken", nongken(60, 80), T0 + 131 * S) == []
+
+
+# --- one alarm per cause -------------------------------------------------------------------
+
+
+def test_a_device_that_stops_answering_is_one_alarm_not_also_silent(
+    demo_config: SiteConfig,
+) -> None:
+    """Xiba's tank transmitter stops answering for 10 minutes; the gateway backs off and
+    reports its status only every 6 minutes meanwhile, while the rest of the station keeps
+    delivering: device_not_responding, and no device_silent beside it."""
+    e = engine(demo_config)
+    station = demo_config.site("fengshou").station("xiba")
+    others = [a.id for a in station.assets if a.profile and a.id != "tank_no4"]
+
+    def batch(t: float, tank: bool | None) -> list[tuple[str, bool]]:
+        ts = T0 + int(t * S)
+        readings = [Reading("gateway", "rss_mb", ts, 48.0, "g", "h")]
+        for asset in others:
+            readings += [
+                Reading(asset, "comm_ok", ts, True, "g", "s"),
+                Reading(asset, "exception_code", ts, 0, "g", "s"),
+            ]
+        if tank is not None:
+            readings += [
+                Reading("tank_no4", "comm_ok", ts, tank, "g", "s"),
+                Reading("tank_no4", "exception_code", ts, 0, "g", "s"),
+            ]
+            if tank:
+                readings.append(Reading("tank_no4", "level_m", ts, 3.0))
+        return [(c.key.rule, c.active) for c in e.observe("fengshou", "xiba", readings, ts)]
+
+    changes = [c for t in range(0, 60, 5) for c in batch(t, True)]
+    changes += [
+        c for t in range(60, 700, 5) for c in batch(t, False if t in (60, 95, 460) else None)
+    ]
+    changes += [c for t in range(700, 800, 5) for c in batch(t, True)]
+    assert changes == [("device_not_responding", True), ("device_not_responding", False)]
+
+
+def test_nothing_is_raised_and_cleared_within_one_evaluation(demo_config: SiteConfig) -> None:
+    """A batch holding a whole short overload (no on-delay, its off-delay passed inside
+    the batch) tells it as a late condition, not a raise and a clear at once."""
+    e = one_device_engine(demo_config)
+    e.observe("huilongba", "nongken", nongken(0, 80), T0)
+    batch = [r for t in range(10, 200, 10) for r in nongken(t, 130 if t < 60 else 80)]
+    [late] = e.observe("huilongba", "nongken", batch, T0 + 200 * S)
+    assert (late.key.rule, late.active, late.late_since_ms, late.at_ms) == (
+        "transformer_overload",
+        False,
+        T0 + 10 * S,
+        T0 + 120 * S,
+    )
