@@ -66,6 +66,8 @@ class Standing:
 
 
 def _apply(s: Standing, t: Transition) -> Standing:
+    if t.event is AlarmEvent.LATE:
+        return s  # history beside the alarm: its state and words stand
     s = replace(s, state=t.to_state, priority=t.priority, message=t.message)
     if t.event in (AlarmEvent.RAISED, AlarmEvent.SUPPRESSED):
         return replace(s, since_ms=t.at_ms, raise_id=t.id, acked_by="", acked_ms=None)
@@ -135,6 +137,14 @@ def cleared_in(book: AlarmBook, start_ms: int, end_ms: int) -> list[Transition]:
     return [t for t in history if t.event is AlarmEvent.CLEARED]
 
 
+def late_in(book: AlarmBook, start_ms: int, end_ms: int) -> list[Transition]:
+    """Late conditions that ended in the period: began and ended before their data
+    arrived (a gateway's outage), so nobody was told; history for the crew."""
+    history = book.history(since_ms=start_ms, until_ms=end_ms, limit=HISTORY_LIMIT)
+    late = [t for t in history if t.event is AlarmEvent.LATE]
+    return sorted(late, key=lambda t: (t.since_ms or t.at_ms, t.key))
+
+
 @dataclass(frozen=True)
 class OutOfService:
     path: str
@@ -187,6 +197,7 @@ class AlarmSummary:
     by_priority: dict[str, int] = field(default_factory=dict)
     by_rule: dict[str, int] = field(default_factory=dict)
     suppressed: int = 0
+    late: list[Transition] = field(default_factory=list)  # late conditions (late_in)
 
     @property
     def ack_mean_s(self) -> float | None:
@@ -208,4 +219,5 @@ def summarise(
         by_priority={p.value: by_priority.get(p.value, 0) for p in Priority},
         by_rule=dict(sorted(Counter(r.key.rule for r in told).items())),
         suppressed=len(raises) - len(told),
+        late=late_in(book, start_ms, end_ms),
     )

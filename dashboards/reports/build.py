@@ -11,6 +11,7 @@ from dashboards.reports.alarms import (
     OutOfService,
     Raise,
     Standing,
+    late_in,
     out_of_service,
     raises_in,
     standing_at,
@@ -68,6 +69,7 @@ class ShiftReport:
     standing: list[Standing]
     raises: list[Raise]
     cleared_earlier: list[Transition]  # clears in the shift of alarms raised before it
+    late: list[Transition]  # late conditions: over before their data arrived, nobody told
     register: list[RegisterEntry]
     book_out_of_service: list[OutOfService]
     incidents: list[IncidentView]
@@ -209,6 +211,7 @@ def shift_report(
         standing=with_notified_standing(store, standing),
         raises=raises,
         cleared_earlier=cleared_earlier,
+        late=late_in(book, period.start_ms, as_of + 1),
         register=register_not_in_service(config),
         book_out_of_service=out_of_service(book, as_of),
         incidents=incident_views(influx, config, period, raises, now_ms, rules),

@@ -21,6 +21,7 @@ from dashboards.reports.build import (
 )
 from dashboards.reports.figures import LotFigures, SiteFigures, StationFigures
 from dashboards.reports.periods import Period
+from ingest.alarms.book import Transition
 from ingest.alarms.kpi import FLOOD_ALARMS, AlarmKpis, PositionKpis, Positions
 
 
@@ -388,14 +389,16 @@ def render_shift(r: ShiftReport) -> str:
             section(
                 "Cleared during the shift (raised before it)",
                 table(
-                    ["priority", "alarm", "cleared"],
+                    ["priority", "alarm", "cleared", "message"],
                     [
-                        [badge(t.priority.value), str(t.key), when(p, t.at_ms)]
+                        [badge(t.priority.value), str(t.key), when(p, t.at_ms), t.message]
                         for t in r.cleared_earlier
                     ],
+                    wrap={3},
                 ),
                 ident="cleared",
             ),
+            late_section(r.late, p),
             section(
                 "Out of service and shelved",
                 table(["what", "status", "by", "reason"], hidden, wrap={3}),
@@ -589,6 +592,32 @@ def per_10_min(rate: float) -> str:
     return f"{rate:.3f}" if rate == 0 or rate >= 0.01 else f"{rate:.2g}"
 
 
+def late_section(late: Sequence[Transition], p: Period) -> Html:
+    """Late conditions: what happened while a station's data could not reach the
+    ingest, told to nobody at the time (docs/alarms.md)."""
+    rows: list[list[Cell]] = [
+        [
+            badge(t.priority.value),
+            t.key.asset_path,
+            t.key.rule,
+            when(p, t.since_ms),
+            when(p, t.at_ms),
+            t.message,
+        ]
+        for t in late
+    ]
+    return section(
+        "While the site was dark: late conditions",
+        tag(
+            "p",
+            "Conditions that began and ended before their data arrived (a station's "
+            "uplink was down): never alarms, nobody was told; the crew should know.",
+        ),
+        table(["priority", "asset", "alarm", "began", "ended", "message"], rows, wrap={5}),
+        ident="late",
+    )
+
+
 def _alarm_section(a: AlarmSummary, p: Period) -> Html:
     k = a.kpis
     total = sum(a.by_priority.values())
@@ -704,6 +733,7 @@ def render_operations(r: OperationsReport) -> str:
         parts.append(_days_section(r))
     parts.append(section("Notable events", incident_cards(r.incidents, p, daily), ident="events"))
     parts.append(_alarm_section(r.alarms, p))
+    parts.append(late_section(r.alarms.late, p))
     parts.append(
         section("Charts", *[figure(title, uri) for title, uri in r.charts], ident="charts")
     )

@@ -25,10 +25,12 @@ Expressions (`when`, `suppress_when`) use simpleeval, never eval: names are the
 asset's signals and its nameplate ratings, plus abs/min/max. They are parsed and their
 names checked when the file loads, so a typo is a ConfigError naming rule and field.
 
-A `message` is a template for the text an alarm is raised with: `{signal}` is the
-asset's value (ratings too), with an optional format spec (`{load_pct:.0f}`), and
-`{signal.meaning}` what the device profile says a code means (its `enum`). Nothing else:
-no attribute access, indexing or conversions, checked at load like an expression.
+A `message` is a template for the text an alarm is raised with, `clear_message` for
+its return to normal: `{signal}` is the asset's value (ratings too), with an optional
+format spec (`{load_pct:.0f}`), `{signal.unit}` its unit from the device profile,
+`{signal.meaning}` what the profile says a code means (its `enum`), and in a threshold
+rule `{limit}` its resolved limit. Nothing else: no attribute access, indexing or
+conversions, checked at load like an expression.
 Delays longer than the rule's `deadline` are load errors: the rule could never meet it.
 """
 

@@ -95,11 +95,16 @@ class TransitionOut(KeyParts):
     user: str
     comment: str
     priority: Priority
-    message: str
+    message: str = Field(description="the alarm in words (a clear: its return to normal)")
+    text: str = Field(description="the transition in a sentence for a person")
     value: Value
     suppressed: bool
     active: bool
     notify: bool = Field(description="whether the crew is told of it")
+    since_ms: int | None = Field(
+        default=None,
+        description="a late condition (event `late`): when it began; `at_ms` is its end",
+    )
 
     @classmethod
     def of(cls, t: Transition) -> TransitionOut:
@@ -115,10 +120,12 @@ class TransitionOut(KeyParts):
             comment=t.comment,
             priority=t.priority,
             message=t.message,
+            text=t.text,
             value=t.value,
             suppressed=t.suppressed,
             active=t.active,
             notify=t.notify,
+            since_ms=t.since_ms,
         )
 
 

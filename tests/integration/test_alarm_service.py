@@ -56,9 +56,11 @@ def service_with_alarms(
     smtp: int,
     notify_edits: Mapping[str, str] | None = None,
     kpi: Mapping[str, object] | None = None,
+    rules: Path | None = None,
 ) -> IngestService:
-    """The service with rules, notifier (crew `water` for fengshou, mail to the catcher)
-    and API. `notify_edits` replace text in notify.yaml; `kpi` is `alarms.kpi`."""
+    """The service with rules (the demo's unless given), notifier (crew `water` for
+    fengshou, mail to the catcher) and API. `notify_edits` replace text in notify.yaml;
+    `kpi` is `alarms.kpi`."""
     config_file = write_ingest_config(folder, broker, influx)
     write_config(folder, smtp)
     notify = folder / "notify.yaml"
@@ -73,7 +75,7 @@ def service_with_alarms(
         yaml.safe_dump({"users": [{"name": "li.crew", "role": "crew", "token_sha256": digest}]})
     )
     settings = yaml.safe_load(config_file.read_text())
-    rules = Path(__file__).resolve().parents[2] / "deploy" / "alarms" / "rules.yaml"
+    rules = rules or Path(__file__).resolve().parents[2] / "deploy" / "alarms" / "rules.yaml"
     settings["ingest"]["alarms"] = {
         "rules": str(rules),
         "tick_s": 0.2,

@@ -1,7 +1,9 @@
 """Alarms through the real path: simulated devices → gateway (Modbus) → Mosquitto →
 ingest (validate, InfluxDB, alarm engine, alarm book) → alarm events in InfluxDB.
 A device that stops answering raises `device_not_responding` from the gateway's own
-device status; a gateway that goes silent raises `gateway_offline` and clears when it
+device status, and only that: the gateway backs off polling it, so its readings grow
+sparser than the device deadman allows, but the narrower cause holds `device_silent`
+back (one alarm per cause); a gateway that goes silent raises `gateway_offline` and clears when it
 is back; a restart of the ingest keeps the states and tells nothing twice."""
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ FAST_RULES = {
             "on_delay": "1s",
             "priority": "high",
         },
+        # The gateway backs a failing device off (0.5, 1, 2, 4, 8 s ...): past 3 s its
+        # status readings are further apart than this deadman allows.
+        "device_silent": {"kind": "silent", "silent_for": "3s", "priority": "medium"},
         "gateway_offline": {"kind": "gateway", "silent_for": "3s", "priority": "high"},
     }
 }
@@ -71,6 +76,7 @@ async def test_device_and_gateway_alarms_from_the_real_gateway_path(
         server = runner.endpoints[0].server
         server.faults = {20: UnitFault(CommsFault.NO_RESPONSE)}  # tank_no4 stops answering
         await until(lambda: _state(book, TANK, AlarmState.UNACKED), 20, "device_not_responding")
+        await asyncio.sleep(12.0)  # backed off past the deadman's 3 s
         server.faults = {}
         await until(lambda: _state(book, TANK, AlarmState.RTN_UNACKED), 20, "its return")
         await gateway.stop()

@@ -164,7 +164,7 @@ class Renderer:
     def block(self, n: int, item: Item, data: dict[str, Any]) -> str:
         lines = [
             f"{n}. {item.priority.value.upper()} {item.headline}: {_place(item.key)}",
-            f"   {item.message}" + ("" if item.value is None else f" (value: {item.value})"),
+            f"   {item.message}",  # in words, with its value and unit (the rule's templates)
             f"   at {data['at_local']}; now {data['state_text']}",
         ]
         if data["ack_url"]:

@@ -18,6 +18,7 @@ const RECONNECT_MS = 5000;
 const DELIVERY_POLL_MS = 5000; // failed deliveries are not transitions: asked for
 const DELIVERY_LOOKBACK_MS = 24 * 3600 * 1000; // given up longer ago: old news
 const DELIVERY_WORDS = { failed: "Failing, retried", abandoned: "Given up" };
+const LATE_LOOKBACK_MS = 24 * 3600 * 1000; // late conditions shown on the board
 
 const el = (id) => document.getElementById(id);
 
@@ -179,6 +180,33 @@ async function refresh() {
   } catch (error) {
     if (error.status !== 401) notice(`Could not read the alarms: ${error.message}`);
   }
+  await refreshLate();
+}
+
+// -- late conditions: what happened while a station's data could not reach us ------------
+
+async function refreshLate() {
+  const since = new Date(Date.now() + session.skewMs - LATE_LOOKBACK_MS).toISOString();
+  try {
+    const late = await api(`/api/history?event=late&limit=50&since=${encodeURIComponent(since)}`);
+    el("late").hidden = late.length === 0;
+    el("late-list").replaceChildren(...late.reverse().map(lateItem));
+  } catch (error) {
+    // the board says what went wrong; the late list waits for the next refresh
+  }
+}
+
+function lateItem(t) {
+  const li = document.createElement("li");
+  li.dataset.key = t.key;
+  li.className = `prio-${t.priority}`;
+  const from = t.since_ms === null ? "" : `${clock(t.since_ms)} – `;
+  li.append(
+    span("l-time", `${from}${clock(t.at_ms)}`),
+    span("l-what", `${t.priority.toUpperCase()} ${t.message}`),
+    span("l-key", t.key),
+  );
+  return li;
 }
 
 function byUrgency(a, b) {
@@ -456,9 +484,11 @@ function historyItem(t) {
   li.append(
     span("h-time", clock(t.at_ms)),
     span("h-event", t.event.replaceAll("_", " ") + who),
-    span("h-states", `${STATE_WORDS[t.from_state]} → ${STATE_WORDS[t.to_state]}`),
+    span("h-text", t.text),
   );
-  if (t.comment) li.append(span("h-comment", t.comment));
+  if (t.from_state !== t.to_state) {
+    li.append(span("h-states", `${STATE_WORDS[t.from_state]} → ${STATE_WORDS[t.to_state]}`));
+  }
   return li;
 }
 
