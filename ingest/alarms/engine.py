@@ -75,6 +75,10 @@ RATE_WINDOW_MS = 60_000
 # Gateways send their health every 10 s: a batch after a longer wall-clock silence means
 # the link was down, and a backlog older than the live data may follow.
 RECONNECT_AFTER_MS = 20_000
+# After a reconnection, the live data's first clear of an alarm that stood before it
+# waits this long (the gateway's live window): the backlog that follows may show the
+# condition ended earlier, and then the alarm clears at that time instead.
+BACKLOG_WAIT_MS = 10_000
 LIMIT_WORDS = {
     "limit.high_high": "high-high limit",
     "limit.high": "high limit",
@@ -108,9 +112,16 @@ class Phase:
 
 
 def advance(
-    phase: Phase, raw: bool, ts: int, rule: Rule, hold: Callable[[], Hold | None]
+    phase: Phase,
+    raw: bool,
+    ts: int,
+    rule: Rule,
+    hold: Callable[[], Hold | None],
+    clear_not_before: int | None = None,
 ) -> Step | None:
-    """One reading's worth of a rule: on- and off-delay, inhibition, outages."""
+    """One reading's worth of a rule: on- and off-delay, inhibition, outages.
+    `clear_not_before`: a clear waits for this event time (the backlog may end it
+    earlier, at its own time)."""
     if not phase.active:
         phase.clearing_since = None
         if not raw:
@@ -137,6 +148,8 @@ def advance(
     if phase.clearing_since is None:
         phase.clearing_since = ts
     if ts - phase.clearing_since < rule.off_delay * 1000:
+        return None
+    if clear_not_before is not None and ts < clear_not_before:
         return None
     late = phase.late_since is not None
     phase.active, phase.pending_since, phase.clearing_since = False, None, None
@@ -184,6 +197,8 @@ class AlarmEngine:
         self._paths: dict[tuple[str, str], set[str]] = defaultdict(set)  # per station
         self._first_event: dict[tuple[str, str], int] = {}  # per station: silent since
         self._outage_until: dict[tuple[str, str], int] = {}  # event ms a gateway came back
+        self._clear_not_before: dict[tuple[str, str], int] = {}  # per station (BACKLOG_WAIT)
+        self._pace: dict[tuple[str, str], float] = {}  # per station: ms between batches
         self._eval = SimpleEval(functions=FUNCTIONS)
         self._units = _units(site)
         self._station_names = {
@@ -298,8 +313,12 @@ class AlarmEngine:
         self._last_heard[(site, station)] = (received_ms, max(newest, before[1] if before else 0))
         tracker = self._gateways.get((site, station))
         offline = tracker is not None and tracker.active
-        if before is not None and (offline or received_ms - before[0] > RECONNECT_AFTER_MS):
+        gap = self._gap((site, station), received_ms - before[0]) if before else False
+        if before is not None and (offline or gap):
             self._remember_past(site, station)
+            if newest - before[1] > (received_ms - before[0]) / 2:
+                # the first batch leaps over the silence: live data first, backlog after
+                self._clear_not_before[(site, station)] = newest + BACKLOG_WAIT_MS
         if tracker is None or not offline:
             return []
         if before is not None:
@@ -311,6 +330,16 @@ class AlarmEngine:
         if silent_ms:
             message += f" after {_duration(silent_ms)} of silence"
         return [self._change(tracker, False, newest, message, None)]
+
+    def _gap(self, station: tuple[str, str], silent_ms: int) -> bool:
+        """Whether a silence this long means the link was down: longer than 20 s and
+        than three times the gateway's usual pace (a simulated history may deliver a
+        batch a minute). Batches in a burst (a backlog) say nothing of the pace."""
+        pace = self._pace.get(station)
+        gap = pace is not None and silent_ms > max(RECONNECT_AFTER_MS, 3 * pace)
+        if silent_ms >= 1000 and not gap:
+            self._pace[station] = silent_ms if pace is None else 0.8 * pace + 0.2 * silent_ms
+        return gap
 
     def _remember_past(self, site: str, station: str) -> None:
         """A reconnection: where each rule stood and what each asset knew, before the
@@ -340,15 +369,20 @@ class AlarmEngine:
             if raw is None:
                 continue
             began, was = phase.late_since, (phase.late_message, phase.late_value)
-            step = advance(
-                phase, raw, ts, tracker.bound.rule, partial(self._held, tracker, trackers, ts)
-            )
+            hold = partial(self._held, tracker, trackers, ts)
+            step = advance(phase, raw, ts, tracker.bound.rule, hold, self._wait(tracker))
             if step is None:
                 continue
             change = self._stepped(tracker, step, ts, state, value, began, was)
             if change is not None:
                 changes.append(change)
         return changes
+
+    def _wait(self, tracker: Tracker) -> int | None:
+        """An alarm that stood before a reconnection waits for the backlog to clear."""
+        if tracker.past is None or not tracker.past.active or tracker.past.late_since:
+            return None
+        return self._clear_not_before.get((tracker.bound.site, tracker.bound.station))
 
     def _evaluate_past(self, path: str, ts: int, group: list[Reading]) -> list[ConditionChange]:
         """Backlog readings, older than what the asset has: on the past (module

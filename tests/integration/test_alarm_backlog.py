@@ -23,8 +23,9 @@ import aiomqtt
 import httpx
 import pytest
 import yaml
+from typer.testing import CliRunner
 
-from dashboards.reports.commands import ReportSources, shift_handover
+from dashboards.reports.commands import ReportSources, report_app, shift_handover
 from dashboards.reports.periods import DEFAULT_HANDOVERS, shift_period
 from facility.catchers import Mail, MailCatcher
 from facility.config import SiteConfig
@@ -186,6 +187,17 @@ async def test_live_data_first_then_the_backlog_through_the_service(
     section = section[: section.index("</section>")]
     assert "fengshou/xiba/pump_1" in section and "bearing_temp_high" in section
     assert "bearing at 90 degC, above 80 degC" in section
+
+    # and so does the daily report of its day, as `facility report daily` writes it
+    day = datetime.fromtimestamp(late.at_ms / 1000, tz).date().isoformat()
+    args = ["daily", "--site", str(ROOT / "deploy" / "sites" / "demo"), "--date", day]
+    args += ["--alarm-book", str(tmp_path / "data" / "alarms.sqlite"), "--timezone", tz.key]
+    args += ["--influx-url", influxdb.url, "--database", DB, "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(report_app, args)
+    assert result.exit_code == 0, result.output
+    daily = (tmp_path / "out" / f"daily-{day}.html").read_text(encoding="utf-8")
+    daily_late = daily[daily.index('id="late"') :]
+    assert "bearing at 90 degC, above 80 degC" in daily_late[: daily_late.index("</section>")]
 
 
 def book_history(folder: Path, key: AlarmKey) -> list[Transition]:

@@ -18,10 +18,13 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from facility.config import SiteConfig
+from facility.wire import Reading
+from ingest.alarms.book import AlarmEvent
 from ingest.alarms.model import AlarmKey, AlarmState
 from ingest.api import Role
 from tests.integration.test_alarm_api import (
     PUMP_LOCAL,
+    SITE,
     TANK_H,
     TANK_HH,
     TANK_LL,
@@ -339,3 +342,27 @@ async def test_console_shows_notifications_that_reached_nobody(
             assert errors.found == [] and viewer_errors.found == []
     finally:
         server.stop()
+
+
+async def test_console_lists_late_conditions_as_they_are_journalled(
+    stack: Stack, browser: Browser, shots: Path
+) -> None:
+    """A condition that began and ended before anyone could be told (here within one
+    batch: HH held 40 s, then normal) raises nothing, and appears under the board."""
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    errors = PageErrors(page)
+    await sign_in(page, stack.url, Role.VIEWER)
+    await expect(page.locator("#empty")).to_be_visible()
+    await expect(page.locator("#late")).to_be_hidden()
+    at = now_ms()
+    held = [(100, 4.95), (80, 4.95), (60, 4.95), (50, 3.0)]
+    readings = [Reading(TANK_HH.asset, "level_m", at - s * 1000, v) for s, v in held]
+    [late] = await stack.pipeline.observe(SITE, TANK_HH.station, readings)
+    assert (late.event, late.notify) == (AlarmEvent.LATE, False)
+    item = page.locator("#late-list li")
+    await expect(item).to_have_count(1)
+    await expect(item).to_contain_text("level 4.95 m, above its high-high limit 4.9 m")
+    await expect(item).to_contain_text(str(TANK_HH))
+    await expect(page.locator("#alarms tbody tr")).to_have_count(0)
+    await page.screenshot(path=str(shots / "console-late.png"), full_page=True)
+    assert errors.found == []

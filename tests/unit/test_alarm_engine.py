@@ -715,3 +715,33 @@ def test_nothing_is_raised_and_cleared_within_one_evaluation(demo_config: SiteCo
         T0 + 10 * S,
         T0 + 120 * S,
     )
+
+
+def test_a_clear_without_an_off_delay_waits_for_the_backlog_after_a_reconnection(
+    demo_config: SiteConfig,
+) -> None:
+    """Tank HH (no off-delay) stood before the outage; the live data says normal, the
+    backlog that follows says since 100 s: the alarm clears at 100 s. Without a backlog,
+    the live data clears it once the gateway's live window has passed."""
+    for backlog_follows in (True, False):
+        e = one_device_engine(demo_config)
+        for t in range(0, 60, 5):
+            e.observe("fengshou", "xiba", xiba(t, True, 4.95), T0 + t * S)
+        assert [c.key.rule for c in e.tick(T0 + 130 * S)] == ["gateway_offline"]
+        live = e.observe("fengshou", "xiba", xiba(360, True, 3.0), T0 + 360 * S)
+        assert [c.key.rule for c in live] == ["gateway_offline"]  # the HH clear waits
+        if backlog_follows:
+            backlog = [
+                r for t in range(60, 360, 5) for r in xiba(t, True, 4.95 if t < 100 else 3.0)
+            ]
+            [cleared] = e.observe("fengshou", "xiba", backlog, T0 + 361 * S)
+            assert (cleared.key.rule, cleared.active, cleared.at_ms) == (
+                "tank_level_high_high",
+                False,
+                T0 + 100 * S,
+            )
+            assert e.observe("fengshou", "xiba", xiba(370, True, 3.0), T0 + 370 * S) == []
+        else:
+            assert e.observe("fengshou", "xiba", xiba(365, True, 3.0), T0 + 365 * S) == []
+            [cleared] = e.observe("fengshou", "xiba", xiba(370, True, 3.0), T0 + 370 * S)
+            assert (cleared.key.rule, cleared.at_ms) == ("tank_level_high_high", T0 + 370 * S)
