@@ -660,7 +660,9 @@ class AlarmEngine:
             value, unit = state.values.get(rule.signal), self._unit(bound, rule.signal)
             since = tracker.still_since[1] if tracker.still_since else ts
             return f"{rule.signal} stuck at {_number(value)}{unit} for {_duration(ts - since)}"
-        return rule.description.strip() or f"{bound.id.replace('_', ' ')}"
+        if isinstance(bound.when, ast.Expr) and isinstance(bound.when.value, ast.Name):
+            return bound.when.value.id.replace("_", " ")  # `when: tripped` says "tripped"
+        return rule.description.strip() or bound.id.replace("_", " ")
 
     def _default_clear(self, tracker: Tracker, state: AssetValues) -> str:
         bound, rule = tracker.bound, tracker.bound.rule

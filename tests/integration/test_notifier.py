@@ -221,7 +221,7 @@ async def test_raise_mailed_to_crew_on_duty_with_an_ack_link_for_that_person(
     assert [m.to for m in smtp.mails] == [[LI]]  # Li Wei is on duty, Zhang Min is not
     mail = smtp.mails[0]
     assert mail.subject.startswith("[CRITICAL] RAISED: fengshou/xiba/pump_1 (pump_trip)")
-    assert "\n   pump_1 pump trip\n" in mail.body  # the message alone: its words carry the value
+    assert "\r\n   pump_1 pump trip\r\n" in mail.body  # the message alone, in its words
     assert "at 2026-06-01 09:59:55 +08:00 Asia/Shanghai" in mail.body  # event time, site zone
     assert "now active, not acknowledged" in mail.body
     assert "on duty for Fengshou water crew" in mail.body

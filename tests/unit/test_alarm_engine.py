@@ -219,7 +219,7 @@ def test_a_trip_says_what_the_drives_fault_code_means(demo_config: SiteConfig) -
 
     assert trip(6) == "Pump 1: tripped (fault code 6: phase loss)"  # the pump_vfd enum
     assert trip(42) == "Pump 1: tripped (fault code 42: not a known code)"
-    assert trip(None) == "Pump 1: pump trip"  # no code yet: the rule's name in words
+    assert trip(None) == "Pump 1: tripped"  # no code yet: the condition in words
 
 
 def test_a_gate_fault_says_what_the_controllers_code_means(demo_config: SiteConfig) -> None:
