@@ -274,9 +274,9 @@ def site_feeds(config: SiteConfig, start_ms: int, cycles: int) -> list[StationFe
             assert isinstance(profile, MqttProfile)
             name = profile.topic_for(message.topic, site_id, station_id, message.asset)
             with contextlib.suppress(BadMessage, KeyError):
-                feeds[key].readings += map_message(
-                    routes[key][name], json.dumps(message.payload).encode(), message.t_ms
-                )
+                route = routes[key][name]
+                mapped = map_message(route, json.dumps(message.payload).encode(), message.t_ms)
+                feeds[key].readings += mapped.readings(route.asset, message.t_ms)
         for key, station_devices in devices.items():
             for n, (asset, profile, image) in enumerate(station_devices):
                 ts = t + 7 + n * DEVICE_SPACING_MS

@@ -36,7 +36,7 @@ from ingest.service import IngestService
 from ingest.store import InfluxStore
 from simulators.clock import SimClock
 from simulators.engine import FeedSource
-from simulators.runner import SiteRunner
+from simulators.runner import DeviceClock, SiteRunner
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,11 @@ class Demo:
         self.broker.start()
         address = ("127.0.0.1", self.broker_port)
         self.runner = SiteRunner(
-            self.config, self.source, self.clock, broker=Broker(host=address[0], port=address[1])
+            self.config,
+            self.source,
+            self.clock,
+            broker=Broker(host=address[0], port=address[1]),
+            device_clock=DeviceClock.REAL,  # the gateways check device clocks against theirs
         )
         await self.runner.start()
         self.influxdb = InfluxDB(self.run_dir / "influxdb", http_port=free_port())

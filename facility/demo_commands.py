@@ -38,7 +38,7 @@ from simulators.display import station_rows
 from simulators.engine import Advance, FeedSource, Simulation
 from simulators.feed import Replay, feed_header
 from simulators.feed import record as record_feed
-from simulators.runner import SiteRunner
+from simulators.runner import DeviceClock, SiteRunner
 from simulators.scenario import NOMINAL, Scenario, load_scenario
 
 DISPLAY_TZ = ZoneInfo("Asia/Shanghai")  # the demo sites' time zone; readings stay UTC
@@ -101,6 +101,10 @@ def simulate(
     any_port: Annotated[bool, typer.Option(help="Bind TCP buses to free ports.")] = False,
     plain: Annotated[bool, typer.Option(help="Print lines instead of a live table.")] = False,
     step: Annotated[float, typer.Option(help="Physics step, simulated seconds.")] = 1.0,
+    device_clock: Annotated[
+        DeviceClock,
+        typer.Option(help="MQTT devices' `ts`: simulated time, or the real time it maps to."),
+    ] = DeviceClock.SIMULATED,
 ) -> None:
     """Serve a simulated site over Modbus and MQTT and show its live readings."""
     config = _load(path)
@@ -134,6 +138,7 @@ def simulate(
             _host_port(broker, "--broker"),
             _host_port(uplink, "--uplink"),
             plain,
+            device_clock,
         )
     )
 
@@ -148,6 +153,7 @@ async def _serve(
     broker: tuple[str, int] | None,
     uplink: tuple[str, int] | None,
     plain: bool,
+    device_clock: DeviceClock = DeviceClock.SIMULATED,
 ) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     runner = SiteRunner(
@@ -157,6 +163,7 @@ async def _serve(
         any_port=any_port,
         broker=Broker(host=broker[0], port=broker[1]) if broker else None,
         uplink_target=uplink,
+        device_clock=device_clock,
     )
     try:
         await runner.start()

@@ -80,10 +80,11 @@ class GatewayView:
             routes = routes_for(site, station, {msg.asset: profile})
             route = routes[profile.topic_for(msg.topic, site, station, msg.asset)]
             payload = json.dumps(msg.payload).encode()
-            # The gateway stamps a message when it arrives, not at its next poll: a
-            # minute's gate passages stay apart (one stamp would keep only the last).
+            # A reading keeps its device's time; a message without one is stamped when
+            # it arrives, not at the next poll (one stamp would keep only the last).
             arrived = max(msg.t_ms, since)
-            out.setdefault((site, station), []).extend(map_message(route, payload, arrived))
+            readings = map_message(route, payload, arrived).readings(route.asset, arrived)
+            out.setdefault((site, station), []).extend(readings)
         return out
 
     def _polled(self, site: str, station: str) -> list[Reading]:

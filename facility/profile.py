@@ -125,6 +125,13 @@ class ModbusProfile(Strict):
         raise KeyError(name)
 
 
+class MqttTimestamp(Strict):
+    """Where a device's message says when it was measured, and in what unit."""
+
+    json_path: str = Field(pattern=r"^\$(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+    unit: Literal["ms", "s", "iso8601"]  # epoch ms, epoch s, or text with a UTC offset
+
+
 class MqttProfile(Strict):
     profile: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str = ""
@@ -134,6 +141,8 @@ class MqttProfile(Strict):
     # topic patterns may use {site}, {station} and {asset}
     topics: dict[str, str] = Field(min_length=1)
     signals: list[MqttSignal] = Field(min_length=1)
+    # the device's own clock; without it (or when absurd) the gateway stamps on receipt
+    timestamp: MqttTimestamp | None = None
 
     @model_validator(mode="after")
     def _topics_known(self) -> MqttProfile:

@@ -102,20 +102,25 @@ class Gateway:
 
     # --- the data path ---------------------------------------------------------------
 
-    def accept(self, readings: list[Reading]) -> None:
-        """Everything a driver acquired enters here, once, on its way to the outbox."""
+    def accept(self, readings: list[Reading]) -> bool:
+        """Everything a driver acquired enters here, once, on its way to the outbox.
+        True once committed (or nothing was left to keep); False: the disk is full."""
         self.counters.readings_in += len(readings)
         kept = self.rbe.filter(readings)
         self.counters.readings_suppressed += len(readings) - len(kept)
         if not kept:
-            return
+            return True
         try:
             self.outbox.put(kept)
         except OutboxDiskFull as exc:
             self.counters.readings_lost_disk_full += len(kept)
             log.error("outbox disk full, %d readings lost: %s", len(kept), exc)
-            return
+            return False
         self.uplink.data_ready()
+        return True
+
+    def _accept_polled(self, readings: list[Reading]) -> None:
+        self.accept(readings)  # a register can be read again: nothing to hold back
 
     # --- building the drivers --------------------------------------------------------
 
@@ -149,7 +154,7 @@ class Gateway:
         devices = self._bus_devices(bus)
         if not devices:
             return
-        worker = BusWorker(bus, devices, self.accept)
+        worker = BusWorker(bus, devices, self._accept_polled)
         task = self._supervise(f"bus {bus.id}", worker.run)
         self.buses[bus.id] = BusTask(worker, task, self._bus_spec(bus))
 
@@ -168,6 +173,7 @@ class Gateway:
             f"facility-gw-devices-{self.site_id}-{self.station_id}",
             routes_for(self.site_id, self.station_id, assets),
             self.accept,
+            max_behind_ms=int(self.settings.outbox_max_age_h * 3600_000),
         )
 
     # --- supervision -----------------------------------------------------------------
@@ -216,7 +222,7 @@ class Gateway:
         up = self.uplink.stats
         mono = time.monotonic()
         devices = [d for b in self.buses.values() for d in b.worker.devices]
-        values: dict[str, float | int | bool] = {
+        values: dict[str, float | int | bool | str] = {
             "outbox_readings": stats.readings,
             "outbox_bytes": stats.bytes,
             "outbox_oldest_age_s": round((now_ms - stats.oldest_ts_ms) / 1000, 1)
@@ -233,8 +239,12 @@ class Gateway:
             "uplink_connected": up.connected,
             "in_flight_readings": self.uplink.in_flight_readings,
             "max_live_delay_ms": up.max_live_delay_ms,
+            "uplink_error": up.error,
             "mqtt_rejected": sum(self.mqtt.rejected.values()) if self.mqtt else 0,
             "acks_malformed": up.acks_malformed,
+            "mqtt_restamped": self.mqtt.restamped if self.mqtt else 0,
+            "mqtt_unmatched": self.mqtt.unmatched if self.mqtt else 0,
+            "mqtt_broker_error": self.mqtt.connect_error if self.mqtt else "",
             "task_restarts": self.counters.task_restarts,
             "stalled_tasks": len(self.stalled()),
             "rss_mb": round(rss_mb(), 1),

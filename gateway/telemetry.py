@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from facility.wire import Reading
@@ -53,5 +54,7 @@ class CpuMeter:
         return 100.0 * busy
 
 
-def health_readings(asset: str, ts_ms: int, values: dict[str, float | int | bool]) -> list[Reading]:
+def health_readings(
+    asset: str, ts_ms: int, values: Mapping[str, float | int | bool | str]
+) -> list[Reading]:
     return [Reading(asset, name, ts_ms, value, "g", "h") for name, value in values.items()]

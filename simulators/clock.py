@@ -19,9 +19,14 @@ class SimClock:
     start_ms: int
     speed: float = 1.0
     _wall0: float = field(default_factory=time.monotonic)
+    _epoch0_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
 
     def now_ms(self) -> int:
         return self.start_ms + int((time.monotonic() - self._wall0) * self.speed * MS)
+
+    def real_ms(self, sim_ms: int) -> int:
+        """The real time (epoch ms) at which the simulated clock shows (or showed) sim_ms."""
+        return self._epoch0_ms + int((sim_ms - self.start_ms) / self.speed)
 
     def wall_seconds_until(self, sim_ms: int) -> float:
         """Real seconds to wait until the simulated clock reaches `sim_ms`."""

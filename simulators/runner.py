@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from facility.config import SiteConfig
 from facility.profile import ModbusProfile, MqttProfile, Table
@@ -24,6 +25,14 @@ from simulators.netlink import LinkProxy
 from simulators.world import AssetKey
 
 log = logging.getLogger(__name__)
+
+
+class DeviceClock(StrEnum):
+    """What simulated MQTT devices stamp their messages with."""
+
+    SIMULATED = "simulated"
+    REAL = "real"
+
 
 LIVE_TABLES = (Table.COIL, Table.DISCRETE, Table.INPUT)  # holding registers are settings
 
@@ -54,6 +63,9 @@ class SiteRunner:
     broker: Broker | None = None  # override every site's broker
     uplink_target: tuple[str, int] | None = None  # central broker behind per-gateway links
     tick_s: float = 0.2
+    # what MQTT devices put in `ts`: simulated time, or the real time at which the
+    # simulated clock showed it (the gateway checks a device clock against its own)
+    device_clock: DeviceClock = DeviceClock.SIMULATED
     endpoints: list[Endpoint] = field(default_factory=list)
     publishers: dict[tuple[str, int], MqttDevicePublisher] = field(default_factory=dict)
     links: dict[AssetKey, LinkProxy] = field(default_factory=dict)
@@ -62,6 +74,7 @@ class SiteRunner:
     _mqtt_sites: dict[str, tuple[str, int]] = field(default_factory=dict)
     _settings_pushed: bool = False
     mqtt_latest: dict[tuple[str, str, str, str], dict[str, object]] = field(default_factory=dict)
+    _last_device_ms: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     async def start(self) -> None:
         for site in self.config.sites:
@@ -143,8 +156,22 @@ class SiteRunner:
             if not isinstance(profile, MqttProfile):
                 continue
             topic = profile.topic_for(msg.topic, site_id, station_id, asset.id)
-            self.mqtt_latest[(site_id, station_id, asset.id, msg.topic)] = msg.payload
-            self.publishers[self._mqtt_sites[site_id]].publish(topic, msg.payload)
+            payload = self._on_device_clock(site_id, msg.asset, msg.topic, msg.payload)
+            self.mqtt_latest[(site_id, station_id, asset.id, msg.topic)] = payload
+            self.publishers[self._mqtt_sites[site_id]].publish(topic, payload)
+
+    def _on_device_clock(
+        self, site_id: str, asset: str, topic: str, payload: dict[str, object]
+    ) -> dict[str, object]:
+        ts = payload.get("ts")
+        if self.device_clock is DeviceClock.SIMULATED or not isinstance(ts, int):
+            return payload
+        # At 60x two events a few simulated ms apart map to one real ms; a device's
+        # millisecond clock never stamps two of its messages alike.
+        key = (site_id, asset, topic)
+        real = max(self.clock.real_ms(ts), self._last_device_ms.get(key, 0) + 1)
+        self._last_device_ms[key] = real
+        return {**payload, "ts": real}
 
     async def run(self, duration_s: float | None = None) -> None:
         """Tick until the simulated duration has passed (or forever)."""

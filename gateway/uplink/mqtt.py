@@ -25,6 +25,7 @@ from facility.aio import honour_cancellation
 from facility.logs import RateLimitedLog, reason_kind
 from facility.site import GatewaySettings
 from facility.wire import WireError, decode_ack, encode_rows, encode_status, topic
+from gateway.broker_errors import connect_reason, refused
 from gateway.outbox import Lease, Outbox, OutboxDiskFull
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class UplinkStats:
     last_ack_ms: int = 0
     max_live_delay_ms: int = 0  # acquisition -> sent, over the live lane, since the last health
     acks_malformed: int = 0
+    error: str = ""  # why the last connection attempt failed or the link dropped
 
 
 @dataclass
@@ -83,6 +85,8 @@ class Uplink:
         self._wake.set()
 
     async def run(self) -> None:
+        if missing := self._missing_password():
+            log.error("uplink: %s; connecting without a password", missing)
         backoff = RECONNECT_MIN_S
         while True:
             try:
@@ -100,14 +104,22 @@ class Uplink:
                 self._release_in_flight()  # whatever ended the session, resend them later
 
     def _lost(self, exc: Exception) -> None:
+        up = self.settings.uplink
+        reason = connect_reason(exc)
+        if refused(exc) and (missing := self._missing_password()):
+            reason = f"{reason}; {missing}"
         if self.stats.connected:
-            log.warning(
-                "uplink to %s:%d lost: %s",
-                self.settings.uplink.host,
-                self.settings.uplink.port,
-                exc,
-            )
-        self.stats.connected = False
+            log.warning("uplink to %s:%d lost: %s", up.host, up.port, reason)
+        elif reason != self.stats.error:  # once per new reason, not once per retry
+            level = logging.ERROR if refused(exc) else logging.WARNING
+            log.log(level, "uplink to %s:%d: %s", up.host, up.port, reason)
+        self.stats.connected, self.stats.error = False, reason
+
+    def _missing_password(self) -> str:
+        name = self.settings.uplink.password_env
+        if name and name not in os.environ:
+            return f"gateway.uplink.password_env names {name}, which is not set"
+        return ""
 
     def _release_in_flight(self) -> None:
         self._in_flight.clear()
@@ -146,7 +158,7 @@ class Uplink:
             qos=1,
             retain=True,
         )
-        self.stats.connected = True
+        self.stats.connected, self.stats.error = True, ""
         self.stats.connects += 1
         log.info("uplink connected to %s:%d", self.settings.uplink.host, self.settings.uplink.port)
         # Both end when the connection drops; the first failure ends the session.

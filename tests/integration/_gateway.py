@@ -46,9 +46,9 @@ class Recorder:
         self.readings: list[Reading] = []
         inner = gateway.accept
 
-        def accept(readings: list[Reading]) -> None:
+        def accept(readings: list[Reading]) -> bool:
             self.readings.extend(readings)
-            inner(readings)
+            return inner(readings)
 
         gateway.accept = accept  # type: ignore[method-assign]
 
