@@ -241,7 +241,7 @@ class BusWorker:
                 return data
             code = int(getattr(response, "exception_code", 0))
             if code != BUSY or attempt == BUSY_RETRIES:
-                raise PollFailure(f"exception {code}", code)
+                raise PollFailure(exception_text(code, request), code)
             await asyncio.sleep(BUSY_RETRY_S * (attempt + 1))
         raise PollFailure("unreachable")  # pragma: no cover - the loop always returns/raises
 
@@ -278,4 +278,27 @@ def build_device(
         profile=profile,
         plan=plan_reads(profile, max_gap=max_gap),
         interval_s=interval_s,
+    )
+
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+def exception_text(code: int, request: ReadRequest) -> str:
+    """What the exception cost, in words: the range refused and the signals it held."""
+    names = [s.name for s in request.signals]
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    return (
+        f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')}) reading {request.table.value}"
+        f" {request.address}-{request.end - 1} (protocol addresses), which holds {shown}"
     )
