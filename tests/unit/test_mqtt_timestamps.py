@@ -23,7 +23,7 @@ SIGNAL = MqttSignal(name="occupied", topic="t", json_path="$.occupied", type="in
 
 
 def route(unit: str) -> TopicRoute:
-    return TopicRoute("lot", [SIGNAL], MqttTimestamp(json_path="$.ts", unit=unit))  # type: ignore[arg-type]
+    return TopicRoute("lot", [SIGNAL], MqttTimestamp(json_path="$.ts", unit=unit))
 
 
 def read(unit: str, ts: object) -> tuple[int | None, str]:
