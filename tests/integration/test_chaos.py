@@ -103,7 +103,8 @@ FREEZABLE = ("gateway xiba", "gateway wanda_lot", "ingest", "influxd")
 def chaos_schedule(seed: int, length_s: float, outage_s: float) -> list[Event]:
     """kill -9 / SIGSTOP and the way back, never two at once on one target; the central
     broker is killed for outage_s; the site broker is stopped once (cleanly: Mosquitto
-    writes what it holds for absent sessions only when it shuts down)."""
+    writes what it holds for absent sessions only when it shuts down, and devices'
+    messages it accepted are part of our record)."""
     rng = random.Random(seed)
     events: list[Event] = []
     busy: dict[str, float] = {}
@@ -112,7 +113,8 @@ def chaos_schedule(seed: int, length_s: float, outage_s: float) -> list[Event]:
         events.extend([Event(at, action, target), Event(at + down, undo, target)])
         busy[target] = at + down + 1.0
 
-    window(rng.uniform(0.15, 0.35) * length_s, outage_s, "kill", "start", "central broker")
+    outage = rng.uniform(0.15, 0.35) * length_s
+    window(outage, outage_s, "kill", "start", "central broker")
     window(rng.uniform(0.55, 0.7) * length_s, rng.uniform(2, 5), "stop", "start", "site broker")
     at = 1.0
     while at < length_s - 4.0:
@@ -120,8 +122,11 @@ def chaos_schedule(seed: int, length_s: float, outage_s: float) -> list[Event]:
             target, action, undo = rng.choice(KILLABLE), "kill", "start"
         else:
             target, action, undo = rng.choice(FREEZABLE), "freeze", "thaw"
-        if busy.get(target, 0.0) <= at:
-            window(at, rng.uniform(0.3, 3.0), action, undo, target)
+        down = rng.uniform(0.3, 3.0)
+        # Xiba's gateway runs through the outage: its outbox fills, and our record with it.
+        in_outage = target == "gateway xiba" and at < outage + outage_s and at + down > outage
+        if busy.get(target, 0.0) <= at and not in_outage:
+            window(at, down, action, undo, target)
         at += rng.uniform(0.5, 3.0)
     return sorted(events, key=lambda e: e.at_s)
 
@@ -345,7 +350,7 @@ async def run_chaos(
 
     await rig.start_servers()
     recording = asyncio.create_task(record.run())
-    snapshots = asyncio.create_task(every(1.0, snapshot))
+    snapshots = asyncio.create_task(every(0.5, snapshot))
     try:
         for name in ("ingest", "gateway xiba", "gateway wanda_lot"):
             rig.processes[name].start()
@@ -361,7 +366,7 @@ async def run_chaos(
             await rig.act(event.action, event.target)
         end_ms = time.time_ns() // 1_000_000
         rig.note("chaos over: everything runs; waiting for the backlog to drain")
-        await asyncio.sleep(8.0)  # devices' queued messages are all published by now
+        await asyncio.sleep(5.0)  # devices' queued messages are all published by now
         acquired_mqtt = {
             k: v for k, v in expected_from_devices(record.messages).items() if k[2] < end_ms
         }
@@ -454,9 +459,8 @@ async def test_chaos_soak_every_acquired_reading_lands_exactly_once(
     await run_chaos(demo_config, tmp_path, length_s=600.0, outage_s=120.0)
 
 
-@pytest.mark.soak
 async def test_chaos_short_every_acquired_reading_lands_exactly_once(
     demo_config: SiteConfig, tmp_path: Path
 ) -> None:
-    """The same in 40 s with an 8 s central broker outage."""
-    await run_chaos(demo_config, tmp_path, length_s=40.0, outage_s=8.0)
+    """The same in 25 s with a 6 s central broker outage (the default suite's variant)."""
+    await run_chaos(demo_config, tmp_path, length_s=25.0, outage_s=6.0)
