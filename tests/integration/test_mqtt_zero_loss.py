@@ -6,8 +6,11 @@ real gateway processes, the ingest's receiver and store, a real InfluxDB."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import random
 import signal
+import string
 import subprocess
 import sys
 import time
@@ -19,7 +22,10 @@ from typing import Any
 import aiomqtt
 
 from facility.config import SiteConfig
-from facility.services import InfluxDB
+from facility.services import InfluxDB, free_port
+from facility.wire import Reading
+from gateway.daemon import Gateway
+from gateway.outbox import Outbox, OutboxDiskFull
 from ingest.deadletters import DeadLetters
 from ingest.influx import InfluxV1Writer
 from ingest.receiver import Receiver
@@ -257,3 +263,70 @@ async def open_session(port: int) -> None:
 
 async def _reached(counting: Awaitable[int], target: int) -> bool:
     return await counting >= target
+
+
+async def test_a_message_the_full_outbox_cannot_take_stays_with_the_broker(
+    demo_config: SiteConfig,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+) -> None:
+    """A real SQLITE_FULL (the outbox capped at a few pages): passages published then are
+    not acknowledged; once acks free space, the broker hands them over and they are kept.
+    The uplink points at a closed port, so only the test empties the outbox."""
+    config = one_station(demo_config, SITE, STATION, health_every_s=3600.0)
+    gateway = Gateway(
+        config,
+        SITE,
+        STATION,
+        tmp_path / "gw",
+        uplink_address=("127.0.0.1", free_port()),
+        devices_address=("127.0.0.1", mosquitto.port),
+    )
+    gateway.outbox.close()
+    gateway.outbox = Outbox(gateway.outbox_path, max_pages=24)
+    gateway.uplink.outbox = gateway.outbox
+    rnd = random.Random(1)
+    for size in (3000, 300, 10):  # incompressible filler until not even a small one fits
+        with contextlib.suppress(OutboxDiskFull):
+            for n in range(10_000):
+                noise = "".join(rnd.choices(string.ascii_letters, k=size))
+                gateway.outbox.put([Reading("filler", "text", n, noise)])
+    sent = passages(5)
+    gateway.start()
+    try:
+        async with asyncio.timeout(10):
+            while gateway.mqtt is None or not gateway.mqtt.connected:
+                await asyncio.sleep(0.05)
+        await publish(mosquitto.port, sent)
+        async with asyncio.timeout(10):
+            while "outbox did not take" not in gateway.mqtt.connect_error:
+                await asyncio.sleep(0.05)
+        assert not kept_passages(gateway.outbox)
+        lease = gateway.outbox.take("backfill", 10, 0)  # the ingest acknowledges some
+        assert lease is not None
+        gateway.outbox.ack(lease.lease_id)
+        async with asyncio.timeout(30):  # the subscriber's back-off, then the redelivery
+            while len(kept_passages(gateway.outbox)) < 5:
+                await asyncio.sleep(0.2)
+    finally:
+        await gateway.stop(grace_s=0.1)
+    outbox = Outbox(gateway.outbox_path)
+    try:
+        assert kept_passages(outbox) == {body["ts"] for _, body in sent}
+    finally:
+        outbox.close()
+
+
+def kept_passages(outbox: Outbox) -> set[int]:
+    """The passages' timestamps the outbox holds (leases given back at once)."""
+    stamps = set()
+    leases = []
+    while (lease := outbox.take("backfill", 100_000, 0)) is not None:
+        leases.append(lease)
+        for row in lease.rows_json:
+            _, asset, signal_name, ts, _, _ = json.loads(row)
+            if (asset, signal_name) == ("main_gate", "passage"):
+                stamps.add(ts)
+    for lease in leases:
+        outbox.release(lease.lease_id)
+    return stamps
