@@ -176,7 +176,7 @@ def flood_section(messages: int, size: int) -> dict[str, object]:
     handler = logging.StreamHandler(logged)
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.INFO)
-    devices = MqttDevices("127.0.0.1", 1, "bench", routes, lambda readings: None)
+    devices = MqttDevices("127.0.0.1", 1, "bench", routes, lambda readings: True)
     topic = next(t for t in routes if t.endswith("/state"))
     filler = "x" * (size - 40)
     before = rss_mb()
