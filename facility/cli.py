@@ -6,7 +6,8 @@ every command's own imports happen when that command runs (facility/lazycli.py).
 To add a command, write it in its own module and add one line to COMMANDS below:
     Lazy("probe", "facility.probe:probe", "Read one device and print what it answers."),
 the target being a function (one command) or a typer.Typer (a group, `facility x y`), the
-summary being the first paragraph of its help (tests/unit/test_cli.py compares them).
+summary being the first paragraph of its help (tests/unit/test_cli.py compares them);
+add extra="central" when it needs libraries a site gateway's install lacks.
 A subcommand of `facility gateway` goes on `gateway_app` below; keep its heavy imports
 inside the function body.
 """
@@ -35,12 +36,12 @@ COMMANDS = [
     ),
     Lazy(
         "simulate",
-        "facility.demo_commands:simulate",
+        "facility.sim_commands:simulate",
         "Serve a simulated site over Modbus and MQTT and show its live readings.",
     ),
     Lazy(
         "record",
-        "facility.demo_commands:record",
+        "facility.sim_commands:record",
         "Run the physics as fast as possible and record the feed to a file.",
     ),
     Lazy(
@@ -48,19 +49,27 @@ COMMANDS = [
         "facility.demo_commands:history",
         "Fill InfluxDB with simulated history, as the gateways would have delivered it:\n"
         "readings, alarm events (a simulated crew acknowledges), KPIs and rollups.",
+        extra="central",
     ),
     Lazy(
         "demo",
         "facility.demo_commands:demo",
         "Simulated site + one gateway per station + broker + ingest with alarms, live.",
+        extra="dev",
     ),
     Lazy("gateway", "facility.cli:gateway_app", "The site gateway daemon."),
-    Lazy("ingest", "ingest.commands:ingest_app", "The ingest service."),
-    Lazy("dashboards", "dashboards.commands:dashboards_app", "Grafana boards from the site model."),
+    Lazy("ingest", "ingest.commands:ingest_app", "The ingest service.", extra="central"),
+    Lazy(
+        "dashboards",
+        "dashboards.commands:dashboards_app",
+        "Grafana boards from the site model.",
+        extra="central",
+    ),
     Lazy(
         "report",
         "dashboards.reports.commands:report_app",
         "Reports for supervisors: shift handover, daily, monthly.",
+        extra="central",
     ),
 ]
 

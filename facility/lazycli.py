@@ -17,6 +17,8 @@ import typer
 from typer import _click as click  # typer 0.29 carries its own click; its classes must match
 from typer.core import TyperCommand, TyperGroup
 
+OUR_PACKAGES = frozenset(("facility", "gateway", "ingest", "dashboards", "simulators"))
+
 
 @dataclass(frozen=True)
 class Lazy:
@@ -27,15 +29,29 @@ class Lazy:
     declared with typer annotations as usual).
     summary: what `facility --help` shows; tests/unit/test_cli.py checks it against the
     loaded command's own help, so a stale summary fails the suite.
+    extra: the package extra the command needs beyond the core install (a site gateway
+    has only the core): named when its libraries are missing.
     """
 
     name: str
     target: str
     summary: str
+    extra: str | None = None
 
     def load(self) -> click.Command:
         module_name, _, attribute = self.target.partition(":")
-        obj = getattr(importlib.import_module(module_name), attribute)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if self.extra is None or (exc.name or "").partition(".")[0] in OUR_PACKAGES:
+                raise
+            typer.echo(
+                f"error: `facility {self.name}` needs the library {exc.name!r}, which this "
+                f"install lacks: pip install 'facility-telemetry[{self.extra}]'",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+        obj = getattr(module, attribute)
         command: click.Command
         if isinstance(obj, typer.Typer):
             command = typer.main.get_group(obj)  # a group even with one command, as add_typer

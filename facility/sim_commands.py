@@ -1,0 +1,275 @@
+"""`facility simulate|record`: a simulated site served over Modbus and MQTT, or its feed.
+
+Loaded only when one of these commands runs (facility/cli.py registers them lazily). It
+needs only the core install (no central server libraries), so a test bench can run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import RenderableType
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from facility.aio import cancel_and_wait, stop_on_signals
+from facility.cli import SitePath, _host_port, _load, console, err
+from facility.config import SiteConfig
+from facility.site import Broker
+from facility.sourcemap import ConfigError
+from simulators.clock import SimClock, parse_duration
+from simulators.display import station_rows
+from simulators.engine import Advance, FeedSource, Simulation
+from simulators.feed import Replay, feed_header
+from simulators.feed import record as record_feed
+from simulators.runner import DeviceClock, SiteRunner
+from simulators.scenario import NOMINAL, Scenario, load_scenario
+
+DISPLAY_TZ = ZoneInfo("Asia/Shanghai")  # the demo sites' time zone; readings stay UTC
+
+
+def _start_ms(start: str | None) -> int:
+    if start is None:
+        return int(time.time() * 1000)
+    try:
+        return int(datetime.fromisoformat(start).timestamp() * 1000)
+    except ValueError:
+        err.print(
+            f"[red]error[/red] --start {escape(repr(start))}: "
+            "use ISO 8601, e.g. 2026-06-01T06:00:00+08:00"
+        )
+        raise typer.Exit(2) from None
+
+
+def _scenario(path: Path | None, config: SiteConfig) -> Scenario:
+    if path is None:
+        return NOMINAL
+    try:
+        return load_scenario(path, config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            err.print(f"[red]error[/red] {escape(str(issue))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _scenario_start(start: str | None, scen: Scenario) -> int:
+    """--start wins; then the scenario's own start; then now."""
+    if start is None and scen.start is not None:
+        return int(scen.start.timestamp() * 1000)
+    return _start_ms(start)
+
+
+def simulate(
+    path: SitePath,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 1.0,
+    scenario: Annotated[Path | None, typer.Option(help="Scenario file (faults to inject).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (default: scenario's or 1).")
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="Simulated start time, ISO 8601.")] = None,
+    duration: Annotated[
+        str | None, typer.Option(help="Stop after this simulated time (6h).")
+    ] = None,
+    replay: Annotated[
+        Path | None, typer.Option(help="Serve a recorded feed instead of physics.")
+    ] = None,
+    broker: Annotated[
+        str | None, typer.Option(help="MQTT broker HOST:PORT for MQTT devices.")
+    ] = None,
+    uplink: Annotated[
+        str | None,
+        typer.Option(help="Central broker HOST:PORT: open a cuttable link per gateway to it."),
+    ] = None,
+    any_port: Annotated[bool, typer.Option(help="Bind TCP buses to free ports.")] = False,
+    plain: Annotated[bool, typer.Option(help="Print lines instead of a live table.")] = False,
+    step: Annotated[float, typer.Option(help="Physics step, simulated seconds.")] = 1.0,
+    device_clock: Annotated[
+        DeviceClock,
+        typer.Option(help="MQTT devices' `ts`: simulated time, or the real time it maps to."),
+    ] = DeviceClock.SIMULATED,
+) -> None:
+    """Serve a simulated site over Modbus and MQTT and show its live readings."""
+    config = _load(path)
+    scen = _scenario(scenario, config)
+    source: FeedSource
+    if replay is not None:
+        source = Replay(replay)
+        start_ms = int(feed_header(replay)["start_ms"])
+    else:
+        start_ms = _scenario_start(start, scen)
+        source = Simulation(
+            config,
+            seed=seed if seed is not None else (scen.seed or 1),
+            start_ms=start_ms,
+            scenario=scen,
+            step_s=step,
+        )
+    seconds = (
+        parse_duration(duration)
+        if duration
+        else (scen.duration_s if scenario is not None else None)
+    )
+    asyncio.run(
+        _serve(
+            config,
+            source,
+            start_ms,
+            speed,
+            seconds,
+            any_port,
+            _host_port(broker, "--broker"),
+            _host_port(uplink, "--uplink"),
+            plain,
+            device_clock,
+        )
+    )
+
+
+async def _serve(
+    config: SiteConfig,
+    source: FeedSource,
+    start_ms: int,
+    speed: float,
+    duration_s: float | None,
+    any_port: bool,
+    broker: tuple[str, int] | None,
+    uplink: tuple[str, int] | None,
+    plain: bool,
+    device_clock: DeviceClock = DeviceClock.SIMULATED,
+) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    runner = SiteRunner(
+        config,
+        source,
+        SimClock(start_ms, speed),
+        any_port=any_port,
+        broker=Broker(host=broker[0], port=broker[1]) if broker else None,
+        uplink_target=uplink,
+        device_clock=device_clock,
+    )
+    try:
+        await runner.start()
+    except (OSError, RuntimeError) as exc:
+        err.print(f"[red]error[/red] cannot start the simulated devices: {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    console.print(_endpoint_table(runner))
+    runner.on_advance.append(_print_faults)
+    stop = stop_on_signals()
+    runner_task = asyncio.create_task(runner.run(duration_s))
+    try:
+        await _show_live(lambda: _live_table(runner, config), stop, runner_task, plain)
+    finally:
+        await cancel_and_wait(runner_task)
+        await runner.stop()
+
+
+def _print_faults(adv: Advance) -> None:
+    for event in adv.faults:
+        state = "[red]FAULT[/red]" if event.active else "[green]cleared[/green]"
+        expect = (
+            f" → expect {event.fault.expect.alarm}" if event.fault.expect and event.active else ""
+        )
+        console.print(
+            f"{_fmt_time(event.t_ms)} {state} {event.fault.kind.value} "
+            f"{escape(str(event.fault.target))}{escape(expect)}",
+            highlight=False,
+        )
+
+
+def _fmt_time(t_ms: int) -> str:
+    return datetime.fromtimestamp(t_ms / 1000, DISPLAY_TZ).strftime("%Y-%m-%d %H:%M:%S %z")
+
+
+async def _show_live(
+    view: Callable[[], RenderableType],
+    stop: asyncio.Event,
+    task: asyncio.Task[None],
+    plain: bool,
+) -> None:
+    """Redraw `view` until stopped or the task ends: a live table on a terminal, a printed
+    one every few seconds otherwise (logs, pipes)."""
+    if plain or not console.is_terminal:
+        while not stop.is_set() and not task.done():
+            console.print(view())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await asyncio.shield(task)
+        console.print(view())
+        return
+    with Live(view(), console=console, refresh_per_second=1) as live:
+        while not stop.is_set() and not task.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await stop.wait()
+            live.update(view())
+
+
+def _endpoint_table(runner: SiteRunner) -> Table:
+    table = Table(title="Simulated devices", title_justify="left")
+    table.add_column("station")
+    table.add_column("listens on")
+    table.add_column("unit ids")
+    for ep in runner.endpoints:
+        units = ", ".join(f"{u}={k[2]}" for u, k in sorted(ep.units.items()))
+        table.add_row("/".join(ep.station), ep.address, units)
+    for (host, port), _ in runner.publishers.items():
+        table.add_row("MQTT devices", f"mqtt {host}:{port}", "barrier gates, lot counters")
+    for key, proxy in runner.links.items():
+        table.add_row(
+            "/".join(key),
+            f"uplink link 127.0.0.1:{proxy.listen_port}",
+            f"→ {proxy.target_host}:{proxy.target_port}",
+        )
+    return table
+
+
+def _live_table(runner: SiteRunner, config: SiteConfig) -> Table:
+    table = Table(title=f"Simulated time {_fmt_time(runner.source.t_ms)}", title_justify="left")
+    for col, justify in (
+        ("station", "left"),
+        ("pumps", "left"),
+        ("flow m³/h", "right"),
+        ("tank levels", "left"),
+        ("transformer", "right"),
+        ("other", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for row in station_rows(config, runner.source, runner.mqtt_latest):
+        table.add_row(row.station, row.pumps, row.flow, row.tanks, row.power, row.other)
+    return table
+
+
+def record(
+    path: SitePath,
+    out: Annotated[Path, typer.Option(help="Feed file to write (JSON Lines).")],
+    duration: Annotated[str, typer.Option(help="Simulated time to record (e.g. 1d).")] = "1h",
+    scenario: Annotated[Path | None, typer.Option(help="Scenario file.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+    start: Annotated[str | None, typer.Option(help="Simulated start, ISO 8601.")] = None,
+    sample: Annotated[str, typer.Option(help="Snapshot interval of polled devices.")] = "10s",
+    step: Annotated[float, typer.Option(help="Physics step, simulated seconds.")] = 1.0,
+) -> None:
+    """Run the physics as fast as possible and record the feed to a file."""
+    config = _load(path)
+    scen = _scenario(scenario, config)
+    sim = Simulation(
+        config, seed=seed, start_ms=_scenario_start(start, scen), scenario=scen, step_s=step
+    )
+    t0 = time.perf_counter()
+    with open(out, "w", encoding="utf-8") as f:
+        count = record_feed(
+            sim, f, duration_s=parse_duration(duration), sample_s=parse_duration(sample)
+        )
+    console.print(
+        f"recorded {count} records to {escape(str(out))} in {time.perf_counter() - t0:.1f} s"
+    )
