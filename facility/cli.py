@@ -58,6 +58,11 @@ COMMANDS = [
         extra="dev",
     ),
     Lazy("gateway", "facility.cli:gateway_app", "The site gateway daemon."),
+    Lazy(
+        "broker",
+        "facility.broker_commands:broker_app",
+        "The central MQTT broker: its configuration from the site model.",
+    ),
     Lazy("ingest", "ingest.commands:ingest_app", "The ingest service.", extra="central"),
     Lazy(
         "dashboards",
@@ -139,7 +144,13 @@ gateway_app = typer.Typer(help="The site gateway daemon.", no_args_is_help=True)
 @gateway_app.command("run")
 def gateway_run(
     site: Annotated[Path, typer.Option(help="Site folder or file.")],
-    gateway: Annotated[str, typer.Option(help="Which gateway: SITE/STATION, e.g. fengshou/xiba.")],
+    gateway: Annotated[
+        str,
+        typer.Option(
+            help="Which gateway: SITE/STATION, e.g. fengshou/xiba (or fengshou-xiba, as "
+            "systemd names the instance)."
+        ),
+    ],
     data_dir: Annotated[Path, typer.Option(help="Where the outbox lives.")] = Path("run/gateway"),
     uplink: Annotated[str | None, typer.Option(help="Central broker HOST:PORT (override).")] = None,
     devices_broker: Annotated[
@@ -157,7 +168,8 @@ def gateway_run(
 
     setup_logging(log_level, log_json)
     config = _load(site)
-    site_id, _, station_id = gateway.partition("/")
+    # ids never hold "-" (IDENT_PATTERN), so SITE-STATION is as unambiguous as SITE/STATION
+    site_id, _, station_id = gateway.replace("-", "/", 1).partition("/")
     try:
         config.site(site_id).station(station_id)
     except KeyError:

@@ -164,7 +164,13 @@ class Broker(Strict):
 
 
 class Uplink(Strict):
-    """The central broker a site's gateways deliver to."""
+    """The central broker a site's gateways deliver to.
+
+    username, cert_file and key_file may name the gateway: `{site}` and `{station}` are
+    replaced by its ids, so each station has its own credential (`facility broker config`
+    writes the broker's side). The password comes from the environment variable
+    password_env, one per station on its box (systemd: /etc/facility/gateway-SITE-STATION.env).
+    """
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=0, le=65535)
@@ -172,6 +178,32 @@ class Uplink(Strict):
     ca_file: str | None = None
     username: str | None = None
     password_env: str | None = None  # name of the environment variable holding it
+    cert_file: str | None = None  # a client certificate (TLS client authentication)
+    key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> Uplink:
+        for field in ("username", "cert_file", "key_file"):
+            value = getattr(self, field)
+            if value is not None:
+                try:
+                    value.format(site="s", station="s")
+                except (KeyError, IndexError, ValueError) as exc:
+                    raise ValueError(
+                        f"{field}: only {{site}} and {{station}} may stand in braces ({exc})"
+                    ) from None
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+    def username_for(self, site: str, station: str) -> str | None:
+        return None if self.username is None else self.username.format(site=site, station=station)
+
+    def cert_chain_for(self, site: str, station: str) -> tuple[str, str] | None:
+        if self.cert_file is None or self.key_file is None:
+            return None
+        names = {"site": site, "station": station}
+        return self.cert_file.format(**names), self.key_file.format(**names)
 
 
 class GatewaySettings(Strict):

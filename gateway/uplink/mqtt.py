@@ -136,13 +136,16 @@ class Uplink:
         password = os.environ.get(up.password_env) if up.password_env else None
         tls: dict[str, Any] = {}
         if up.tls:
-            tls["tls_context"] = ssl.create_default_context(cafile=up.ca_file)
+            context = ssl.create_default_context(cafile=up.ca_file)
+            if (chain := up.cert_chain_for(self.site, self.station)) is not None:
+                context.load_cert_chain(*chain)
+            tls["tls_context"] = context
         return aiomqtt.Client(
             up.host,
             up.port,
             identifier=self.client_id,
             will=will,
-            username=up.username,
+            username=up.username_for(self.site, self.station),
             password=password,
             timeout=10,
             clean_session=False,
