@@ -6,9 +6,10 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
-# fonts-wqy-zenhei: the sites' names are Chinese; reports and the console print them
+# fonts-wqy-zenhei: the sites' names are Chinese; reports and the console print them.
+# systemd (systemd-analyze) and openssl: the install tests and `facility broker config`.
 SYSTEM_PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics mbpoll socat chromium
-  fonts-wqy-zenhei)
+  fonts-wqy-zenhei systemd openssl)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
