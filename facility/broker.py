@@ -110,7 +110,7 @@ def ingest_credential(name: str) -> Credential:
     return Credential(
         username=name,
         env_name=INGEST_PASSWORD_ENV,
-        env_file=f"ingest-{name}.env",
+        env_file=f"{name}.env",  # the unit facility-ingest@NAME reads /etc/facility/NAME.env
         publish=(f"{TOPIC_ROOT}/+/+/ack",),
         subscribe=(f"{TOPIC_ROOT}/+/+/up", f"{TOPIC_ROOT}/+/+/status"),
         comment=f"ingest instance {name}",

@@ -35,8 +35,12 @@ def config(
     path: SitePath,
     out: Annotated[Path, typer.Option(help="Folder to write into (created).")],
     ingest: Annotated[
-        list[str], typer.Option(help="An ingest instance's broker user (repeat for several).")
-    ] = ["ingest"],  # noqa: B006 (typer reads the default, never mutates it)
+        list[str],
+        typer.Option(
+            help="An ingest instance's broker user, named as its systemd instance "
+            "(facility-ingest@NAME; repeat for several)."
+        ),
+    ] = ["ingest-1"],  # noqa: B006 (typer reads the default, never mutates it)
     port: Annotated[int, typer.Option(help="The TLS listener's port.")] = 8883,
     bind: Annotated[str | None, typer.Option(help="Listen on this address only.")] = None,
     cert: Annotated[
@@ -95,7 +99,8 @@ def config(
         f"  {broker_dir}/passwords, acl{', tls/' if cert is None else ''} -> {install_dir}/ "
         "(readable by the mosquitto user only)\n"
         f"  {secrets_dir}/gateway-SITE-STATION.env -> /etc/facility/ on that station's box; "
-        f"ingest-NAME.env -> the ingest host (mode 0640, group facility)",
+        "NAME.env of each ingest instance -> /etc/facility/ on the ingest host "
+        "(mode 0640, group facility)",
         highlight=False,
     )
 

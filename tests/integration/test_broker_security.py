@@ -142,8 +142,8 @@ async def ingest_receiver(secured: SecuredBroker) -> AsyncIterator[Receiver]:
         "127.0.0.1",
         secured.port,
         client_id="ingest-1",
-        username="ingest",
-        password=secured.password("ingest-ingest.env"),
+        username="ingest-1",
+        password=secured.password("ingest-1.env"),
         tls_context=secured.tls(),
         topics=subscription_topics((), "ingest"),
     )
@@ -222,7 +222,7 @@ async def test_a_gateway_cannot_publish_or_read_another_stations_topics(
 ) -> None:
     xiba = secured.password("gateway-fengshou-xiba.env")
     async with (
-        secured.client("ingest", secured.password("ingest-ingest.env"), "watch") as watch,
+        secured.client("ingest-1", secured.password("ingest-1.env"), "watch") as watch,
         secured.client("fengshou-xiba", xiba, "facility-gw-fengshou-xiba") as gateway,
     ):
         await watch.subscribe("facility/v1/+/+/up", qos=1)
@@ -287,7 +287,7 @@ def test_a_rerun_keeps_passwords_rotate_changes_them(
     assert sorted(first) == [
         "gateway-fengshou-sankeshu.env",
         "gateway-fengshou-xiba.env",
-        "ingest-ingest.env",
+        "ingest-1.env",
     ]
     assert all(oct(p.stat().st_mode)[-3:] == "600" for p in (out / "secrets").iterdir())
     ca = (out / "mosquitto" / "tls" / "ca.crt").read_bytes()
