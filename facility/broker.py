@@ -224,6 +224,7 @@ def make_private_ca(folder: Path, hostnames: Sequence[str]) -> tuple[Path, Path,
 
 
 def issue_client_cert(folder: Path, name: str, ca_key: Path, ca_crt: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
     return _issue(folder, f"client-{name}", name, ca_key, ca_crt, (), server=False)
 
 

@@ -316,3 +316,39 @@ def test_a_site_without_per_station_users_is_refused_with_file_and_field(
     assert f"{file}:" in result.output and "gateway.uplink.username" in result.output
     assert "would share the user 'fengshou'" in result.output
     assert not (tmp_path / "secrets").exists(), "nothing written from a refused model"
+
+
+async def test_client_certificates_when_asked_a_password_alone_is_refused(
+    demo_config: SiteConfig, tmp_path: Path
+) -> None:
+    port = free_port()
+    out = tmp_path / "broker"
+    site_dir = tmp_path / "site"
+    ca = out / "mosquitto" / "tls" / "ca.crt"
+    write_site(secured_site(demo_config, site_dir, port, ca), site_dir)
+    broker_config(site_dir, out, port, "--client-certs")
+    assert "require_certificate true" in (out / "mosquitto" / "facility.conf").read_text()
+    proc = start_mosquitto(out, port)
+    secured = SecuredBroker(port, out, site_dir, proc)
+    password = secured.password("gateway-fengshou-xiba.env")
+    try:
+        with pytest.raises(aiomqtt.MqttError):
+            async with secured.client("fengshou-xiba", password, "no-cert"):
+                pass
+        with_cert = secured.tls()
+        clients = out / "clients"
+        with_cert.load_cert_chain(
+            clients / "client-fengshou-xiba.crt", clients / "client-fengshou-xiba.key"
+        )
+        async with aiomqtt.Client(
+            "127.0.0.1",
+            port,
+            username="fengshou-xiba",
+            password=password,
+            tls_context=with_cert,
+            timeout=5,
+        ) as client:
+            await client.publish(topic("fengshou", "xiba", "status"), b"own", qos=1)
+    finally:
+        proc.kill()
+        proc.wait(10)
