@@ -146,3 +146,26 @@ def test_install_refuses_misuse_with_usage_or_a_reason(tmp_path: Path) -> None:
         ["bash", INSTALL, "--root", str(tmp_path), "upgrade"], capture_output=True, text=True
     )
     assert nothing.returncode == 1 and "nothing installed" in nothing.stderr
+
+
+@pytest.mark.soak
+def test_install_central_in_a_throwaway_root_gives_a_valid_ingest_config(
+    dist: Dist, tmp_path: Path
+) -> None:
+    """About 90 s: the `central` extra is big (matplotlib, FastAPI, Grafana libraries)."""
+    root = throwaway_root(tmp_path / "root")
+    out = install(root, "--from", dist.wheel, "central")
+    assert "systemctl enable --now facility-ingest@ingest-1" in out
+    etc = root / "etc/facility"
+    for name in ("ingest-1.yaml", "ingest.env", "alarms/rules.yaml", "alarms/api-tokens.yaml"):
+        assert stat.S_IMODE((etc / name).stat().st_mode) == 0o640, name
+    shutil.copytree(DEMO_SITE, etc / "sites", dirs_exist_ok=True)
+    python = root / "opt/facility/venv/bin/python"
+    probe = (
+        "import sys; from pathlib import Path; from ingest.config import load_ingest_config\n"
+        "c = load_ingest_config(Path(sys.argv[1]))\n"
+        "print(c.settings.site_config, c.dead_letters_path, len(c.site.sites))"
+    )
+    answer = run_ok([python, "-c", probe, etc / "ingest-1.yaml"], cwd=tmp_path).split()
+    assert answer == ["sites", "/var/lib/facility/ingest/ingest-1/dead-letters.sqlite", "6"]
+    assert (root / "etc/systemd/system/facility-ingest@.service").exists()
