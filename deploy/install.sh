@@ -174,6 +174,9 @@ upgrade() {
   local role
   role="$(cat "$OPT/role")"
   install_venv "$role"
+  # A checkout's code changes without its version number: replace the package itself
+  # even when pip thinks the version is already there (dependencies stay as resolved).
+  "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "$SRC"
   local units
   units="$(installed_units || true)"
   if [ -n "$units" ]; then
