@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Ident = str  # validated by IDENT_PATTERN
 IDENT_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -181,17 +181,20 @@ class Uplink(Strict):
     cert_file: str | None = None  # a client certificate (TLS client authentication)
     key_file: str | None = None
 
+    @field_validator("username", "cert_file", "key_file")
+    @classmethod
+    def _placeholders(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                value.format(site="s", station="s")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"only {{site}} and {{station}} may stand in braces, not {exc}"
+                ) from None
+        return value
+
     @model_validator(mode="after")
-    def _placeholders(self) -> Uplink:
-        for field in ("username", "cert_file", "key_file"):
-            value = getattr(self, field)
-            if value is not None:
-                try:
-                    value.format(site="s", station="s")
-                except (KeyError, IndexError, ValueError) as exc:
-                    raise ValueError(
-                        f"{field}: only {{site}} and {{station}} may stand in braces ({exc})"
-                    ) from None
+    def _pair(self) -> Uplink:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
         return self
