@@ -34,7 +34,8 @@ if [ ! -f "$stamp" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -e "$REPO[dev]"
-  "$VENV/bin/python" -c 'import facility, simulators, pymodbus, aiomqtt' # fail loudly if incomplete
+  # fail loudly if incomplete: dev must pull the central extra too
+  "$VENV/bin/python" -c 'import facility, simulators, pymodbus, aiomqtt, fastapi, matplotlib, apprise, pytest'
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi
