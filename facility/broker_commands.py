@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from facility.broker import (
     Credential,
@@ -87,21 +88,24 @@ def config(
         if client_certs:
             _client_certs(credentials, out, broker_dir, ca)
     except RuntimeError as exc:
-        err.print(f"[red]error[/red] {exc}")
+        err.print(f"[red]error[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     conf = mosquitto_conf(install_dir, tls, port, bind, client_certs)
     (broker_dir / "facility.conf").write_text(conf)
     gateways = sum(1 for c in credentials if c.env_file.startswith("gateway-"))
+    tls_files = ", tls/" if cert is None else ""
+    console.print("[green]ok[/green] ", end="")
     console.print(
-        f"[green]ok[/green] {gateways} gateway and {len(ingest)} ingest credentials, ACL and "
-        f"a TLS listener on port {port} in {out}\n"
+        f"{gateways} gateway and {len(ingest)} ingest credentials, ACL and a TLS listener "
+        f"on port {port} in {out}\n"
         f"  {broker_dir}/facility.conf -> /etc/mosquitto/conf.d/facility.conf\n"
-        f"  {broker_dir}/passwords, acl{', tls/' if cert is None else ''} -> {install_dir}/ "
+        f"  {broker_dir}/passwords, acl{tls_files} -> {install_dir}/ "
         "(readable by the mosquitto user only)\n"
         f"  {secrets_dir}/gateway-SITE-STATION.env -> /etc/facility/ on that station's box; "
         "NAME.env of each ingest instance -> /etc/facility/ on the ingest host "
         "(mode 0640, group facility)",
         highlight=False,
+        markup=False,  # paths are data
     )
 
 
