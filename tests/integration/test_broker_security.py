@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import ssl
 import subprocess
@@ -27,6 +28,7 @@ from facility.config import SiteConfig
 from facility.wire import topic
 from ingest.receiver import Receiver, subscription_topics
 from tests.integration._gateway import one_station, served_at
+from tests.integration._ingest import read_log_until
 from tests.integration.test_gateway_crash import write_site
 from tests.integration.test_gateway_e2e import start_site
 from tests.services import Mosquitto, free_port, require, wait_for_port
@@ -205,7 +207,13 @@ async def test_each_gateway_delivers_with_its_own_credential_a_wrong_one_is_refu
             gateways[0].wait(20)
             wrong = secured.password("gateway-fengshou-sankeshu.env")
             gateways[0] = start_gateway(secured, site_dir, "xiba", tmp_path / "xiba-2", wrong)
-            await asyncio.sleep(4.0)
+            said = await asyncio.to_thread(
+                read_log_until, gateways[0], "connection refused by the broker", 30
+            )
+            refusal = json.loads(next(line for line in said.splitlines() if "refused" in line))
+            assert refusal["level"] == "error", refusal
+            assert "not authori" in refusal["msg"].lower(), refusal  # the broker's own reason
+            await asyncio.sleep(2.0)
             assert receiver.per_station[("fengshou", "xiba")] == before
             assert gateways[0].poll() is None, "the gateway keeps running and retrying"
             log = (secured.out / "mosquitto.log").read_text()
