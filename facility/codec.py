@@ -60,6 +60,12 @@ _STRUCT: dict[DataType, str] = {
     DataType.FLOAT64: "d",
 }
 
+
+def struct_code(data_type: DataType) -> str:
+    """The struct format letter of a numeric type."""
+    return _STRUCT[data_type]
+
+
 INTEGER_TYPES = frozenset(
     {
         DataType.INT16,

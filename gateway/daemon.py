@@ -28,12 +28,14 @@ from gateway.normalise import ReportByException
 from gateway.outbox import Outbox, OutboxConfig, OutboxDiskFull
 from gateway.telemetry import Counters, CpuMeter, RateMeter, health_readings, rss_mb
 from gateway.uplink.mqtt import Uplink
+from gateway.write_behind import WriteBehind
 
 log = logging.getLogger(__name__)
 
 RESTART_MIN_S = 0.5
 RESTART_MAX_S = 30.0
 STALL_FACTOR = 3.0
+GATE_EVERY_S = 0.02  # how often overload control looks at the live backlog
 
 
 @dataclass
@@ -56,6 +58,8 @@ class Gateway:
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     mqtt: MqttDevices | None = None
     started_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    _gate_open: bool = True
+    _gate_checked: float = 0.0
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -78,6 +82,7 @@ class Gateway:
         self.rbe = ReportByException(
             settings.report_by_exception, int(settings.max_silence_s * 1000), self._deadbands()
         )
+        self.write_behind = WriteBehind(self._store)
 
     @property
     def site(self) -> Site:
@@ -105,11 +110,25 @@ class Gateway:
     def accept(self, readings: list[Reading]) -> bool:
         """Everything a driver acquired enters here, once, on its way to the outbox.
         True once committed (or nothing was left to keep); False: the disk is full."""
+        kept = self.acquired(readings)
+        return self._store(kept) if kept else True
+
+    def _accept_polled(self, readings: list[Reading]) -> None:
+        """Polled readings (a register can be read again: nothing to hold back) are
+        committed with the rest of their short window (gateway/write_behind.py): one
+        transaction for many polls."""
+        kept = self.acquired(readings)
+        if kept:
+            self.write_behind.add(kept)
+
+    def acquired(self, readings: list[Reading]) -> list[Reading]:
+        """Every reading a driver acquired passes here once; returns those to keep."""
         self.counters.readings_in += len(readings)
         kept = self.rbe.filter(readings)
         self.counters.readings_suppressed += len(readings) - len(kept)
-        if not kept:
-            return True
+        return kept
+
+    def _store(self, kept: list[Reading]) -> bool:
         try:
             self.outbox.put(kept)
         except OutboxDiskFull as exc:
@@ -119,8 +138,19 @@ class Gateway:
         self.uplink.data_ready()
         return True
 
-    def _accept_polled(self, readings: list[Reading]) -> None:
-        self.accept(readings)  # a register can be read again: nothing to hold back
+    def _may_poll(self) -> bool:
+        """Overload control: while more than a batch of live readings waits for an uplink
+        that could send it, new polls are skipped (and counted), so that sending and acks
+        get the CPU first and the live lag stays short. An uplink that waits for acks or
+        for its link is not short of CPU: polling goes on (the outbox keeps the backlog)."""
+        now = time.monotonic()
+        if now - self._gate_checked >= GATE_EVERY_S:
+            self._gate_checked = now
+            self._gate_open = not self.uplink.can_send or (
+                self.outbox.live_pending(time.time_ns() // 1_000_000)
+                <= self.settings.batch_max_readings
+            )
+        return self._gate_open
 
     # --- building the drivers --------------------------------------------------------
 
@@ -154,7 +184,7 @@ class Gateway:
         devices = self._bus_devices(bus)
         if not devices:
             return
-        worker = BusWorker(bus, devices, self._accept_polled)
+        worker = BusWorker(bus, devices, self._accept_polled, may_poll=self._may_poll)
         task = self._supervise(f"bus {bus.id}", worker.run)
         self.buses[bus.id] = BusTask(worker, task, self._bus_spec(bus))
 
@@ -234,6 +264,10 @@ class Gateway:
             "dropped_age": stats.dropped_readings_age,
             "dropped_disk_full": self.counters.readings_lost_disk_full,
             "poll_overruns": sum(d.overruns for d in devices),
+            **{
+                f"poll_overruns_{bus_id}": sum(d.overruns for d in bus.worker.devices)
+                for bus_id, bus in self.buses.items()
+            },
             "devices_failing": sum(1 for d in devices if not d.status.ok),
             "device_errors": sum(d.status.failures for d in devices),
             "uplink_connected": up.connected,
@@ -296,6 +330,7 @@ class Gateway:
     async def stop(self, grace_s: float = 5.0) -> None:
         for bus in self.buses.values():
             await cancel_and_wait(bus.task)
+        self.write_behind.flush()
         if "mqtt devices" in self.tasks:
             await cancel_and_wait(self.tasks.pop("mqtt devices"))
         await cancel_and_wait(self.tasks.pop("health"))

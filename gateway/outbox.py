@@ -2,8 +2,9 @@
 
 Store and forward on the gateway's own disk, in one SQLite file in WAL mode.
 
-* Chunks, not rows: each put() stores one chunk (typically one device poll) as one table
-  row, so a reading costs a JSON encode and a share of one B-tree insert and one commit.
+* Chunks, not rows: each put() stores one chunk (a write-behind window of polls, or one
+  device message) as one table row, so a reading costs a JSON encode and a share of one
+  B-tree insert and one commit.
   A chunk's body is its rows as JSON arrays joined by newlines (the encoder escapes every
   control character, so a newline never occurs inside a row), zlib-compressed by default.
 * End-to-end acknowledgement: take() leases chunks to the uplink, and only ack(lease) --
@@ -182,6 +183,7 @@ class _Change:
     readings: int = 0
     bytes: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+    stored: list[tuple[int, int, int]] = field(default_factory=list)  # id, newest_ts, count
 
     def bump(self, counter: str, by: int) -> None:
         self.counters[counter] = self.counters.get(counter, 0) + by
@@ -251,6 +253,9 @@ class Outbox:
         self._next_lease = secrets.randbits(40) + 1
         self._last_expiry_ms: int | None = None
         self._pending_disk_full = 0  # counted when the disk was too full to write it
+        # Chunks this process stored and nobody acked yet: chunk id -> (newest_ts, count),
+        # for live_pending() without a query (overload control asks often).
+        self._recent: dict[int, tuple[int, int]] = {}
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             self._configure(max_pages)
@@ -311,9 +316,11 @@ class Outbox:
             change.bump("dropped_readings_overflow", chunk.count)
             change.bump("dropped_chunks", 1)
             return change
-        self._db.execute(
+        cursor = self._db.execute(
             _INSERT, (chunk.oldest_ts, chunk.newest_ts, chunk.count, chunk.size, chunk.body)
         )
+        if cursor.lastrowid is not None:
+            change.stored.append((cursor.lastrowid, chunk.newest_ts, chunk.count))
         change.chunks += 1
         change.readings += chunk.count
         change.bytes += chunk.size
@@ -353,6 +360,8 @@ class Outbox:
         change.bump("dropped_chunks", chunks)
 
     def _delete(self, chunk_ids: list[int] | tuple[int, ...]) -> tuple[int, int, int]:
+        for cid in chunk_ids:
+            self._recent.pop(cid, None)  # a rolled-back delete only makes this undercount
         gone = self._db.execute(_DELETE, (json.dumps(chunk_ids),)).fetchall()
         return len(gone), sum(row[0] for row in gone), sum(row[1] for row in gone)
 
@@ -388,10 +397,29 @@ class Outbox:
         self._chunks += change.chunks
         self._readings += change.readings
         self._bytes += change.bytes
+        for cid, newest, count in change.stored:
+            self._recent[cid] = (newest, count)
+        if change.stored:  # oldest first: forget what left the live window (bounded memory)
+            cutoff = self._clock() - int(self.config.live_window_s * 1000)
+            while self._recent:
+                first = next(iter(self._recent))
+                if self._recent[first][0] >= cutoff:
+                    break
+                del self._recent[first]
         for name, delta in change.counters.items():
             self._counters[name] += delta
         if "disk_full_errors" in change.counters:
             self._pending_disk_full = 0
+
+    def live_pending(self, now_ms: int) -> int:
+        """Readings of the live lane not yet leased (of chunks this process stored): what
+        the uplink still has to send to be current. Forgets chunks past the live window."""
+        cutoff = now_ms - int(self.config.live_window_s * 1000)
+        with self._lock:
+            stale = [cid for cid, (newest, _) in self._recent.items() if newest < cutoff]
+            for cid in stale:
+                del self._recent[cid]
+            return sum(count for cid, (_, count) in self._recent.items() if cid not in self._leased)
 
     # -- forwarding ------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 from facility.aio import honour_cancellation
 from facility.codec import CodecError
 from facility.profile import ModbusProfile, Table
+from facility.registers import SignalDecoder, signal_decoder
 from facility.site import Bus, Transport
 from facility.wire import STATUS_SIGNALS, Reading, Value
 from gateway.modbus.planner import ReadRequest, RequestPlan, plan_reads
@@ -36,6 +37,8 @@ BUSY_RETRIES = 2
 BUSY_RETRY_S = 0.05
 BACKOFF_MAX_S = 60.0
 BUS_RESET_AFTER = 5  # consecutive timeouts on a bus before the connection is reopened
+STATUS_EVERY_S = 0.5  # unchanged device status is reported at most this often
+HOLD_S = 0.01  # a bus held back by overload control looks again after this
 
 Emit = Callable[[list[Reading]], None]
 
@@ -81,7 +84,22 @@ class PolledDevice:
     interval_s: float
     status: DeviceStatus = field(default_factory=DeviceStatus)
     next_due: float = 0.0  # monotonic seconds
-    overruns: int = 0
+    overruns: int = 0  # polls skipped: not finished in time, or held back for the uplink
+    _status_sent: tuple[bool, str, int, int] | None = None
+    _status_at: float = -math.inf
+
+    def status_due(self, now: float) -> bool:
+        """Status readings when the status changed, else at most every STATUS_EVERY_S:
+        at 100 ms polls, six status readings a poll would cost a fifth of the readings."""
+        s = self.status
+        key = (s.ok, s.error, s.exception_code, s.consecutive_failures)
+        # Half an interval of slack: a device polled every STATUS_EVERY_S reports each poll.
+        if key == self._status_sent and now - self._status_at < STATUS_EVERY_S - (
+            self.interval_s / 2
+        ):
+            return False
+        self._status_sent, self._status_at = key, now
+        return True
 
     def backoff_s(self) -> float:
         failures = self.status.consecutive_failures
@@ -135,6 +153,8 @@ class BusWorker:
     timeouts_in_a_row: int = 0
     reconnects: int = 0
     last_poll_done: float = field(default_factory=time.monotonic)  # for stall detection
+    may_poll: Callable[[], bool] = lambda: True  # False: skip this poll (overload control)
+    _decoders: dict[int, tuple[ReadRequest, RequestDecoder]] = field(default_factory=dict)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -146,22 +166,36 @@ class BusWorker:
                 delay = device.next_due - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                elif delay < -device.interval_s:
+                if not self.may_poll():  # the uplink is behind: it gets the CPU first
                     device.overruns += 1
+                    self.last_poll_done = time.monotonic()  # skipping on purpose: not stalled
+                    device.next_due = max(device.next_due + device.interval_s, loop.time())
+                    await asyncio.sleep(HOLD_S)  # never spin: the uplink must run meanwhile
+                    continue
                 await self.poll(device)
                 honour_cancellation()
-                device.next_due = (
-                    max(device.next_due + device.interval_s, loop.time())
-                    if device.status.ok
-                    else loop.time() + device.backoff_s()
-                )
+                self._schedule(device, loop.time())
         finally:
             self.close()
+
+    def _schedule(self, device: PolledDevice, now: float) -> None:
+        """The next poll on the device's grid. Slots that passed while this poll ran (or
+        while the gateway was overloaded) are skipped and counted, never queued."""
+        if not device.status.ok:
+            device.next_due = now + device.backoff_s()
+            return
+        due = device.next_due + device.interval_s
+        if due <= now:
+            missed = int((now - due) // device.interval_s) + 1
+            device.overruns += missed
+            due += missed * device.interval_s
+        device.next_due = due
 
     async def poll(self, device: PolledDevice) -> None:
         started = time.perf_counter()
         status = device.status
         status.polls += 1
+        readings: list[Reading] = []
         try:
             await self._connect()
             readings = await self._read_device(device)
@@ -172,9 +206,12 @@ class BusWorker:
             status.consecutive_failures = 0
             status.rtt_ms = (time.perf_counter() - started) * 1000
             status.last_success_ms = now_ms()
-            self.emit(readings)
-        self.emit(status.readings(device.asset, now_ms()))
-        self.last_poll_done = time.monotonic()
+        now = time.monotonic()
+        if device.status_due(now):
+            readings.extend(status.readings(device.asset, now_ms()))
+        if readings:
+            self.emit(readings)  # values and status together: one hand-over a poll
+        self.last_poll_done = now
 
     def _failed(self, device: PolledDevice, failure: PollFailure) -> None:
         status = device.status
@@ -209,13 +246,19 @@ class BusWorker:
             data = await self._request(device, request)
             ts = now_ms()
             try:
-                decoded = request.decode(device.profile, data)
+                out.extend(self._decoder(device, request)(device.asset, ts, data))
             except (CodecError, IndexError) as exc:
                 raise PollFailure(f"undecodable response: {exc}") from exc
-            out.extend(_reading(device.asset, s.name, ts, v) for s, v in decoded)
             if self.bus.pause_ms:
                 await asyncio.sleep(self.bus.pause_ms / 1000)
         return out
+
+    def _decoder(self, device: PolledDevice, request: ReadRequest) -> RequestDecoder:
+        known = self._decoders.get(id(request))
+        if known is None or known[0] is not request:  # the request object is the key
+            known = (request, request_decoder(device.profile, request))
+            self._decoders[id(request)] = known
+        return known[1]
 
     async def _request(self, device: PolledDevice, request: ReadRequest) -> Sequence[Any]:
         read = getattr(self.client, READERS[request.table])
@@ -267,6 +310,39 @@ def _reading(asset: str, signal: str, ts_ms: int, value: Value) -> Reading:
     if isinstance(value, float) and not math.isfinite(value):
         return Reading(asset, signal, ts_ms, None, "b")
     return Reading(asset, signal, ts_ms, value)
+
+
+RequestDecoder = Callable[[str, int, Sequence[Any]], list[Reading]]
+
+
+def request_decoder(profile: ModbusProfile, request: ReadRequest) -> RequestDecoder:
+    """ReadRequest.decode made once per request: each signal's offset, width and decoder
+    chosen at set-up, so a poll only slices and converts (same values, same errors)."""
+    bits = request.table.is_bit_table
+    count = request.count
+    parts: list[tuple[str, int, int, SignalDecoder]] = []
+    for signal in request.signals:
+        at = profile.protocol_address(signal) - request.address
+        if at < 0 or at + signal.count > count:
+            raise CodecError(
+                f"{signal.name!r} lies outside {request.table.value} "
+                f"{request.address}+{count} (request planned from another profile?)"
+            )
+        parts.append(
+            (signal.name, at, at + (1 if bits else signal.count), signal_decoder(profile, signal))
+        )
+
+    def decode(asset: str, ts: int, data: Sequence[Any]) -> list[Reading]:
+        if len(data) < count if bits else len(data) != count:
+            unit = "bits" if bits else "registers"
+            raise CodecError(
+                f"{request.table.value} {request.address}+{count}: response has {len(data)} {unit}"
+            )
+        if bits:
+            data = [int(b) for b in data[:count]]
+        return [_reading(asset, name, ts, fn(data[lo:hi])) for name, lo, hi, fn in parts]
+
+    return decode
 
 
 def build_device(

@@ -288,5 +288,10 @@ class Uplink:
                 )
 
     @property
+    def can_send(self) -> bool:
+        """Connected, with room for another batch: what it lacks now is data or CPU."""
+        return self.stats.connected and len(self._in_flight) < self.settings.in_flight_batches
+
+    @property
     def in_flight_readings(self) -> int:
         return sum(f.lease.count for f in self._in_flight.values())

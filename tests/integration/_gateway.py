@@ -44,13 +44,13 @@ class Recorder:
 
     def __init__(self, gateway: Gateway) -> None:
         self.readings: list[Reading] = []
-        inner = gateway.accept
+        inner = gateway.acquired
 
-        def accept(readings: list[Reading]) -> bool:
+        def acquired(readings: list[Reading]) -> list[Reading]:
             self.readings.extend(readings)
             return inner(readings)
 
-        gateway.accept = accept  # type: ignore[method-assign]
+        gateway.acquired = acquired  # type: ignore[method-assign]
 
     def keys(self, station: str, kind: str = "v") -> set[tuple[str, str, str, str, int]]:
         return {

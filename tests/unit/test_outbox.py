@@ -166,6 +166,27 @@ def test_live_window_moves_with_now(tmp_path: Path) -> None:
         assert lease is not None and lease.count == 10
 
 
+def test_live_pending_counts_fresh_unleased_readings_only(tmp_path: Path) -> None:
+    """What overload control asks: live readings the uplink has still to send."""
+    clock = Clock()
+    with Outbox(tmp_path / "o.db", OutboxConfig(live_window_s=10), clock=clock) as outbox:
+        outbox.put(readings(7, NOW - HOUR_MS))  # a backlog is not live
+        outbox.put(readings(10, NOW - 1000, tag=1))
+        outbox.put(readings(20, NOW - 500, tag=2))
+        assert outbox.live_pending(NOW) == 30
+        lease = must_take(outbox, "live", limit=10)
+        assert tags(lease) == [1] and outbox.live_pending(NOW) == 20
+        outbox.release(lease.lease_id)
+        assert outbox.live_pending(NOW) == 30  # released: to be sent again
+        lease = must_take(outbox, "live", limit=10)
+        outbox.ack(lease.lease_id)
+        assert outbox.live_pending(NOW) == 20  # acked: gone
+        assert outbox.live_pending(NOW + 20_000) == 0  # out of the live window
+        clock.now_ms = NOW + 60_000
+        outbox.put(readings(5, NOW + 60_000, tag=3))
+        assert outbox.live_pending(NOW + 60_000) == 5
+
+
 # -- bounds -------------------------------------------------------------------------------
 
 

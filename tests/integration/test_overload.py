@@ -1,0 +1,241 @@
+"""Overload control against real Modbus servers and a real broker (issue 16).
+
+A device that answers slower than its poll interval has its missed polls skipped and
+counted in `poll_overruns`, never queued; an uplink slower than acquisition makes the bus
+workers skip polls (counted) instead of piling up a live backlog, and what was acquired
+is still delivered. Slowness comes from a relay that holds every byte for a while, as a
+radio link or an overloaded converter does; the servers and the broker are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from facility.aio import cancel_and_wait
+from facility.codec import DataType
+from facility.config import SiteConfig
+from facility.profile import ModbusProfile, ModbusSignal, Table
+from facility.registers import RegisterImage
+from facility.site import (
+    Asset,
+    AssetKind,
+    Bus,
+    GatewaySettings,
+    ModbusAddress,
+    Site,
+    Station,
+    Transport,
+)
+from gateway.daemon import Gateway
+from gateway.modbus.poller import BusWorker, build_device
+from gateway.telemetry import CpuMeter, RateMeter
+from simulators.modbus_server import BusServer
+from tests.integration._gateway import Recorder
+from tests.receiver import Receiver
+from tests.services import Mosquitto
+
+REGISTERS = 30
+
+
+@dataclass
+class SlowLink:
+    """A TCP relay that holds every byte `delay_s` before passing it on, both ways."""
+
+    target_port: int
+    delay_s: float
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            pass  # cancelled: stop() is closing the relay
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def forward() -> None:
+            while True:
+                at, data = await queue.get()
+                if not data:
+                    return
+                await asyncio.sleep(max(0.0, at - loop.time()))
+                writer.write(data)
+                await writer.drain()
+
+        forwarder = asyncio.create_task(forward())
+        try:
+            while data := await reader.read(65536):
+                queue.put_nowait((loop.time() + self.delay_s, data))
+            queue.put_nowait((0.0, b""))
+            await forwarder
+        finally:
+            forwarder.cancel()
+            with contextlib.suppress(Exception):
+                writer.close()
+
+
+def small_device() -> ModbusProfile:
+    return ModbusProfile(
+        profile="small_meter",
+        protocol="modbus",
+        signals=[
+            ModbusSignal(name=f"r{i:02d}", table=Table.HOLDING, address=i, type=DataType.UINT16)
+            for i in range(REGISTERS)
+        ],
+    )
+
+
+async def serve(devices: int) -> BusServer:
+    profile = small_device()
+    images = {unit: RegisterImage(profile) for unit in range(1, devices + 1)}
+    for unit, image in images.items():
+        image.write_values({s.name: unit * 100 + i for i, s in enumerate(profile.signals)})
+    server = BusServer(Bus(id="meters", transport=Transport.TCP, port=0), images)
+    await server.start()
+    for unit in images:
+        await server.push(unit)
+    return server
+
+
+async def test_a_slow_device_has_every_missed_poll_counted_and_none_queued() -> None:
+    server = await serve(1)
+    link = SlowLink(server.port, delay_s=0.15)  # a reply takes >= 0.3 s; polls are due every 0.1 s
+    await link.start()
+    device = build_device("meter", 1, small_device(), interval_s=0.1, max_gap=8)
+    emitted: list[int] = []
+    worker = BusWorker(
+        Bus(id="slow", transport=Transport.TCP, port=link.port, timeout_s=3.0),
+        [device],
+        lambda readings: emitted.append(len(readings)),
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(300):
+            if device.status.polls - device.status.failures >= 6:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        elapsed = loop.time() - started
+        await link.stop()
+        await server.stop()
+    polls = device.status.polls
+    assert device.status.failures == 0, device.status.error
+    assert polls >= 6
+    # Each poll lasts at least three intervals: at least two slots pass unpolled each time.
+    assert device.overruns >= 2 * (polls - 1), (polls, device.overruns)
+    # Skipped, never queued: polls and skips together fit the slots that passed.
+    assert polls + device.overruns <= elapsed / 0.1 + 2, (polls, device.overruns, elapsed)
+    assert sum(emitted) >= (polls - 1) * REGISTERS  # the last poll may have been cut short
+
+
+def meters_site(tmp: Path, port: int, devices: int) -> SiteConfig:
+    profile = small_device()
+    settings = GatewaySettings(poll_s=0.05, health_every_s=60, batch_max_readings=300)
+    assets = [Asset(id="gateway", kind=AssetKind.GATEWAY)] + [
+        Asset(
+            id=f"meter_{unit:02d}",
+            kind=AssetKind.PUMP,
+            profile=profile.profile,
+            modbus=ModbusAddress(bus="meters", unit_id=unit),
+        )
+        for unit in range(1, devices + 1)
+    ]
+    bus = Bus(id="meters", transport=Transport.TCP, port=port)
+    site = Site(
+        id="overload",
+        kind="water_supply",
+        gateway=settings,
+        stations=[Station(id="meters", buses=[bus], assets=assets)],
+    )
+    return SiteConfig(root=tmp, sites=[site], profiles={profile.profile: profile})
+
+
+def delivered_values(receiver: Receiver) -> int:
+    return sum(1 for key in receiver.seen if key[1] == "v")
+
+
+async def test_a_slow_uplink_holds_polls_back_and_the_live_backlog_stays_small(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Ten meters at 50 ms acquire thousands of readings/s; the uplink, behind a relay
+    that holds every byte 0.15 s, moves at most 300 readings (one batch) a round trip.
+    Polls must wait for it (skips counted), the outbox must hold about a batch or
+    three, not everything acquired, and every value acquired must still arrive."""
+    server = await serve(10)
+    link = SlowLink(mosquitto.port, delay_s=0.15)
+    await link.start()
+    receiver = Receiver(mosquitto.port)
+    await receiver.start()
+    gateway = Gateway(
+        meters_site(tmp_path, server.port, 10),
+        "overload",
+        "meters",
+        tmp_path / "data",
+        uplink_address=("127.0.0.1", link.port),
+    )
+    recorder = Recorder(gateway)
+    backlog: list[int] = []
+    gateway.start()
+    try:
+        # Until the uplink is up, polling rightly goes on into the outbox: wait until it
+        # is connected and has caught up once, then watch the backlog.
+        for _ in range(1200):
+            if gateway.uplink.stats.connected and gateway.outbox.stats().readings <= 1000:
+                break
+            await asyncio.sleep(0.05)
+        start = delivered_values(receiver)
+        for _ in range(1200):
+            backlog.append(gateway.outbox.stats().readings)
+            if delivered_values(receiver) >= start + 3000:
+                break
+            await asyncio.sleep(0.05)
+        for bus in gateway.buses.values():  # acquisition stops; delivery goes on
+            await cancel_and_wait(bus.task)
+        gateway.write_behind.flush()
+        overruns = sum(d.overruns for d in gateway.buses["meters"].worker.devices)
+        health = {r.signal: r.value for r in gateway.health(RateMeter(), CpuMeter())}
+        acquired = {k for k in recorder.keys("meters") if k[1] == "v"}
+        await receiver.wait_for(lambda: acquired <= set(receiver.seen), 60)
+    finally:
+        await gateway.stop(grace_s=5.0)
+        await receiver.stop()
+        await link.stop()
+        await server.stop()
+    assert len(acquired) >= 3000 and len(backlog) > 10
+    assert overruns > 0, "polls were not held back for the uplink"
+    assert health["poll_overruns"] == overruns == health["poll_overruns_meters"]
+    # Acquisition runs several times faster than delivery: without overload control the
+    # outbox would hold ten thousand readings and more by now.
+    assert max(backlog) <= 3000, f"the live backlog grew to {max(backlog)} readings"
+    assert acquired <= set(receiver.seen)
