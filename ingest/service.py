@@ -76,8 +76,7 @@ def restart_notes(running: IngestConfig, settings: IngestSettings) -> list[str]:
     if now["alarms"] != then["alarms"]:
         changed.append("alarms")
     return [
-        f"{running.file}: ingest.{name} changed: takes effect after a restart"
-        for name in changed
+        f"{running.file}: ingest.{name} changed: takes effect after a restart" for name in changed
     ]
 
 

@@ -221,8 +221,7 @@ def test_every_transformer_winding_above_top_oil_above_air_from_the_start(
         for key in keys:
             v = sim.values(key)
             winding, oil, air = (
-                float(v[name])
-                for name in ("winding_temp_c", "top_oil_temp_c", "ambient_temp_c")
+                float(v[name]) for name in ("winding_temp_c", "top_oil_temp_c", "ambient_temp_c")
             )
             assert winding >= oil >= air, (key, sim.t_ms, winding, oil, air)
             peak[key] = max(peak[key], winding - oil)
