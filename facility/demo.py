@@ -126,6 +126,7 @@ class Demo:
     _history: dict[str, deque[tuple[float, int]]] = field(default_factory=dict)
 
     async def start(self) -> None:
+        self._restart_clock(self.clock.start_ms)
         self.broker = Mosquitto(self.run_dir / "mosquitto", port=self.broker_port)
         self.broker.start()
         address = ("127.0.0.1", self.broker_port)
@@ -226,7 +227,16 @@ class Demo:
     def store(self) -> InfluxStore:
         return self.ingest.store
 
+    def _restart_clock(self, at_ms: int) -> None:
+        """Simulated time from `at_ms` on, from now: starting the broker, InfluxDB and a
+        browser takes seconds (many on a busy machine), minutes of simulated time at 60×
+        that a scenario's first faults would spend with nothing polling them."""
+        self.clock = SimClock(at_ms, self.clock.speed)
+        if hasattr(self, "runner"):
+            self.runner.clock = self.clock
+
     async def run(self, duration_s: float | None) -> None:
+        self._restart_clock(self.source.t_ms)  # everything is up: the scenario runs now
         physics = asyncio.create_task(self.runner.run(duration_s))
         try:
             if self.outage is None:
