@@ -32,7 +32,8 @@ COMMANDS = [
     Lazy(
         "check",
         "facility.cli:check",
-        "Validate a site configuration and its device profiles; list every error found.",
+        "Validate a site configuration and its device profiles, and the alarm rules and\n"
+        "notifier config when given; list every error found in all of them.",
     ),
     Lazy(
         "simulate",
@@ -113,19 +114,27 @@ def _load(path: Path) -> SiteConfig:
         exit_on_config_error(err, exc, path)
 
 
-def check(path: SitePath) -> None:
-    """Validate a site configuration and its device profiles; list every error found."""
+def check(
+    path: SitePath,
+    rules: Annotated[Path | None, typer.Option(help="Alarm rules to check against it.")] = None,
+    notify: Annotated[
+        Path | None, typer.Option(help="Notifier config to check (no secrets needed).")
+    ] = None,
+) -> None:
+    """Validate a site configuration and its device profiles, and the alarm rules and
+    notifier config when given; list every error found in all of them."""
+    from facility.check import check_configs
     from facility.config import config_warnings
-    from facility.console import print_warnings
+    from facility.console import exit_on_config_error, print_warnings
+    from facility.sourcemap import ConfigError
 
-    config = _load(path)
-    print_warnings(err, config_warnings(config))
-    assets = list(config.assets())
-    stations = sum(len(s.stations) for s in config.sites)
-    console.print(
-        f"[green]ok[/green] {escape(str(path))}: {len(config.sites)} sites, {stations} stations, "
-        f"{len(assets)} assets, {len(config.profiles)} device profiles"
-    )
+    report = check_configs(path, rules, notify)
+    if report.site is not None:
+        print_warnings(err, config_warnings(report.site))
+    if report.issues:
+        exit_on_config_error(err, ConfigError(report.issues), path)
+    for line in report.checked:
+        console.print(f"[green]ok[/green] {escape(line)}", highlight=False)
 
 
 def _host_port(text: str | None, option: str) -> tuple[str, int] | None:

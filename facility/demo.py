@@ -1,9 +1,10 @@
 """The demo: a whole simulated site, its gateways, a broker and the ingest's receiver.
 
 One process runs the simulated devices, one gateway per station (each with its own
-outbox), and the receiving end of the ingest, around a private Mosquitto. Part-way
-through, the demo stops the broker for a while, so the outboxes visibly fill up, then
-starts it again and they drain, live data first.
+outbox, its uplink through a link a scenario's `gateway_link_down` can cut), and the
+receiving end of the ingest, around a private Mosquitto. Part-way through, the demo
+stops the broker for a while, so the outboxes visibly fill up, then starts it again and
+they drain, live data first.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dashboards.reports.periods import DEFAULT_HANDOVERS, shift_period
 from facility.alarm_desk import AlarmDesk
 from facility.config import SiteConfig
 from facility.services import InfluxDB, Mosquitto, free_port
-from facility.site import Broker, Uplink
+from facility.site import Broker, Station, Uplink
 from gateway.daemon import Gateway
 from ingest.alarms.book import Transition
 from ingest.config import AlarmSettings, InfluxV1Target, IngestConfig, IngestSettings
@@ -125,15 +126,19 @@ class Demo:
     _history: dict[str, deque[tuple[float, int]]] = field(default_factory=dict)
 
     async def start(self) -> None:
+        self._restart_clock(self.clock.start_ms)
         self.broker = Mosquitto(self.run_dir / "mosquitto", port=self.broker_port)
         self.broker.start()
         address = ("127.0.0.1", self.broker_port)
+        # Every gateway's uplink goes through a cuttable link to the broker, so a
+        # scenario's gateway_link_down cuts that station off as a lost modem would.
         self.runner = SiteRunner(
             self.config,
             self.source,
             self.clock,
             broker=Broker(host=address[0], port=address[1]),
             device_clock=DeviceClock.REAL,  # the gateways check device clocks against theirs
+            uplink_target=address,
         )
         await self.runner.start()
         self.influxdb = InfluxDB(self.run_dir / "influxdb", http_port=free_port())
@@ -168,12 +173,22 @@ class Demo:
                     site.id,
                     station.id,
                     self.run_dir / "gateways",
-                    uplink_address=address,
+                    uplink_address=self._uplink_of(site.id, station, address),
                     devices_address=address,
                 )
                 gateway.start()
                 self.gateways.append(gateway)
         self.started = time.monotonic()
+
+    def _uplink_of(
+        self, site_id: str, station: Station, broker: tuple[str, int]
+    ) -> tuple[str, int]:
+        """Where the station's gateway sends its uplink: its link to the broker."""
+        for asset in station.assets:
+            link = self.runner.links.get((site_id, station.id, asset.id))
+            if link is not None:
+                return link.listen_host, link.listen_port
+        return broker  # a station without a gateway asset has no link to cut
 
     def _ingest_settings(self, broker: tuple[str, int]) -> IngestSettings:
         """What deploy/ingest/ingest.yaml says, pointed at the demo's private servers."""
@@ -212,7 +227,16 @@ class Demo:
     def store(self) -> InfluxStore:
         return self.ingest.store
 
+    def _restart_clock(self, at_ms: int) -> None:
+        """Simulated time from `at_ms` on, from now: starting the broker, InfluxDB and a
+        browser takes seconds (many on a busy machine), minutes of simulated time at 60×
+        that a scenario's first faults would spend with nothing polling them."""
+        self.clock = SimClock(at_ms, self.clock.speed)
+        if hasattr(self, "runner"):
+            self.runner.clock = self.clock
+
     async def run(self, duration_s: float | None) -> None:
+        self._restart_clock(self.source.t_ms)  # everything is up: the scenario runs now
         physics = asyncio.create_task(self.runner.run(duration_s))
         try:
             if self.outage is None:

@@ -23,7 +23,7 @@ from facility.alarm_desk import OPERATOR_USER
 from facility.cli import SitePath, _load, console, err
 from facility.config import SiteConfig
 from facility.demo import Demo, Outage
-from facility.history import InfluxTarget, SimulatedHistory, fill_influx
+from facility.history import InfluxTarget, SimulatedHistory, fill_influx, history_start
 from facility.logs import setup_logging
 from facility.sim_commands import (
     _endpoint_table,
@@ -49,7 +49,8 @@ def history(
     duration: Annotated[str, typer.Option(help="Simulated time (e.g. 1d).")] = "1d",
     scenario: Annotated[Path | None, typer.Option(help="Scenario file (faults).")] = None,
     start: Annotated[
-        str | None, typer.Option(help="Start, ISO 8601; default: that long before now.")
+        str | None,
+        typer.Option(help="Start, ISO 8601; default: the scenario's, else that long before now."),
     ] = None,
     poll: Annotated[str, typer.Option(help="Poll interval of the simulated gateways.")] = "60s",
     rules: Annotated[Path | None, typer.Option(help="Alarm rules (alarm events, KPIs).")] = None,
@@ -62,7 +63,12 @@ def history(
     config = _load(path)
     scen = _scenario(scenario, config)
     seconds = parse_duration(duration)
-    begin = _start_ms(start) if start else int(time.time() * 1000 - seconds * 1000)
+    found = history_start(
+        _start_ms(start) if start else None, scen, seconds, int(time.time() * 1000)
+    )
+    if found.note:
+        console.print(escape(found.note), highlight=False)
+    begin = found.start_ms
     past = SimulatedHistory(config, scen, begin, poll_s=parse_duration(poll))
     t0 = time.perf_counter()
     result = asyncio.run(

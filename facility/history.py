@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -278,7 +279,13 @@ class SimulatedHistory:
     async def _deliver(
         self, batch: Batch, store: InfluxStore, alarms: AlarmPipeline | None, result: HistoryResult
     ) -> None:
-        outcome = await store(batch)
+        if isinstance(store.writer, PooledWriter):
+            store.writer.owner = (batch.site, batch.station)
+        try:
+            outcome = await store(batch)
+        finally:
+            if isinstance(store.writer, PooledWriter):
+                store.writer.owner = NO_STATION
         result.batches += 1
         result.readings += len(batch.readings)
         result.stored += outcome.stored
@@ -307,6 +314,44 @@ def _ack(book: AlarmBook, key: AlarmKey) -> list[Transition]:
         return []
 
 
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class HistoryStart:
+    start_ms: int
+    note: str = ""  # why the start is not the one asked for, for the user
+
+
+def history_start(
+    start_ms: int | None,
+    scenario: Scenario,
+    duration_s: float,
+    now_ms: int,
+    keep_days: int = Retention().raw_days,
+) -> HistoryStart:
+    """Where a history begins: the given start; else the scenario's own (its faults'
+    times are offsets from it, the demo's incidents are a morning's), moved by whole
+    days to the last day it ends before now if it lies outside InfluxDB's raw
+    retention (`keep_days`, 0: forever) or ends in the future; else `duration_s`
+    before now."""
+    length_ms = int(duration_s * 1000)
+    if start_ms is not None:
+        return HistoryStart(start_ms)
+    if scenario.start is None:
+        return HistoryStart(now_ms - length_ms)
+    own = int(scenario.start.timestamp() * 1000)
+    kept_from = now_ms - keep_days * DAY_MS if keep_days else None
+    if own + length_ms <= now_ms and (kept_from is None or own >= kept_from):
+        return HistoryStart(own)
+    moved = own + (now_ms - length_ms - own) // DAY_MS * DAY_MS
+    when = scenario.start.isoformat(sep=" ")
+    why = "ends in the future" if own + length_ms > now_ms else "is older than the retention"
+    shown = datetime.fromtimestamp(moved / 1000, scenario.start.tzinfo).isoformat(sep=" ")
+    note = f"the scenario's start {when} {why}: the same time of day on {shown}"
+    return HistoryStart(moved, note)
+
+
 def open_pipeline(
     rules: Path, config: SiteConfig, book: Path, history: SimulatedHistory, store: InfluxStore
 ) -> AlarmPipeline:
@@ -316,25 +361,45 @@ def open_pipeline(
     return pipeline
 
 
+NO_STATION: StationKey = ("", "")  # lines of no station's batch: alarm events, KPIs
+
+
 @dataclass
 class PooledWriter:
     """Gathers many small batches' lines into few large writes: a day of history is
-    tens of thousands of polls, and one HTTP request each would take minutes. A line
-    InfluxDB refuses is reported with the write that flushed it."""
+    tens of thousands of polls, and one HTTP request each would take minutes.
+
+    A flush holds many stations' lines, so what InfluxDB refuses is filed here, each
+    line under the station whose batch wrote it (`owner` while it wrote), not under
+    whichever batch happened to fill the pool; `write` answers for its own lines only."""
 
     writer: InfluxV1Writer
+    dead_letters: DeadLetters
     flush_at: int = 20_000
-    pending: list[str] = field(default_factory=list)
+    owner: StationKey = NO_STATION
+    pending: list[tuple[str, StationKey]] = field(default_factory=list)
+    refused: int = 0
 
     async def write(self, lines: Sequence[str]) -> WriteResult:
-        self.pending.extend(lines)
-        if len(self.pending) < self.flush_at:
-            return WriteResult(written=len(lines))
-        return await self.flush()
+        self.pending.extend((line, self.owner) for line in lines)
+        if len(self.pending) >= self.flush_at:
+            await self.flush()
+        return WriteResult(written=len(lines))
 
     async def flush(self) -> WriteResult:
-        lines, self.pending = self.pending, []
-        return await self.writer.write(lines) if lines else WriteResult()
+        pending, self.pending = self.pending, []
+        if not pending:
+            return WriteResult()
+        result = await self.writer.write([line for line, _ in pending])
+        if result.rejected:
+            owners = dict(pending)
+            by_station: dict[StationKey, list[tuple[str, str]]] = {}
+            for line, why in result.rejected:
+                by_station.setdefault(owners.get(line, NO_STATION), []).append((line, why))
+            for (site, station), refused in by_station.items():
+                self.dead_letters.add_lines(site, station, refused)
+            self.refused += len(result.rejected)
+        return result
 
 
 @dataclass(frozen=True)
@@ -350,6 +415,7 @@ async def fill_influx(
     rules: Path | None,
     duration_s: float,
     notify: NotifyConfig | None = None,
+    pool_lines: int = 20_000,
 ) -> HistoryResult:
     """Create the schema, deliver the history, then roll it up (the continuous queries
     only look back minutes; this history may be days old). `notify`: the notifier's
@@ -361,10 +427,9 @@ async def fill_influx(
     writer = InfluxV1Writer(target.url, target.database)
     try:
         await init_database(writer, target.database, Retention())
-        pool = PooledWriter(writer)
-        store = InfluxStore(
-            Validator(history.config), pool, DeadLetters(data_dir / "dead-letters.sqlite")
-        )
+        dead_letters = DeadLetters(data_dir / "dead-letters.sqlite")
+        pool = PooledWriter(writer, dead_letters, flush_at=pool_lines)
+        store = InfluxStore(Validator(history.config), pool, dead_letters)
         alarms = None
         if rules is not None:
             alarms = open_pipeline(
@@ -373,6 +438,7 @@ async def fill_influx(
         try:
             result = await history.run(store, alarms, duration_s)
             await pool.flush()
+            result.refused += pool.refused
         finally:
             if alarms is not None:
                 alarms.close()

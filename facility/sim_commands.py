@@ -33,7 +33,7 @@ from simulators.engine import Advance, FeedSource, Simulation
 from simulators.feed import Replay, feed_header
 from simulators.feed import record as record_feed
 from simulators.runner import DeviceClock, SiteRunner
-from simulators.scenario import NOMINAL, Scenario, load_scenario
+from simulators.scenario import NOMINAL, Scenario, link_faults, load_scenario
 
 DISPLAY_TZ = ZoneInfo("Asia/Shanghai")  # the demo sites' time zone; readings stay UTC
 
@@ -101,6 +101,13 @@ def simulate(
     """Serve a simulated site over Modbus and MQTT and show its live readings."""
     config = _load(path)
     scen = _scenario(scenario, config)
+    if uplink is None and link_faults(scen):
+        err.print(
+            f"[red]error[/red] {escape(str(scenario))}: {link_faults(scen)[0].target}: "
+            "gateway_link_down cuts a gateway's link to its central broker; give --uplink "
+            "HOST:PORT (the broker) and point the gateway at its link's port, or it cuts nothing"
+        )
+        raise typer.Exit(2)
     source: FeedSource
     if replay is not None:
         source = Replay(replay)

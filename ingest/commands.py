@@ -100,7 +100,9 @@ async def _serve(service: IngestService) -> None:
         if reload.is_set() and not stop.is_set():
             reload.clear()
             try:
-                service.reload(load_ingest_config(service.config.file).site)
+                found = load_ingest_config(service.config.file)
+                for note in service.reload(found.site, found.settings):
+                    log.warning("%s", note)
                 log.info("site model reloaded")
             except ConfigError as exc:
                 log.error("reload refused, keeping the running site model:\n%s", exc)

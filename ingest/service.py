@@ -26,7 +26,7 @@ from ingest.alarms.notify.dispatch import duty_board
 from ingest.alarms.pipeline import AlarmPipeline
 from ingest.alarms.rules import load_rules
 from ingest.api import ApiServer, AuditLog, Tokens, create_app
-from ingest.config import AlarmSettings, InfluxV1Target, IngestConfig
+from ingest.config import AlarmSettings, InfluxV1Target, IngestConfig, IngestSettings
 from ingest.deadletters import DeadLetters
 from ingest.influx import InfluxAuthError, InfluxError, InfluxV1Writer, WriteResult
 from ingest.lineproto import encode_point
@@ -66,6 +66,18 @@ def make_writer(config: IngestConfig) -> Writer:
 
     token = config.secret(target.token_env) or ""
     return InfluxV2Writer(target.url, target.org, target.bucket, token, **options)
+
+
+def restart_notes(running: IngestConfig, settings: IngestSettings) -> list[str]:
+    """The ingest config's sections that changed on disk and are only read at the start
+    (the site model, the rules and the notifier's file are reloaded, not these)."""
+    now, then = settings.model_dump(), running.settings.model_dump()
+    changed = [k for k in now if k not in ("site_config", "alarms") and now[k] != then[k]]
+    if now["alarms"] != then["alarms"]:
+        changed.append("alarms")
+    return [
+        f"{running.file}: ingest.{name} changed: takes effect after a restart" for name in changed
+    ]
 
 
 @dataclass
@@ -171,15 +183,29 @@ class IngestService:
         if self.alarms is not None:
             self.alarms.close()
 
-    def reload(self, site: SiteConfig) -> None:
+    def reload(self, site: SiteConfig, settings: IngestSettings | None = None) -> list[str]:
         """A new site model (SIGHUP): validation follows it from the next batch on. The
-        alarm rules are bound to the model, so they are bound again, keeping states."""
+        alarm rules are bound to the model, so they are bound again, keeping states; the
+        notifier reads its config again (rosters, routes, escalation). All is loaded
+        before anything changes, so a mistake anywhere keeps everything as it runs.
+        Returns, in words for the log, what changed but takes a restart (`settings`: the
+        ingest config file as it is now)."""
+        alarms = self.config.settings.alarms
+        rules = notify = None
+        if self.alarms is not None and alarms is not None:
+            rules = load_rules(self.config.relative(alarms.rules), site)
+            if self.notifier is not None and alarms.notify is not None:
+                notify = load_notify_config(self.config.relative(alarms.notify))
+        notes = restart_notes(self.config, settings) if settings is not None else []
         self.validator.config = site
         self.config.site = site
-        if self.alarms is not None and self.config.settings.alarms is not None:
-            rules = load_rules(self.config.relative(self.config.settings.alarms.rules), site)
+        if self.alarms is not None and rules is not None:
             self.alarms.engine = AlarmEngine(rules, site)
             self.alarms.engine.restore(self.alarms.book.active_conditions())
+        if self.notifier is not None and notify is not None and alarms is not None:
+            notes += self.notifier.reload(notify)
+            self.positions = positions_for(alarms.kpi, self.notifier.config, self._site_ids())
+        return notes
 
     async def _store(self, batch: Batch, bad_rows: list[BadRow]) -> StoreResult:
         try:

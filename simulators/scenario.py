@@ -142,6 +142,12 @@ class Scenario(BaseModel):
 NOMINAL = Scenario.model_validate({"scenario": "nominal", "description": "no faults"})
 
 
+def link_faults(scenario: Scenario) -> list[Fault]:
+    """The faults that cut a gateway's uplink link: they need the runner's links
+    (`--uplink`), which only the gateways connected through them feel."""
+    return [f for f in scenario.faults if f.kind is FaultKind.GATEWAY_LINK_DOWN]
+
+
 def load_scenario(path: Path, config: SiteConfig) -> Scenario:
     """Load a scenario and check every target against the site; errors name file and line."""
     doc = load_yaml(Path(path))

@@ -114,7 +114,8 @@ class World:
                     voltage_v=asset.ratings.voltage_v or 400.0,
                     rng=rng,
                 )
-                transformer.top_oil_c = ambient_temp_c(self.t_ms, offset) + 10.0
+                transformer.ambient_c = ambient_temp_c(self.t_ms, offset)
+                transformer.top_oil_c = transformer.ambient_c + 10.0
                 self.models[akey] = transformer
             elif asset.kind is AssetKind.WATER_QUALITY:
                 quality = WaterQualityModel(rng=rng, utc_offset_h=offset)

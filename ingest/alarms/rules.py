@@ -49,8 +49,9 @@ from simpleeval import SimpleEval
 
 from facility.config import SiteConfig
 from facility.durations import parse_duration
+from facility.salvage import validate_salvaging
 from facility.site import Asset, AssetKind, AssetStatus, Ratings, Strict
-from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml, validate
+from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml
 from facility.wire import STATUS_SIGNALS, Value
 from ingest.alarms.model import Priority
 
@@ -202,9 +203,13 @@ class RuleSet:
 
 def load_rules(path: Path, site: SiteConfig) -> RuleSet:
     doc = load_yaml(path)
-    spec = validate(RulesFile, doc)
-    issues = _check_references(spec, site, doc)
-    misshapen: set[str] = set()
+    # A rule with a shape error (a mistyped field) is reported and left out of the
+    # checks below, which still run for every other rule: one typo hides nothing.
+    spec, issues, touched = validate_salvaging(RulesFile, doc)
+    if spec is None:
+        raise ConfigError(issues)
+    issues += _check_references(spec, site, doc)
+    misshapen = {str(loc[1]) for loc in touched if loc[:1] == ("rules",) and len(loc) == 2}
     for rid, rule in spec.rules.items():
         problems = shape_problems(rule)
         issues += [doc.issue(["rules", rid, *f], m) for f, m in problems]

@@ -2,7 +2,8 @@
 
 Control is what rural stations do: start the duty pump(s) when any tank it feeds falls to
 the start level, stop when every tank has reached the stop level (or shut its altitude
-valve). A tripped pump is replaced by the next available one. Out-of-service pumps are
+valve). The run request holds in between, so a duty pump that trips is replaced by the
+next available one at once. Out-of-service pumps are
 never started; a standby station (drought mode only) never runs on its own.
 
 Hydraulics: running pumps in parallel against the system curve H = H_static + r·Q²,
@@ -35,6 +36,7 @@ class StationModel:
     transformer: TransformerModel | None = None
     water_quality: WaterQualityModel | None = None
     controller_stuck_on: bool = False  # fault: pumps never stop, valves never shut
+    calling: bool = False  # the controller's run request: from the start level to the stop
     flow_m3h: float = 0.0
     head_m: float = 0.0
     pumped_total_m3: float = 0.0
@@ -67,11 +69,16 @@ class StationModel:
             f >= self.stop_fraction or not t.valve_open
             for f, t in zip(fractions, self.tanks.values(), strict=True)
         )
-        if self.running and satisfied and not self.controller_stuck_on:
+        if satisfied and not self.controller_stuck_on:
+            self.calling = False
             for pump in self.running:
                 if not pump.hand:
                     pump.stop()
-        elif self.running or need or self.controller_stuck_on:
+            return
+        # The request holds until the stop level, not while a pump happens to run: a
+        # duty pump that trips mid-cycle is replaced at once by the next available one.
+        self.calling = self.calling or need or bool(self.running) or self.controller_stuck_on
+        if self.calling:
             self._keep_duty_running()
 
     def _keep_duty_running(self) -> None:

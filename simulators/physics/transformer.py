@@ -2,7 +2,12 @@
 
 Steady-state top-oil rise after IEC 60076-7 / IEEE C57.91:
 Δθ_oil = Δθ_oil,rated · ((K²·R + 1)/(R + 1))^n, approached with time constant τ_oil;
-hot spot = top oil + Δθ_hs,rated · K^(2m), approached with τ_winding.
+hot spot = top oil + Δθ_hs, where the hot-spot gradient Δθ_hs approaches
+Δθ_hs,rated · K^(2m) with τ_winding (IEC 60076-7's difference equations, without the
+k21/k22 overshoot term, which dips the gradient below zero after a load drop).
+
+The gradient over the oil is what lags, not the hot-spot temperature: the winding
+sits in the oil, so it is never colder than the oil around it, whatever the oil does.
 """
 
 from __future__ import annotations
@@ -35,8 +40,12 @@ class TransformerModel:
     load_kw: float = 0.0
     ambient_c: float = 17.0
     top_oil_c: float = 20.0
-    hot_spot_c: float = 22.0
+    hot_spot_gradient_c: float = 0.0  # hot spot over top oil; ≥ 0, lags the load
     energy_kwh: float = 0.0
+
+    @property
+    def hot_spot_c(self) -> float:
+        return self.top_oil_c + self.hot_spot_gradient_c
 
     @property
     def load_factor(self) -> float:
@@ -54,8 +63,8 @@ class TransformerModel:
         )
         self.top_oil_c = first_order(self.top_oil_c, ambient_c + rise, dt_s, TAU_OIL_S)
         gradient = RATED_HOTSPOT_GRADIENT_C * k ** (2 * WINDING_EXPONENT_M)
-        self.hot_spot_c = first_order(
-            self.hot_spot_c, self.top_oil_c + gradient, dt_s, TAU_WINDING_S
+        self.hot_spot_gradient_c = first_order(
+            self.hot_spot_gradient_c, gradient, dt_s, TAU_WINDING_S
         )
         self.energy_kwh += self.load_kw * dt_s / SECONDS_PER_HOUR
 

@@ -24,6 +24,12 @@ from tests.conftest import DEMO_SITE
 from tests.services import Mosquitto
 
 
+def trip_at_s(config: SiteConfig) -> float:
+    """When the labelled trip happens, after the scenario's start."""
+    [fault] = load_scenario(DEMO_SITE / "scenarios" / "pump_trip.yaml", config).faults
+    return fault.at_s
+
+
 def record_incident(config: SiteConfig, path: Path) -> int:
     scenario = load_scenario(DEMO_SITE / "scenarios" / "pump_trip.yaml", config)
     assert scenario.start is not None
@@ -35,7 +41,7 @@ def record_incident(config: SiteConfig, path: Path) -> int:
         step_s=5.0,
     )
     with open(path, "w", encoding="utf-8") as f:
-        return record(sim, f, duration_s=2 * 3600, sample_s=30)
+        return record(sim, f, duration_s=trip_at_s(config) + 3600, sample_s=30)
 
 
 def test_feed_records_faults_with_their_labels(demo_config: SiteConfig, tmp_path: Path) -> None:
@@ -75,8 +81,8 @@ async def test_replay_serves_recorded_values_over_modbus_and_mqtt(
     feed = tmp_path / "incident.feed.jsonl"
     record_incident(config, feed)
     replay = Replay(feed)
-    # A frozen clock 70 minutes in: just after the trip at 60 minutes.
-    at_ms = replay.t_ms + 70 * 60_000
+    # A frozen clock just after the trip: 10 minutes later.
+    at_ms = replay.t_ms + int(trip_at_s(config) * 1000) + 10 * 60_000
     runner = SiteRunner(
         config,
         replay,

@@ -228,3 +228,39 @@ FLOAT_FIELDS = {"per_10min_average", "time_in_flood_pct", "ack_median_s", "ack_p
 def _fields_of(line: str) -> dict[str, str]:
     _, body, _ = line.split(" ")
     return dict(pair.split("=", 1) for pair in body.split(","))
+
+
+@pytest.mark.parametrize(
+    ("window_min", "alarms", "average"),
+    [(19, 3, 3 / 1.9), (10, 3, 3.0), (5, 1, 2.0), (25, 14, 14 / 2.5), (24 * 60, 3, 3 / 144)],
+)
+def test_alarms_per_10_minutes_divides_by_the_windows_true_length(
+    tmp_path: Path, window_min: int, alarms: int, average: float
+) -> None:
+    """3 alarms in 19 minutes are 1.58 per 10 minutes, not 3 per one whole period (the
+    remainder's alarms were counted, its length was not); floods stay clock intervals
+    and the time in flood never passes 100 %."""
+    book = AlarmBook(tmp_path / "alarms.sqlite", now_ms=Clock())
+    until = T0 + 24 * 60 * MIN
+    since = until - window_min * MIN
+    for i in range(alarms):
+        key = AlarmKey("fengshou", "xiba", f"tank_{i}", "tank_level_low")
+        book.apply(change(key, True, since + 1 + i * (window_min * MIN // alarms)))
+    kpis = compute(book, until_ms=until, window_ms=window_min * MIN)
+    [fengshou] = kpis.positions
+    assert fengshou.alarms == alarms
+    assert fengshou.per_10min_average == pytest.approx(average, abs=0.001)
+    assert 0 <= fengshou.time_in_flood_pct <= 100
+    book.close()
+
+
+def test_a_flood_in_a_short_window_is_all_of_its_time_at_most(tmp_path: Path) -> None:
+    book = AlarmBook(tmp_path / "alarms.sqlite", now_ms=Clock())
+    until = T0 + 24 * 60 * MIN
+    for i in range(12):
+        key = AlarmKey("fengshou", "xiba", f"tank_{i}", "tank_level_low")
+        book.apply(change(key, True, until - 4 * MIN + i * 1000))
+    [fengshou] = compute(book, until_ms=until, window_ms=5 * MIN).positions
+    assert (fengshou.flood_periods, fengshou.time_in_flood_pct) == (1, 100.0)
+    assert fengshou.per_10min_average == 24.0
+    book.close()

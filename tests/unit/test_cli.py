@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from facility.cli import COMMANDS, app
@@ -117,3 +119,51 @@ def test_a_command_loads_only_its_own_code() -> None:
     loaded = _modules_loaded_by(["ingest", "init", "--help"])
     assert "ingest.commands" in loaded
     assert not {"matplotlib", "facility.demo", "dashboards.commands"} & loaded
+
+
+def test_check_takes_the_rules_and_the_notifier_config_and_needs_no_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    notify = ROOT / "deploy" / "alarms" / "notify.yaml"
+    for name in re.findall(r"_env: *([A-Z_][A-Z0-9_]*)", notify.read_text()):
+        monkeypatch.delenv(name, raising=False)
+    result = runner.invoke(
+        app,
+        ["check", str(DEMO_SITE), "--rules", str(ROOT / "deploy" / "alarms" / "rules.yaml"),
+         "--notify", str(notify)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "21 alarm rules" in result.output and "4 crews" in result.output
+
+
+def test_check_reports_every_error_of_site_rules_and_notifier_in_one_run(
+    tmp_path: Path,
+) -> None:
+    """A broken site, rules with a typo and a notifier config with a typo and a
+    missing crew: all of it in one report; the rules checked for shape only."""
+    cases = ROOT / "tests" / "testcases"
+    result = runner.invoke(
+        app,
+        ["check", str(cases / "unknown_bus"),
+         "--rules", str(cases / "alarm_typo_hides_nothing" / "rules.yaml"),
+         "--notify", str(cases / "notify_typo_hides_nothing" / "notify.yaml")],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error ")]
+    files = {e.split()[1].split(":")[0].rsplit("/", 1)[-1] for e in errors}
+    assert files == {"site.yaml", "rules.yaml", "notify.yaml"}, errors
+    assert sum("notify.yaml" in e for e in errors) == 6  # shape and meaning alike
+    assert any("on_dealy" in e for e in errors) and not any("trippd" in e for e in errors)
+
+
+def test_simulate_refuses_a_link_fault_it_could_not_apply(tmp_path: Path) -> None:
+    scenario = tmp_path / "cut.yaml"
+    scenario.write_text(
+        "scenario: cut\nfaults:\n"
+        "  - {kind: gateway_link_down, target: chaheihai/chaheihai_intake/gateway, at: 1m}\n"
+    )
+    result = runner.invoke(
+        app, ["simulate", str(DEMO_SITE / "chaheihai.yaml"), "--scenario", str(scenario)]
+    )
+    assert result.exit_code == 2
+    assert "give --uplink HOST:PORT" in " ".join(result.output.split())

@@ -130,6 +130,32 @@ def test_contact_secret_comes_from_the_environment_and_never_shows(
     assert contact.label.startswith("json://alarms:")
 
 
+def test_checking_needs_no_secret_set_and_still_finds_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`facility check` loads with secrets=False: unset variables are no error, a URL
+    waiting for one still parses with a stand-in, and other mistakes are still found."""
+    monkeypatch.delenv("TEST_NEVER_SET", raising=False)
+    text = MINIMAL.replace(
+        '["json://127.0.0.1:18080/crew"]',
+        '[{url: "json://alarms:{password}@127.0.0.1:18080/crew", password_env: TEST_NEVER_SET}]',
+    ) + (
+        'ack_links: {base_url: "http://127.0.0.1:8080", secret_env: TEST_NEVER_SET}\n'
+        "routes:\n  - {match: {site: fengshou}, crew: watr}\n"
+    )
+    path = tmp_path / "notify.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as checking:
+        load_notify_config(path, secrets=False)
+    assert [(i.field, i.message) for i in checking.value.issues] == [
+        ("routes[0].crew", "no crew 'watr' in crews")
+    ]
+    with pytest.raises(ConfigError) as starting:
+        load_notify_config(path)
+    unset = [i.field for i in starting.value.issues if "TEST_NEVER_SET is not set" in i.message]
+    assert sorted(unset) == ["ack_links.secret_env", "people[0].contacts[0].password_env"]
+
+
 def test_contact_mistakes_are_all_reported_with_their_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import math
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+import yaml
 
 from facility.config import SiteConfig
+from facility.site import AssetKind
 from simulators.engine import Simulation
 from simulators.feed import record
 from simulators.physics.parking import GateModel, ParkingLotModel
@@ -158,6 +162,117 @@ def test_transformer_heats_slowly_with_its_oil_time_constant() -> None:
     t.set_load(pump_kw=86 - t.aux_load_kw)
     t.advance(600.0, ambient_c=20.0)
     assert 20.0 < t.top_oil_c < 30.0  # 10 minutes into a 3-hour time constant
+
+
+def test_transformer_steady_state_is_oil_rise_plus_hot_spot_gradient() -> None:
+    """IEC 60076-7's steady state at a constant load and air: top oil = air + the oil
+    rise, winding = top oil + the rated gradient × K^1.6."""
+    for load in (0.0, 0.5, 1.0, 1.3):
+        t = TransformerModel(kva=250, voltage_v=400, rng=random.Random(2), aux_load_kw=0.0)
+        t.set_load(pump_kw=load * 250 * 0.86)
+        for _ in range(48 * 60):
+            t.advance(60.0, ambient_c=15.0)
+        rise = 55.0 * ((load**2 * 5 + 1) / 6) ** 0.8
+        assert t.top_oil_c == pytest.approx(15.0 + rise, abs=0.05)
+        assert t.hot_spot_c == pytest.approx(t.top_oil_c + 23.0 * load**1.6, abs=0.05)
+
+
+def test_a_transformers_winding_reads_the_oil_plus_a_lagging_gradient() -> None:
+    """The gradient over the oil lags the load (τ 7 min), not the whole winding
+    temperature: right after a start the winding is the oil's, never below it; a load
+    step raises it by 63 % of the gradient in one winding time constant."""
+    t = TransformerModel(kva=100, voltage_v=400, rng=random.Random(1), top_oil_c=40.0)
+    values = t.values()
+    assert values["winding_temp_c"] == values["top_oil_temp_c"] == 40.0
+    t.set_load(pump_kw=86 - t.aux_load_kw)  # rated load: gradient 23 K
+    t.advance(7 * 60.0, ambient_c=20.0)
+    assert t.hot_spot_c - t.top_oil_c == pytest.approx(23.0 * (1 - math.exp(-1)), abs=0.01)
+    t.set_load(pump_kw=0.0)
+    for _ in range(60):
+        t.advance(10.0, ambient_c=20.0)
+        assert t.hot_spot_c >= t.top_oil_c
+
+
+def overload_every_transformer(config: SiteConfig, folder: Path) -> Path:
+    """A scenario that overloads each transformer in turn, an hour each with an hour
+    between: the steps up and down where a lagged hot spot used to fall below the oil."""
+    paths = [r.path for r in config.assets() if r.asset.kind is AssetKind.TRANSFORMER]
+    faults = [
+        {"kind": "transformer_overload", "target": path, "at": f"{1 + i}h", "duration": "1h"}
+        for i, path in enumerate(paths)
+    ]
+    scenario = folder / "overloads.yaml"
+    scenario.write_text(yaml.safe_dump({"scenario": "overloads", "faults": faults}))
+    return scenario
+
+
+def test_every_transformer_winding_above_top_oil_above_air_from_the_start(
+    demo_config: SiteConfig, tmp_path: Path
+) -> None:
+    """Every transformer of the demo site, from its first reading through 26 hours of
+    daily air temperature swings and an overload each: winding ≥ top oil ≥ air, as
+    the device reports them."""
+    scenario = load_scenario(overload_every_transformer(demo_config, tmp_path), demo_config)
+    sim = Simulation(demo_config, seed=3, start_ms=START_MS, scenario=scenario, step_s=10.0)
+    keys = [k for k, m in sim.world.models.items() if isinstance(m, TransformerModel)]
+    assert len(keys) == 10  # site-facts.md: ten transformers
+    peak = dict.fromkeys(keys, 0.0)
+    for _ in range(26 * 60):
+        for key in keys:
+            v = sim.values(key)
+            winding, oil, air = (
+                float(v[name]) for name in ("winding_temp_c", "top_oil_temp_c", "ambient_temp_c")
+            )
+            assert winding >= oil >= air, (key, sim.t_ms, winding, oil, air)
+            peak[key] = max(peak[key], winding - oil)
+        sim.advance_to(sim.t_ms + 60_000)
+    for key in keys:
+        assert peak[key] > 23.0, key  # each overload (over 125 %) drove its gradient up
+
+
+def test_a_tripped_duty_pump_is_replaced_at_once_mid_cycle() -> None:
+    """The run request holds from the start level to the stop level: when the duty pump
+    trips mid-cycle the next available one starts in the same control step, not when
+    the tank has fallen back to its start level; the out-of-service one never does."""
+    pumps = {
+        name: PumpModel(PumpCurve(100, 60), 30, 380, random.Random(i), available=name != "p3")
+        for i, name in enumerate(("p1", "p2", "p3"))
+    }
+    tank = TankModel(capacity_m3=500, height_m=5, rng=random.Random(9), level_m=1.9)
+    station = StationModel(pumps=pumps, pump_order=list(pumps), tanks={"t": tank}, static_head_m=40)
+    station.advance(1.0, 0, 20.0)
+    assert [p.running for p in pumps.values()] == [True, False, False]
+    for _ in range(600):
+        station.advance(1.0, 0, 20.0)
+    level = tank.level_m
+    assert station.start_fraction * 5 < level < station.stop_fraction * 5
+    pumps["p1"].trip(1)
+    station.advance(1.0, 0, 20.0)
+    assert [p.running for p in pumps.values()] == [False, True, False]
+    assert tank.level_m > 0.99 * level  # no gap long enough to drain the tank
+    for _ in range(2000):
+        if not station.running:
+            break
+        station.advance(10.0, 0, 20.0)
+    assert not station.calling and tank.level_m >= station.stop_fraction * 5
+
+
+def test_the_labelled_pump_trip_hits_a_running_pump_and_the_standby_takes_over(
+    demo_config: SiteConfig,
+) -> None:
+    scenario = load_scenario(DEMO_SITE / "scenarios" / "pump_trip.yaml", demo_config)
+    assert scenario.start is not None
+    start_ms = int(scenario.start.timestamp() * 1000)
+    [fault] = scenario.faults
+    sim = Simulation(demo_config, seed=scenario.seed or 1, start_ms=start_ms, scenario=scenario)
+    station = sim.world.stations[fault.key[:2]]
+    duty, standby = station.pumps["pump_1"], station.pumps["pump_2"]
+    sim.advance_to(start_ms + int(fault.at_s * 1000) - 1000)
+    assert duty.running and not standby.running, "the trip must hit the running duty pump"
+    flow = station.flow_m3h
+    sim.advance_to(start_ms + int(fault.at_s * 1000) + 30_000)
+    assert duty.tripped and not duty.running
+    assert standby.running and station.flow_m3h == pytest.approx(flow, rel=0.05)
 
 
 def test_occupancy_stays_within_capacity_and_matches_gate_counts(demo_config: SiteConfig) -> None:

@@ -3,10 +3,11 @@
 One YAML file (sample: deploy/alarms/notify.yaml, reference: README.md here). It is read
 in two passes: pydantic checks the shape (types, unknown fields), then `_Compiler` checks
 the meaning (who is who, times, time zones, durations, Apprise URLs, secrets) and builds
-the frozen `NotifyConfig` the stages use. The second pass collects every issue instead
-of stopping at the first, so one run of `load_notify_config` lists all that is wrong,
-each with file, line and field. Secrets never sit in the file: a contact or the broker
-names the environment variable that holds them (`*_env`).
+the frozen `NotifyConfig` the stages use. Both passes collect every issue instead of
+stopping at the first (pass two checks whatever pass one's errors leave intact), so one
+run of `load_notify_config` lists all that is wrong, each with file, line and field.
+Secrets never sit in the file: a contact or the broker names the environment variable
+that holds them (`*_env`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,16 @@ import apprise
 from pydantic import BeforeValidator, Field
 
 from facility.durations import parse_duration
+from facility.salvage import validate_salvaging
 from facility.site import IDENT_PATTERN, Strict
-from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml, validate
+from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml
 from ingest.alarms.links import AckLinks
 from ingest.alarms.model import Priority
 
 MQTT_CONTACT = "mqtt"
+# Fills a secret's place when checking without secrets: an Apprise URL with it parses
+# as it would with the real one, for the URL's schemes that take any text there.
+STAND_IN_SECRET = "stand-in-secret-0123456789"
 TOPIC_FIELDS = frozenset({"site", "person"})
 _HANDOVER = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -270,27 +275,56 @@ class NotifyConfig:
         return tier.people
 
 
-def load_notify_config(path: Path) -> NotifyConfig:
-    """Load and check the notifier's config; raise ConfigError listing every issue."""
+def load_notify_config(path: Path, *, secrets: bool = True) -> NotifyConfig:
+    """Load and check the notifier's config; raise ConfigError listing every issue:
+    the shape errors and, for everything they leave intact, the meaning checks.
+    `secrets=False` (`facility check`) checks the file without the secrets: a variable
+    that is not set is no error then, and a contact whose URL needs it is checked as
+    far as it can be without it."""
     doc = load_yaml(path)
-    spec = validate(NotifyFile, doc)
-    compiler = _Compiler(doc)
+    spec, issues, touched = validate_salvaging(NotifyFile, doc)
+    if spec is None:
+        raise ConfigError(issues)
+    compiler = _Compiler(doc, secrets=secrets, refused=_refused_ids(doc, touched))
     config = compiler.compile(spec)
-    if compiler.issues:
-        raise ConfigError(compiler.issues)
+    issues += compiler.issues
+    if issues:
+        raise ConfigError(issues)
     return config
+
+
+def _refused_ids(doc: SourceDoc, touched: set[tuple[str | int, ...]]) -> dict[str, set[str]]:
+    """The ids of people and crews whose entries have shape errors: they are in the
+    file, so naming them elsewhere is no second error."""
+    out: dict[str, set[str]] = {"people": set(), "crews": set()}
+    data = doc.data if isinstance(doc.data, dict) else {}
+    for loc in touched:
+        if len(loc) == 2 and loc[0] in out and isinstance(loc[1], int):
+            items = data.get(loc[0])
+            item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                out[str(loc[0])].add(item["id"])
+    return out
 
 
 class _Compiler:
     """Pass two. Every check appends to `issues` and goes on with a placeholder, so the
     later checks still run and everything wrong is reported in one go."""
 
-    def __init__(self, doc: SourceDoc) -> None:
+    def __init__(
+        self,
+        doc: SourceDoc,
+        secrets: bool = True,
+        refused: Mapping[str, set[str]] | None = None,
+    ) -> None:
         self.doc = doc
+        self.secrets = secrets
         self.issues: list[ConfigIssue] = []
         self.people: set[str] = set()
         self.crews: set[str] = set()
         self.tiers: list[str] = []
+        self.refused_people = set((refused or {}).get("people", ()))
+        self.refused_crews = set((refused or {}).get("crews", ()))
 
     def issue(self, path: Path_, message: str) -> None:
         self.issues.append(self.doc.issue(path, message))
@@ -349,13 +383,13 @@ class _Compiler:
             return None
 
     def person_ref(self, person_id: str, path: Path_) -> str:
-        if person_id not in self.people:
+        if person_id not in self.people and person_id not in self.refused_people:
             self.issue(path, f"no person {person_id!r} in people")
         return person_id
 
     def env(self, name: str, path: Path_) -> str | None:
         value = os.environ.get(name)
-        if value is None:
+        if value is None and self.secrets:
             self.issue(path, f"environment variable {name} is not set")
         return value
 
@@ -394,6 +428,7 @@ class _Compiler:
             self.issue(path, "a contact with secrets needs `url` (an Apprise URL)")
             return None
         secrets: dict[str, str] = {}
+        unset = False  # a secret not at hand: the URL can only be checked so far
         for key, value in raw.items():
             if key == "url":
                 continue
@@ -401,7 +436,9 @@ class _Compiler:
                 self.issue([*path, str(key)], "unknown field (only url and NAME_env: VARIABLE)")
                 continue
             found = self.env(value, [*path, key])
-            secrets[key.removesuffix("_env")] = quote(found or "", safe="")
+            if found is None and not self.secrets:
+                unset = True
+            secrets[key.removesuffix("_env")] = quote(found or STAND_IN_SECRET, safe="")
         wanted = _placeholders(template)
         if wanted is None:
             self.issue([*path, "url"], "unbalanced { } in the URL")
@@ -412,7 +449,10 @@ class _Compiler:
             self.issue([*path, f"{name}_env"], f"the URL has no {{{name}}} to fill in")
         if wanted != secrets.keys():
             return None
-        return self.apprise_contact(template, template.format(**secrets), [*path, "url"])
+        url = template.format(**secrets)
+        if unset and apprise.Apprise.instantiate(url) is None:
+            return Contact(_contact_id(template), _scheme(template), url)  # unjudged
+        return self.apprise_contact(template, url, [*path, "url"])
 
     def apprise_contact(self, configured: str, url: str, path: Path_) -> Contact | None:
         # Any: Apprise's plugins are not annotated (url() is an untyped call for mypy)
@@ -515,7 +555,7 @@ class _Compiler:
     # -- routes -----------------------------------------------------------------------
 
     def crew_ref(self, crew: str, path: Path_) -> None:
-        if crew not in self.crews:
+        if crew not in self.crews and crew not in self.refused_crews:
             self.issue(path, f"no crew {crew!r} in crews")
 
     def compile_route(self, spec: RouteSpec, path: Path_) -> Route:

@@ -15,6 +15,7 @@ Notifier on the same file carries on where the last one stopped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -108,6 +109,38 @@ class Notifier:
 
     def close(self) -> None:
         self.store.close()
+
+    def reload(self, config: NotifyConfig) -> list[str]:
+        """A new config (SIGHUP). People and their contacts, crews and rosters, routes,
+        escalation, reminders, grouping and retries apply from the next tick (an alarm
+        already told keeps its crew; its escalation reaches the tiers' people as they
+        are now). What the notifier opened connections and links with at the start
+        stays as it was: said in the returned notes, which need a restart."""
+        old = self.config
+        notes = [
+            f"{config.file}: {name} changed: takes effect after a restart"
+            for name, changed in (
+                ("mqtt", config.mqtt != old.mqtt),
+                ("ack_links", config.ack_links != old.ack_links),
+                ("delivery.timeout", config.delivery.timeout_s != old.delivery.timeout_s),
+            )
+            if changed
+        ]
+        self.config = dataclasses.replace(
+            config,
+            mqtt=old.mqtt,
+            ack_links=old.ack_links,
+            delivery=dataclasses.replace(config.delivery, timeout_s=old.delivery.timeout_s),
+        )
+        self.renderer.config = self.config
+        log.info(
+            "notifier config reloaded from %s: %d people, %d crews, %d routes",
+            config.file,
+            len(config.people),
+            len(config.crews),
+            len(config.routes),
+        )
+        return notes
 
     def zone_of(self, site: str) -> ZoneInfo:
         return self._zones.get(site, self.config.timezone)

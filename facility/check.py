@@ -1,0 +1,79 @@
+"""`facility check`: a site model, and the alarm rules and notifier config that run on it,
+checked together before anything runs, every error of every file in one report.
+
+The notifier's config is checked without its secrets (an engineer's machine has none
+of the crew's mail passwords): a variable that is not set is no error here, only where
+the notifier starts. Rules are bound to the site model; if the site has errors they
+are checked for their shape only, and the report says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from facility.config import SiteConfig, load_site_config
+from facility.salvage import validate_salvaging
+from facility.sourcemap import ConfigError, ConfigIssue, load_yaml
+from ingest.alarms.notify.config import load_notify_config
+from ingest.alarms.rules import RulesFile, load_rules
+
+
+@dataclass
+class CheckReport:
+    issues: list[ConfigIssue] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)  # one line per file: what it holds
+    site: SiteConfig | None = None  # the site model, if it loaded
+
+
+def check_configs(site: Path, rules: Path | None = None, notify: Path | None = None) -> CheckReport:
+    report = CheckReport()
+    config = report.site = _check_site(site, report)
+    if rules is not None:
+        _check_rules(rules, config, report)
+    if notify is not None:
+        _check_notify(notify, report)
+    report.issues.sort()
+    return report
+
+
+def _check_site(path: Path, report: CheckReport) -> SiteConfig | None:
+    try:
+        config = load_site_config(path)
+    except ConfigError as exc:
+        report.issues += exc.issues
+        return None
+    stations = sum(len(s.stations) for s in config.sites)
+    report.checked.append(
+        f"{path}: {len(config.sites)} sites, {stations} stations, "
+        f"{len(list(config.assets()))} assets, {len(config.profiles)} device profiles"
+    )
+    return config
+
+
+def _check_rules(path: Path, config: SiteConfig | None, report: CheckReport) -> None:
+    try:
+        if config is None:
+            _, issues, _ = validate_salvaging(RulesFile, load_yaml(path))
+            report.issues += issues
+            report.checked.append(f"{path}: shape only (the site model has errors)")
+            return
+        rules = load_rules(path, config)
+    except ConfigError as exc:
+        report.issues += exc.issues
+        return
+    report.checked.append(
+        f"{path}: {len(rules.rules)} alarm rules, {len(rules.bound)} on the site's assets"
+    )
+
+
+def _check_notify(path: Path, report: CheckReport) -> None:
+    try:
+        notify = load_notify_config(path, secrets=False)
+    except ConfigError as exc:
+        report.issues += exc.issues
+        return
+    report.checked.append(
+        f"{path}: {len(notify.people)} people, {len(notify.crews)} crews, "
+        f"{len(notify.routes)} routes (secrets not checked)"
+    )
