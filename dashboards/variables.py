@@ -26,6 +26,8 @@ def _options(pairs: Sequence[tuple[str, str]], all_option: bool) -> list[dm.Vari
     opts = [dm.VariableOption(text=text, value=value, selected=False) for value, text in pairs]
     if all_option:
         opts.insert(0, dm.VariableOption(text="All", value="$__all", selected=False))
+    if not opts:  # nothing of the kind in the site model: Grafana fills it on refresh
+        opts.append(dm.VariableOption(text="None", value="", selected=False))
     opts[0].selected = True
     return opts
 

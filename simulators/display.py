@@ -41,7 +41,7 @@ def _row(site_id: str, station: Station, source: FeedSource, latest: MqttLatest)
         return dict(source.values(key)) if asset_id in polled else {}
 
     polled = {a.id for a in station.assets if a.modbus is not None}
-    pumps = [a for a in station.assets if a.kind is AssetKind.PUMP]
+    pumps = [a for a in station.assets if a.kind == AssetKind.PUMP]
     running = sum(1 for p in pumps if vals(p.id).get("running"))
     broken = sum(1 for p in pumps if p.status is AssetStatus.OUT_OF_SERVICE)
     tripped = sum(1 for p in pumps if vals(p.id).get("tripped"))
@@ -54,22 +54,22 @@ def _row(site_id: str, station: Station, source: FeedSource, latest: MqttLatest)
     tanks = [
         f"{a.id.removeprefix('tank_')}:{_num(vals(a.id).get('level_pct')):.0f}%"
         for a in station.assets
-        if a.kind is AssetKind.TANK
+        if a.kind == AssetKind.TANK
     ]
     power = ""
     other: list[str] = []
     for asset in station.assets:
         v = vals(asset.id)
-        if asset.kind is AssetKind.TRANSFORMER:
+        if asset.kind == AssetKind.TRANSFORMER:
             power = f"{_num(v.get('load_pct')):.0f}% {_num(v.get('top_oil_temp_c')):.0f}°C"
-        elif asset.kind is AssetKind.RESERVOIR:
+        elif asset.kind == AssetKind.RESERVOIR:
             other.append(f"reservoir {_num(v.get('water_level_m')):.2f} m")
-        elif asset.kind is AssetKind.WATER_QUALITY:
+        elif asset.kind == AssetKind.WATER_QUALITY:
             other.append(f"ClO2 {_num(v.get('clo2_residual_mg_l')):.2f} mg/L")
-        elif asset.kind is AssetKind.PARKING_LOT:
+        elif asset.kind == AssetKind.PARKING_LOT:
             occ = latest.get((site_id, station.id, asset.id, "occupancy"), {})
             other.insert(0, f"occupied {occ.get('occupied', '?')}/{asset.ratings.spaces}")
-        elif asset.kind is AssetKind.BARRIER_GATE:
+        elif asset.kind == AssetKind.BARRIER_GATE:
             state = latest.get((site_id, station.id, asset.id, "state"), {})
             if state.get("barrier") == "open":
                 other.append(f"{asset.id} open")

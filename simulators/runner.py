@@ -90,7 +90,7 @@ class SiteRunner:
                 self.publishers[(host, port)] = publisher
         if self.uplink_target is not None:
             for ref in self.config.assets():
-                if ref.asset.kind.value == "gateway":
+                if ref.asset.kind == "gateway":
                     proxy = LinkProxy(*self.uplink_target)
                     await proxy.start()
                     self.links[ref.key] = proxy

@@ -102,13 +102,13 @@ class World:
         for asset in station.assets:
             akey = (site.id, station.id, asset.id)
             rng = self.rng(*akey)
-            if asset.kind is AssetKind.PUMP:
+            if asset.kind == AssetKind.PUMP:
                 pumps[asset.id] = _pump(asset, rng)
                 self.models[akey] = pumps[asset.id]
-            elif asset.kind is AssetKind.TANK:
+            elif asset.kind == AssetKind.TANK:
                 tanks[asset.id] = _tank(asset, rng, station)
                 self.models[akey] = tanks[asset.id]
-            elif asset.kind is AssetKind.TRANSFORMER:
+            elif asset.kind == AssetKind.TRANSFORMER:
                 transformer = TransformerModel(
                     kva=asset.ratings.kva or 100.0,
                     voltage_v=asset.ratings.voltage_v or 400.0,
@@ -116,10 +116,10 @@ class World:
                 )
                 transformer.top_oil_c = ambient_temp_c(self.t_ms, offset) + 10.0
                 self.models[akey] = transformer
-            elif asset.kind is AssetKind.WATER_QUALITY:
+            elif asset.kind == AssetKind.WATER_QUALITY:
                 quality = WaterQualityModel(rng=rng, utc_offset_h=offset)
                 self.models[akey] = quality
-            elif asset.kind is AssetKind.RESERVOIR:
+            elif asset.kind == AssetKind.RESERVOIR:
                 self._build_reservoir(site, akey, asset, rng)
         order = _pump_order(station, pumps)
         control = station.control
@@ -165,7 +165,7 @@ class World:
             (site.id, st.id, a.id): a.ratings.capacity_m3 or 0.0
             for st in site.stations
             for a in st.assets
-            if a.kind is AssetKind.TANK
+            if a.kind == AssetKind.TANK
         }
         total = sum(tanks.values()) or 1.0
         self.demand[site.id] = SiteDemand(
@@ -177,13 +177,13 @@ class World:
             self.reservoirs[site.id][1].inflow_m3h = BASEFLOW_SHARE * mean
 
     def _build_car_park(self, site: Site, station: Station) -> None:
-        lot = next(a for a in station.assets if a.kind is AssetKind.PARKING_LOT)
+        lot = next(a for a in station.assets if a.kind == AssetKind.PARKING_LOT)
         spaces = lot.ratings.spaces or 100
         regular_share, peak = PARKING_TRAFFIC.get(site.id, DEFAULT_PARKING_TRAFFIC)
         gates = {
             a.id: GateModel(id=a.id, lanes=list(a.lanes), closed_hours=a.closed_hours)
             for a in station.assets
-            if a.kind is AssetKind.BARRIER_GATE
+            if a.kind == AssetKind.BARRIER_GATE
         }
         model = ParkingLotModel(
             lot_id=lot.id,

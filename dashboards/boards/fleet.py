@@ -33,7 +33,7 @@ def build(facts: Facts) -> Board:
     board.with_row(panels.row("Stations"))
     for site in water:
         for station in site.stations:
-            if any(a.kind is AssetKind.PUMP for a in station.assets):
+            if any(a.kind == AssetKind.PUMP for a in station.assets):
                 board.with_panel(_tile(site, station))
     return Board(UID, board)
 
@@ -61,7 +61,7 @@ def _gateways(facts: Facts) -> stat.Panel:
     target = InfluxQL(query).alias("$tag_site")
     panel = panels.figure("Gateways online", [target], w=4, about=about).no_value("0")
     for site in facts.config.sites:
-        total = sum(1 for st in site.stations for a in st.assets if a.kind is AssetKind.GATEWAY)
+        total = sum(1 for st in site.stations for a in st.assets if a.kind == AssetKind.GATEWAY)
         steps = [dm.Threshold(value=None, color="red"), dm.Threshold(value=total, color="green")]
         limits = db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(steps).build()
         name = panels.prop("displayName", f"{site.name or site.id} (of {total})")
@@ -87,7 +87,7 @@ def _tanks(facts: Facts) -> bargauge.Panel:
 def _tile(site: Site, station: Station) -> stat.Panel:
     """One station's pumps now: running or stopped, and a red TRIPPED tile per tripped
     pump; shown only while its site is selected."""
-    pumps = [a for a in station.assets if a.kind is AssetKind.PUMP]
+    pumps = [a for a in station.assets if a.kind == AssetKind.PUMP]
     tags = (
         f'"site" =~ /^$site$/ AND "site" = \'{site.id}\' AND "station" = \'{station.id}\' '
         f"AND {queries.RECENT}"

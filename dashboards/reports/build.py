@@ -304,7 +304,7 @@ def daily_charts(
     for site in config.sites:
         water: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(hours))
         for ref in config.assets():
-            if ref.site.id != site.id or ref.asset.kind is not AssetKind.PUMP:
+            if ref.site.id != site.id or ref.asset.kind != AssetKind.PUMP:
                 continue
             flow = series.of("flow", ref.key)
             for i, (a, b) in enumerate(hours):
@@ -332,12 +332,12 @@ def _site_line_charts(
         if ref.site.id != site_id:
             continue
         a = ref.asset
-        if a.kind is AssetKind.TANK and a.ratings.height_m:
+        if a.kind == AssetKind.TANK and a.ratings.height_m:
             pct = [(t, 100 * v / a.ratings.height_m) for t, v in series.of("level", ref.key)]
             tanks.append((a.id, pct))
-        elif a.kind is AssetKind.TRANSFORMER and series.of("load", ref.key):
+        elif a.kind == AssetKind.TRANSFORMER and series.of("load", ref.key):
             loads.append((ref.station.id, series.of("load", ref.key)))
-        elif a.kind is AssetKind.PARKING_LOT:
+        elif a.kind == AssetKind.PARKING_LOT:
             lots.append((ref.path, series.of("occupied", ref.key), a.ratings.spaces))
     out: list[Chart] = []
     tz = period.tz

@@ -230,11 +230,11 @@ def station_figures(series: Series, site: str, station: Station, period: Period)
     source, kva, peak = "", None, None
     for asset in station.assets:
         path = _path(site, station, asset)
-        if asset.kind is AssetKind.PUMP:
+        if asset.kind == AssetKind.PUMP:
             pumps.append(pump_figures(series, path, asset, period))
-        elif asset.kind is AssetKind.TANK:
+        elif asset.kind == AssetKind.TANK:
             tanks.append(tank_figures(series, path, asset, period))
-        elif asset.kind is AssetKind.TRANSFORMER:
+        elif asset.kind == AssetKind.TRANSFORMER:
             kva = asset.ratings.kva
             energy = counter_increase(series.of("energy", path), period.start_ms, period.end_ms)
             source = "transformer meter" if energy is not None else ""
@@ -249,7 +249,7 @@ def station_figures(series: Series, site: str, station: Station, period: Period)
 
 def lot_figures(series: Series, site: str, station: Station, period: Period) -> list[LotFigures]:
     start, end = period.start_ms, period.end_ms
-    gates = [a for a in station.assets if a.kind is AssetKind.BARRIER_GATE]
+    gates = [a for a in station.assets if a.kind == AssetKind.BARRIER_GATE]
 
     def passages(name: str) -> int | None:
         counts = [
@@ -260,7 +260,7 @@ def lot_figures(series: Series, site: str, station: Station, period: Period) -> 
 
     lots = []
     for asset in station.assets:
-        if asset.kind is not AssetKind.PARKING_LOT:
+        if asset.kind != AssetKind.PARKING_LOT:
             continue
         path = _path(site, station, asset)
         peak = extreme(series.of("occupied", path), start, end, highest=True)

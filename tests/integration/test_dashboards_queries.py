@@ -316,7 +316,7 @@ def test_station_counts_are_the_physics(
     pump running in the physics (tests/history.py records them at every poll), and
     "Stations stopped" the number with pumps, none running."""
     day = simulated_day
-    pumped = {r.key[:2] for r in demo_config.assets() if r.asset.kind is AssetKind.PUMP}
+    pumped = {r.key[:2] for r in demo_config.assets() if r.asset.kind == AssetKind.PUMP}
     seen = []
     for offset in (35 * MINUTE, 6 * 3_600_000, 12 * 3_600_000, 18 * 3_600_000, 1439 * MINUTE):
         at = day.result.start_ms + offset
@@ -355,7 +355,7 @@ def test_gateways_online_are_the_models_but_the_cut_one(
     """Every gateway of the site model is online, except during the injected uplink
     outage, when its site counts one fewer."""
     day = simulated_day
-    model = Counter(r.site.id for r in demo_config.assets() if r.asset.kind is AssetKind.GATEWAY)
+    model = Counter(r.site.id for r in demo_config.assets() if r.asset.kind == AssetKind.GATEWAY)
     site, _, start, end = _outage(day)
     assert _gateways_online(day, boards, start - 10 * MINUTE) == dict(model)
     during = _gateways_online(day, boards, start + 10 * MINUTE)
@@ -416,7 +416,7 @@ def test_turnover_tiles_follow_the_site_variable(
     day = simulated_day
     truth0, truth1 = day.result.truth_start, day.result.truth_end
     start, end = day.result.start_ms, day.result.end_ms
-    lots = [r for r in demo_config.assets() if r.asset.kind is AssetKind.PARKING_LOT]
+    lots = [r for r in demo_config.assets() if r.asset.kind == AssetKind.PARKING_LOT]
     for lot in lots:
         tile = next(
             p
