@@ -344,7 +344,7 @@ def _check_register_map(profile: ModbusProfile, doc: SourceDoc) -> list[ConfigIs
 def _unit_message(role: Role, unit: str) -> str:
     report_unit, factors = REPORT_UNITS[role]
     return (
-        f"a {role.value} in {unit or 'no unit'!r} cannot be counted in {report_unit} "
+        f"role {role.value}: unit {unit or 'none'!r} cannot be counted in {report_unit} "
         f"(units known: {', '.join(factors)})"
     )
 
@@ -518,7 +518,7 @@ def _check_role_units(
             issues.append(
                 doc.issue(
                     [*asset_at, "kind"],
-                    f"kind {kind.kind!r} makes {profile.profile}.{s.name} a {role.value}: "
+                    f"kind {kind.kind!r} gives {profile.profile}.{s.name} a role: "
                     + _unit_message(role, s.unit),
                 )
             )
