@@ -15,8 +15,10 @@ SITE: list[queries.Tag] = ["site"]
 ALIAS = queries.ASSET_ALIAS
 
 
-def build(facts: Facts) -> Board:
+def build(facts: Facts) -> Board | None:
     parks = facts.sites("parking")
+    if not parks:
+        return None
     lots = list(facts.assets(AssetKind.PARKING_LOT, parks))
     gates = list(facts.assets(AssetKind.BARRIER_GATE, parks))
     board = new(UID, "Car parks", facts, "Occupancy, gates and turnover of the car parks.")
