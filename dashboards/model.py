@@ -80,6 +80,15 @@ class Facts:
             if k.polled and any(True for _ in self.assets(k.kind, sites))
         ]
 
+    def having(self, kind: str, signal: str, sites: list[Site] | None = None) -> list[AssetRef]:
+        """The assets of `kind` whose profile reports `signal`."""
+        out = []
+        for ref in self.assets(kind, sites):
+            profile = self.config.profiles.get(ref.asset.profile or "")
+            if profile is not None and any(s.name == signal for s in profile.signals):
+                out.append(ref)
+        return out
+
     def signals(self, kind: str, sites: list[Site] | None = None) -> list[Signal]:
         """Every number or state the assets of `kind` report, in profile order, with the
         unit and role of its first profile (strings have no trend: left out)."""

@@ -47,12 +47,18 @@ def _reporting(facts: Facts) -> stat.Panel:
     against the site model's count of that kind."""
     targets, totals = [], {}
     for kind in facts.kinds():
-        signals = facts.signals(kind.kind)
-        if not signals:
-            continue
-        query = queries.count_reporting(kind.kind, signals[0].name, ["site"])
-        targets.append(InfluxQL(query).alias(kind.name))
-        totals[kind.name] = sum(1 for _ in facts.assets(kind.kind))
+        refs = list(facts.assets(kind.kind))
+        profiles = sorted({r.asset.profile for r in refs if r.asset.profile})
+        for profile in profiles:
+            # a field every asset of the profile reports: its first number or state
+            signals = facts.config.profiles[profile].signals
+            signal = next((s.name for s in signals if str(s.type) != "string"), None)
+            if signal is None:
+                continue
+            query = queries.count_reporting(kind.kind, signal, ["site"])
+            name = kind.name if len(profiles) == 1 else f"{kind.name} ({profile})"
+            targets.append(InfluxQL(query).alias(name))
+            totals[name] = sum(1 for r in refs if r.asset.profile == profile)
     about = (
         f"Per kind: assets with a reading within {queries.FRESH} of the end of the range, "
         "of the site model's assets of that kind (every site)."

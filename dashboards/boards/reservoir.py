@@ -45,15 +45,18 @@ def build(facts: Facts) -> Board | None:
         unit = facts.unit(AssetKind.PUMP, "flow_m3h")
         board.with_panel(panels.per_asset(panels.trend("Flows", [flow], unit), facts, pumps, None))
     metered = _by_role(facts, Role.FLOW, exclude=AssetKind.PUMP)
-    if metered:
-        board.with_row(panels.row("Metered water"))
-        board.with_panel(_role_panel(facts, metered, "Metered flow", counter=False))
     totalisers = _by_role(facts, Role.VOLUME_COUNTER)
-    if totalisers:
-        board.with_panel(_role_panel(facts, totalisers, "Water delivered per interval"))
+    if metered or totalisers:
+        board.with_row(panels.row("Metered water"))
+    for source, refs in metered.items():
+        board.with_panel(_role_panel(facts, source, refs, "Metered flow", len(metered) > 1))
+    for source, refs in totalisers.items():
+        title = "Water delivered per interval"
+        board.with_panel(_role_panel(facts, source, refs, title, len(totalisers) > 1, True))
     energy = _by_role(facts, Role.ENERGY_COUNTER)
-    if energy:
-        board.with_panel(_role_panel(facts, energy, "Energy per interval"))
+    for source, refs in energy.items():
+        title = "Energy per interval"
+        board.with_panel(_role_panel(facts, source, refs, title, len(energy) > 1, True))
     return Board(UID, board)
 
 
@@ -81,18 +84,20 @@ def _by_role(facts: Facts, role: Role, exclude: str | None = None) -> Sources:
 
 
 def _role_panel(
-    facts: Facts, sources: Sources, title: str, counter: bool = True
+    facts: Facts,
+    source: tuple[str, str],
+    refs: list[AssetRef],
+    title: str,
+    name_it: bool,
+    counter: bool = False,
 ) -> timeseries.Panel:
-    """One target per (kind, signal): a counter's increase per interval as bars (the
-    transformers' and energy meters' kWh, the flow meters' totalisers), or a rate."""
-    targets, refs, unit = [], [], ""
-    for (kind, signal), assets in sources.items():
-        text = (
-            queries.increase(kind, signal, SITE) if counter else queries.trend(kind, signal, SITE)
-        )
-        targets.append(InfluxQL(text).alias(queries.ASSET_ALIAS))
-        refs += assets
-        unit = unit or facts.config.unit_of(assets[0].asset, signal)
-    make = panels.bars if counter else panels.trend
-    panel = make(title, targets, unit)
+    """One signal of one kind over the site: a counter's increase per interval as bars
+    (the transformers' and energy meters' kWh, the flow meters' totalisers), or a rate."""
+    kind, signal = source
+    query = queries.increase(kind, signal, SITE) if counter else queries.trend(kind, signal, SITE)
+    target = InfluxQL(query).alias(queries.ASSET_ALIAS)
+    unit = facts.config.unit_of(refs[0].asset, signal)
+    if name_it:
+        title = f"{title}: {facts.config.kinds[kind].name}, {signal}"
+    panel = (panels.bars if counter else panels.trend)(title, [target], unit)
     return panels.per_asset(panel, facts, refs, None)

@@ -59,7 +59,7 @@ def build(facts: Facts) -> Board | None:
         _transformers(board, facts, transformers)
     for kind in kinds:
         if kind.kind not in OWN_PANELS:
-            _kind_row(board, facts, kind, list(facts.assets(kind.kind, sites)), sites)
+            _kind_row(board, facts, kind, sites)
     board.with_panel(_register(facts, sites))
     return Board(UID, board)
 
@@ -89,14 +89,12 @@ def _transformers(board: db.Dashboard, facts: Facts, transformers: list[AssetRef
         board.with_panel(panels.per_asset(load, facts, transformers, signal))
 
 
-def _kind_row(
-    board: db.Dashboard, facts: Facts, kind: Kind, refs: list[AssetRef], sites: list[Site]
-) -> None:
+def _kind_row(board: db.Dashboard, facts: Facts, kind: Kind, sites: list[Site]) -> None:
     """One panel per signal of the kind: a trend in the profile's unit for a number
     (counters as their increase per interval), a state timeline for a boolean."""
     board.with_row(panels.row(kind.name))
     for signal in facts.signals(kind.kind, sites):
-        _signal_panel(board, facts, kind, signal, refs)
+        _signal_panel(board, facts, kind, signal, facts.having(kind.kind, signal.name, sites))
 
 
 COUNTER_ROLES = frozenset({"energy_counter", "volume_counter", "counter"})
