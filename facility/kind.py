@@ -53,7 +53,14 @@ REPORT_UNITS: dict[Role, tuple[str, dict[str, float]]] = {
 
 # Measurements the platform writes itself: no kind may take their name.
 RESERVED_MEASUREMENTS = frozenset(
-    {"device_status", "gateway_health", "alarm_event", "alarm_kpi", "alarm_kpi_position"}
+    {
+        "device_status",
+        "gateway_health",
+        "ingest_health",
+        "alarm_event",
+        "alarm_kpi",
+        "alarm_kpi_position",
+    }
 )
 
 
