@@ -4,12 +4,16 @@ roles from the kind or the profile, and the role-driven values of kinds without 
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import random
 from pathlib import Path
 
 import pytest
 
-from facility.config import builtin_kinds, load_site_config
+from dashboards.build import build_all
+from dashboards.model import Facts
+from facility.config import SiteConfig, builtin_kinds, load_site_config
 from facility.kind import Role, report_factor
 from facility.site import Asset, AssetKind
 from simulators.role_signals import RoleSignalModel
@@ -131,3 +135,74 @@ def test_role_values_count_exactly_what_they_flow() -> None:
     values = model.values()
     assert values["flow_m3h"] == pytest.approx(model.rate(Role.FLOW), rel=0.05)
     assert values["empty_pipe"] is False and values["coil_fault"] is False
+
+
+def _only(config: SiteConfig, kinds: set[str]) -> SiteConfig:
+    """The configuration with only the assets of `kinds` (and the gateways)."""
+    sites = []
+    for site in config.sites:
+        stations = [
+            st.model_copy(
+                update={
+                    "assets": [a for a in st.assets if a.kind in kinds | {"gateway"}],
+                    "control": None,
+                    "feeds": [],
+                }
+            )
+            for st in site.stations
+        ]
+        sites.append(site.model_copy(update={"stations": stations}))
+    return dataclasses.replace(config, sites=sites)
+
+
+def _all_kinds() -> SiteConfig:
+    demo = load_site_config(ROOT / "deploy" / "sites" / "demo")
+    example = load_site_config(EXAMPLE)
+    return dataclasses.replace(demo, sites=[*demo.sites, *example.sites])
+
+
+KINDS_IN_USE = sorted(
+    {"pump", "transformer", "tank", "reservoir", "water_quality", "parking_lot", "barrier_gate"}
+    | {"energy_meter", "flow_meter", "pressure_transmitter", "chlorine_analyser"}
+)
+
+
+PAIRS = [set(p) for p in itertools.combinations(KINDS_IN_USE, 2)]
+COMBINATIONS = [set(), set(KINDS_IN_USE)] + [{k} for k in KINDS_IN_USE] + PAIRS[::3]
+
+
+@pytest.mark.parametrize("kinds", COMBINATIONS, ids=lambda k: "+".join(sorted(k)) or "none")
+def test_boards_build_for_any_combination_of_kinds(kinds: set[str]) -> None:
+    """No IndexError, no empty variable: every board is schema-valid (build_all checks
+    each) and each kind in use has its row on the station board unless it has a board
+    of its own (the car parks)."""
+    config = _only(_all_kinds(), kinds)
+    boards = build_all(Facts(config))
+    assert {"facility-fleet", "facility-alarms", "facility-gateways"} <= set(boards)
+    station = boards.get("facility-station")
+    rows = {p["title"] for p in station["panels"] if p["type"] == "row"} if station else set()
+    for kind in kinds - {"parking_lot", "barrier_gate"}:
+        title = {"pump": "Pumps", "transformer": "Transformer"}.get(kind, config.kinds[kind].name)
+        assert title in rows, (kind, rows)
+    assert ("facility-parking" in boards) == bool(kinds & {"parking_lot", "barrier_gate"})
+
+
+def test_a_generic_device_is_on_the_station_board_with_its_profile_roles(tmp_path: Path) -> None:
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "logger.yaml").write_text(
+        "profile: logger\nprotocol: modbus\nsignals:\n"
+        "  - {name: level_m, table: input, address: 0, type: uint16, scale: 0.01, unit: m,"
+        " role: level}\n"
+        "  - {name: pumped_m3, table: input, address: 1, type: uint32, unit: m3,"
+        " role: volume_counter}\n"
+    )
+    (tmp_path / "site.yaml").write_text(
+        "id: s\nkind: water_supply\nstations:\n  - id: st\n"
+        "    buses: [{id: b, transport: tcp}]\n    assets:\n"
+        "      - {id: x, kind: generic, profile: logger, modbus: {bus: b, unit_id: 1}}\n"
+    )
+    boards = build_all(Facts(load_site_config(tmp_path)))
+    titles = [p["title"] for p in boards["facility-station"]["panels"]]
+    assert titles[:3] == ["Other equipment", "Level m", "Pumped m3: increase per interval"]
+    reservoir = [p["title"] for p in boards["facility-reservoir"]["panels"]]
+    assert "Water delivered per interval" in reservoir
