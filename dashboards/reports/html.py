@@ -528,13 +528,16 @@ def _lot_rows(
 
 def _site_section(s: SiteFigures, views: Sequence[IncidentView], p: Period) -> Html:
     parts: list[Cell] = []
+    # pumps' run hours alone, or with other equipment's time running (a `running` role)
+    metered = any(m.run_hours is not None for st in s.stations for m in st.meters)
+    hours_label = "run hours" if metered else "pump run hours"
     if s.stations:
         parts.append(
             facts(
                 [
                     ("water delivered, m³", num(s.water_m3, 0)),
                     ("energy, kWh", num(s.energy_kwh, 1)),
-                    ("pump run hours", num(sum(st.run_hours for st in s.stations), 2)),
+                    (hours_label, num(sum(st.run_hours for st in s.stations), 2)),
                     ("pump starts", sum(st.starts for st in s.stations)),
                 ]
             )
