@@ -14,6 +14,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from facility.site import Ratings
+
 KIND_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 
@@ -86,17 +88,11 @@ class Kind(BaseModel):
     @field_validator("ratings")
     @classmethod
     def _known_ratings(cls, value: list[str]) -> list[str]:
-        from facility.site import Ratings  # the site model imports nothing from here
-
         known = set(Ratings.model_fields)
         for name in value:
             if name not in known:
                 raise ValueError(f"no rating {name!r} (known: {', '.join(sorted(known))})")
         return value
-
-    @property
-    def title(self) -> str:
-        return self.name
 
 
 def report_factor(role: Role, unit: str) -> float | None:
