@@ -58,8 +58,7 @@ def build(facts: Facts) -> Board | None:
     if transformers:
         _transformers(board, facts, transformers)
     for kind in kinds:
-        if kind.kind not in OWN_PANELS:
-            _kind_row(board, facts, kind, sites)
+        _kind_row(board, facts, kind, sites)
     board.with_panel(_register(facts, sites))
     return Board(UID, board)
 
@@ -89,11 +88,23 @@ def _transformers(board: db.Dashboard, facts: Facts, transformers: list[AssetRef
         board.with_panel(panels.per_asset(load, facts, transformers, signal))
 
 
+# Signals the pump and transformer rows above already show.
+SHOWN: dict[str, set[str]] = {
+    AssetKind.PUMP: {"running", "tripped", *(name for name, _ in PUMP_SIGNALS)},
+    AssetKind.TRANSFORMER: {name for name, _ in TRANSFORMER_SIGNALS},
+}
+
+
 def _kind_row(board: db.Dashboard, facts: Facts, kind: Kind, sites: list[Site]) -> None:
     """One panel per signal of the kind: a trend in the profile's unit for a number
-    (counters as their increase per interval), a state timeline for a boolean."""
-    board.with_row(panels.row(kind.name))
-    for signal in facts.signals(kind.kind, sites):
+    (counters as their increase per interval), a state timeline for a boolean. For pumps
+    and transformers, the signals their own rows do not show."""
+    shown = SHOWN.get(kind.kind, set())
+    signals = [s for s in facts.signals(kind.kind, sites) if s.name not in shown]
+    if not signals:
+        return
+    board.with_row(panels.row(f"{kind.name}: other signals" if shown else kind.name))
+    for signal in signals:
         _signal_panel(board, facts, kind, signal, facts.having(kind.kind, signal.name, sites))
 
 
