@@ -135,7 +135,7 @@ def pumps(config: SiteConfig) -> list[tuple[str, str, str]]:
     return [
         (r.site.id, r.station.id, r.asset.id)
         for r in config.assets()
-        if r.asset.kind.value == "pump" and r.asset.status.value != "out_of_service"
+        if r.asset.kind == "pump" and r.asset.status.value != "out_of_service"
     ]
 
 

@@ -15,7 +15,8 @@ from dashboards.boards import alarms, fleet, gateways, parking, reservoir, stati
 from dashboards.boards.base import Board
 from dashboards.model import Facts
 
-BOARDS: tuple[Callable[[Facts], Board], ...] = (
+# A board with nothing to show for the site model (no car park, no water site) is None.
+BOARDS: tuple[Callable[[Facts], Board | None], ...] = (
     fleet.build,
     reservoir.build,
     station.build,
@@ -31,6 +32,8 @@ def build_all(facts: Facts) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for make in BOARDS:
         board = make(facts)
+        if board is None:
+            continue
         built = board.builder.build()
         _number_panels(built)
         _layout(built)

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from facility.config import SiteConfig
-from facility.site import Asset, AssetKind, AssetRef, AssetStatus, Site, Station
+from facility.kind import Kind
+from facility.site import Asset, AssetRef, AssetStatus, Site, Station
 from ingest.alarms.rules import Bound, ConditionRule, RuleSet, ThresholdRule
 
 PRIORITY_COLOURS = {"critical": "red", "high": "orange", "medium": "yellow", "low": "blue"}
@@ -54,9 +55,9 @@ class Facts:
     def levels(self, ref: AssetRef, signal: str) -> list[Level]:
         return sorted(self._levels.get((ref.path, signal), []), key=lambda lv: lv.value)
 
-    def unit(self, kind: AssetKind, signal: str) -> str:
+    def unit(self, kind: str, signal: str) -> str:
         for ref in self.config.assets():
-            if ref.asset.kind is kind and ref.asset.profile:
+            if ref.asset.kind == kind and ref.asset.profile:
                 profile = self.config.profile_of(ref)
                 for s in profile.signals:
                     if s.name == signal:
@@ -66,10 +67,44 @@ class Facts:
     def sites(self, kind: str) -> list[Site]:
         return [s for s in self.config.sites if s.kind == kind]
 
-    def assets(self, kind: AssetKind, sites: list[Site] | None = None) -> Iterator[AssetRef]:
+    def assets(self, kind: str, sites: list[Site] | None = None) -> Iterator[AssetRef]:
         for ref in self.config.assets():
-            if ref.asset.kind is kind and (sites is None or ref.site in sites):
+            if ref.asset.kind == kind and (sites is None or ref.site in sites):
                 yield ref
+
+    def kinds(self, sites: list[Site] | None = None) -> list[Kind]:
+        """The kinds of the assets that report (a profile), in site-file order."""
+        return [
+            k
+            for k in self.config.kinds_in_use()
+            if k.polled and any(True for _ in self.assets(k.kind, sites))
+        ]
+
+    def having(self, kind: str, signal: str, sites: list[Site] | None = None) -> list[AssetRef]:
+        """The assets of `kind` whose profile reports `signal`."""
+        out = []
+        for ref in self.assets(kind, sites):
+            profile = self.config.profiles.get(ref.asset.profile or "")
+            if profile is not None and any(s.name == signal for s in profile.signals):
+                out.append(ref)
+        return out
+
+    def signals(self, kind: str, sites: list[Site] | None = None) -> list[Signal]:
+        """Every number or state the assets of `kind` report, in profile order, with the
+        unit and role of its first profile (strings have no trend: left out)."""
+        out: dict[str, Signal] = {}
+        for ref in self.assets(kind, sites):
+            profile = self.config.profiles.get(ref.asset.profile or "")
+            roles = self.config.roles_of(ref.asset)
+            for s in profile.signals if profile else []:
+                if s.name in out or str(s.type) == "string":
+                    continue
+                state = str(s.type) in ("bool", "bit")
+                role = roles.get(s.name)
+                out[s.name] = Signal(
+                    s.name, s.description, s.unit, state, role.value if role else ""
+                )
+        return list(out.values())
 
     def out_of_service(self, sites: list[Site] | None = None) -> list[AssetRef]:
         return [
@@ -80,8 +115,22 @@ class Facts:
         ]
 
 
-def stations_with(site: Site, kind: AssetKind) -> list[Station]:
-    return [st for st in site.stations if any(a.kind is kind for a in st.assets)]
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    description: str
+    unit: str
+    state: bool  # a boolean: a state timeline, not a trend
+    role: str
+
+    @property
+    def title(self) -> str:
+        words = self.description or self.name.replace("_", " ")
+        return words[:1].upper() + words[1:]
+
+
+def stations_with(site: Site, kind: str) -> list[Station]:
+    return [st for st in site.stations if any(a.kind == kind for a in st.assets)]
 
 
 def label(ref: AssetRef) -> str:

@@ -92,6 +92,16 @@ def count_where_last(
     return outer + (f" GROUP BY {group(by)}" if by else "")
 
 
+def count_reporting(measurement: str, field: str, filters: Sequence[Tag]) -> str:
+    """How many assets reported `field` within FRESH of the end of the range."""
+    cond = " AND ".join([f'"{t}" =~ /^${t}$/' for t in filters] + [RECENT])
+    inner = (
+        f'SELECT last("{field}") AS "v" FROM "{measurement}" WHERE {cond} '
+        f"GROUP BY {group(ASSET_TAGS)}"
+    )
+    return f'SELECT count("v") AS "count" FROM ({inner})'
+
+
 ALARM_KEY = ("site", "station", "asset", "rule", "priority")
 # On the board at the end of the range: the alarm's last transition up to then left it
 # in any state but normal (ISA-18.2: a latched trip waiting for reset and a returned
@@ -122,6 +132,16 @@ def active_alarms(filters: Sequence[Tag]) -> str:
 def active_alarm_count(filters: Sequence[Tag]) -> str:
     inner = _last_transition(filters, ("state",))
     return f'SELECT count("state") AS "active" FROM ({inner}) WHERE {ON_BOARD} GROUP BY "priority"'
+
+
+def active_alarm_count_of(filters: Sequence[Tag], assets: Sequence[tuple[str, str, str]]) -> str:
+    """Alarms on the board of the given assets (site, station, asset): alarm_event has
+    no kind tag, so a kind's alarms are those of its assets."""
+    of = " OR ".join(
+        f"(\"site\" = '{a}' AND \"station\" = '{b}' AND \"asset\" = '{c}')" for a, b, c in assets
+    )
+    inner = _last_transition(filters, ("state",)).replace(" GROUP BY", f" AND ({of}) GROUP BY", 1)
+    return f'SELECT count("state") AS "active" FROM ({inner}) WHERE {ON_BOARD}'
 
 
 def alarm_history(filters: Sequence[Tag]) -> str:

@@ -26,6 +26,8 @@ def _options(pairs: Sequence[tuple[str, str]], all_option: bool) -> list[dm.Vari
     opts = [dm.VariableOption(text=text, value=value, selected=False) for value, text in pairs]
     if all_option:
         opts.insert(0, dm.VariableOption(text="All", value="$__all", selected=False))
+    if not opts:  # nothing of the kind in the site model: Grafana fills it on refresh
+        opts.append(dm.VariableOption(text="None", value="", selected=False))
     opts[0].selected = True
     return opts
 
@@ -50,10 +52,12 @@ def site(pairs: Sequence[tuple[str, str]], multi: bool) -> db.CustomVariable:
 def tag(
     name: str, measurement: str, filters: Sequence[str], known: Sequence[str], multi: bool = True
 ) -> db.QueryVariable:
-    """Values of tag `name` in `measurement` under the variables in `filters`. `known`
+    """Values of tag `name` in `measurement` (a name, or a /regex/ for several) under
+    the variables in `filters`. `known`
     (from the site model) seeds the options Grafana shows before its first refresh."""
     cond = " AND ".join(f'"{f}" =~ /^${f}$/' for f in filters)
-    query = f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "{name}"'
+    source = measurement if measurement.startswith("/") else f'"{measurement}"'  # a regex
+    query = f'SHOW TAG VALUES FROM {source} WITH KEY = "{name}"'
     query += f" WHERE {cond}" if cond else ""
     var = db.QueryVariable(name).id(name).label(name.capitalize()).query(query)
     var.datasource(datasource_ref())

@@ -1,9 +1,10 @@
 """Load and check a site configuration: site files plus device profiles.
 
-A site configuration is a folder: every `*.yaml` in it is one site, and an optional
+A site configuration is a folder: every `*.yaml` in it is one site, an optional
 `profiles/` subfolder adds or overrides device profiles next to the built-in ones in
-`facility/profiles/`. Every problem found is reported at once, each with file, line
-and field.
+`facility/profiles/`, and an optional `kinds/` subfolder adds or overrides asset kinds
+next to the built-in ones in `facility/kinds/`. Every problem found is reported at
+once, each with file, line and field.
 """
 
 from __future__ import annotations
@@ -12,24 +13,24 @@ import string
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from facility.codec import DataType
-from facility.profile import MAX_REGISTER_ADDRESS, ModbusProfile, MqttProfile
+from facility.kind import REPORT_UNITS, Kind, Role, report_factor
+from facility.profile import (
+    MAX_REGISTER_ADDRESS,
+    ModbusProfile,
+    ModbusSignal,
+    MqttProfile,
+    MqttSignal,
+)
 from facility.site import Asset, AssetKind, AssetRef, Site, Station
 from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml, validate
 
 BUILTIN_PROFILES = Path(__file__).parent / "profiles"
+BUILTIN_KINDS = Path(__file__).parent / "kinds"
 Profile = ModbusProfile | MqttProfile
-
-# Ratings an asset kind cannot be simulated, dashboarded or alarmed without.
-REQUIRED_RATINGS: dict[AssetKind, tuple[str, ...]] = {
-    AssetKind.PUMP: ("motor_kw",),
-    AssetKind.TRANSFORMER: ("kva",),
-    AssetKind.TANK: ("capacity_m3", "height_m"),
-    AssetKind.RESERVOIR: ("capacity_m3",),
-    AssetKind.PARKING_LOT: ("spaces",),
-}
 
 
 @dataclass
@@ -41,6 +42,11 @@ class SiteConfig:
     profiles: dict[str, Profile]
     sources: dict[str, SourceDoc] = field(default_factory=dict)
     profile_sources: dict[str, SourceDoc] = field(default_factory=dict)
+    kinds: dict[str, Kind] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.kinds:  # built in code (tests, benchmarks): the built-in kinds
+            self.kinds = builtin_kinds()
 
     def assets(self) -> Iterator[AssetRef]:
         for site in self.sites:
@@ -59,16 +65,66 @@ class SiteConfig:
             raise KeyError(f"{ref.path} has no device profile")
         return self.profiles[ref.asset.profile]
 
+    def kind_of(self, asset: Asset) -> Kind:
+        return self.kinds[asset.kind]
+
+    def roles_of(self, asset: Asset) -> dict[str, Role]:
+        """signal → role of one asset: the profile's `role:` where it gives one, else
+        the kind's role for a signal of that name."""
+        profile = self.profiles.get(asset.profile or "")
+        if profile is None:
+            return {}
+        by_kind = self.kinds[asset.kind].roles if asset.kind in self.kinds else {}
+        out: dict[str, Role] = {}
+        for s in profile.signals:
+            role = s.role or by_kind.get(s.name)
+            if role is not None:
+                out[s.name] = role
+        return out
+
+    def signals_with(self, asset: Asset, role: Role) -> list[str]:
+        return [name for name, r in self.roles_of(asset).items() if r is role]
+
+    def unit_of(self, asset: Asset, signal: str) -> str:
+        profile = self.profiles.get(asset.profile or "")
+        for s in profile.signals if profile else []:
+            if s.name == signal:
+                return s.unit
+        return ""
+
+    def kinds_in_use(self) -> list[Kind]:
+        """The kinds of the configured assets, in the order they first appear."""
+        seen: dict[str, Kind] = {}
+        for ref in self.assets():
+            seen.setdefault(ref.asset.kind, self.kinds[ref.asset.kind])
+        return list(seen.values())
+
+
+def builtin_kinds() -> dict[str, Kind]:
+    return dict(_builtin_kinds())
+
+
+@cache
+def _builtin_kinds() -> dict[str, Kind]:
+    issues: list[ConfigIssue] = []
+    kinds, _ = _load_kinds([BUILTIN_KINDS], issues)
+    if issues:
+        raise ConfigError(issues)
+    return kinds
+
 
 def load_site_config(path: Path) -> SiteConfig:
     """Load a site folder (or one site file); raise ConfigError listing every issue."""
     path = Path(path)
     issues: list[ConfigIssue] = []
     profile_dirs = [BUILTIN_PROFILES]
+    kind_dirs = [BUILTIN_KINDS]
     if path.is_dir():
         site_files = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
         if (path / "profiles").is_dir():
             profile_dirs.append(path / "profiles")
+        if (path / "kinds").is_dir():
+            kind_dirs.append(path / "kinds")
     elif path.is_file():
         site_files = [path]
     else:
@@ -77,6 +133,7 @@ def load_site_config(path: Path) -> SiteConfig:
         raise ConfigError([ConfigIssue(str(path), 0, "", "no site files (*.yaml) in folder")])
 
     profiles, profile_sources = _load_profiles(profile_dirs, issues)
+    kinds, _ = _load_kinds(kind_dirs, issues)
     sites: list[Site] = []
     sources: dict[str, SourceDoc] = {}
     for file in site_files:
@@ -96,7 +153,7 @@ def load_site_config(path: Path) -> SiteConfig:
         sites.append(site)
         sources[site.id] = doc
     for site in sites:
-        issues.extend(check_site(site, sources[site.id], profiles))
+        issues.extend(check_site(site, sources[site.id], profiles, kinds))
     for name, doc in profile_sources.items():
         issues.extend(check_profile(profiles[name], doc))
     if issues:
@@ -107,7 +164,36 @@ def load_site_config(path: Path) -> SiteConfig:
         profiles=profiles,
         sources=sources,
         profile_sources=profile_sources,
+        kinds=kinds,
     )
+
+
+def _load_kinds(
+    dirs: list[Path], issues: list[ConfigIssue]
+) -> tuple[dict[str, Kind], dict[str, SourceDoc]]:
+    """Kinds by id; a site folder's kind replaces a built-in one of the same id."""
+    kinds: dict[str, Kind] = {}
+    sources: dict[str, SourceDoc] = {}
+    for directory in dirs:
+        local: dict[str, SourceDoc] = {}
+        for file in sorted(directory.glob("*.yaml")):
+            try:
+                doc = load_yaml(file)
+                kind = validate(Kind, doc)
+            except ConfigError as exc:
+                issues.extend(exc.issues)
+                continue
+            if kind.kind in local:
+                issues.append(
+                    doc.issue(
+                        ["kind"], f"duplicate kind {kind.kind!r} (also in {local[kind.kind].file})"
+                    )
+                )
+                continue
+            local[kind.kind] = doc
+            kinds[kind.kind] = kind
+            sources[kind.kind] = doc
+    return kinds, sources
 
 
 def _load_profiles(
@@ -158,6 +244,12 @@ def check_profile(profile: Profile, doc: SourceDoc) -> list[ConfigIssue]:
         if name in seen:
             issues.append(doc.issue(["signals", i, "name"], f"duplicate signal {name!r}"))
         seen.add(name)
+    signals: list[ModbusSignal | MqttSignal] = list(profile.signals)
+    for i, signal in enumerate(signals):
+        if signal.role is not None and report_factor(signal.role, signal.unit) is None:
+            issues.append(
+                doc.issue(["signals", i, "unit"], _unit_message(signal.role, signal.unit))
+            )
     if isinstance(profile, ModbusProfile):
         issues.extend(_check_register_map(profile, doc))
     else:
@@ -249,7 +341,21 @@ def _check_register_map(profile: ModbusProfile, doc: SourceDoc) -> list[ConfigIs
     return issues
 
 
-def check_site(site: Site, doc: SourceDoc, profiles: dict[str, Profile]) -> list[ConfigIssue]:
+def _unit_message(role: Role, unit: str) -> str:
+    report_unit, factors = REPORT_UNITS[role]
+    return (
+        f"role {role.value}: unit {unit or 'none'!r} cannot be counted in {report_unit} "
+        f"(units known: {', '.join(factors)})"
+    )
+
+
+def check_site(
+    site: Site,
+    doc: SourceDoc,
+    profiles: dict[str, Profile],
+    kinds: dict[str, Kind] | None = None,
+) -> list[ConfigIssue]:
+    kinds = builtin_kinds() if kinds is None else kinds
     issues: list[ConfigIssue] = []
     station_ids: set[str] = set()
     for si, station in enumerate(site.stations):
@@ -257,7 +363,7 @@ def check_site(site: Site, doc: SourceDoc, profiles: dict[str, Profile]) -> list
         if station.id in station_ids:
             issues.append(doc.issue([*where, "id"], f"duplicate station id {station.id!r}"))
         station_ids.add(station.id)
-        issues.extend(_check_station(site, station, where, doc, profiles))
+        issues.extend(_check_station(site, station, where, doc, profiles, kinds))
     return issues
 
 
@@ -267,6 +373,7 @@ def _check_station(
     where: list[str | int],
     doc: SourceDoc,
     profiles: dict[str, Profile],
+    kinds: dict[str, Kind],
 ) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     bus_ids = {b.id for b in station.buses}
@@ -279,14 +386,23 @@ def _check_station(
                 doc.issue([*at, "id"], f"duplicate asset id {asset.id!r} in station {station.id!r}")
             )
         asset_ids.add(asset.id)
-        for rating in REQUIRED_RATINGS.get(asset.kind, ()):
+        kind = kinds.get(asset.kind)
+        if kind is None:
+            known = ", ".join(sorted(kinds))
+            issues.append(
+                doc.issue(
+                    [*at, "kind"],
+                    f"no asset kind {asset.kind!r} (known: {known}; a site adds its own "
+                    "in kinds/*.yaml)",
+                )
+            )
+            continue
+        for rating in kind.ratings:
             if getattr(asset.ratings, rating) is None:
                 issues.append(
-                    doc.issue(
-                        [*at, "ratings", rating], f"a {asset.kind.value} needs ratings.{rating}"
-                    )
+                    doc.issue([*at, "ratings", rating], f"a {kind.kind} needs ratings.{rating}")
                 )
-        if asset.kind is AssetKind.GATEWAY:
+        if not kind.polled:
             continue
         if asset.profile is None:
             issues.append(doc.issue([*at, "profile"], "required field is missing"))
@@ -303,6 +419,7 @@ def _check_station(
                 asset_at=at, asset=asset, profile=profile, doc=doc, bus_ids=bus_ids, units=units
             )
         )
+        issues.extend(_check_role_units(at, kind, profile, doc))
     issues.extend(_check_control(station, where, doc))
     issues.extend(_check_device_topics(site, station, where, doc, profiles))
     return issues
@@ -390,9 +507,27 @@ def _check_addressing(
     return issues
 
 
+def _check_role_units(
+    asset_at: list[str | int], kind: Kind, profile: Profile, doc: SourceDoc
+) -> list[ConfigIssue]:
+    """A role the kind gives a profile's signal must come in a unit the reports count."""
+    issues = []
+    for s in profile.signals:
+        role = kind.roles.get(s.name)
+        if s.role is None and role is not None and report_factor(role, s.unit) is None:
+            issues.append(
+                doc.issue(
+                    [*asset_at, "kind"],
+                    f"kind {kind.kind!r} gives {profile.profile}.{s.name} a role: "
+                    + _unit_message(role, s.unit),
+                )
+            )
+    return issues
+
+
 def _check_control(station: Station, where: list[str | int], doc: SourceDoc) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
-    tanks = {a.id: a for a in station.assets if a.kind is AssetKind.TANK}
+    tanks = {a.id: a for a in station.assets if a.kind == AssetKind.TANK}
     for i, tank in enumerate(station.feeds):
         if tank not in tanks:
             issues.append(
@@ -416,7 +551,7 @@ def _check_control(station: Station, where: list[str | int], doc: SourceDoc) -> 
                     f"stop level {control.stop_level_m} m is not below the tank height {height} m",
                 )
             )
-    if station.static_head_m is None and any(a.kind is AssetKind.PUMP for a in station.assets):
+    if station.static_head_m is None and any(a.kind == AssetKind.PUMP for a in station.assets):
         issues.append(
             doc.issue(
                 [*where, "static_head_m"],

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from facility.codec import ByteOrder, DataType, register_count
+from facility.kind import Role
 
 
 class Table(StrEnum):
@@ -51,6 +52,7 @@ class ModbusSignal(Strict):
     enum: dict[int, str] | None = None
     access: Literal["r", "rw"] = "r"
     deadband: float | None = Field(default=None, ge=0)  # report-by-exception threshold
+    role: Role | None = None  # what it means to boards and reports; None: the kind's
 
     @model_validator(mode="after")
     def _shape(self) -> ModbusSignal:
@@ -90,6 +92,7 @@ class MqttSignal(Strict):
     offset: float = 0.0
     enum: dict[int, str] | None = None  # what a code means (fault codes), for messages
     deadband: float | None = Field(default=None, ge=0)  # report-by-exception threshold
+    role: Role | None = None  # what it means to boards and reports; None: the kind's
 
     @model_validator(mode="after")
     def _codes_are_ints(self) -> MqttSignal:

@@ -21,6 +21,10 @@ class Strict(BaseModel):
 
 
 class AssetKind(StrEnum):
+    """The built-in kinds with physics in the simulators and figures of their own in the
+    reports. An asset's kind may be any kind declared in YAML (facility/kind.py); these
+    are constants to compare `Asset.kind` with."""
+
     PUMP = "pump"
     TRANSFORMER = "transformer"
     TANK = "tank"
@@ -29,6 +33,7 @@ class AssetKind(StrEnum):
     BARRIER_GATE = "barrier_gate"
     PARKING_LOT = "parking_lot"
     GATEWAY = "gateway"
+    GENERIC = "generic"
 
 
 class AssetStatus(StrEnum):
@@ -99,7 +104,7 @@ class Limits(Strict):
 
 class Asset(Strict):
     id: Ident = Field(pattern=IDENT_PATTERN)
-    kind: AssetKind
+    kind: str = Field(pattern=IDENT_PATTERN)  # a kind id (facility/kinds/, site kinds/)
     name: str = ""
     profile: str | None = None  # device profile name; None only for gateways
     model: str = ""
@@ -113,6 +118,12 @@ class Asset(Strict):
     closed_hours: tuple[int, int] | None = None  # gate shut from hour to hour (local time)
     limits: dict[str, Limits] = Field(default_factory=dict)
     notes: str = ""
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _plain_kind(cls, value: object) -> object:
+        # AssetKind members are str too; stored as plain text, so `==` is the one test
+        return value.value if isinstance(value, AssetKind) else value
 
 
 class LevelControl(Strict):

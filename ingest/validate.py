@@ -48,7 +48,7 @@ class _StationRules:
 
 
 _STATUS_NAMES = frozenset(STATUS_SIGNALS)
-_GATEWAY = AssetKind.GATEWAY.value
+_GATEWAY = AssetKind.GATEWAY.value  # the measurement of a reading is its asset's kind
 # Accepted(...) goes through a generated Python __new__; building the tuple directly
 # gives the same object at about half the cost, once per reading.
 _accepted = tuple.__new__
@@ -132,19 +132,19 @@ class Validator:
             profile = self.config.profiles.get(asset.profile or "")
             if profile is None:
                 continue
-            kind = asset.kind.value
+            kind = asset.kind
             for signal in profile.signals:
                 types = frozenset(_expected_type(profile, signal.name))
                 values.setdefault((asset.id, signal.name), (kind, kind, types))
-        status = {a.id: a.kind.value for a in assets.values()}
+        status = {a.id: a.kind for a in assets.values()}
         return _StationRules(assets, values, status)
 
     def _accept(self, reading: Reading, assets: dict[str, Asset]) -> Accepted:
         if reading.kind == "s":
-            return Accepted(reading, DEVICE_STATUS, assets[reading.asset].kind.value)
+            return Accepted(reading, DEVICE_STATUS, assets[reading.asset].kind)
         if reading.kind == "h":
-            return Accepted(reading, GATEWAY_HEALTH, AssetKind.GATEWAY.value)
-        kind = assets[reading.asset].kind.value
+            return Accepted(reading, GATEWAY_HEALTH, _GATEWAY)
+        kind = assets[reading.asset].kind
         return Accepted(reading, kind, kind)
 
     def _reason(self, reading: Reading, assets: dict[str, Asset], now: float) -> str:

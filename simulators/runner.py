@@ -37,6 +37,14 @@ class DeviceClock(StrEnum):
 LIVE_TABLES = (Table.COIL, Table.DISCRETE, Table.INPUT)  # holding registers are settings
 
 
+def live_tables(profile: ModbusProfile) -> tuple[Table, ...]:
+    """The tables re-encoded every tick. Holding registers hold settings a client may
+    write (kept as written), unless the device writes none there: then they are its
+    measurements (many meters and transmitters map readings to holding registers)."""
+    settings = any(s.table is Table.HOLDING and s.access == "rw" for s in profile.signals)
+    return LIVE_TABLES if settings else (*LIVE_TABLES, Table.HOLDING)
+
+
 @dataclass
 class Endpoint:
     """Where one simulated bus listens, and which device answers on which unit id."""
@@ -90,7 +98,7 @@ class SiteRunner:
                 self.publishers[(host, port)] = publisher
         if self.uplink_target is not None:
             for ref in self.config.assets():
-                if ref.asset.kind.value == "gateway":
+                if ref.asset.kind == "gateway":
                     proxy = LinkProxy(*self.uplink_target)
                     await proxy.start()
                     self.links[ref.key] = proxy
@@ -130,7 +138,8 @@ class SiteRunner:
             if not values:
                 continue
             image.write_values(values)
-            await endpoint.server.push(unit, LIVE_TABLES if self._settings_pushed else tuple(Table))
+            live = live_tables(image.profile) if self._settings_pushed else tuple(Table)
+            await endpoint.server.push(unit, live)
         self._settings_pushed = True
         self._apply_comms()
         self._publish(step)

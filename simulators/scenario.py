@@ -180,7 +180,7 @@ def check_scenario(scenario: Scenario, config: SiteConfig, doc: SourceDoc) -> li
             issues.append(
                 doc.issue(
                     ["faults", i, "target"],
-                    f"{fault.kind.value} applies to {names}, not {kind.value}",
+                    f"{fault.kind.value} applies to {names}, not {kind}",
                 )
             )
         if fault.kind in (FaultKind.SENSOR_STUCK, FaultKind.SENSOR_DRIFT):

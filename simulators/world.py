@@ -29,6 +29,7 @@ from simulators.physics.station import StationModel
 from simulators.physics.tank import TankModel
 from simulators.physics.transformer import TransformerModel
 from simulators.physics.water_quality import WaterQualityModel
+from simulators.role_signals import RoleSignalModel
 
 AssetKey = tuple[str, str, str]  # site, station, asset
 Model = (
@@ -39,6 +40,20 @@ Model = (
     | WaterQualityModel
     | ParkingLotModel
     | GateModel
+    | RoleSignalModel
+)
+# Kinds whose values come from physics; every other kind's from its signals' roles.
+PHYSICS_KINDS = frozenset(
+    {
+        AssetKind.PUMP,
+        AssetKind.TANK,
+        AssetKind.TRANSFORMER,
+        AssetKind.RESERVOIR,
+        AssetKind.WATER_QUALITY,
+        AssetKind.PARKING_LOT,
+        AssetKind.BARRIER_GATE,
+        AssetKind.GATEWAY,
+    }
 )
 
 RESERVOIR_START_FRACTION = 0.65  # ASSUMPTION: storage at the start of a run
@@ -74,6 +89,7 @@ class World:
     demand: dict[str, SiteDemand] = field(default_factory=dict)
     demand_multiplier: dict[AssetKey, float] = field(default_factory=dict)  # fault: main burst
     utc_offset_h: dict[str, float] = field(default_factory=dict)
+    generated: dict[AssetKey, RoleSignalModel] = field(default_factory=dict)
 
     @classmethod
     def build(cls, config: SiteConfig, seed: int, start_ms: int) -> World:
@@ -82,12 +98,33 @@ class World:
             world.utc_offset_h[site.id] = _utc_offset_h(site.timezone, start_ms)
             for station in site.stations:
                 world._build_station(site, station)
+                world._build_generated(site, station)
             if site.kind == "water_supply":
                 world._build_demand(site)
         return world
 
     def rng(self, *names: str) -> random.Random:
         return seeded_rng(self.seed, *names)
+
+    def _build_generated(self, site: Site, station: Station) -> None:
+        """Equipment of kinds without physics (simulators/role_signals.py)."""
+        for asset in station.assets:
+            profile = self.config.profiles.get(asset.profile or "")
+            if asset.kind in PHYSICS_KINDS or profile is None:
+                continue
+            akey = (site.id, station.id, asset.id)
+            model = RoleSignalModel(
+                profile=profile,
+                roles=self.config.roles_of(asset),
+                asset_id=asset.id,
+                rng=self.rng(*akey),
+                utc_offset_h=self.utc_offset_h[site.id],
+                rated_flow_m3h=asset.ratings.rated_flow_m3h,
+                rated_kw=asset.ratings.motor_kw,
+                t_ms=self.t_ms,
+            )
+            self.generated[akey] = model
+            self.models[akey] = model
 
     def _build_station(self, site: Site, station: Station) -> None:
         if station.kind == "car_park":
@@ -102,13 +139,13 @@ class World:
         for asset in station.assets:
             akey = (site.id, station.id, asset.id)
             rng = self.rng(*akey)
-            if asset.kind is AssetKind.PUMP:
+            if asset.kind == AssetKind.PUMP:
                 pumps[asset.id] = _pump(asset, rng)
                 self.models[akey] = pumps[asset.id]
-            elif asset.kind is AssetKind.TANK:
+            elif asset.kind == AssetKind.TANK:
                 tanks[asset.id] = _tank(asset, rng, station)
                 self.models[akey] = tanks[asset.id]
-            elif asset.kind is AssetKind.TRANSFORMER:
+            elif asset.kind == AssetKind.TRANSFORMER:
                 transformer = TransformerModel(
                     kva=asset.ratings.kva or 100.0,
                     voltage_v=asset.ratings.voltage_v or 400.0,
@@ -117,10 +154,10 @@ class World:
                 transformer.ambient_c = ambient_temp_c(self.t_ms, offset)
                 transformer.top_oil_c = transformer.ambient_c + 10.0
                 self.models[akey] = transformer
-            elif asset.kind is AssetKind.WATER_QUALITY:
+            elif asset.kind == AssetKind.WATER_QUALITY:
                 quality = WaterQualityModel(rng=rng, utc_offset_h=offset)
                 self.models[akey] = quality
-            elif asset.kind is AssetKind.RESERVOIR:
+            elif asset.kind == AssetKind.RESERVOIR:
                 self._build_reservoir(site, akey, asset, rng)
         order = _pump_order(station, pumps)
         control = station.control
@@ -166,7 +203,7 @@ class World:
             (site.id, st.id, a.id): a.ratings.capacity_m3 or 0.0
             for st in site.stations
             for a in st.assets
-            if a.kind is AssetKind.TANK
+            if a.kind == AssetKind.TANK
         }
         total = sum(tanks.values()) or 1.0
         self.demand[site.id] = SiteDemand(
@@ -178,13 +215,15 @@ class World:
             self.reservoirs[site.id][1].inflow_m3h = BASEFLOW_SHARE * mean
 
     def _build_car_park(self, site: Site, station: Station) -> None:
-        lot = next(a for a in station.assets if a.kind is AssetKind.PARKING_LOT)
+        lot = next((a for a in station.assets if a.kind == AssetKind.PARKING_LOT), None)
+        if lot is None:
+            return  # a car-park station of other equipment only
         spaces = lot.ratings.spaces or 100
         regular_share, peak = PARKING_TRAFFIC.get(site.id, DEFAULT_PARKING_TRAFFIC)
         gates = {
             a.id: GateModel(id=a.id, lanes=list(a.lanes), closed_hours=a.closed_hours)
             for a in station.assets
-            if a.kind is AssetKind.BARRIER_GATE
+            if a.kind == AssetKind.BARRIER_GATE
         }
         model = ParkingLotModel(
             lot_id=lot.id,
@@ -222,13 +261,17 @@ class World:
         messages: list[tuple[tuple[str, str], DeviceMessage]] = []
         for key, lot in self.car_parks.items():
             messages.extend((key, m) for m in lot.advance(self.t_ms, dt_s))
+        for (site_id, station_id, _), model in self.generated.items():
+            messages.extend(((site_id, station_id), m) for m in model.advance(dt_s, self.t_ms))
         self.t_ms += round(dt_s * 1000)
         return messages
 
     def values(self, key: AssetKey) -> dict[str, Value]:
         """The physical state of a polled (Modbus) asset as its profile's signals."""
         model = self.models[key]
-        if isinstance(model, ParkingLotModel | GateModel):
+        if isinstance(model, ParkingLotModel | GateModel) or (
+            isinstance(model, RoleSignalModel) and model.publishes
+        ):
             raise KeyError(f"{'/'.join(key)} publishes over MQTT; it has no register image")
         return model.values()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.builders import timeseries
+from grafana_foundation_sdk.builders import stat, timeseries
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards import panels, queries, variables
@@ -41,6 +41,7 @@ def build(facts: Facts) -> Board:
     board.with_panel(
         _by_priority(panels.figure("Active by priority", [count], w=8, h=8).no_value("0"))
     )
+    board.with_panel(_by_kind(facts))
     raised = InfluxQL(queries.raised_per_interval(SITE)).alias("$tag_priority")
     board.with_panel(_by_priority(panels.bars("Raised per interval", [raised], "none", w=24)))
     history = InfluxQL(queries.alarm_history(SITE)).format("table")
@@ -63,6 +64,17 @@ def build(facts: Facts) -> Board:
     board.with_panel(trend.thresholds(_steps(RATE_STEPS)))
     board.with_panel(_per_position())
     return Board(UID, board)
+
+
+def _by_kind(facts: Facts) -> stat.Panel:
+    """Alarms on the board per kind of equipment, any kind the site model uses."""
+    targets = []
+    for kind in facts.config.kinds_in_use():
+        assets = [r.key for r in facts.assets(kind.kind)]
+        query = queries.active_alarm_count_of(SITE, assets)
+        targets.append(InfluxQL(query).alias(kind.name))
+    about = "Alarms on the board at the end of the range, by the kind of their asset."
+    return panels.figure("Active by kind", targets, w=24, h=4, about=about).no_value("0")
 
 
 def _per_position() -> timeseries.Panel:

@@ -1,5 +1,6 @@
-"""Fleet overview: stations running, stopped and faulted, tank levels against their
-alarm levels, active alarms by priority, gateways online; one tile per station."""
+"""Fleet overview: stations running, stopped and faulted, assets reporting by kind (any
+kind, facility/kinds/), tank levels against their alarm levels, active alarms by
+priority, gateways online; one tile per pump station."""
 
 from __future__ import annotations
 
@@ -21,21 +22,55 @@ def build(facts: Facts) -> Board:
     board = new(UID, "Fleet overview", facts, "Every site at a glance; drill down by the links.")
     board.with_variable(variables.site(site_pairs(facts.config.sites), multi=True))
     board.with_row(panels.row("Now"))
-    for title, query in _counts():
+    has_pumps = any(True for _ in facts.assets(AssetKind.PUMP))
+    for title, query in _counts() if has_pumps else []:
         # InfluxDB counts nothing as no row: zero stations is still an answer.
         about = f"Counts only what reported within {queries.FRESH} of the end of the range."
         board.with_panel(panels.figure(title, [InfluxQL(query)], w=4, about=about).no_value("0"))
     board.with_panel(_gateways(facts))
     active = InfluxQL(queries.active_alarm_count(["site"])).alias("$tag_priority")
     board.with_panel(panels.figure("Active alarms by priority", [active], w=8).no_value("0"))
-    board.with_panel(_tanks(facts))
+    board.with_panel(_reporting(facts))
+    if any(True for _ in facts.assets(AssetKind.TANK)):
+        board.with_panel(_tanks(facts))
     water = facts.sites("water_supply")
     board.with_row(panels.row("Stations"))
     for site in water:
         for station in site.stations:
-            if any(a.kind is AssetKind.PUMP for a in station.assets):
+            if any(a.kind == AssetKind.PUMP for a in station.assets):
                 board.with_panel(_tile(site, station))
     return Board(UID, board)
+
+
+def _reporting(facts: Facts) -> stat.Panel:
+    """Per kind: assets whose last reading is within FRESH of the end of the range,
+    against the site model's count of that kind."""
+    targets, totals = [], {}
+    for kind in facts.kinds():
+        refs = list(facts.assets(kind.kind))
+        profiles = sorted({r.asset.profile for r in refs if r.asset.profile})
+        for profile in profiles:
+            # a field every asset of the profile reports: its first number or state
+            signals = facts.config.profiles[profile].signals
+            signal = next((s.name for s in signals if str(s.type) != "string"), None)
+            if signal is None:
+                continue
+            query = queries.count_reporting(kind.kind, signal, ["site"])
+            name = kind.name if len(profiles) == 1 else f"{kind.name} ({profile})"
+            targets.append(InfluxQL(query).alias(name))
+            totals[name] = sum(1 for r in refs if r.asset.profile == profile)
+    about = (
+        f"Per kind: assets with a reading within {queries.FRESH} of the end of the range, "
+        "of the site model's assets of that kind (every site)."
+    )
+    panel = panels.figure("Assets reporting, by kind", targets, w=24, about=about)
+    panel.no_value("0")
+    for name, total in totals.items():
+        steps = [dm.Threshold(value=None, color="orange"), dm.Threshold(value=total, color="green")]
+        limits = db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(steps).build()
+        label = panels.prop("displayName", f"{name} (of {total})")
+        panel.override_by_name(name, [label, panels.prop("thresholds", limits)])
+    return panel
 
 
 def _counts() -> list[tuple[str, str]]:
@@ -61,7 +96,7 @@ def _gateways(facts: Facts) -> stat.Panel:
     target = InfluxQL(query).alias("$tag_site")
     panel = panels.figure("Gateways online", [target], w=4, about=about).no_value("0")
     for site in facts.config.sites:
-        total = sum(1 for st in site.stations for a in st.assets if a.kind is AssetKind.GATEWAY)
+        total = sum(1 for st in site.stations for a in st.assets if a.kind == AssetKind.GATEWAY)
         steps = [dm.Threshold(value=None, color="red"), dm.Threshold(value=total, color="green")]
         limits = db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(steps).build()
         name = panels.prop("displayName", f"{site.name or site.id} (of {total})")
@@ -87,7 +122,7 @@ def _tanks(facts: Facts) -> bargauge.Panel:
 def _tile(site: Site, station: Station) -> stat.Panel:
     """One station's pumps now: running or stopped, and a red TRIPPED tile per tripped
     pump; shown only while its site is selected."""
-    pumps = [a for a in station.assets if a.kind is AssetKind.PUMP]
+    pumps = [a for a in station.assets if a.kind == AssetKind.PUMP]
     tags = (
         f'"site" =~ /^$site$/ AND "site" = \'{site.id}\' AND "station" = \'{station.id}\' '
         f"AND {queries.RECENT}"

@@ -51,6 +51,6 @@ def build(facts: Facts) -> Board:
     errors = queries.last("device_status", ["comm_ok", "exception_code"], FILTER)
     about = "Each polled device's last status in the range; exception_code ≠ 0: Modbus exception."
     board.with_panel(panels.grid("Device status", [InfluxQL(errors).format("table")], about=about))
-    gateways = sum(1 for r in facts.config.assets() if r.asset.kind is AssetKind.GATEWAY)
+    gateways = sum(1 for r in facts.config.assets() if r.asset.kind == AssetKind.GATEWAY)
     board.with_panel(panels.note("Gateways in the site model", f"{gateways} gateways.", w=24, h=2))
     return Board(UID, board)

@@ -15,10 +15,12 @@ SITE: list[queries.Tag] = ["site"]
 ALIAS = queries.ASSET_ALIAS
 
 
-def build(facts: Facts) -> Board:
+def build(facts: Facts) -> Board | None:
     parks = facts.sites("parking")
     lots = list(facts.assets(AssetKind.PARKING_LOT, parks))
     gates = list(facts.assets(AssetKind.BARRIER_GATE, parks))
+    if not lots and not gates:
+        return None  # no car park in the site model: no empty board
     board = new(UID, "Car parks", facts, "Occupancy, gates and turnover of the car parks.")
     board.with_variable(variables.site(site_pairs(parks), multi=True))
     board.with_variable(variables.retention())

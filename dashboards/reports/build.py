@@ -22,15 +22,19 @@ from dashboards.reports.alarms import (
 from dashboards.reports.data import AssetPath, Influx, Window
 from dashboards.reports.figures import (
     HOUR_MS,
+    OWN_FIGURES,
     Series,
     SiteFigures,
     integrate,
+    metered,
     read_series,
+    role_key,
     site_figures,
 )
 from dashboards.reports.incidents import Incident, chart_fields, find_incidents, incident_kinds
 from dashboards.reports.periods import Period, days_of
 from facility.config import SiteConfig
+from facility.kind import Role
 from facility.site import AssetKind, AssetStatus
 from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
 from ingest.alarms.kpi import Positions
@@ -239,7 +243,7 @@ def operations_report(
     """`rules`: the alarm rules, for the incidents' limits (None: the fallbacks);
     `positions`: the operator positions to rate alarms for too (None: sites only)."""
     bucket = MINUTE_MS if kind == "daily" else HOUR_MS
-    series = read_series(influx, period, bucket)
+    series = read_series(influx, period, bucket, config)
     alarms = summarise(book, period.start_ms, period.end_ms, positions)
     report = OperationsReport(
         kind=kind,
@@ -303,8 +307,20 @@ def daily_charts(
     out: list[Chart] = []
     for site in config.sites:
         water: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(hours))
+        metered_at = _metered_stations(series, config, site.id)
         for ref in config.assets():
-            if ref.site.id != site.id or ref.asset.kind is not AssetKind.PUMP:
+            if ref.site.id != site.id:
+                continue
+            if ref.station.id in metered_at:
+                if ref.asset.kind in OWN_FIGURES:
+                    continue
+                for i, span in enumerate(hours):
+                    got, _ = metered(
+                        series, ref.key, ref.asset, config, span, Role.VOLUME_COUNTER, Role.FLOW
+                    )
+                    water[ref.station.id][i] += got or 0.0
+                continue
+            if ref.asset.kind != AssetKind.PUMP:
                 continue
             flow = series.of("flow", ref.key)
             for i, (a, b) in enumerate(hours):
@@ -323,6 +339,20 @@ def daily_charts(
     return out
 
 
+def _metered_stations(series: Series, config: SiteConfig, site_id: str) -> set[str]:
+    """Stations whose water a meter counts (then the pumps' own flows are not added)."""
+    out = set()
+    for ref in config.assets():
+        if ref.site.id != site_id or ref.asset.kind in OWN_FIGURES:
+            continue
+        for signal in config.signals_with(ref.asset, Role.VOLUME_COUNTER) + config.signals_with(
+            ref.asset, Role.FLOW
+        ):
+            if series.of(role_key(ref.asset.kind, signal), ref.key):
+                out.add(ref.station.id)
+    return out
+
+
 def _site_line_charts(
     series: Series, config: SiteConfig, site_id: str, period: Period
 ) -> list[Chart]:
@@ -332,12 +362,12 @@ def _site_line_charts(
         if ref.site.id != site_id:
             continue
         a = ref.asset
-        if a.kind is AssetKind.TANK and a.ratings.height_m:
+        if a.kind == AssetKind.TANK and a.ratings.height_m:
             pct = [(t, 100 * v / a.ratings.height_m) for t, v in series.of("level", ref.key)]
             tanks.append((a.id, pct))
-        elif a.kind is AssetKind.TRANSFORMER and series.of("load", ref.key):
+        elif a.kind == AssetKind.TRANSFORMER and series.of("load", ref.key):
             loads.append((ref.station.id, series.of("load", ref.key)))
-        elif a.kind is AssetKind.PARKING_LOT:
+        elif a.kind == AssetKind.PARKING_LOT:
             lots.append((ref.path, series.of("occupied", ref.key), a.ratings.spaces))
     out: list[Chart] = []
     tz = period.tz

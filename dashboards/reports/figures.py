@@ -4,6 +4,11 @@ Counters (run hours, starts, energy, gate passages) are differenced, never read 
 absolute values: a device replaced or reset starts again from zero, a poll may be lost,
 a bad read may glitch. Rates (flow, power) are integrated over time, with short gaps
 bridged by the last value and the coverage reported.
+
+The built-in kinds with physics have figures of their own (pumps, tanks, transformers,
+car parks). Every other kind is counted by its signals' roles (facility/kinds/): water
+from a volume totaliser, else its integrated flow; energy from an energy counter, else
+its integrated power; run hours from the time its `running` signal is true.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass, field
 from dashboards.reports.data import AssetPath, Influx, Samples, Window
 from dashboards.reports.periods import Period
 from facility.config import SiteConfig
+from facility.kind import Role, report_factor
 from facility.site import Asset, AssetKind, Station
 
 HOUR_MS = 3_600_000
@@ -105,6 +111,20 @@ class TankFigures:
 
 
 @dataclass
+class MeterFigures:
+    """An asset of a kind without figures of its own, counted by its signals' roles."""
+
+    path: AssetPath
+    name: str
+    kind: str  # the kind's display name
+    water_m3: float | None
+    water_source: str  # the signal it comes from, and how ("" if none)
+    energy_kwh: float | None
+    energy_source: str
+    run_hours: float | None
+
+
+@dataclass
 class StationFigures:
     site: str
     station: str
@@ -112,20 +132,30 @@ class StationFigures:
     pumps: list[PumpFigures]
     tanks: list[TankFigures]
     energy_kwh: float | None
-    energy_source: str  # "transformer meter", "pump drives", or "" (none)
+    energy_source: str  # "transformer meter", "energy meters", "pump drives", or ""
     kva: float | None
     peak_load: tuple[int, float] | None  # (when, load %)
+    meters: list[MeterFigures] = field(default_factory=list)
 
     @property
     def run_hours(self) -> float:
-        return sum(p.run_hours or 0.0 for p in self.pumps)
+        return sum(p.run_hours or 0.0 for p in self.pumps) + sum(
+            m.run_hours or 0.0 for m in self.meters
+        )
 
     @property
     def starts(self) -> int:
         return sum(p.starts or 0 for p in self.pumps)
 
     @property
+    def metered(self) -> bool:
+        """Whether a meter (not the pumps' own flow) says what the station delivered."""
+        return any(m.water_m3 is not None for m in self.meters)
+
+    @property
     def water_m3(self) -> float:
+        if self.metered:  # a meter on the outlet counts what the pumps' estimates sum
+            return sum(m.water_m3 or 0.0 for m in self.meters)
         return sum(p.water_m3 or 0.0 for p in self.pumps)
 
 
@@ -180,15 +210,66 @@ QUERIES: tuple[tuple[str, str, str, bool], ...] = (
 )
 
 
-def read_series(influx: Influx, period: Period, bucket_ms: int) -> Series:
+# Kinds whose figures are their own (above); the rest are counted by role.
+OWN_FIGURES = frozenset(
+    {
+        AssetKind.PUMP,
+        AssetKind.TANK,
+        AssetKind.TRANSFORMER,
+        AssetKind.RESERVOIR,
+        AssetKind.WATER_QUALITY,
+        AssetKind.PARKING_LOT,
+        AssetKind.BARRIER_GATE,
+        AssetKind.GATEWAY,
+    }
+)
+COUNTED_ROLES = frozenset(
+    {Role.FLOW, Role.POWER, Role.VOLUME_COUNTER, Role.ENERGY_COUNTER, Role.RUNNING}
+)
+_COUNTERS = frozenset({Role.VOLUME_COUNTER, Role.ENERGY_COUNTER})
+
+
+def role_series(config: SiteConfig) -> dict[tuple[str, str], Role]:
+    """(kind, signal) → role of every signal the reports count by role."""
+    out: dict[tuple[str, str], Role] = {}
+    for ref in config.assets():
+        if ref.asset.kind in OWN_FIGURES:
+            continue
+        for signal, role in config.roles_of(ref.asset).items():
+            if role in COUNTED_ROLES:
+                out[(ref.asset.kind, signal)] = role
+    return out
+
+
+def _role_aggregate(signal: str, role: Role) -> str:
+    if role in _COUNTERS:
+        return f'first("{signal}"), last("{signal}")'
+    if role is Role.RUNNING:
+        return f'max("{signal}")'  # a boolean: true if it ran at all in the bucket
+    return f'mean("{signal}")'
+
+
+def read_series(
+    influx: Influx, period: Period, bucket_ms: int, config: SiteConfig | None = None
+) -> Series:
     series = Series(bucket_ms)
+    # Local-clock buckets: an hour's mean must not straddle the local midnight.
+    zone = period.tz.key
     for name, measurement, aggregate, counter in QUERIES:
         start = period.start_ms - (COUNTER_LOOKBACK_MS if counter else 0)
         window = Window(start, period.end_ms)
-        # Local-clock buckets: an hour's mean must not straddle the local midnight.
-        zone = period.tz.key
         series.data[name] = influx.per_asset(measurement, aggregate, window, bucket_ms, tz=zone)
+    for (kind, signal), role in (role_series(config) if config else {}).items():
+        start = period.start_ms - (COUNTER_LOOKBACK_MS if role in _COUNTERS else 0)
+        window = Window(start, period.end_ms)
+        aggregate = _role_aggregate(signal, role)
+        found = influx.per_asset(kind, aggregate, window, bucket_ms, tz=zone)
+        series.data[role_key(kind, signal)] = found
     return series
+
+
+def role_key(kind: str, signal: str) -> str:
+    return f"{kind}.{signal}"
 
 
 def _path(station_site: str, station: Station, asset: Asset) -> AssetPath:
@@ -213,6 +294,53 @@ def pump_figures(series: Series, path: AssetPath, asset: Asset, period: Period) 
     )
 
 
+def meter_figures(
+    series: Series, path: AssetPath, asset: Asset, config: SiteConfig, period: Period
+) -> MeterFigures | None:
+    """Water, energy and run hours of one asset from its signals' roles (None: it has
+    no signal the reports count)."""
+    roles = {s: r for s, r in config.roles_of(asset).items() if r in COUNTED_ROLES}
+    if not roles:
+        return None
+    span = (period.start_ms, period.end_ms)
+    water, water_from = metered(series, path, asset, config, span, Role.VOLUME_COUNTER, Role.FLOW)
+    energy, energy_from = metered(
+        series, path, asset, config, span, Role.ENERGY_COUNTER, Role.POWER
+    )
+    hours, _ = metered(series, path, asset, config, span, Role.RUNNING)
+    kind = config.kinds[asset.kind].name if asset.kind in config.kinds else asset.kind
+    name = asset.name or asset.id
+    return MeterFigures(path, name, kind, water, water_from, energy, energy_from, hours)
+
+
+def metered(
+    series: Series,
+    path: AssetPath,
+    asset: Asset,
+    config: SiteConfig,
+    span: tuple[int, int],
+    *roles: Role,
+) -> tuple[float | None, str]:
+    """Over [start, end): the first signal of the first of `roles` that has data, as a
+    counter's increase or a rate's integral in the reports' unit (m³, kWh, h), and which
+    signal it came from."""
+    start, end = span
+    for role in roles:
+        for signal in config.signals_with(asset, role):
+            samples = series.of(role_key(asset.kind, signal), path)
+            if not samples:
+                continue
+            factor = report_factor(role, config.unit_of(asset, signal)) or 1.0
+            if role in _COUNTERS:
+                increase = counter_increase(samples, start, end)
+                if increase is not None:
+                    return increase * factor, f"{signal} (counter)"
+                continue
+            total = integrate(samples, start, end, series.bucket_ms).total
+            return total * factor, f"{signal} (integrated)"
+    return None, ""
+
+
 def tank_figures(series: Series, path: AssetPath, asset: Asset, period: Period) -> TankFigures:
     start, end = period.start_ms, period.end_ms
     return TankFigures(
@@ -224,32 +352,45 @@ def tank_figures(series: Series, path: AssetPath, asset: Asset, period: Period) 
     )
 
 
-def station_figures(series: Series, site: str, station: Station, period: Period) -> StationFigures:
-    pumps, tanks = [], []
+def station_figures(
+    series: Series,
+    site: str,
+    station: Station,
+    period: Period,
+    config: SiteConfig | None = None,
+) -> StationFigures:
+    pumps, tanks, meters = [], [], []
     energy: float | None = None
     source, kva, peak = "", None, None
     for asset in station.assets:
         path = _path(site, station, asset)
-        if asset.kind is AssetKind.PUMP:
+        if config is not None and asset.kind not in OWN_FIGURES:
+            meter = meter_figures(series, path, asset, config, period)
+            if meter is not None:
+                meters.append(meter)
+        elif asset.kind == AssetKind.PUMP:
             pumps.append(pump_figures(series, path, asset, period))
-        elif asset.kind is AssetKind.TANK:
+        elif asset.kind == AssetKind.TANK:
             tanks.append(tank_figures(series, path, asset, period))
-        elif asset.kind is AssetKind.TRANSFORMER:
+        elif asset.kind == AssetKind.TRANSFORMER:
             kva = asset.ratings.kva
             energy = counter_increase(series.of("energy", path), period.start_ms, period.end_ms)
             source = "transformer meter" if energy is not None else ""
             peak = extreme(series.of("load", path), period.start_ms, period.end_ms, True)
+    if energy is None and any(m.energy_kwh is not None for m in meters):
+        energy = sum(m.energy_kwh or 0.0 for m in meters)
+        source = "energy meters"
     if energy is None and any(p.energy_kwh is not None for p in pumps):
         # No transformer (a standby booster): the drives' own power is the best we have.
         energy = sum(p.energy_kwh or 0.0 for p in pumps)
         source = "pump drives"
     name = station.name or station.id
-    return StationFigures(site, station.id, name, pumps, tanks, energy, source, kva, peak)
+    return StationFigures(site, station.id, name, pumps, tanks, energy, source, kva, peak, meters)
 
 
 def lot_figures(series: Series, site: str, station: Station, period: Period) -> list[LotFigures]:
     start, end = period.start_ms, period.end_ms
-    gates = [a for a in station.assets if a.kind is AssetKind.BARRIER_GATE]
+    gates = [a for a in station.assets if a.kind == AssetKind.BARRIER_GATE]
 
     def passages(name: str) -> int | None:
         counts = [
@@ -260,7 +401,7 @@ def lot_figures(series: Series, site: str, station: Station, period: Period) -> 
 
     lots = []
     for asset in station.assets:
-        if asset.kind is not AssetKind.PARKING_LOT:
+        if asset.kind != AssetKind.PARKING_LOT:
             continue
         path = _path(site, station, asset)
         peak = extreme(series.of("occupied", path), start, end, highest=True)
@@ -292,9 +433,10 @@ def site_figures(series: Series, config: SiteConfig, period: Period) -> list[Sit
     out = []
     for site in config.sites:
         stations = [
-            station_figures(series, site.id, st, period)
+            station_figures(series, site.id, st, period, config)
             for st in site.stations
             if any(a.kind in (AssetKind.PUMP, AssetKind.TANK) for a in st.assets)
+            or any(a.kind not in OWN_FIGURES and config.roles_of(a) for a in st.assets)
         ]
         lots = [lot for st in site.stations for lot in lot_figures(series, site.id, st, period)]
         out.append(SiteFigures(site.id, site.name or site.id, site.kind, stations, lots))

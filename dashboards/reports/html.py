@@ -458,6 +458,24 @@ def _pump_rows(st: StationFigures) -> list[list[Cell]]:
     ]
 
 
+def _meter_rows(st: StationFigures) -> list[list[Cell]]:
+    """Equipment counted by its signals' roles (facility/kinds/): where each figure
+    comes from is said, a totaliser's increase or an integrated rate."""
+    return [
+        [
+            st.name,
+            m.name,
+            m.kind,
+            num(m.water_m3, 1),
+            m.water_source or None,
+            num(m.energy_kwh, 1),
+            m.energy_source or None,
+            num(m.run_hours, 2),
+        ]
+        for m in st.meters
+    ]
+
+
 def _tank_rows(st: StationFigures, p: Period) -> list[list[Cell]]:
     rows: list[list[Cell]] = []
     for t in st.tanks:
@@ -510,13 +528,16 @@ def _lot_rows(
 
 def _site_section(s: SiteFigures, views: Sequence[IncidentView], p: Period) -> Html:
     parts: list[Cell] = []
+    # pumps' run hours alone, or with other equipment's time running (a `running` role)
+    metered = any(m.run_hours is not None for st in s.stations for m in st.meters)
+    hours_label = "run hours" if metered else "pump run hours"
     if s.stations:
         parts.append(
             facts(
                 [
                     ("water delivered, m³", num(s.water_m3, 0)),
                     ("energy, kWh", num(s.energy_kwh, 1)),
-                    ("pump run hours", num(sum(st.run_hours for st in s.stations), 2)),
+                    (hours_label, num(sum(st.run_hours for st in s.stations), 2)),
                     ("pump starts", sum(st.starts for st in s.stations)),
                 ]
             )
@@ -539,31 +560,45 @@ def _site_section(s: SiteFigures, views: Sequence[IncidentView], p: Period) -> H
                 {1, 2, 3, 5, 7, 8},
             )
         )
-        parts.append(tag("h3", "Pumps"))
-        parts.append(
-            table(
-                [
-                    "station",
-                    "pump",
-                    "status",
-                    "run h",
-                    "starts",
-                    "energy kWh",
-                    "water m³",
-                    "data %",
-                ],
-                [r for st in s.stations for r in _pump_rows(st)],
-                {3, 4, 5, 6, 7},
+        pump_rows = [r for st in s.stations for r in _pump_rows(st)]
+        if pump_rows:
+            parts.append(tag("h3", "Pumps"))
+            parts.append(
+                table(
+                    [
+                        "station",
+                        "pump",
+                        "status",
+                        "run h",
+                        "starts",
+                        "energy kWh",
+                        "water m³",
+                        "data %",
+                    ],
+                    pump_rows,
+                    {3, 4, 5, 6, 7},
+                )
             )
-        )
-        parts.append(tag("h3", "Tanks"))
-        parts.append(
-            table(
-                ["station", "tank", "min m", "at", "min", "max m", "at", "max"],
-                [r for st in s.stations for r in _tank_rows(st, p)],
-                {2, 4, 5, 7},
+        tank_rows = [r for st in s.stations for r in _tank_rows(st, p)]
+        if tank_rows:
+            parts.append(tag("h3", "Tanks"))
+            parts.append(
+                table(
+                    ["station", "tank", "min m", "at", "min", "max m", "at", "max"],
+                    tank_rows,
+                    {2, 4, 5, 7},
+                )
             )
-        )
+        meter_rows = [r for st in s.stations for r in _meter_rows(st)]
+        if meter_rows:
+            parts.append(tag("h3", "Meters and other equipment"))
+            parts.append(
+                table(
+                    ["station", "asset", "kind", "water m³", "from", "energy kWh", "from", "run h"],
+                    meter_rows,
+                    {3, 5, 7},
+                )
+            )
     if s.lots:
         parts.append(
             table(

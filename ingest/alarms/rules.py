@@ -61,7 +61,7 @@ FUNCTIONS = {"abs": abs, "min": min, "max": max}
 
 
 class Selector(Strict):
-    asset_kind: AssetKind | None = None
+    asset_kind: str | None = None  # a kind id (facility/kinds/ or the site's kinds/)
     assets: list[str] = Field(default_factory=list)  # site/station/asset paths
 
 
@@ -225,6 +225,14 @@ def _check_references(spec: RulesFile, site: SiteConfig, doc: SourceDoc) -> list
     paths = {ref.path for ref in site.assets()}
     issues = []
     for rid, rule in spec.rules.items():
+        kind = rule.applies_to.asset_kind
+        if kind is not None and kind not in site.kinds:
+            issues.append(
+                doc.issue(
+                    ["rules", rid, "applies_to", "asset_kind"],
+                    f"no asset kind {kind!r} (known: {', '.join(sorted(site.kinds))})",
+                )
+            )
         for i, other in enumerate(rule.inhibited_by):
             if other not in spec.rules:
                 issues.append(doc.issue(["rules", rid, "inhibited_by", i], f"no rule {other!r}"))
@@ -332,7 +340,7 @@ def _targets(rule: Rule, site: SiteConfig) -> Iterator[Any]:
         if isinstance(rule, SilentRule) and not ref.asset.profile:
             continue  # in the register, but nothing reports for it: not a silent device
         kind = rule.applies_to.asset_kind
-        is_gateway = ref.asset.kind is AssetKind.GATEWAY
+        is_gateway = ref.asset.kind == AssetKind.GATEWAY
         if isinstance(rule, GatewayRule):
             if is_gateway and kind in (None, AssetKind.GATEWAY):
                 yield ref
@@ -377,7 +385,7 @@ def _bound(rid: str, rule: Rule, site: str, station: str, asset: Asset, words: W
     names = words.names
     level = None
     if isinstance(rule, ThresholdRule | RateRule | UnchangedRule) and rule.signal not in names:
-        raise ValueError("signal", f"no signal {rule.signal!r} on a {asset.kind.value}")
+        raise ValueError("signal", f"no signal {rule.signal!r} on a {asset.kind}")
     if isinstance(rule, ThresholdRule):
         level = _level(rule, asset)
     when = None

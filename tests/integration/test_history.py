@@ -37,7 +37,7 @@ def test_each_pump_has_a_point_every_poll_and_a_rollup_every_minute(
         for s in demo_config.sites
         for st in s.stations
         for a in st.assets
-        if a.kind is AssetKind.PUMP
+        if a.kind == AssetKind.PUMP
     ]
     polls = round(86_400 / simulated_day.poll_s)
     raw = query(

@@ -439,7 +439,7 @@ def test_pump_energy_matches_the_physics(
             / 3600
             * (ref.asset.ratings.motor_kw or 0.0)
             for ref in demo_config.assets()
-            if ref.key[:2] == (site, station) and ref.asset.kind is AssetKind.PUMP
+            if ref.key[:2] == (site, station) and ref.asset.kind == AssetKind.PUMP
         )
         error = abs(got - truth)
         if truth >= 100:  # a day's running: 1 %, whatever the starts

@@ -162,7 +162,7 @@ def wanda_batches(e: AlarmEngine, config: SiteConfig) -> WandaBatch:
     """Batches from Wanda's gateway at t seconds: its health, every gate's heartbeat and,
     when `lot_reports`, the lot counter; answers (asset, rule, active) of the changes."""
     station = config.site("wanda").station("wanda_lot")
-    gates = [a.id for a in station.assets if a.kind is AssetKind.BARRIER_GATE]
+    gates = [a.id for a in station.assets if a.kind == AssetKind.BARRIER_GATE]
 
     def batch(t_s: float, lot_reports: bool) -> list[tuple[str, str, bool]]:
         ts = T0 + int(t_s * S)

@@ -332,7 +332,7 @@ def test_fleet_counts_only_fresh_reports_and_gateways_per_site(
         if o["matcher"]["options"] == "fengshou"
     )
     site = next(s for s in demo_config.sites if s.id == "fengshou")
-    total = sum(1 for st in site.stations for a in st.assets if a.kind.value == "gateway")
+    total = sum(1 for st in site.stations for a in st.assets if a.kind == "gateway")
     steps = next(p["value"]["steps"] for p in fengshou if p["id"] == "thresholds")
     assert steps == [{"value": None, "color": "red"}, {"value": total, "color": "green"}]
 
@@ -399,7 +399,7 @@ def test_turnover_tiles_follow_the_site_variable(
 ) -> None:
     parking = {p["title"]: p for p in all_panels(boards["facility-parking"])}
     tiles = [p for title, p in parking.items() if title.startswith("Turnover ")]
-    lots = [a for a in demo_config.assets() if a.asset.kind.value == "parking_lot"]
+    lots = [a for a in demo_config.assets() if a.asset.kind == "parking_lot"]
     assert len(tiles) == len(lots) == 2
     for tile in tiles:
         assert '"site" =~ /^$site$/' in tile["targets"][0]["query"], tile["title"]

@@ -322,6 +322,21 @@ EXPECTED: dict[str, dict[int, list[tuple[Table, int, int]]]] = {
         0: [(HR, 0, 1), (IR, 0, 8), (DI, 0, 3)],
         8: [(HR, 0, 1), (IR, 0, 8), (DI, 0, 3)],
     },
+    # The example profiles of docs/your-own-devices.md (shipped with the kinds as data).
+    # The SDM630 blocks are 8 unmapped registers apart at most: one read at the default gap.
+    "sdm630_energy_meter": {
+        0: [(IR, 0, 12), (IR, 52, 2), (IR, 62, 2), (IR, 70, 6)],
+        8: [(IR, 0, 12), (IR, 52, 24)],
+    },
+    # 4..7 and 10..11 unmapped: one read at the default gap, which a strict meter refuses.
+    "magflow_cdab": {
+        0: [(HR, 0, 4), (HR, 8, 2), (HR, 12, 2)],
+        8: [(HR, 0, 14)],
+    },
+    "pressure_transmitter_rtu": {
+        0: [(HR, 0, 3)],
+        8: [(HR, 0, 3)],
+    },
 }
 
 

@@ -59,7 +59,7 @@ def demo() -> SiteConfig:
 
 def of_kind(config: SiteConfig, kind: AssetKind, site: str | None = None) -> list[AssetRef]:
     return [
-        r for r in config.assets() if r.asset.kind is kind and (site is None or r.site.id == site)
+        r for r in config.assets() if r.asset.kind == kind and (site is None or r.site.id == site)
     ]
 
 
@@ -102,7 +102,7 @@ def test_26_pumps(demo: SiteConfig) -> None:
 def test_pumps_per_station(demo: SiteConfig, station_id: str) -> None:
     site_id, motors, broken, _ = STATIONS[station_id]
     station = demo.site(site_id).station(station_id)
-    pumps = [a for a in station.assets if a.kind is AssetKind.PUMP]
+    pumps = [a for a in station.assets if a.kind == AssetKind.PUMP]
     assert sorted(a.ratings.motor_kw or 0 for a in pumps) == sorted(motors)
     assert sum(a.status is AssetStatus.OUT_OF_SERVICE for a in pumps) == broken
 
@@ -165,7 +165,7 @@ def test_two_water_quality_assets(demo: SiteConfig) -> None:
 
 def test_every_asset_but_gateways_has_a_loaded_profile(demo: SiteConfig) -> None:
     for ref in demo.assets():
-        if ref.asset.kind is AssetKind.GATEWAY:
+        if ref.asset.kind == AssetKind.GATEWAY:
             continue
         assert demo.profile_of(ref).profile == ref.asset.profile
 
