@@ -107,6 +107,12 @@ class Stack:
     def url(self) -> str:
         return self.server.url
 
+    def link_token(self, key: AlarmKey, user: str, links: AckLinks | None = None) -> str:
+        """An acknowledge link's token for the alarm's current raise, as a mail has it."""
+        alarm = self.book.get(key)
+        assert alarm is not None
+        return (links or self.links).token(key, user, alarm.raised_ms)
+
     def client(self, role: Role | None = None) -> httpx.AsyncClient:
         headers = auth(role) if role is not None else {}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10)
@@ -152,6 +158,7 @@ async def running_stack(
     rosters: Any = None,
     kpis: bool = False,
     notify: tuple[NotifyConfig, Callable[[], int]] | None = None,
+    people: Callable[[], list[str]] | None = None,
 ) -> AsyncIterator[Stack]:
     """The API over a real pipeline; with `kpis`, computed from its book per site (the
     service's own positions are tested in test_alarm_service.py); with `notify` (a
@@ -173,7 +180,18 @@ async def running_stack(
         return compute(pipeline.book, until_ms, until_ms - since_ms)
 
     provider = kpis_of if kpis else None
-    app = create_app(pipeline.book, pipeline, tokens, audit, links, rosters, provider, notifier)
+    app = create_app(
+        pipeline.book,
+        pipeline,
+        tokens,
+        audit,
+        links,
+        rosters,
+        provider,
+        notifier,
+        known_asset=lambda path: any("/".join(ref.key) == path for ref in site.assets()),
+        link_people=people,
+    )
     server = ApiServer(app, port=0)
     await server.start()
     try:
@@ -224,9 +242,34 @@ async def test_viewer_reads_but_may_not_acknowledge(stack: Stack) -> None:
         assert response.status_code == 403
         assert "vera is viewer" in response.json()["detail"]
         assert (await viewer.get("/api/me")).json() == {"name": "vera", "role": "viewer"}
+        audit_read = await viewer.get("/api/audit", params={"user": "vera"})
+        assert audit_read.status_code == 403
     alarm = stack.book.get(key)
     assert alarm is not None and alarm.state is AlarmState.UNACKED
-    assert stack.audit.entries() == []
+    # refused for the role: audited with who, what, on which alarm, and why
+    entries = [
+        (e.user, e.role, e.action.value, e.target, e.outcome.value, e.detail)
+        for e in stack.audit.entries()
+    ]
+    assert entries == [
+        (
+            "vera",
+            "viewer",
+            "acknowledge",
+            str(key),
+            "forbidden",
+            "viewer may not; needs crew or higher",
+        ),
+        (
+            "vera",
+            "viewer",
+            "read",
+            "/api/audit",
+            "forbidden",
+            "viewer may not; needs supervisor or higher",
+        ),
+    ]
+    assert [t.event.value for t in stack.book.history(key)] == ["raised"]
 
 
 async def test_crew_acknowledges_and_the_audit_log_says_who_and_when(stack: Stack) -> None:
@@ -246,7 +289,10 @@ async def test_crew_acknowledges_and_the_audit_log_says_who_and_when(stack: Stac
         assert (await crew.get("/api/audit")).status_code == 403
     async with stack.client(Role.SUPERVISOR) as supervisor:
         entries = (await supervisor.get("/api/audit")).json()
-    assert len(entries) == 1
+    assert [(e["user"], e["action"], e["outcome"]) for e in entries] == [
+        ("li", "acknowledge", "done"),
+        ("li", "read", "forbidden"),  # the crew's look at the audit log
+    ]
     entry = entries[0]
     assert entry["user"] == "li" and entry["role"] == "crew"
     assert entry["action"] == "acknowledge" and entry["target"] == str(key)
@@ -299,12 +345,13 @@ async def test_shelve_needs_a_supervisor(stack: Stack) -> None:
         assert unshelved.json()["alarm"]["state"] == AlarmState.UNACKED
     actions = [(e.action.value, e.user, e.outcome.value) for e in stack.audit.entries()]
     assert actions == [
+        ("shelve", "li", "forbidden"),
         ("shelve", "wang", "done"),
         ("acknowledge", "wang", "refused"),
         ("shelve", "wang", "refused"),
         ("unshelve", "wang", "done"),
     ]
-    assert stack.audit.entries()[0].detail == "for 30 min"
+    assert stack.audit.entries()[1].detail == "for 30 min"
 
 
 async def test_reset_releases_a_latched_trip(stack: Stack) -> None:
@@ -338,8 +385,17 @@ async def test_out_of_service_and_back(stack: Stack) -> None:
         assert again.status_code == 409
         back = await supervisor.post(f"{asset}/in-service", json={"comment": "done"})
         assert back.status_code == 200 and back.json()["out_of_service"] is False
+        # an asset the site model does not have: 404, and nothing stored for it
+        for path in ("fengshou/xiba/pump_9", "atlantis/xiba/pump_1", "fengshou/xiba/gate_1"):
+            ghost = await supervisor.post(
+                f"/api/assets/{path}/out-of-service", json={"reason": "typo"}
+            )
+            assert ghost.status_code == 404 and "no asset" in ghost.json()["detail"], path
+            assert not stack.book.is_out_of_service(path)
+            assert (await supervisor.post(f"/api/assets/{path}/in-service")).status_code == 404
     actions = [(e.action.value, e.target, e.outcome.value) for e in stack.audit.entries()]
     assert actions == [
+        ("out_of_service", "fengshou/xiba/pump_1", "forbidden"),
         ("out_of_service", "fengshou/xiba/pump_1", "done"),
         ("out_of_service", "fengshou/xiba/pump_1", "refused"),
         ("in_service", "fengshou/xiba/pump_1", "done"),
@@ -600,7 +656,7 @@ async def test_tokens_stay_out_of_the_access_log(
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
     key = await stack.trip("xiba", "pump_1")
-    link = stack.links.token(key, "li")
+    link = stack.link_token(key, "li")
     with caplog.at_level(logging.INFO, logger="uvicorn.access"):
         async with stack.client() as anonymous:
             await anonymous.get("/api/me", params={"token": TOKENS[Role.VIEWER]})
@@ -615,7 +671,7 @@ async def test_tokens_stay_out_of_the_access_log(
 
 async def test_ack_link_get_shows_post_acknowledges(stack: Stack) -> None:
     key = await stack.trip("xiba", "pump_1")
-    link = f"/ack/{stack.links.token(key, 'zhang')}"
+    link = f"/ack/{stack.link_token(key, 'zhang')}"
     async with stack.client() as anonymous:
         page = await anonymous.get(link)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -649,7 +705,7 @@ async def test_ack_link_get_shows_post_acknowledges(stack: Stack) -> None:
 async def test_an_expired_ack_link_is_refused_and_acknowledges_nothing(stack: Stack) -> None:
     key = await stack.trip("xiba", "pump_1")
     made_yesterday = AckLinks(LINK_SECRET, "http://unused.invalid", clock=_hours_ago(25))
-    link = f"/ack/{made_yesterday.token(key, 'zhang')}"
+    link = f"/ack/{stack.link_token(key, 'zhang', made_yesterday)}"
     async with stack.client() as anonymous:
         page = await anonymous.get(link)
         assert page.status_code == 410, page.text
@@ -659,7 +715,7 @@ async def test_an_expired_ack_link_is_refused_and_acknowledges_nothing(stack: St
         assert posted.status_code == 410 and "Link expired" in posted.text
         # the same link a day younger: the age is what refused it, not the signature
         made_this_morning = AckLinks(LINK_SECRET, "http://unused.invalid", clock=_hours_ago(23))
-        fresh = await anonymous.get(f"/ack/{made_this_morning.token(key, 'zhang')}")
+        fresh = await anonymous.get(f"/ack/{stack.link_token(key, 'zhang', made_this_morning)}")
         assert fresh.status_code == 200 and "Acknowledge as zhang" in fresh.text
     alarm = stack.book.get(key)
     assert alarm is not None and alarm.state is AlarmState.UNACKED and alarm.acked_by is None
@@ -767,6 +823,8 @@ async def test_admin_revokes_a_token_at_once_and_a_supervisor_may_not(
             assert (await admin.post("/api/users/li/revoke", json={})).status_code == 422
         actions = [(e.action.value, e.target, e.outcome.value) for e in s.audit.entries()]
         assert actions == [
+            ("read", "/api/users", "forbidden"),
+            ("revoke_access", "user/li", "forbidden"),
             ("revoke_access", "user/li", "done"),
             ("revoke_access", "user/li", "refused"),
             ("revoke_access", "user/ops", "refused"),
