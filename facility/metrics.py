@@ -173,27 +173,35 @@ def _renderer(samples: Samples) -> Callable[[], bytes]:
 
     class Collector:
         def collect(self) -> Iterator[Metric]:
-            families: dict[str, Any] = {}
+            gauges: dict[str, GaugeMetricFamily] = {}
+            counters: dict[str, CounterMetricFamily] = {}
+            histograms: dict[str, HistogramMetricFamily] = {}
             for s in samples():
-                family = families.get(s.name)
-                if family is None:
-                    names = [k for k, _ in s.labels]
-                    if s.kind == "counter":
-                        family = CounterMetricFamily(s.name, s.help, labels=names)
-                    elif s.kind == "histogram":
-                        family = HistogramMetricFamily(s.name, s.help, labels=names)
-                    else:
-                        family = GaugeMetricFamily(s.name, s.help, labels=names)
-                    families[s.name] = family
-                values = [v for _, v in s.labels]
+                names, values = [k for k, _ in s.labels], [v for _, v in s.labels]
                 if isinstance(s.value, Histogram):
-                    family.add_metric(values, s.value.buckets(), s.value.total)
+                    histogram = histograms.get(s.name)
+                    if histogram is None:
+                        histogram = HistogramMetricFamily(s.name, s.help, labels=names)
+                        histograms[s.name] = histogram
+                    histogram.add_metric(values, s.value.buckets(), s.value.total)
+                elif s.kind == "counter":
+                    counter = counters.get(s.name)
+                    if counter is None:
+                        counter = counters[s.name] = CounterMetricFamily(
+                            s.name, s.help, labels=names
+                        )
+                    counter.add_metric(values, float(s.value))
                 else:
-                    family.add_metric(values, float(s.value))
-            yield from families.values()
+                    gauge = gauges.get(s.name)
+                    if gauge is None:
+                        gauge = gauges[s.name] = GaugeMetricFamily(s.name, s.help, labels=names)
+                    gauge.add_metric(values, float(s.value))
+            yield from gauges.values()
+            yield from counters.values()
+            yield from histograms.values()
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Collector())  # type: ignore[arg-type]
+    registry.register(Collector())  # type: ignore[arg-type,unused-ignore]
     ProcessCollector(registry=registry)  # RSS, CPU, open files of the daemon itself
     return lambda: generate_latest(registry)
 

@@ -9,7 +9,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import httpx
@@ -49,9 +51,10 @@ def value(samples: Scrape, name: str, **labels: str) -> float:
     return sum(found)
 
 
-async def eventually(url: str, check: str, test: object, timeout_s: float) -> Scrape:
-    """Scrape until `test(samples)` holds; the last scrape is in the failure."""
-    assert callable(test)
+async def eventually(
+    url: str, check: str, test: Callable[[Scrape], object], timeout_s: float
+) -> Scrape:
+    """Scrape until `test(samples)` holds."""
     deadline = time.monotonic() + timeout_s
     while True:
         samples = await scrape(url)
@@ -244,14 +247,13 @@ async def test_metrics_and_status_of_a_gateway_and_the_ingest_through_a_broker_o
         await gateway.stop()
         log = stop(process)
         await runner.stop()
-    print(log)
     assert "lost the broker" in log and "back after" in log
     assert "HTTP Request" not in log, "per-request HTTP logs are off by default"
     stopped = gateway_status(data_dir)[0]
     assert stopped["status"] == "not running" and stopped["outbox"]["readings"] == 0
 
 
-def gateway_status(data_dir: Path) -> list[dict[str, object]]:
+def gateway_status(data_dir: Path) -> list[dict[str, Any]]:
     answer = subprocess.run(
         [
             sys.executable,
@@ -272,7 +274,7 @@ def gateway_status(data_dir: Path) -> list[dict[str, object]]:
     return reports
 
 
-def sample_of(report: dict[str, object], name: str) -> float:
+def sample_of(report: dict[str, Any], name: str) -> float:
     samples = report["samples"]
     assert isinstance(samples, list)
     return sum(float(s["value"]) for s in samples if s["name"] == name)
