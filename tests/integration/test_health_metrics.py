@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from facility.services import InfluxDB
 from facility.wire import Batch, Reading, decode_ack, encode_batch, topic
 from ingest.influx import InfluxV1Writer
 from tests.integration._gateway import gateway_for, one_station, served_at
-from tests.integration._ingest import DB, read_log_until, write_ingest_config
+from tests.integration._ingest import DB, SITE_DIR, read_log_until, write_ingest_config
 from tests.integration.test_gateway_e2e import start_site
 from tests.services import Mosquitto, free_port
 
@@ -104,6 +105,8 @@ async def test_an_ingest_started_before_its_broker_keeps_trying_and_then_deliver
     metrics_port = free_port()
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     config = write_ingest_config(tmp_path / "ingest", broker.port, influxdb.url)
+    writer = InfluxV1Writer(influxdb.url, DB)
+    await writer.create_database(DB)
     started = time.monotonic()
     process = start_ingest(config, metrics_port)
     try:
@@ -133,12 +136,80 @@ async def test_an_ingest_started_before_its_broker_keeps_trying_and_then_deliver
         up = await scrape(url)
         assert value(up, "facility_ingest_readings_in_total") == 5
         assert value(up, "facility_ingest_batch_store_seconds_count") == 1
+        assert value(up, "facility_ingest_points_written_total") == 5
         assert process.poll() is None
+
+        # a burst of refused readings: one WARNING with the count, not one per reading
+        unknown = [Reading("pump_99", "flow_m3h", readings[0].ts_ms - i, 1.0) for i in range(30)]
+        bad = Batch("fengshou", "xiba", boot=1, seq=2, lane="live", sent_ms=0, readings=unknown)
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="test-gateway-2") as client:
+            await client.publish(topic("fengshou", "xiba", "up"), encode_batch(bad), qos=1)
+        refused = await eventually(
+            url,
+            "the refused readings",
+            lambda s: value(s, "facility_ingest_readings_refused_total") == 30,
+            10,
+        )
+        assert value(refused, "facility_ingest_dead_letters_pending") == 30
+        log += await asyncio.to_thread(read_log_until, process, "went to the dead letters", 10)
     finally:
         log += stop(process)
         broker.stop()
+        await writer.close()
     assert log.count("cannot reach the broker") == 1, "told once, not every 0.5 s"
     assert "back after" in log
+    assert log.count("went to the dead letters") == 1
+    assert "30 readings or batches went to the dead letters" in log
+
+
+def test_a_gateway_process_serves_metrics_while_its_uplink_is_down(tmp_path: Path) -> None:
+    """`facility gateway run --metrics-port`, no broker, no devices: the outbox fills
+    with its own health and device status, /metrics and `gateway status` say so."""
+    port = free_port()
+    data_dir = tmp_path / "data"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "facility.cli",
+            "gateway",
+            "run",
+            "--site",
+            str(SITE_DIR),
+            "--gateway",
+            "fengshou/xiba",
+            "--data-dir",
+            str(data_dir),
+            "--uplink",
+            f"127.0.0.1:{free_port()}",
+            "--metrics-port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        read_log_until(process, "started", 60)
+        samples = asyncio.run(
+            eventually(
+                f"http://127.0.0.1:{port}/metrics",
+                "readings in the outbox",
+                lambda s: value(s, "facility_gateway_outbox_readings") > 0,
+                15,
+            )
+        )
+        assert value(samples, "facility_gateway_uplink_connected") == 0
+        assert value(samples, "facility_gateway_devices") == 5
+        assert value(samples, "facility_gateway_devices_answering") == 0
+        [report] = gateway_status(data_dir)
+        assert report["status"] == "running" and report["outbox"]["readings"] > 0
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    finally:
+        process.kill()
+    [report] = gateway_status(data_dir)
+    assert report["status"] == "not running" and report["outbox"]["readings"] > 0
+    assert sample_of(report, "facility_gateway_uplink_connected") == 0
 
 
 async def test_metrics_and_status_of_a_gateway_and_the_ingest_through_a_broker_outage(
