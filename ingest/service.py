@@ -162,14 +162,15 @@ class IngestService:
     async def start(self) -> None:
         # The broker may be down at start (a reboot of the central server brings them up
         # in any order): the receiver keeps trying, and the API serves meanwhile.
+        # Ports first: one that is taken stops the start at once.
+        if self.api is not None:
+            await self.api.start()
+        await self._serve_metrics()
         await self.receiver.start(wait_s=None)
         await self.receiver.wait_connected(BROKER_START_WAIT_S)
         self._tasks.append(asyncio.create_task(self._report_health(), name="ingest health"))
         if self.alarms is not None:
             self._tasks.append(asyncio.create_task(self._alarm_clock(), name="alarm clock"))
-        if self.api is not None:
-            await self.api.start()
-        await self._serve_metrics()
         log.info("ingest %s serving %s", self.config.settings.client_id, self.receiver.topics)
 
     async def stop(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -358,3 +359,15 @@ def test_a_gateway_status_without_any_gateway_says_so(tmp_path: Path) -> None:
         timeout=30,
     )
     assert answer.returncode == 1 and b"no gateway outbox" in answer.stderr
+
+
+def test_an_ingest_whose_metrics_port_is_taken_stops_at_once_saying_why(tmp_path: Path) -> None:
+    config = write_ingest_config(tmp_path, free_port(), "http://127.0.0.1:1")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        process = start_ingest(config, port)
+        assert process.wait(60) == 1
+    assert process.stderr is not None
+    log = process.stderr.read().decode()
+    assert "cannot start" in log and "address already in use" in log and str(port) in log
+    assert "cannot reach the broker" not in log, "the port is checked before the broker"
