@@ -188,4 +188,6 @@ def _values(samples: list[dict[str, Any]]) -> dict[str, str]:
             out[name] = out.get(name, 0.0) + float(value)
     for name, number in out.items():
         text[name] = f"{number:g}"
+    if out.get("last_ack_age_seconds", 0.0) < 0:
+        text["last_ack_age_seconds"] = "never"
     return text
