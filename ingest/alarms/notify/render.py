@@ -84,7 +84,10 @@ class Renderer:
             at_ms=t.at_ms,
             state=now.state if now is not None else t.to_state,
             hidden=now.hidden if now is not None else False,
-            raised_ms=now.raised_ms if now is not None else None,
+            # A raise's own message links to that raise, even if another has come since.
+            raised_ms=t.at_ms
+            if t.event is AlarmEvent.RAISED
+            else (now.raised_ms if now is not None else None),
         )
 
     def alarm_item(self, alarm: Alarm, headline: str) -> Item:
