@@ -114,7 +114,8 @@ def _report(outbox_path: Path) -> dict[str, Any]:
     report["status_age_s"] = round(age_s, 1)
     report["pid"] = status.get("pid")
     report["uplink_error"] = status.get("uplink_error", "")
-    report["samples"] = status.get("samples", [])
+    samples = status.get("samples", [])
+    report["samples"] = samples if isinstance(samples, list) else []
     return report
 
 
@@ -179,6 +180,8 @@ def _values(samples: list[dict[str, Any]]) -> dict[str, str]:
     out: dict[str, float] = {}
     text: dict[str, str] = {}
     for sample in samples:
+        if not isinstance(sample, dict):
+            continue  # a file from another version, or damaged: show what can be read
         name = str(sample.get("name", "")).removeprefix(PREFIX)
         value = sample.get("value")
         if isinstance(value, dict):  # a histogram
