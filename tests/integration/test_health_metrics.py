@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -168,6 +169,10 @@ def test_a_gateway_process_serves_metrics_while_its_uplink_is_down(tmp_path: Pat
     with its own health and device status, /metrics and `gateway status` say so."""
     port = free_port()
     data_dir = tmp_path / "data"
+    site_dir = tmp_path / "site"
+    shutil.copytree(SITE_DIR, site_dir)
+    fengshou = site_dir / "fengshou.yaml"  # xiba's bus on a port nobody serves (not 15021)
+    fengshou.write_text(fengshou.read_text().replace("port: 15021", f"port: {free_port()}"))
     process = subprocess.Popen(
         [
             sys.executable,
@@ -176,7 +181,7 @@ def test_a_gateway_process_serves_metrics_while_its_uplink_is_down(tmp_path: Pat
             "gateway",
             "run",
             "--site",
-            str(SITE_DIR),
+            str(site_dir),
             "--gateway",
             "fengshou/xiba",
             "--data-dir",
