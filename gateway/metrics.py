@@ -86,6 +86,18 @@ def gateway_samples(gw: Gateway) -> list[Sample]:
         counter("task_restarts_total", "supervised tasks restarted", gw.counters.task_restarts),
         gauge("stalled_tasks", "bus workers not finishing polls", len(gw.stalled())),
     ]
+    # Why the broker refuses or dropped us (gateway/uplink fills it when it can say):
+    # a sample with the reason as its label while there is one, the usual "info" shape.
+    uplink_error = _text(getattr(up, "error", ""))
+    if uplink_error:
+        samples.append(
+            gauge(
+                "uplink_error",
+                "1 while the central broker refuses or dropped us",
+                1.0,
+                (("reason", uplink_error),),
+            )
+        )
     if gw.mqtt is not None:
         samples += [
             gauge(
@@ -98,7 +110,28 @@ def gateway_samples(gw: Gateway) -> list[Sample]:
                 "mqtt_rejected_total", "device messages refused", sum(gw.mqtt.rejected.values())
             ),
         ]
+        for name, attribute, help_ in (
+            ("mqtt_unmatched_total", "unmatched", "a profile's JSON path found nothing"),
+            ("mqtt_restamped_total", "restamped", "device readings stamped on receipt"),
+        ):
+            count = getattr(gw.mqtt, attribute, None)
+            if isinstance(count, int):
+                samples.append(counter(name, help_, count))
+        device_error = _text(getattr(gw.mqtt, "connect_error", ""))
+        if device_error:
+            samples.append(
+                gauge(
+                    "device_broker_error",
+                    "1 while the device broker refuses or dropped us",
+                    1.0,
+                    (("reason", device_error),),
+                )
+            )
     return samples
+
+
+def _text(value: object, limit: int = 160) -> str:
+    return value[:limit] if isinstance(value, str) else ""
 
 
 def status_path(data_dir: Path, site: str, station: str) -> Path:
@@ -115,7 +148,7 @@ def write_status(gw: Gateway, path: Path, running: bool = True) -> None:
         "running": running,
         "written_ms": time.time_ns() // 1_000_000,
         "started_ms": gw.started_ms,
-        "uplink_error": getattr(gw.uplink.stats, "last_error", "") or "",
+        "uplink_error": _text(getattr(gw.uplink.stats, "error", "")),
         "samples": samples_as_json(gateway_samples(gw)),
     }
     temporary = path.with_suffix(".tmp")
