@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -70,3 +72,12 @@ def test_a_status_file_of_a_live_process_says_running(tmp_path: Path) -> None:
     assert code == 0 and "running (pid" in text and "never" in text
     code, _ = status(tmp_path, "--gateway", "fengshou/other")
     assert code == 1
+
+
+def test_a_gateway_without_a_metrics_port_never_imports_prometheus_client() -> None:
+    """The gateway's memory budget: the library is loaded only to serve /metrics."""
+    probe = (
+        "import sys, gateway.daemon, gateway.metrics, gateway.status;"
+        "sys.exit('prometheus_client' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", probe], timeout=60).returncode == 0
