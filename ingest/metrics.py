@@ -55,6 +55,15 @@ def ingest_samples(service: IngestService) -> list[Sample]:
             float(service.auth_failing),
         ),
     ]
+    if r.broker_error:  # the reason as a label while there is one (refused, unreachable)
+        samples.append(
+            gauge(
+                "broker_error",
+                "1 while the broker cannot be reached or refuses us",
+                1.0,
+                (("reason", r.broker_error[:160]),),
+            )
+        )
     if service.alarms is not None:
         samples += _alarm_samples(service, gauge, counter)
     if service.notifier is not None:

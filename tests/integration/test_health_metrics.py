@@ -117,6 +117,7 @@ async def test_an_ingest_started_before_its_broker_keeps_trying_and_then_deliver
         down = await scrape(url)
         assert value(down, "facility_ingest_broker_connected") == 0
         assert value(down, "facility_ingest_broker_losses_total") >= 1
+        assert value(down, "facility_ingest_broker_error", reason="[Errno 111] Connection refused")
         await asyncio.sleep(max(0.0, started + 12 - time.monotonic()))
         assert process.poll() is None, "the ingest gave up while the broker was down"
 
@@ -137,6 +138,7 @@ async def test_an_ingest_started_before_its_broker_keeps_trying_and_then_deliver
         assert (ack.boot, ack.seq) == (1, 1)
         up = await scrape(url)
         assert value(up, "facility_ingest_readings_in_total") == 5
+        assert not [n for n, _ in up if n == "facility_ingest_broker_error"], "gone when back"
         assert value(up, "facility_ingest_batch_store_seconds_count") == 1
         assert value(up, "facility_ingest_points_written_total") == 5
         assert process.poll() is None
