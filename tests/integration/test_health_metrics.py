@@ -18,6 +18,7 @@ from typing import Any
 
 import aiomqtt
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from facility.config import SiteConfig
@@ -27,7 +28,7 @@ from ingest.influx import InfluxV1Writer
 from tests.integration._gateway import gateway_for, one_station, served_at
 from tests.integration._ingest import DB, SITE_DIR, read_log_until, write_ingest_config
 from tests.integration.test_gateway_e2e import start_site
-from tests.services import Mosquitto, free_port
+from tests.services import Mosquitto, free_port, require
 
 Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -378,3 +379,45 @@ def test_an_ingest_whose_metrics_port_is_taken_stops_at_once_saying_why(tmp_path
     log = process.stderr.read().decode()
     assert "cannot start" in log and "address already in use" in log and str(port) in log
     assert "cannot reach the broker" not in log, "the port is checked before the broker"
+
+
+async def test_a_refused_uplink_shows_the_broker_s_reason_in_the_metrics(
+    demo_config: SiteConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway whose central broker refuses its password: /metrics carries the reason
+    (facility_gateway_uplink_error{reason}) while the outbox fills."""
+    passwords = tmp_path / "passwd"
+    subprocess.run(
+        [require("mosquitto_passwd"), "-b", "-c", str(passwords), "gw-xiba", "right-password"],
+        check=True,
+    )
+    broker = Mosquitto(
+        tmp_path / "mosquitto",
+        listener_options=f"allow_anonymous false\npassword_file {passwords}\n",
+    )
+    broker.start()
+    monkeypatch.setenv("FACILITY_TEST_UPLINK_PASSWORD", "wrong-password")
+    site = demo_config.site("fengshou")
+    uplink = site.gateway.uplink.model_copy(
+        update={"username": "gw-xiba", "password_env": "FACILITY_TEST_UPLINK_PASSWORD"}
+    )
+    config = one_station(demo_config, "fengshou", "xiba", uplink=uplink)
+    port = free_port()
+    gateway = gateway_for(config, "fengshou", "xiba", tmp_path / "gw", broker.port)
+    gateway.metrics_port = port
+    try:
+        await gateway.serve_metrics()
+        gateway.start()
+        samples = await eventually(
+            f"http://127.0.0.1:{port}/metrics",
+            "the refusal in the metrics",
+            lambda s: any(n == "facility_gateway_uplink_error" for n, _ in s),
+            15,
+        )
+        [(_, labels)] = [k for k in samples if k[0] == "facility_gateway_uplink_error"]
+        reason = dict(labels)["reason"].lower()
+        assert "password" in reason or "authori" in reason, reason
+        assert value(samples, "facility_gateway_uplink_connected") == 0
+    finally:
+        await gateway.stop()
+        broker.stop()
