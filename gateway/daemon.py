@@ -271,6 +271,9 @@ class Gateway:
         except OSError as exc:
             log.error("metrics: cannot listen on %s:%d: %s", self.settings.metrics_host, port, exc)
             return
+        except ImportError as exc:  # installed without the gateway extra
+            log.error("metrics: %s; install facility-telemetry[gateway]", exc)
+            return
         self.metrics = server
 
     def health(self, rates: RateMeter, cpu: CpuMeter) -> list[Reading]:
