@@ -147,7 +147,16 @@ def _host_port(text: str | None, option: str) -> tuple[str, int] | None:
     return host or "127.0.0.1", int(port)
 
 
-gateway_app = typer.Typer(help="The site gateway daemon.", no_args_is_help=True)
+GATEWAY_COMMANDS = [
+    Lazy(
+        "status",
+        "gateway.status:status_command",
+        "The gateway's health from its outbox and status file: no network needed.",
+    ),
+]
+gateway_app = typer.Typer(
+    cls=lazy_group(GATEWAY_COMMANDS), help="The site gateway daemon.", no_args_is_help=True
+)
 
 
 @gateway_app.command("run")
@@ -164,6 +173,9 @@ def gateway_run(
     uplink: Annotated[str | None, typer.Option(help="Central broker HOST:PORT (override).")] = None,
     devices_broker: Annotated[
         str | None, typer.Option(help="Broker of the MQTT devices HOST:PORT (override).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics on this local port.")
     ] = None,
     log_json: Annotated[bool, typer.Option(help="Log JSON lines.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
@@ -195,6 +207,7 @@ def gateway_run(
             data_dir,
             uplink_address=_host_port(uplink, "--uplink"),
             devices_address=_host_port(devices_broker, "--devices-broker"),
+            metrics_port=metrics_port,
         )
     except (OSError, sqlite3.DatabaseError) as exc:  # disk full, unreadable or corrupt outbox
         err.print(
@@ -218,6 +231,7 @@ async def _run_gateway(daemon: Gateway, site: Path) -> None:
     stop = stop_on_signals()
     reloads: asyncio.Queue[None] = asyncio.Queue()
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloads.put_nowait, None)
+    await daemon.serve_metrics()
     daemon.start()
     while not stop.is_set():
         waiter = asyncio.create_task(reloads.get())

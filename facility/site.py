@@ -235,6 +235,9 @@ class GatewaySettings(Strict):
     ack_timeout_s: float = Field(default=30.0, gt=0)
     backfill_readings_per_s: float = Field(default=100000.0, gt=0)
     live_window_s: float = Field(default=10.0, gt=0)  # younger readings take the live lane
+    # Prometheus /metrics on this local port (off when unset; `--metrics-port` overrides)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     uplink: Uplink = Uplink()
 
 

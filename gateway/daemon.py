@@ -19,9 +19,11 @@ from pathlib import Path
 
 from facility.aio import cancel_and_wait
 from facility.config import SiteConfig
+from facility.metrics import MetricsServer
 from facility.profile import ModbusProfile, MqttProfile
 from facility.site import Bus, GatewaySettings, Site, Station
 from facility.wire import Reading
+from gateway.metrics import gateway_samples, status_path, write_status
 from gateway.modbus.poller import BusWorker, PolledDevice, build_device
 from gateway.mqtt_devices.subscriber import MqttDevices, routes_for
 from gateway.normalise import ReportByException
@@ -53,10 +55,12 @@ class Gateway:
     data_dir: Path
     uplink_address: tuple[str, int] | None = None  # override the site's uplink broker
     devices_address: tuple[str, int] | None = None  # override the site's device broker
+    metrics_port: int | None = None  # override the site's gateway.metrics_port
     counters: Counters = field(default_factory=Counters)
     buses: dict[str, BusTask] = field(default_factory=dict)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     mqtt: MqttDevices | None = None
+    metrics: MetricsServer | None = None
     started_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
     _gate_open: bool = True
     _gate_checked: float = 0.0
@@ -65,6 +69,7 @@ class Gateway:
         settings = self.settings
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.outbox_path = self.data_dir / f"{self.site_id}-{self.station_id}.outbox.sqlite"
+        self.status_path = status_path(self.data_dir, self.site_id, self.station_id)
         self.outbox = Outbox(
             self.outbox_path,
             OutboxConfig(
@@ -245,6 +250,31 @@ class Gateway:
         while True:
             await asyncio.sleep(self.settings.health_every_s)
             self.accept(self.health(rates, cpu))
+            self._write_status()
+
+    def _write_status(self, running: bool = True) -> None:
+        """For `facility gateway status` on the box: what the uplink cannot carry now."""
+        try:
+            write_status(self, self.status_path, running)
+        except OSError as exc:  # a full disk: the outbox already says so, loudly
+            log.warning("status file %s not written: %s", self.status_path, exc)
+
+    async def serve_metrics(self) -> None:
+        """/metrics, if a port is set; a port that cannot be had is an ERROR, and the
+        gateway goes on delivering without it."""
+        port = self.metrics_port if self.metrics_port is not None else self.settings.metrics_port
+        if port is None:
+            return
+        server = MetricsServer(lambda: gateway_samples(self), self.settings.metrics_host, port)
+        try:
+            await server.start()
+        except OSError as exc:
+            log.error("metrics: cannot listen on %s:%d: %s", self.settings.metrics_host, port, exc)
+            return
+        except ImportError as exc:  # installed without the gateway extra
+            log.error("metrics: %s; install facility-telemetry[gateway]", exc)
+            return
+        self.metrics = server
 
     def health(self, rates: RateMeter, cpu: CpuMeter) -> list[Reading]:
         now_ms = time.time_ns() // 1_000_000
@@ -297,6 +327,7 @@ class Gateway:
             self.tasks["mqtt devices"] = self._supervise("mqtt devices", self.mqtt.run)
         self.tasks["uplink"] = self._supervise("uplink", self.uplink.run)
         self.tasks["health"] = self._supervise("health", self.report_health)
+        self._write_status()
         log.info(
             "gateway %s/%s started: %d buses, %d MQTT topics, outbox %s",
             self.site_id,
@@ -337,6 +368,9 @@ class Gateway:
         await self.uplink.drain(grace_s)
         await self.uplink.say_offline()
         await cancel_and_wait(self.tasks.pop("uplink"))
+        if self.metrics is not None:
+            await self.metrics.stop()
+        self._write_status(running=False)
         waiting = self.outbox.stats().readings
         self.outbox.close()
         log.info("gateway stopped; %d readings wait in the outbox", waiting)

@@ -62,14 +62,23 @@ def _v1_writer(config: IngestConfig) -> InfluxV1Writer:
 @ingest_app.command("run")
 def run(
     config_path: ConfigPath,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics on this local port.")
+    ] = None,
+    http_log: Annotated[
+        bool, typer.Option(help="Log every HTTP request the ingest makes (InfluxDB, webhooks).")
+    ] = False,
     log_json: Annotated[bool, typer.Option(help="Log JSON lines.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Receive gateway batches, validate, write to InfluxDB, acknowledge."""
     setup_logging(log_level, log_json)
+    if not http_log:
+        # httpx logs every request at INFO: one line per InfluxDB write drowns the log.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     config = _config(config_path)
     try:
-        service = IngestService(config)
+        service = IngestService(config, metrics_port=metrics_port)
     except (OSError, sqlite3.DatabaseError) as exc:
         err.print(f"[red]error[/red] cannot open the dead-letter store: {escape(str(exc))}")
         raise typer.Exit(1) from None
@@ -91,7 +100,12 @@ async def _serve(service: IngestService) -> None:
     stop = stop_on_signals()
     reload = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload.set)
-    await service.start()
+    try:
+        await service.start()
+    except OSError as exc:  # the API's or the metrics' port is taken
+        log.critical("cannot start: %s", exc)
+        await service.stop()
+        raise SystemExit(1) from None
     while not stop.is_set():
         waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(reload.wait())}
         _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

@@ -139,6 +139,9 @@ class IngestSettings(Strict):
     data_dir: str = "run/ingest"  # the dead-letter store lives here; relative to this file
     health_every_s: float = Field(default=10.0, gt=0)
     dead_letters: DeadLetterSettings = DeadLetterSettings()
+    # Prometheus /metrics on this local port (off when unset; `--metrics-port` overrides)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     alarms: AlarmSettings | None = None  # None: store readings, evaluate no alarms
 
 

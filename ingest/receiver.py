@@ -29,6 +29,7 @@ import aiomqtt
 
 from facility.aio import cancel_and_wait, honour_cancellation
 from facility.logs import RateLimitedLog, reason_kind
+from facility.metrics import Histogram
 from facility.wire import (
     TOPIC_ROOT,
     BadRow,
@@ -51,6 +52,8 @@ STOP_GRACE_S = 10.0  # for the batches under way at stop to be written and acked
 OFF_LOOP_BYTES = 64 * 1024
 MAX_REASONS = 100
 MAX_STATIONS = 10_000  # reasons can quote sizes or values: bound the counter a flood could grow
+RECONNECT_S = 0.5
+BROKER_LOG_EVERY_S = 60.0  # while the broker stays away, say so again this often
 
 
 def subscription_topics(sites: Sequence[str] = (), shared_group: str | None = None) -> list[str]:
@@ -94,6 +97,9 @@ class Receiver:
     last_batch_ms: int = 0
     store_failures: int = 0
     connected: bool = False
+    broker_losses: int = 0  # connections lost or refused since start
+    broker_error: str = ""  # why the last connection attempt failed, "" when connected
+    store_times: Histogram = field(default_factory=Histogram)  # batch in -> stored, seconds
     max_in_flight: int = 4  # batches being stored at once (ordered per gateway)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
@@ -103,15 +109,26 @@ class Receiver:
     _stopping: bool = False
     _refusals: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
     _big_batch: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    _down_since: float | None = None
+    _down_logged: float = 0.0
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.max_in_flight)
 
-    async def start(self) -> None:
+    async def start(self, wait_s: float | None = 10) -> None:
+        """Start receiving; wait up to `wait_s` for the first subscription (None: do not
+        wait: the service starts with the broker down and keeps trying)."""
         self._stopping = False
         self._task = asyncio.create_task(self.run(), name="ingest receiver")
-        async with asyncio.timeout(10):
-            await self._ready.wait()
+        if wait_s is not None:
+            async with asyncio.timeout(wait_s):
+                await self._ready.wait()
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()
+        return self._ready.is_set()
 
     async def stop(self) -> None:
         """Let the batches under way finish and send their acks first: otherwise their
@@ -144,14 +161,47 @@ class Receiver:
                 ) as client:
                     for name in self.topics:
                         await client.subscribe(name, qos=1)
-                    self.connected = True
-                    self._ready.set()
+                    self._up()
                     async for message in client.messages:
                         await self._dispatch(client, str(message.topic), message.payload)
-            except aiomqtt.MqttError:
-                self.connected = False
+            except aiomqtt.MqttError as exc:
+                self._down(exc)
                 honour_cancellation()
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(RECONNECT_S)
+
+    def _up(self) -> None:
+        if self._down_since is not None:
+            away = time.monotonic() - self._down_since
+            log.warning("broker %s:%d back after %.1f s", self.host, self.port, away)
+        self.connected, self.broker_error, self._down_since = True, "", None
+        self._ready.set()
+
+    def _down(self, exc: aiomqtt.MqttError) -> None:
+        """Loud once when the broker goes (or is not there at start), then once a minute
+        while it stays away: the gateways hold the data meanwhile."""
+        now = time.monotonic()
+        if self.connected or self._down_since is None:
+            self.broker_losses += 1
+            self._down_since, self._down_logged = now, now
+            what = "lost the broker" if self.connected else "cannot reach the broker"
+            log.error(
+                "%s %s:%d (%s); reconnecting every %.1f s, the gateways keep their outboxes",
+                what,
+                self.host,
+                self.port,
+                exc,
+                RECONNECT_S,
+            )
+        elif now - self._down_logged >= BROKER_LOG_EVERY_S:
+            self._down_logged = now
+            log.error(
+                "broker %s:%d still unreachable after %.0f s (%s)",
+                self.host,
+                self.port,
+                now - self._down_since,
+                exc,
+            )
+        self.connected, self.broker_error = False, str(exc)[:200]
 
     async def _dispatch(self, client: aiomqtt.Client, name: str, payload: object) -> None:
         """Store up to max_in_flight batches at once, so one write's round trip does not
@@ -205,6 +255,7 @@ class Receiver:
             log.exception("undecodable batch on %s", name)
             await self._refuse(name, raw, f"cannot decode: {type(exc).__name__}")
             return
+        started = time.monotonic()
         try:
             await self.store(batch, rejected)
         except Exception as exc:  # not stored: no ack, so the gateway keeps it and resends
@@ -217,6 +268,7 @@ class Receiver:
                 exc,
             )
             return
+        self.store_times.observe(time.monotonic() - started)
         self.batches += 1
         self.readings += len(batch.readings)
         key = (site, station)

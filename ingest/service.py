@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from facility.aio import cancel_and_wait, honour_cancellation
 from facility.config import SiteConfig
+from facility.metrics import MetricsServer
 from facility.wire import BadRow, Batch
 from ingest.alarms.book import Transition
 from ingest.alarms.engine import AlarmEngine
@@ -30,6 +31,7 @@ from ingest.config import AlarmSettings, InfluxV1Target, IngestConfig, IngestSet
 from ingest.deadletters import DeadLetters
 from ingest.influx import InfluxAuthError, InfluxError, InfluxV1Writer, WriteResult
 from ingest.lineproto import encode_point
+from ingest.metrics import ingest_samples
 from ingest.receiver import Receiver, subscription_topics
 from ingest.store import InfluxStore, StoreResult
 from ingest.validate import Validator
@@ -37,6 +39,8 @@ from ingest.validate import Validator
 log = logging.getLogger(__name__)
 
 AUTH_ALARM_EVERY_S = 30.0
+BROKER_START_WAIT_S = 5.0  # at start, for the subscription before saying we serve
+DEAD_LETTER_LOG_EVERY_S = 60.0  # a burst of dead letters is told at most this often
 
 
 class Writer(Protocol):
@@ -91,11 +95,15 @@ class IngestService:
     alarms: AlarmPipeline | None = None
     notifier: Notifier | None = None
     api: ApiServer | None = None
+    metrics: MetricsServer | None = None
+    metrics_port: int | None = None  # overrides the config's metrics_port
     positions: Positions = field(default_factory=Positions)
     auth_failing: bool = False
     _last_auth_alarm: float = 0.0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _letters_seen: int = 0  # refused + malformed at the last dead-letter report
+    _letters_told: float = 0.0
 
     def __post_init__(self) -> None:
         settings = self.config.settings
@@ -158,21 +166,30 @@ class IngestService:
                 rosters=self._rosters if self.notifier is not None else None,
                 kpis=self._kpis,
                 deliveries=self.notifier,
+                known_asset=self._known_asset,
+                link_people=self._link_people if self.notifier is not None else None,
             )
             self.api = ApiServer(app, settings.api.host, settings.api.port)
 
     async def start(self) -> None:
-        await self.receiver.start()
+        # The broker may be down at start (a reboot of the central server brings them up
+        # in any order): the receiver keeps trying, and the API serves meanwhile.
+        # Ports first: one that is taken stops the start at once.
+        if self.api is not None:
+            await self.api.start()
+        await self._serve_metrics()
+        await self.receiver.start(wait_s=None)
+        await self.receiver.wait_connected(BROKER_START_WAIT_S)
         self._tasks.append(asyncio.create_task(self._report_health(), name="ingest health"))
         if self.alarms is not None:
             self._tasks.append(asyncio.create_task(self._alarm_clock(), name="alarm clock"))
-        if self.api is not None:
-            await self.api.start()
         log.info("ingest %s serving %s", self.config.settings.client_id, self.receiver.topics)
 
     async def stop(self) -> None:
         for task in self._tasks:
             await cancel_and_wait(task)
+        if self.metrics is not None:
+            await self.metrics.stop()
         if self.api is not None:
             await self.api.stop()
         await self.receiver.stop()
@@ -207,6 +224,14 @@ class IngestService:
             self.positions = positions_for(alarms.kpi, self.notifier.config, self._site_ids())
         return notes
 
+    async def _serve_metrics(self) -> None:
+        settings = self.config.settings
+        port = self.metrics_port if self.metrics_port is not None else settings.metrics_port
+        if port is None:
+            return
+        self.metrics = MetricsServer(lambda: ingest_samples(self), settings.metrics_host, port)
+        await self.metrics.start()  # a port that cannot be had stops the start: OSError
+
     async def _store(self, batch: Batch, bad_rows: list[BadRow]) -> StoreResult:
         try:
             result = await self.store(batch, bad_rows)
@@ -219,6 +244,14 @@ class IngestService:
             # take as old news, so no alarm is lost and none is told twice.
             await self.alarms.observe(batch.site, batch.station, result.valid)
         return result
+
+    def _link_people(self) -> list[str]:
+        """The notifier's people now (its config may be reloaded)."""
+        assert self.notifier is not None
+        return list(self.notifier.config.people)
+
+    def _known_asset(self, path: str) -> bool:
+        return any("/".join(ref.key) == path for ref in self.config.site.assets())
 
     def _site_ids(self) -> list[str]:
         return [s.id for s in self.config.site.sites]
@@ -298,6 +331,25 @@ class IngestService:
             **self._notifier_health(),
         }
 
+    def _tell_dead_letters(self) -> None:
+        """A WARNING when readings or batches went to the dead letters, at most once a
+        minute with the count since the last one: a flood is one line a minute."""
+        now = time.monotonic()
+        if now - self._letters_told < DEAD_LETTER_LOG_EVERY_S:
+            return
+        total = self.store.refused + sum(self.receiver.malformed.values())
+        new = total - self._letters_seen
+        if new <= 0:
+            return
+        self._letters_seen, self._letters_told = total, now
+        log.warning(
+            "%d readings or batches went to the dead letters since the last report (%d in "
+            "all since start); `facility ingest dead-letters list --config %s` shows why",
+            new,
+            total,
+            self.config.file,
+        )
+
     def _notifier_health(self) -> dict[str, int]:
         if self.notifier is None:
             return {}
@@ -314,6 +366,7 @@ class IngestService:
         while True:
             await asyncio.sleep(self.config.settings.health_every_s)
             honour_cancellation()
+            self._tell_dead_letters()
             line = encode_point("ingest_health", tags, self.health(), time.time_ns() // 1_000_000)
             try:
                 await self.writer.write([line])

@@ -23,6 +23,7 @@ import aiomqtt
 
 from facility.aio import honour_cancellation
 from facility.logs import RateLimitedLog, reason_kind
+from facility.metrics import Histogram
 from facility.site import GatewaySettings
 from facility.wire import WireError, decode_ack, encode_rows, encode_status, topic
 from gateway.broker_errors import connect_reason, refused
@@ -58,6 +59,7 @@ class UplinkStats:
     max_live_delay_ms: int = 0  # acquisition -> sent, over the live lane, since the last health
     acks_malformed: int = 0
     error: str = ""  # why the last connection attempt failed or the link dropped
+    round_trips: Histogram = field(default_factory=Histogram)  # batch sent -> acked, seconds
 
 
 @dataclass
@@ -199,6 +201,7 @@ class Uplink:
                 continue
             self.stats.batches_acked += 1
             self.stats.last_ack_ms = now_ms()
+            self.stats.round_trips.observe(time.monotonic() - flight.sent_at)
             self._wake.set()
 
     async def _send(self, client: aiomqtt.Client) -> None:

@@ -1,9 +1,13 @@
-"""Acknowledge links in notifications: signed, for one alarm and one person, expiring.
+"""Acknowledge links in notifications: signed, for one raise of one alarm and one
+person, expiring.
 
-A link carries the alarm key and who it was sent to, signed with the service's secret
-(itsdangerous, HMAC-SHA256) and stamped; it is refused after `max_age_s` or if a single
-character was changed. Whoever holds the link can acknowledge that one alarm as that
-person, which is what a crew member on a phone needs and no more.
+A link carries the alarm key, the event time of the raise it was sent for (the
+occurrence) and who it was sent to, signed with the service's secret (itsdangerous,
+HMAC-SHA256) and stamped; it is refused after `max_age_s` or if a single character was
+changed. Whoever holds the link can acknowledge that one raise as that person, which is
+what a crew member on a phone needs and no more: once the alarm has been raised again,
+an older message's link no longer acknowledges it (the API checks the occurrence, and
+that the person's access is not revoked, when the link is used: ingest/api/app.py).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class AckLinkExpired(AckLinkError):
 class AckGrant:
     key: AlarmKey
     user: str
+    raised_ms: int | None  # the occurrence the link was sent for
+    issued_s: int  # when the link was made (Unix seconds)
 
 
 class _ClockedSigner(TimestampSigner):
@@ -63,15 +69,17 @@ class AckLinks:
         self.base_url = base_url.rstrip("/")
         self.max_age_s = max_age_s
 
-    def token(self, key: AlarmKey, user: str) -> str:
-        return str(self._signer.dumps([str(key), user]))
+    def token(self, key: AlarmKey, user: str, raised_ms: int | None) -> str:
+        return str(self._signer.dumps([str(key), user, raised_ms]))
 
-    def url(self, key: AlarmKey, user: str) -> str:
-        return f"{self.base_url}/ack/{self.token(key, user)}"
+    def url(self, key: AlarmKey, user: str, raised_ms: int | None) -> str:
+        return f"{self.base_url}/ack/{self.token(key, user, raised_ms)}"
 
     def verify(self, token: str) -> AckGrant:
         try:
-            key, user = self._signer.loads(token, max_age=int(self.max_age_s))
+            (key, user, raised_ms), issued = self._signer.loads(
+                token, max_age=int(self.max_age_s), return_timestamp=True
+            )
         except SignatureExpired as exc:
             hours = self.max_age_s / 3600
             raise AckLinkExpired(
@@ -79,5 +87,8 @@ class AckLinks:
                 "they are sent); acknowledge the alarm in the console instead"
             ) from exc
         except (BadSignature, ValueError, TypeError) as exc:
+            # a link of the earlier format (no occurrence) unpacks wrongly: not valid either
             raise AckLinkError("this acknowledge link is not valid") from exc
-        return AckGrant(AlarmKey.parse(str(key)), str(user))
+        if raised_ms is not None and not isinstance(raised_ms, int):
+            raise AckLinkError("this acknowledge link is not valid")
+        return AckGrant(AlarmKey.parse(str(key)), str(user), raised_ms, int(issued.timestamp()))

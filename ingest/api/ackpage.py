@@ -47,6 +47,17 @@ def done_page(alarm: Alarm) -> str:
     return _page("Acknowledged", _alarm_block(alarm) + _note(f"Acknowledged by {who}{when}."))
 
 
+def earlier_raise_page(alarm: Alarm, link_raised_ms: int | None) -> str:
+    """The link was sent for a raise the alarm has had since been raised again after:
+    acknowledging with it would acknowledge a raise its holder has not been told of."""
+    sent_for = f" at {_time(link_raised_ms)}" if link_raised_ms is not None else ""
+    note = (
+        f"This link was sent for an earlier raise of this alarm{sent_for}. It has been "
+        "raised again since: acknowledge it from the newer message or in the console."
+    )
+    return _page("Link for an earlier alarm", _alarm_block(alarm) + _note(note))
+
+
 def message_page(title: str, message: str) -> str:
     return _page(title, _note(escape(message)))
 

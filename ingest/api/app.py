@@ -15,6 +15,7 @@ given as separate segments so `/history` and the actions after a key are unambig
 # runtime, and they name dependencies made inside create_app.
 
 import inspect
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Collection
@@ -72,6 +73,10 @@ MAX_LIMIT = 10_000
 LINK_ROLE = "link"  # the audit log's role for a signed acknowledge link
 MAX_KPI_WINDOW_MS = 400 * DAY_MS  # the raw data's and the book's horizon, and then some
 CLOCK_SLACK_MS = 60_000  # an `until` this far ahead of the server's clock is not "future"
+# The largest body any operation takes is a comment of 1000 characters; a body over this
+# is refused before it is read (by its Content-Length, or as it streams in).
+MAX_BODY_BYTES = 64 * 1024
+MAX_ECHO_CHARS = 200  # a 422 quotes at most this much of what was sent
 
 # The console and the ack pages load nothing but their own files.
 _PAGE_CSP = (
@@ -84,8 +89,9 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
     status.HTTP_400_BAD_REQUEST: {"description": "a body that cannot be parsed"},
     status.HTTP_401_UNAUTHORIZED: {"description": "no token, or an unknown one"},
     status.HTTP_403_FORBIDDEN: {"description": "the user's role does not allow it"},
-    status.HTTP_404_NOT_FOUND: {"description": "no such alarm"},
+    status.HTTP_404_NOT_FOUND: {"description": "no such alarm (or asset)"},
     status.HTTP_409_CONFLICT: {"description": "the alarm's state does not allow it"},
+    status.HTTP_413_CONTENT_TOO_LARGE: {"description": "a body over 64 kB, refused unread"},
 }
 _READ_REFUSALS: dict[int | str, dict[str, Any]] = {code: _REFUSALS[code] for code in (401, 403)}
 _NO_ALARM: dict[int | str, dict[str, Any]] = {404: _REFUSALS[404]}
@@ -117,7 +123,13 @@ def create_app(
     rosters: Provider | None = None,
     kpis: KpiProvider | None = None,
     deliveries: DeliveryLog | None = None,
+    known_asset: Callable[[str], bool] | None = None,
+    link_people: Callable[[], Collection[str]] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
+    """`known_asset(path)`: whether site/station/asset is in the site model (without it,
+    any asset may be taken out of service). `link_people()`: who acknowledge links may
+    be sent to now, the notifier's people (without it, anyone a link names)."""
     hub = EventHub()
     pipeline.listeners.append(hub.publish)
     tokens.revoked = {
@@ -140,17 +152,55 @@ def create_app(
     )
     app.state.hub = hub
     ops = Operations(book, pipeline, audit)
+    tokens.on_forbidden = _audit_forbidden(audit)
     app.include_router(_alarm_routes(ops, tokens))
-    app.include_router(_action_routes(ops, tokens))
+    app.include_router(_action_routes(ops, tokens, known_asset))
     app.include_router(_service_routes(ops, tokens, hub, rosters, kpis))
     app.include_router(_notification_routes(tokens, deliveries))
-    app.include_router(_user_routes(ops, tokens, hub))
-    app.include_router(_page_routes(ops, links))
+    access = LinkAccess(tokens, audit.last_revocations(), link_people)
+    app.include_router(_user_routes(ops, access, hub))
+    app.include_router(_page_routes(ops, links, access))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(AlarmActionError, _refused)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app
+
+
+def _audit_forbidden(audit: AuditLog) -> Callable[[User, Role, str, str], None]:
+    """A 403 is someone trying what their role does not allow: worth a line in the
+    audit log, like a refused acknowledgement."""
+
+    def record(user: User, needed: Role, method: str, path: str) -> None:
+        action, target = _attempted(method, path)
+        why = f"{user.role} may not; needs {needed} or higher"
+        audit.record(user.name, user.role.value, action, target, "", Outcome.FORBIDDEN, why)
+
+    return record
+
+
+_ACTIONS = {
+    "ack": AuditAction.ACKNOWLEDGE,
+    "reset": AuditAction.RESET,
+    "shelve": AuditAction.SHELVE,
+    "unshelve": AuditAction.UNSHELVE,
+    "out-of-service": AuditAction.OUT_OF_SERVICE,
+    "in-service": AuditAction.IN_SERVICE,
+    "revoke": AuditAction.REVOKE_ACCESS,
+    "restore": AuditAction.RESTORE_ACCESS,
+}
+
+
+def _attempted(method: str, path: str) -> tuple[AuditAction, str]:
+    """The action and its target as the audit log names them, from the request."""
+    parts = path.strip("/").split("/")
+    action = _ACTIONS.get(parts[-1]) if method == "POST" and len(parts) > 2 else None
+    if action is None:
+        return AuditAction.READ, path[:500]
+    if parts[1] == "users":
+        return action, USER_TARGET + "/".join(parts[2:-1])
+    return action, "/".join(parts[2:-1])
 
 
 @dataclass
@@ -344,7 +394,9 @@ def _ms(at: datetime | None) -> int | None:
 # -- operator actions -------------------------------------------------------------------
 
 
-def _action_routes(ops: Operations, tokens: Tokens) -> APIRouter:
+def _action_routes(
+    ops: Operations, tokens: Tokens, known_asset: Callable[[str], bool] | None
+) -> APIRouter:
     router = APIRouter(tags=["actions"], responses=_REFUSALS)
     crew = requires(tokens, Role.CREW)
     supervisor = requires(tokens, Role.SUPERVISOR)
@@ -412,7 +464,9 @@ def _action_routes(ops: Operations, tokens: Tokens) -> APIRouter:
         path: AssetPath, body: OutOfServiceBody, user: Annotated[User, Depends(supervisor)]
     ) -> AssetActionResult:
         """Hide every alarm of an asset, present and future, until it is back in service
-        (supervisor and up)."""
+        (supervisor and up). 404 for an asset the site model does not have."""
+        if known_asset is not None and not known_asset(path):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no asset {path} in the site model")
         done = await ops.act(
             _who(user),
             AuditAction.OUT_OF_SERVICE,
@@ -427,6 +481,9 @@ def _action_routes(ops: Operations, tokens: Tokens) -> APIRouter:
         path: AssetPath, user: Annotated[User, Depends(supervisor)], body: CommentBody | None = None
     ) -> AssetActionResult:
         comment = (body or CommentBody()).comment
+        # An asset gone from the site model may still be out of service: let it back.
+        if not book.is_out_of_service(path) and known_asset is not None and not known_asset(path):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no asset {path} in the site model")
         done = await ops.act(
             _who(user),
             AuditAction.IN_SERVICE,
@@ -630,19 +687,53 @@ def _notification_routes(tokens: Tokens, log: DeliveryLog | None) -> APIRouter:
 # -- users (admin) ----------------------------------------------------------------------
 
 
-def _user_routes(ops: Operations, tokens: Tokens, hub: EventHub) -> APIRouter:
+@dataclass
+class LinkAccess:
+    """Who may still use an acknowledge link: the person it names must not be revoked
+    now, nor have been revoked after the link was sent, and (with a notifier) must still
+    be one of its people."""
+
+    tokens: Tokens
+    revoked_at: dict[str, int]  # each name's newest revocation, ms
+    people: Callable[[], Collection[str]] | None
+
+    def refusal(self, grant: AckGrant) -> str | None:
+        revoked = self.tokens.revoked.get(grant.user)
+        if revoked is not None:
+            return f"the access of {grant.user} was revoked by {revoked.by}: {revoked.reason}"
+        at = self.revoked_at.get(grant.user)
+        if at is not None and grant.issued_s * 1000 <= at:
+            return (
+                f"this link was sent before {grant.user}'s access was revoked, and stays "
+                "refused; acknowledge in the console or from a newer message"
+            )
+        if self.people is not None and grant.user not in self.people():
+            return f"{grant.user} is no longer one of the people alarms are sent to"
+        return None
+
+    def names(self) -> list[User | str]:
+        """Token users, then the people with links only."""
+        users: list[User | str] = list(self.tokens.users)
+        with_token = {u.name for u in self.tokens.users}
+        people = sorted(set(self.people()) - with_token) if self.people is not None else []
+        return users + people
+
+
+def _user_routes(ops: Operations, access: LinkAccess, hub: EventHub) -> APIRouter:
+    tokens = access.tokens
     router = APIRouter(tags=["users"], responses=_READ_REFUSALS)
     admin = requires(tokens, Role.ADMIN)
     audit = ops.audit
     user_path = "/api/users/{name}"
     refusals: dict[int | str, dict[str, Any]] = {
         400: _REFUSALS[400],
+        413: _REFUSALS[413],
         404: {"description": "no such user"},
         409: {"description": "already so, or your own access"},
     }
 
-    def known(name: str) -> User:
-        found = next((u for u in tokens.users if u.name == name), None)
+    def known(name: str) -> User | str:
+        found = next((u for u in access.names() if _name(u) == name), None)
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {name}")
         return found
@@ -654,8 +745,9 @@ def _user_routes(ops: Operations, tokens: Tokens, hub: EventHub) -> APIRouter:
 
     @router.get("/api/users", response_model=list[UserOut])
     async def users(user: Annotated[User, Depends(admin)]) -> list[UserOut]:
-        """Who may sign in, with which role, and whose access is revoked (admin)."""
-        return [UserOut.of(u, tokens.revoked.get(u.name)) for u in tokens.users]
+        """Who may sign in, with which role, and whose access is revoked (admin); then
+        the notifier's people who get acknowledge links but have no token (role null)."""
+        return [UserOut.of(u, tokens.revoked.get(_name(u))) for u in access.names()]
 
     @router.post(f"{user_path}/revoke", response_model=UserOut, responses=refusals)
     async def revoke(name: str, body: RevokeBody, user: Annotated[User, Depends(admin)]) -> UserOut:
@@ -673,6 +765,7 @@ def _user_routes(ops: Operations, tokens: Tokens, hub: EventHub) -> APIRouter:
             user.name, user.role.value, action, USER_TARGET + name, body.reason, Outcome.DONE
         )
         tokens.revoked[name] = Revocation(user.name, entry.at_ms, body.reason)
+        access.revoked_at[name] = entry.at_ms
         hub.end_streams_of(name)
         return UserOut.of(target, tokens.revoked[name])
 
@@ -693,10 +786,14 @@ def _user_routes(ops: Operations, tokens: Tokens, hub: EventHub) -> APIRouter:
     return router
 
 
+def _name(user: User | str) -> str:
+    return user if isinstance(user, str) else user.name
+
+
 # -- the console and the acknowledge-link pages -----------------------------------------
 
 
-def _page_routes(ops: Operations, links: AckLinks | None) -> APIRouter:
+def _page_routes(ops: Operations, links: AckLinks | None, access: LinkAccess) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
@@ -706,7 +803,7 @@ def _page_routes(ops: Operations, links: AckLinks | None) -> APIRouter:
     @router.get("/ack/{token}")
     async def ack_link_page(token: str) -> HTMLResponse:
         """Shows the alarm; acknowledging is the form's POST (see ackpage)."""
-        found = _granted(ops, links, token)
+        found = _granted(ops, links, access, token)
         if isinstance(found, HTMLResponse):
             return found
         grant, alarm = found
@@ -714,7 +811,7 @@ def _page_routes(ops: Operations, links: AckLinks | None) -> APIRouter:
 
     @router.post("/ack/{token}")
     async def ack_link(token: str, request: Request) -> HTMLResponse:
-        found = _granted(ops, links, token)
+        found = _granted(ops, links, access, token, audit_refusal=True)
         if isinstance(found, HTMLResponse):
             return found
         grant, _ = found
@@ -736,7 +833,11 @@ def _page_routes(ops: Operations, links: AckLinks | None) -> APIRouter:
 
 
 def _granted(
-    ops: Operations, links: AckLinks | None, token: str
+    ops: Operations,
+    links: AckLinks | None,
+    access: LinkAccess,
+    token: str,
+    audit_refusal: bool = False,
 ) -> tuple[AckGrant, Alarm] | HTMLResponse:
     """The link's grant and alarm, or the page that says why there is none."""
     if links is None:
@@ -749,10 +850,25 @@ def _granted(
         return HTMLResponse(page, status.HTTP_410_GONE)
     except AckLinkError as exc:
         return HTMLResponse(ackpage.message_page("Link refused", str(exc)), 400)
+    refused = access.refusal(grant)
+    if refused is not None:
+        if audit_refusal:
+            ops.audit.record(
+                grant.user,
+                LINK_ROLE,
+                AuditAction.ACKNOWLEDGE,
+                str(grant.key),
+                "",
+                Outcome.FORBIDDEN,
+                refused,
+            )
+        return HTMLResponse(ackpage.message_page("Link refused", refused), 403)
     alarm = ops.book.get(grant.key)
     if alarm is None:
         page = ackpage.message_page("Not found", f"no alarm {grant.key}")
         return HTMLResponse(page, status.HTTP_404_NOT_FOUND)
+    if grant.raised_ms != alarm.raised_ms:
+        return HTMLResponse(ackpage.earlier_raise_page(alarm, grant.raised_ms), 410)
     return grant, alarm
 
 
@@ -772,8 +888,21 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     ("\\ud800"), all of which Python's JSON parser takes, or the bytes of a body of
     another media type. FastAPI's own handler answered those with a 500."""
     assert isinstance(exc, RequestValidationError)
-    errors = jsonable_encoder(_json_safe(exc.errors()))
+    errors = jsonable_encoder(_json_safe([_short_input(e) for e in exc.errors()]))
     return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def _short_input(error: Any) -> Any:
+    """An error quoting at most a preview of the input: a 60 kB comment is not sent back
+    (nor the whole body, which FastAPI quotes for a body that is not an object)."""
+    if not isinstance(error, dict) or "input" not in error:
+        return error
+    shown = error["input"]
+    text = shown if isinstance(shown, str) else repr(shown)
+    if len(text) <= MAX_ECHO_CHARS:
+        return error
+    preview = text[:MAX_ECHO_CHARS]
+    return {**error, "input": f"{preview}… ({len(text)} characters, not all shown)"}
 
 
 def _json_safe(value: Any) -> Any:
@@ -788,6 +917,67 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
+
+
+class BodyLimit:
+    """Refuses a request body over `max_bytes` with 413 before the application reads it:
+    by its Content-Length at once, or, for a chunked body, as soon as the bytes received
+    pass the limit. FastAPI reads a body before checking the token, so without this a
+    200 MB POST with no token was read into memory before its 401."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI passes an HTTPException from reading the body through.
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, self._why())
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _why(self) -> str:
+        return f"the body is larger than {self.max_bytes} bytes"
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"detail": self._why()}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status.HTTP_413_CONTENT_TOO_LARGE,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server refuses a malformed one before we see it
+    return None
 
 
 class SecurityHeaders:

@@ -29,6 +29,7 @@ class AuditAction(StrEnum):
     IN_SERVICE = "in_service"
     REVOKE_ACCESS = "revoke_access"  # target: user/NAME
     RESTORE_ACCESS = "restore_access"
+    READ = "read"  # only audited when refused: a role too low to read it (target: the path)
 
 
 USER_TARGET = "user/"  # the audit target of an action on a user: user/NAME
@@ -37,6 +38,7 @@ USER_TARGET = "user/"  # the audit target of an action on a user: user/NAME
 class Outcome(StrEnum):
     DONE = "done"
     REFUSED = "refused"  # the alarm's state did not allow it (HTTP 409)
+    FORBIDDEN = "forbidden"  # the user's role does not allow it (HTTP 403)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,17 @@ class AuditLog:
             else:
                 found.pop(name, None)
         return found
+
+    def last_revocations(self) -> dict[str, int]:
+        """The time (ms) of each user's newest revocation, restored since or not: an
+        acknowledge link sent before it stays refused (a lost phone keeps its mail)."""
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT target, MAX(at_ms) FROM audit WHERE action = ? AND outcome = ?"
+                " GROUP BY target",
+                (AuditAction.REVOKE_ACCESS.value, Outcome.DONE.value),
+            ).fetchall()
+        return {str(target).removeprefix(USER_TARGET): int(at) for target, at in rows}
 
     def close(self) -> None:
         with self._lock:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from fastapi import Depends, HTTPException, Query, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -107,6 +107,8 @@ class Tokens:
             raise TokensError(f"a user name appears twice: {sorted(names)}")
         self._users = list(users)
         self.revoked: dict[str, Revocation] = {}  # by user name: refused until restored
+        # Told of every 403 (user, role needed, method, path): the API audits them.
+        self.on_forbidden: Callable[[User, Role, str, str], None] | None = None
 
     @classmethod
     def of(cls, plain: Mapping[str, User]) -> Tokens:
@@ -184,8 +186,9 @@ UserCheck = Callable[..., Awaitable[User]]
 def requires(tokens: Tokens, role: Role) -> UserCheck:
     """A dependency: the signed-in user, who must hold `role` or a higher one."""
 
-    async def signed_in(credentials: Credentials) -> User:
-        return authorize(tokens, credentials.credentials if credentials else None, role)
+    async def signed_in(credentials: Credentials, request: Request) -> User:
+        presented = credentials.credentials if credentials else None
+        return authorize(tokens, presented, role, request)
 
     return signed_in
 
@@ -195,17 +198,20 @@ def requires_header_or_query(tokens: Tokens, role: Role) -> UserCheck:
 
     async def signed_in(
         credentials: Credentials,
+        request: Request,
         token: Annotated[
             str | None, Query(description="the bearer token, for clients that cannot set headers")
         ] = None,
     ) -> User:
         presented = credentials.credentials if credentials else token
-        return authorize(tokens, presented, role)
+        return authorize(tokens, presented, role, request)
 
     return signed_in
 
 
-def authorize(tokens: Tokens, presented: str | None, role: Role) -> User:
+def authorize(
+    tokens: Tokens, presented: str | None, role: Role, request: Request | None = None
+) -> User:
     if not presented:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -227,6 +233,8 @@ def authorize(tokens: Tokens, presented: str | None, role: Role) -> User:
             headers={"WWW-Authenticate": 'Bearer realm="facility", error="invalid_token"'},
         )
     if not user.role.allows(role):
+        if tokens.on_forbidden is not None and request is not None:
+            tokens.on_forbidden(user, role, request.method, request.url.path)
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             f"{user.name} is {user.role}; this needs {role} or higher",

@@ -181,19 +181,22 @@ class Health(BaseModel):
 
 class UserOut(BaseModel):
     name: str
-    role: Role
-    revoked: bool = Field(description="the token no longer signs in")
+    role: Role | None = Field(
+        description="null: a person of the notifier, with acknowledge links but no token"
+    )
+    revoked: bool = Field(description="the token and acknowledge links no longer work")
     revoked_by: str | None = None
     revoked_ms: int | None = None
     revoke_reason: str | None = None
 
     @classmethod
-    def of(cls, user: User, revocation: Revocation | None) -> UserOut:
+    def of(cls, user: User | str, revocation: Revocation | None) -> UserOut:
+        name, role = (user, None) if isinstance(user, str) else (user.name, user.role)
         if revocation is None:
-            return cls(name=user.name, role=user.role, revoked=False)
+            return cls(name=name, role=role, revoked=False)
         return cls(
-            name=user.name,
-            role=user.role,
+            name=name,
+            role=role,
             revoked=True,
             revoked_by=revocation.by,
             revoked_ms=revocation.at_ms,

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import select
+import socket
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,6 +109,12 @@ class Stack:
     def url(self) -> str:
         return self.server.url
 
+    def link_token(self, key: AlarmKey, user: str, links: AckLinks | None = None) -> str:
+        """An acknowledge link's token for the alarm's current raise, as a mail has it."""
+        alarm = self.book.get(key)
+        assert alarm is not None
+        return (links or self.links).token(key, user, alarm.raised_ms)
+
     def client(self, role: Role | None = None) -> httpx.AsyncClient:
         headers = auth(role) if role is not None else {}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10)
@@ -152,6 +160,7 @@ async def running_stack(
     rosters: Any = None,
     kpis: bool = False,
     notify: tuple[NotifyConfig, Callable[[], int]] | None = None,
+    people: Callable[[], list[str]] | None = None,
 ) -> AsyncIterator[Stack]:
     """The API over a real pipeline; with `kpis`, computed from its book per site (the
     service's own positions are tested in test_alarm_service.py); with `notify` (a
@@ -173,7 +182,18 @@ async def running_stack(
         return compute(pipeline.book, until_ms, until_ms - since_ms)
 
     provider = kpis_of if kpis else None
-    app = create_app(pipeline.book, pipeline, tokens, audit, links, rosters, provider, notifier)
+    app = create_app(
+        pipeline.book,
+        pipeline,
+        tokens,
+        audit,
+        links,
+        rosters,
+        provider,
+        notifier,
+        known_asset=lambda path: any("/".join(ref.key) == path for ref in site.assets()),
+        link_people=people,
+    )
     server = ApiServer(app, port=0)
     await server.start()
     try:
@@ -224,9 +244,34 @@ async def test_viewer_reads_but_may_not_acknowledge(stack: Stack) -> None:
         assert response.status_code == 403
         assert "vera is viewer" in response.json()["detail"]
         assert (await viewer.get("/api/me")).json() == {"name": "vera", "role": "viewer"}
+        audit_read = await viewer.get("/api/audit", params={"user": "vera"})
+        assert audit_read.status_code == 403
     alarm = stack.book.get(key)
     assert alarm is not None and alarm.state is AlarmState.UNACKED
-    assert stack.audit.entries() == []
+    # refused for the role: audited with who, what, on which alarm, and why
+    entries = [
+        (e.user, e.role, e.action.value, e.target, e.outcome.value, e.detail)
+        for e in stack.audit.entries()
+    ]
+    assert entries == [
+        (
+            "vera",
+            "viewer",
+            "acknowledge",
+            str(key),
+            "forbidden",
+            "viewer may not; needs crew or higher",
+        ),
+        (
+            "vera",
+            "viewer",
+            "read",
+            "/api/audit",
+            "forbidden",
+            "viewer may not; needs supervisor or higher",
+        ),
+    ]
+    assert [t.event.value for t in stack.book.history(key)] == ["raised"]
 
 
 async def test_crew_acknowledges_and_the_audit_log_says_who_and_when(stack: Stack) -> None:
@@ -246,7 +291,10 @@ async def test_crew_acknowledges_and_the_audit_log_says_who_and_when(stack: Stac
         assert (await crew.get("/api/audit")).status_code == 403
     async with stack.client(Role.SUPERVISOR) as supervisor:
         entries = (await supervisor.get("/api/audit")).json()
-    assert len(entries) == 1
+    assert [(e["user"], e["action"], e["outcome"]) for e in entries] == [
+        ("li", "acknowledge", "done"),
+        ("li", "read", "forbidden"),  # the crew's look at the audit log
+    ]
     entry = entries[0]
     assert entry["user"] == "li" and entry["role"] == "crew"
     assert entry["action"] == "acknowledge" and entry["target"] == str(key)
@@ -299,12 +347,13 @@ async def test_shelve_needs_a_supervisor(stack: Stack) -> None:
         assert unshelved.json()["alarm"]["state"] == AlarmState.UNACKED
     actions = [(e.action.value, e.user, e.outcome.value) for e in stack.audit.entries()]
     assert actions == [
+        ("shelve", "li", "forbidden"),
         ("shelve", "wang", "done"),
         ("acknowledge", "wang", "refused"),
         ("shelve", "wang", "refused"),
         ("unshelve", "wang", "done"),
     ]
-    assert stack.audit.entries()[0].detail == "for 30 min"
+    assert stack.audit.entries()[1].detail == "for 30 min"
 
 
 async def test_reset_releases_a_latched_trip(stack: Stack) -> None:
@@ -338,8 +387,17 @@ async def test_out_of_service_and_back(stack: Stack) -> None:
         assert again.status_code == 409
         back = await supervisor.post(f"{asset}/in-service", json={"comment": "done"})
         assert back.status_code == 200 and back.json()["out_of_service"] is False
+        # an asset the site model does not have: 404, and nothing stored for it
+        for path in ("fengshou/xiba/pump_9", "atlantis/xiba/pump_1", "fengshou/xiba/gate_1"):
+            ghost = await supervisor.post(
+                f"/api/assets/{path}/out-of-service", json={"reason": "typo"}
+            )
+            assert ghost.status_code == 404 and "no asset" in ghost.json()["detail"], path
+            assert not stack.book.is_out_of_service(path)
+            assert (await supervisor.post(f"/api/assets/{path}/in-service")).status_code == 404
     actions = [(e.action.value, e.target, e.outcome.value) for e in stack.audit.entries()]
     assert actions == [
+        ("out_of_service", "fengshou/xiba/pump_1", "forbidden"),
         ("out_of_service", "fengshou/xiba/pump_1", "done"),
         ("out_of_service", "fengshou/xiba/pump_1", "refused"),
         ("in_service", "fengshou/xiba/pump_1", "done"),
@@ -600,7 +658,7 @@ async def test_tokens_stay_out_of_the_access_log(
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
     key = await stack.trip("xiba", "pump_1")
-    link = stack.links.token(key, "li")
+    link = stack.link_token(key, "li")
     with caplog.at_level(logging.INFO, logger="uvicorn.access"):
         async with stack.client() as anonymous:
             await anonymous.get("/api/me", params={"token": TOKENS[Role.VIEWER]})
@@ -615,7 +673,7 @@ async def test_tokens_stay_out_of_the_access_log(
 
 async def test_ack_link_get_shows_post_acknowledges(stack: Stack) -> None:
     key = await stack.trip("xiba", "pump_1")
-    link = f"/ack/{stack.links.token(key, 'zhang')}"
+    link = f"/ack/{stack.link_token(key, 'zhang')}"
     async with stack.client() as anonymous:
         page = await anonymous.get(link)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -649,7 +707,7 @@ async def test_ack_link_get_shows_post_acknowledges(stack: Stack) -> None:
 async def test_an_expired_ack_link_is_refused_and_acknowledges_nothing(stack: Stack) -> None:
     key = await stack.trip("xiba", "pump_1")
     made_yesterday = AckLinks(LINK_SECRET, "http://unused.invalid", clock=_hours_ago(25))
-    link = f"/ack/{made_yesterday.token(key, 'zhang')}"
+    link = f"/ack/{stack.link_token(key, 'zhang', made_yesterday)}"
     async with stack.client() as anonymous:
         page = await anonymous.get(link)
         assert page.status_code == 410, page.text
@@ -659,7 +717,7 @@ async def test_an_expired_ack_link_is_refused_and_acknowledges_nothing(stack: St
         assert posted.status_code == 410 and "Link expired" in posted.text
         # the same link a day younger: the age is what refused it, not the signature
         made_this_morning = AckLinks(LINK_SECRET, "http://unused.invalid", clock=_hours_ago(23))
-        fresh = await anonymous.get(f"/ack/{made_this_morning.token(key, 'zhang')}")
+        fresh = await anonymous.get(f"/ack/{stack.link_token(key, 'zhang', made_this_morning)}")
         assert fresh.status_code == 200 and "Acknowledge as zhang" in fresh.text
     alarm = stack.book.get(key)
     assert alarm is not None and alarm.state is AlarmState.UNACKED and alarm.acked_by is None
@@ -669,6 +727,163 @@ async def test_an_expired_ack_link_is_refused_and_acknowledges_nothing(stack: St
 
 def _hours_ago(hours: float) -> Callable[[], float]:
     return lambda: time.time() - hours * 3600
+
+
+async def test_an_ack_link_acknowledges_only_the_raise_it_was_sent_for(stack: Stack) -> None:
+    """Raised, acknowledged, cleared, reset, raised again: the first mail's link must not
+    acknowledge the second raise, which its holder has not been told of."""
+    t = now_ms()
+    key = await stack.trip("xiba", "pump_1", t - 60_000)
+    first = f"/ack/{stack.link_token(key, 'zhang')}"
+    async with stack.client() as anonymous:
+        assert (await anonymous.post(first)).status_code == 200  # it works for its raise
+        await stack.pipeline.observe(
+            SITE, "xiba", [Reading("pump_1", "tripped", t - 50_000, False)]
+        )
+        async with stack.client(Role.CREW) as crew:
+            assert (await crew.post(f"{path_of(key)}/reset")).status_code == 200
+        await stack.trip("xiba", "pump_1", t - 40_000)  # the same alarm, raised again
+        second = f"/ack/{stack.link_token(key, 'zhang')}"
+        assert second != first
+
+        page = await anonymous.get(first)
+        assert page.status_code == 410 and "earlier raise" in page.text
+        assert "Acknowledge as" not in page.text
+        stale = await anonymous.post(first, data={"comment": "old mail"})
+        assert stale.status_code == 410
+        alarm = stack.book.get(key)
+        assert alarm is not None and alarm.state is AlarmState.UNACKED
+
+        assert (await anonymous.post(second)).status_code == 200
+    events = [t.event.value for t in stack.book.history(key)]
+    assert events == ["raised", "acknowledged", "cleared", "reset", "raised", "acknowledged"]
+
+
+async def test_a_revoked_person_s_links_stop_working_even_after_a_restore(
+    tmp_path: Path, demo_config: SiteConfig
+) -> None:
+    """li has a token and gets links; zhang only gets links; zhou is no longer one of
+    the notifier's people. Revoking li (or zhang) refuses their links at once, audited;
+    restoring li lets new links work but not those mailed before the revocation."""
+    people = ["li", "zhang"]
+    async with running_stack(tmp_path, demo_config, people=lambda: people) as s:
+        key = await s.trip("xiba", "pump_1")
+        li_link = f"/ack/{s.link_token(key, 'li')}"
+        zhang_link = f"/ack/{s.link_token(key, 'zhang')}"
+        zhou_link = f"/ack/{s.link_token(key, 'zhou')}"
+        async with s.client() as anonymous, s.client(Role.ADMIN) as admin:
+            gone = await anonymous.post(zhou_link)
+            assert gone.status_code == 403 and "no longer one of the people" in gone.text
+            listed = {u["name"]: u["role"] for u in (await admin.get("/api/users")).json()}
+            assert listed["li"] == "crew" and listed["zhang"] is None and "zhou" not in listed
+
+            assert (
+                await admin.post("/api/users/li/revoke", json={"reason": "phone lost"})
+            ).status_code == 200
+            revoked = await anonymous.post(li_link)
+            assert revoked.status_code == 403 and "phone lost" in revoked.text
+            assert (await anonymous.get(li_link)).status_code == 403
+            answer = await admin.post("/api/users/zhang/revoke", json={"reason": "left"})
+            assert answer.status_code == 200 and answer.json()["role"] is None
+            assert (await anonymous.post(zhang_link)).status_code == 403
+
+            assert (await admin.post("/api/users/li/restore")).status_code == 200
+            still = await anonymous.post(li_link)
+            assert still.status_code == 403 and "sent before" in still.text
+            await asyncio.sleep(1.1)  # links are stamped in whole seconds
+            fresh = await anonymous.post(f"/ack/{s.link_token(key, 'li')}")
+            assert fresh.status_code == 200 and "Acknowledged by li" in fresh.text
+        refused = [
+            (e.user, e.role, e.outcome.value)
+            for e in s.audit.entries(action=AuditAction.ACKNOWLEDGE)
+        ]
+        assert refused == [
+            ("zhou", "link", "forbidden"),
+            ("li", "link", "forbidden"),
+            ("zhang", "link", "forbidden"),
+            ("li", "link", "forbidden"),
+            ("li", "link", "done"),
+        ]
+
+
+# -- what a body may cost -----------------------------------------------------------------
+
+
+def _raw_post(
+    port: int, head: bytes, body_chunks: Iterator[bytes], budget: int
+) -> tuple[bytes, int]:
+    """Send a request over a plain socket until the server answers (or `budget` bytes of
+    body are out): the answer's first bytes and how much body was sent before it."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        for chunk in body_chunks:
+            if select.select([sock], [], [], 0)[0] or sent >= budget:
+                break
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        sock.settimeout(10)
+        answer = sock.recv(65536)
+    return answer, sent
+
+
+def _megabytes(wrap: Callable[[bytes], bytes] = lambda b: b) -> Iterator[bytes]:
+    block = wrap(b"x" * 1_000_000)
+    while True:
+        yield block
+
+
+async def test_an_oversized_body_is_refused_before_it_is_read(stack: Stack) -> None:
+    """200 MB announced with no token: 413 before the body is read (not a 401 after it
+    is in memory); the same streamed chunked: 413 once it passes the limit; and the
+    largest body any operation takes still passes."""
+    key = await stack.trip("xiba", "pump_1")
+    port = stack.server.port
+    target = f"/api/alarms/{key}/ack".encode()
+    announced = (
+        b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 200000000\r\n\r\n"
+    )
+    answer, sent = await asyncio.to_thread(_raw_post, port, announced, _megabytes(), 200_000_000)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent < 20_000_000, f"{sent} bytes were taken before the refusal"
+
+    chunked = (
+        b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + TOKENS[Role.CREW].encode() + b"\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    frame = lambda block: b"%x\r\n%s\r\n" % (len(block), block)  # noqa: E731
+    answer, sent = await asyncio.to_thread(_raw_post, port, chunked, _megabytes(frame), 200_000_000)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent < 20_000_000, f"{sent} bytes were taken before the refusal"
+
+    async with stack.client(Role.CREW) as crew:
+        big = await crew.post(f"{path_of(key)}/ack", content=b" " * 70_000 + b"{}")
+        assert big.status_code == 413 and "larger than 65536 bytes" in big.json()["detail"]
+        link = await crew.post(f"/ack/{stack.link_token(key, 'li')}", content=b"c" * 100_000)
+        assert link.status_code == 413
+        ok = await crew.post(f"{path_of(key)}/ack", json={"comment": "漢" * 1000})
+        assert ok.status_code == 200, ok.text
+    alarm = stack.book.get(key)
+    assert alarm is not None and alarm.acked_by == "li"
+
+
+async def test_a_422_quotes_only_a_preview_of_what_was_sent(stack: Stack) -> None:
+    key = await stack.trip("xiba", "pump_1")
+    async with stack.client(Role.CREW) as crew:
+        long = await crew.post(f"{path_of(key)}/ack", json={"comment": "y" * 60_000})
+        assert long.status_code == 422
+        assert len(long.content) < 2_000, f"{len(long.content)} bytes came back"
+        [error] = long.json()["detail"]
+        assert error["loc"] == ["body", "comment"] and "60000 characters" in error["input"]
+        listed = await crew.post(f"{path_of(key)}/ack", json=[{"comment": "z"}] * 3_000)
+        assert listed.status_code == 422 and len(listed.content) < 2_000
+        small = await crew.post(f"{path_of(key)}/ack", json={"comment": 5})
+        assert small.status_code == 422 and small.json()["detail"][0]["input"] == 5
 
 
 # -- notification deliveries ------------------------------------------------------------
@@ -767,6 +982,8 @@ async def test_admin_revokes_a_token_at_once_and_a_supervisor_may_not(
             assert (await admin.post("/api/users/li/revoke", json={})).status_code == 422
         actions = [(e.action.value, e.target, e.outcome.value) for e in s.audit.entries()]
         assert actions == [
+            ("read", "/api/users", "forbidden"),
+            ("revoke_access", "user/li", "forbidden"),
             ("revoke_access", "user/li", "done"),
             ("revoke_access", "user/li", "refused"),
             ("revoke_access", "user/ops", "refused"),

@@ -258,7 +258,7 @@ async def test_console_sign_in_refused_and_viewer_has_no_buttons(
 
 async def test_ack_link_page(stack: Stack, browser: Browser, shots: Path) -> None:
     key = await stack.trip("xiba", "pump_1")
-    link = f"{stack.url}/ack/{stack.links.token(key, 'zhang')}"
+    link = f"{stack.url}/ack/{stack.link_token(key, 'zhang')}"
     page = await browser.new_page(viewport={"width": 390, "height": 700})
     errors = PageErrors(page)
 

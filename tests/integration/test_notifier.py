@@ -230,6 +230,7 @@ async def test_raise_mailed_to_crew_on_duty_with_an_ack_link_for_that_person(
     assert url.startswith("http://127.0.0.1:8080/ack/")
     grant = links.verify(token_of(url))
     assert (grant.key, grant.user) == (TRIP, "li_wei")
+    assert grant.raised_ms == START_MS - 5 * SECOND  # the raise the mail tells of
     book.acknowledge(grant.key, grant.user)
     alarm = book.get(TRIP)
     assert alarm is not None and alarm.state is AlarmState.ACKED and alarm.acked_by == "li_wei"
@@ -370,7 +371,9 @@ async def test_return_to_normal_is_told_and_stops_escalation(
     assert "now returned to normal, not acknowledged" in rtn.body
     assert rtn.message.get_content_type() == "text/plain"
     (url,) = rtn.ack_urls  # ISA-18.2: a return to normal is still to be acknowledged
-    assert links.verify(token_of(url)).key == TRIP
+    rtn_grant = links.verify(token_of(url))
+    assert rtn_grant.key == TRIP
+    assert rtn_grant.raised_ms == links.verify(token_of(smtp.to(LI)[0].ack_urls[0])).raised_ms
     assert smtp.to(ZHAO) == [] and smtp.to(GUO) == []
     notifier.close()
 

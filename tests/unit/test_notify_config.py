@@ -93,8 +93,8 @@ def test_sample_ack_links_sign_for_one_alarm_and_person(sample: NotifyConfig) ->
     assert sample.ack_links is not None
     links = sample.ack_links.signer()
     key = AlarmKey("fengshou", "xiba", "pump_1", "pump_trip")
-    grant = links.verify(links.token(key, "li_wei"))
-    assert (grant.key, grant.user) == (key, "li_wei")
+    grant = links.verify(links.token(key, "li_wei", 1_780_279_200_000))
+    assert (grant.key, grant.user, grant.raised_ms) == (key, "li_wei", 1_780_279_200_000)
 
 
 def test_sample_without_the_ack_secret_names_the_variable_and_its_line(

@@ -50,6 +50,7 @@ class Item:
     at_ms: int  # event time
     state: AlarmState | None  # now, from the book
     hidden: bool = False
+    raised_ms: int | None = None  # the raise (occurrence) an ack link is for
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class Renderer:
             at_ms=t.at_ms,
             state=now.state if now is not None else t.to_state,
             hidden=now.hidden if now is not None else False,
+            # A raise's own message links to that raise, even if another has come since.
+            raised_ms=t.at_ms
+            if t.event is AlarmEvent.RAISED
+            else (now.raised_ms if now is not None else None),
         )
 
     def alarm_item(self, alarm: Alarm, headline: str) -> Item:
@@ -96,6 +101,7 @@ class Renderer:
             at_ms=alarm.raised_ms if alarm.raised_ms is not None else alarm.last_change_ms,
             state=alarm.state,
             hidden=alarm.hidden,
+            raised_ms=alarm.raised_ms,
         )
 
     def headline(self, t: Transition) -> str:
@@ -194,7 +200,9 @@ class Renderer:
             "at_local": local_time(item.at_ms, self.zone_of(item.key.site)),
             "state": item.state.value if item.state is not None else None,
             "state_text": STATE_WORDS.get(item.state, "unknown") if item.state else "unknown",
-            "ack_url": self.links.url(item.key, person) if ack and self.links else None,
+            "ack_url": (
+                self.links.url(item.key, person, item.raised_ms) if ack and self.links else None
+            ),
         }
 
 
