@@ -25,6 +25,7 @@ from facility.profile import (
     MqttProfile,
     MqttSignal,
 )
+from facility.simspec import SignalSim, spec_problems
 from facility.site import Asset, AssetKind, AssetRef, Site, Station
 from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml, validate
 
@@ -250,6 +251,11 @@ def check_profile(profile: Profile, doc: SourceDoc) -> list[ConfigIssue]:
             issues.append(
                 doc.issue(["signals", i, "unit"], _unit_message(signal.role, signal.unit))
             )
+    types = {s.name: str(s.type) for s in profile.signals}
+    specs: list[tuple[str, SignalSim | None]] = [(s.name, s.simulate) for s in profile.signals]
+    for i, (name, spec) in enumerate(specs):
+        for path, message in spec_problems({name: spec} if spec else {}, types):
+            issues.append(doc.issue(["signals", i, "simulate", *path[1:]], message))
     if isinstance(profile, ModbusProfile):
         issues.extend(_check_register_map(profile, doc))
     else:
@@ -496,6 +502,9 @@ def _check_addressing(
         issues.append(
             doc.issue([*asset_at, "modbus"], f"profile {profile.profile!r} is MQTT: remove modbus")
         )
+    types = {s.name: str(s.type) for s in profile.signals}
+    for path, message in spec_problems(dict(asset.simulate), types):
+        issues.append(doc.issue([*asset_at, "simulate", *path], message))
     for signal in asset.limits:
         if signal not in {s.name for s in profile.signals}:
             issues.append(

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from facility.codec import ByteOrder, DataType, register_count
 from facility.kind import Role
+from facility.simspec import SignalSim
 
 
 class Table(StrEnum):
@@ -53,6 +54,7 @@ class ModbusSignal(Strict):
     access: Literal["r", "rw"] = "r"
     deadband: float | None = Field(default=None, ge=0)  # report-by-exception threshold
     role: Role | None = None  # what it means to boards and reports; None: the kind's
+    simulate: SignalSim | None = None  # how a simulator without physics makes it up
 
     @model_validator(mode="after")
     def _shape(self) -> ModbusSignal:
@@ -93,6 +95,7 @@ class MqttSignal(Strict):
     enum: dict[int, str] | None = None  # what a code means (fault codes), for messages
     deadband: float | None = Field(default=None, ge=0)  # report-by-exception threshold
     role: Role | None = None  # what it means to boards and reports; None: the kind's
+    simulate: SignalSim | None = None  # how a simulator without physics makes it up
 
     @model_validator(mode="after")
     def _codes_are_ints(self) -> MqttSignal:

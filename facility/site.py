@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from facility.simspec import SignalSim
+
 Ident = str  # validated by IDENT_PATTERN
 IDENT_PATTERN = r"^[a-z][a-z0-9_]*$"
 
@@ -117,6 +119,8 @@ class Asset(Strict):
     lanes: list[Literal["in", "out"]] = Field(default_factory=list)  # barrier gates only
     closed_hours: tuple[int, int] | None = None  # gate shut from hour to hour (local time)
     limits: dict[str, Limits] = Field(default_factory=dict)
+    # signal -> how the simulator makes it up (overrides the profile's; simulators.md)
+    simulate: dict[str, SignalSim] = Field(default_factory=dict)
     notes: str = ""
 
     @field_validator("kind", mode="before")

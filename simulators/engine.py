@@ -12,6 +12,7 @@ from typing import Protocol
 
 from facility.config import SiteConfig
 from simulators.faults import FaultEvent, FaultInjector
+from simulators.generator import build_generators
 from simulators.modbus_server import UnitFault
 from simulators.physics.common import Value
 from simulators.physics.parking import DeviceMessage
@@ -61,7 +62,9 @@ class Simulation:
         self.step_s = step_s
         self.start_ms = start_ms
         self.world = World.build(config, seed, start_ms)
+        self.generated = build_generators(config, self.world, start_ms)
         self.injector = FaultInjector(scenario, self.world, start_ms)
+        self.injector.source_values = self._source_values
 
     @property
     def t_ms(self) -> int:
@@ -80,8 +83,29 @@ class Simulation:
         step_ms = int(self.step_s * 1000)
         while self.world.t_ms + step_ms <= t_ms:
             out.faults.extend(self.injector.update(self.world.t_ms))
-            out.messages.extend(self.world.step(self.step_s))
+            out.messages.extend(self._silenced(self.world.step(self.step_s)))
+            for device in self.generated.values():
+                device.step(self.step_s)
+                if device.mqtt and device.key not in self.comms:
+                    sent = device.messages(self.values(device.key))
+                    out.messages.extend((device.key[:2], m) for m in sent)
         return out
 
+    def _silenced(
+        self, messages: list[tuple[StationKey, DeviceMessage]]
+    ) -> list[tuple[StationKey, DeviceMessage]]:
+        """An MQTT device that is not responding publishes nothing."""
+        if not self.comms:
+            return messages
+        return [(st, m) for st, m in messages if (*st, m.asset) not in self.comms]
+
     def values(self, key: AssetKey) -> dict[str, Value]:
-        return self.injector.filter(key, self.world.values(key), self.world.t_ms)
+        return self.injector.filter(key, self._source_values(key), self.world.t_ms)
+
+    def _source_values(self, key: AssetKey) -> dict[str, Value]:
+        """Physics where there is a model, generated signals for everything else."""
+        values = self.world.values(key) if key in self.world.models else {}
+        device = self.generated.get(key)
+        if device is not None:
+            values.update(device.values())
+        return values

@@ -9,6 +9,7 @@ change how a device answers on the wire (handled by the Modbus server through
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from simulators.modbus_server import CommsFault, UnitFault
@@ -39,6 +40,8 @@ class FaultInjector:
     _done: set[int] = field(default_factory=set)
     _stuck: dict[tuple[AssetKey, str], Value] = field(default_factory=dict)
     _drift: dict[tuple[AssetKey, str], tuple[float, int]] = field(default_factory=dict)
+    # what a device reports before sensor faults (physics and generated signals)
+    source_values: Callable[[AssetKey], dict[str, Value]] | None = None
 
     def update(self, t_ms: int) -> list[FaultEvent]:
         """Start and end faults whose time has come; return what changed."""
@@ -132,7 +135,8 @@ class FaultInjector:
             self._stuck.pop(slot, None)
             self._drift.pop(slot, None)
         elif fault.kind is FaultKind.SENSOR_STUCK:
-            self._stuck[slot] = self.world.values(fault.key)[signal]
+            current = (self.source_values or self.world.values)(fault.key)
+            self._stuck[slot] = current[signal]
         else:
             self._drift[slot] = (float(fault.params.get("rate_per_h", 0.5)), t_ms)
 

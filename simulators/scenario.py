@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from facility.config import SiteConfig
+from facility.profile import MqttProfile
 from facility.site import AssetKind
 from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml, validate
 from simulators.clock import parse_duration
@@ -161,6 +162,7 @@ def load_scenario(path: Path, config: SiteConfig) -> Scenario:
 def check_scenario(scenario: Scenario, config: SiteConfig, doc: SourceDoc) -> list[ConfigIssue]:
     kinds = {ref.key: ref.asset.kind for ref in config.assets()}
     modbus = {ref.key for ref in config.assets() if ref.asset.modbus is not None}
+    mqtt = _mqtt_devices(config)
     issues: list[ConfigIssue] = []
     for i, fault in enumerate(scenario.faults):
         kind = kinds.get(fault.key)
@@ -168,7 +170,8 @@ def check_scenario(scenario: Scenario, config: SiteConfig, doc: SourceDoc) -> li
             issues.append(doc.issue(["faults", i, "target"], f"no asset {fault.target!r}"))
             continue
         allowed = FAULT_TARGETS[fault.kind]
-        if allowed is None and fault.key not in modbus:
+        polled = fault.key in modbus or fault.kind in mqtt.get(fault.key, ())
+        if allowed is None and not polled:
             issues.append(
                 doc.issue(
                     ["faults", i, "target"],
@@ -186,6 +189,25 @@ def check_scenario(scenario: Scenario, config: SiteConfig, doc: SourceDoc) -> li
         if fault.kind in (FaultKind.SENSOR_STUCK, FaultKind.SENSOR_DRIFT):
             issues.extend(_check_signal_param(fault, i, config, doc))
     return issues
+
+
+# MQTT devices whose messages come from physics (the car park's) can only fall silent;
+# a generated MQTT device's values can also stick or drift.
+MQTT_PHYSICS_KINDS = frozenset({"barrier_gate", "parking_lot"})
+MQTT_FAULTS = frozenset(
+    {FaultKind.DEVICE_NOT_RESPONDING, FaultKind.SENSOR_STUCK, FaultKind.SENSOR_DRIFT}
+)
+
+
+def _mqtt_devices(config: SiteConfig) -> dict[tuple[str, str, str], frozenset[FaultKind]]:
+    """Which of the device-level faults each MQTT device can show."""
+    out: dict[tuple[str, str, str], frozenset[FaultKind]] = {}
+    for ref in config.assets():
+        if not isinstance(config.profiles.get(ref.asset.profile or ""), MqttProfile):
+            continue
+        physics = str(getattr(ref.asset.kind, "value", ref.asset.kind)) in MQTT_PHYSICS_KINDS
+        out[ref.key] = frozenset({FaultKind.DEVICE_NOT_RESPONDING}) if physics else MQTT_FAULTS
+    return out
 
 
 def _check_signal_param(

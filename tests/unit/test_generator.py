@@ -1,0 +1,177 @@
+"""The signal generator: any device served without physics, deterministic, with truth.
+
+Runs the tutorial's four devices (tests/own_devices.py) through the simulation engine:
+same seed -> same values bit for bit; counters equal the integral of their source;
+walks stay in range; states change about as often as their dwell says; faults (stuck,
+drift, not responding) apply to generated signals and MQTT messages; MQTT payloads map
+back through the gateway's own mapping to the values generated.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from facility.config import SiteConfig, load_site_config
+from facility.profile import MqttProfile
+from gateway.mqtt_devices.subscriber import map_message, routes_for
+from simulators.engine import Simulation
+from simulators.feed import Replay, record
+from simulators.scenario import Scenario
+from tests.own_devices import write_site
+
+START = 1_780_264_800_000  # 2026-06-01T06:00:00+08:00
+METER = ("plant", "works", "energy_meter")
+FLOW = ("plant", "works", "flow_meter")
+PRESSURE = ("plant", "works", "outlet_pressure")
+CHLORINE = ("plant", "works", "chlorine")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> SiteConfig:
+    return load_site_config(write_site(tmp_path / "site"))
+
+
+def _scenario(*faults: dict[str, object]) -> Scenario:
+    return Scenario.model_validate({"scenario": "t", "faults": list(faults)})
+
+
+def test_same_seed_same_values_other_seed_others(config: SiteConfig) -> None:
+    runs = []
+    for seed in (1, 1, 2):
+        sim = Simulation(config, seed=seed, start_ms=START)
+        trace = []
+        for minute in range(1, 61):
+            sim.advance_to(START + minute * 60_000)
+            trace.append([sim.values(k) for k in (METER, FLOW, PRESSURE, CHLORINE)])
+        runs.append(json.dumps(trace))
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_counters_are_the_exact_integral_of_their_source(config: SiteConfig) -> None:
+    sim = Simulation(config, seed=3, start_ms=START)
+    volume = energy = 0.0
+    for _ in range(6 * 3600):  # six hours in the engine's 1 s steps
+        before = sim.values(FLOW)["flow_m3h"], sim.values(METER)["power_kw"]
+        sim.advance_to(sim.t_ms + 1000)
+        volume += float(before[0]) / 3600
+        energy += float(before[1]) / 3600
+    flow, meter = sim.generated[FLOW], sim.generated[METER]
+    assert flow.counter_increase()["volume_total_m3"] == pytest.approx(volume, rel=1e-9)
+    assert meter.counter_increase()["import_energy_kwh"] == pytest.approx(energy, rel=1e-9)
+    assert sim.values(FLOW)["volume_total_m3"] == pytest.approx(254310 + volume, rel=1e-12)
+    assert 6 * 60 < volume < 6 * 180  # the flow's sine runs 60..180 m3/h
+    assert 6 * 25 < energy < 6 * 55
+
+
+def test_walks_stay_in_range_sines_swing_states_change(config: SiteConfig) -> None:
+    site = load_site_config(
+        write_site(
+            config.root.parent / "fast_states",
+            flow_meter_extra="        simulate: {empty_pipe: "
+            "{kind: state, values: [false, true], mean_dwell: [10m, 1m]}}\n",
+        )
+    )
+    sim = Simulation(site, seed=5, start_ms=START)
+    pressures, voltages, empty = [], [], []
+    for minute in range(1, 24 * 60 + 1):
+        sim.advance_to(START + minute * 60_000)
+        pressures.append(float(sim.values(PRESSURE)["pressure_bar"]))
+        voltages.append(float(sim.values(METER)["voltage_l1_v"]))
+        empty.append(bool(sim.values(FLOW)["empty_pipe"]))
+    assert 3.6 <= min(pressures) < max(pressures) <= 4.8
+    assert max(pressures) - min(pressures) > 0.2  # it wanders, it is not stuck
+    assert 226 < min(voltages) < 229 and 233 < max(voltages) < 236  # 231 +- 3, noise 0.3
+    changes = sum(a != b for a, b in itertools.pairwise(empty))
+    # ~11 min per cycle: about 130 changes a day; far from 0 and from every minute
+    assert 60 < changes < 260
+    assert 0.03 < sum(empty) / len(empty) < 0.2  # true about 1/11 of the time
+
+
+def test_a_signal_nobody_described_stays_quiet_inside_its_limits(tmp_path: Path) -> None:
+    folder = write_site(tmp_path / "site")
+    (folder / "profiles" / "pressure_transmitter_rtu.yaml").write_text(
+        "profile: pressure_transmitter_rtu\nprotocol: modbus\nsignals:\n"
+        "  - {name: pressure_bar, table: holding, address: 0, type: int16, scale: 0.001}\n"
+        "  - {name: alarm, table: holding, address: 1, type: bit, bit: 3}\n"
+        "  - {name: status, table: holding, address: 2, type: uint16, enum: {4: ok, 5: bad}}\n"
+    )
+    sim = Simulation(load_site_config(folder), seed=1, start_ms=START)
+    seen = []
+    for minute in range(1, 6 * 60):
+        sim.advance_to(START + minute * 60_000)
+        values = sim.values(PRESSURE)
+        seen.append(float(values["pressure_bar"]))
+        assert values["alarm"] is False and values["status"] == 4
+    assert 3.0 <= min(seen) < max(seen) <= 5.5  # the asset's limits low..high
+
+
+def test_faults_apply_to_generated_signals(config: SiteConfig) -> None:
+    scenario = _scenario(
+        {"kind": "sensor_stuck", "target": "plant/works/flow_meter", "at": "10m",
+         "duration": "20m", "params": {"signal": "flow_m3h"}},
+        {"kind": "sensor_drift", "target": "plant/works/chlorine", "at": "10m",
+         "params": {"signal": "chlorine_mg_l", "rate_per_h": 6.0}},
+        {"kind": "device_not_responding", "target": "plant/works/chlorine", "at": "40m",
+         "duration": "10m"},
+    )  # fmt: skip
+    sim = Simulation(config, seed=1, start_ms=START, scenario=scenario)
+    clean = Simulation(config, seed=1, start_ms=START)
+    stuck: list[object] = []
+    times: list[int] = []
+    for minute in range(1, 61):
+        t = START + minute * 60_000
+        messages = sim.advance_to(t).messages
+        clean.advance_to(t)
+        times.extend(m.t_ms for _, m in messages if m.asset == "chlorine")
+        if 11 <= minute < 30:
+            stuck.append(sim.values(FLOW)["flow_m3h"])
+        if minute == 35:  # drifted 25 min at 6 mg/L per hour: +2.5 mg/L
+            drifted = float(sim.values(CHLORINE)["chlorine_mg_l"])
+            assert drifted - float(clean.values(CHLORINE)["chlorine_mg_l"]) == pytest.approx(2.5)
+            payloads = [m.payload for _, m in messages if m.asset == "chlorine"]
+            assert payloads and payloads[-1]["cl2"]["value"] > 2.5  # in what it publishes
+    assert len(set(stuck)) == 1
+    assert sim.values(FLOW)["flow_m3h"] == clean.values(FLOW)["flow_m3h"]  # freed again
+    silent = [t for t in times if START + 40 * 60_000 < t <= START + 50 * 60_000]
+    assert silent == [] and len(times) == 60 * 6 - 10 * 6  # every 10 s but while silent
+
+
+def test_mqtt_messages_map_back_to_the_generated_values(config: SiteConfig) -> None:
+    sim = Simulation(config, seed=1, start_ms=START)
+    profile = config.profiles["chlorine_analyser_mqtt"]
+    assert isinstance(profile, MqttProfile)
+    routes = routes_for("plant", "works", {"chlorine": profile})
+    checked = 0
+    for minute in range(1, 31):
+        for _, msg in sim.advance_to(START + minute * 60_000).messages:
+            topic = profile.topic_for(msg.topic, "plant", "works", msg.asset)
+            assert topic == "plant/plant/chlorine/data"
+            readings = map_message(routes[topic], json.dumps(msg.payload).encode(), msg.t_ms)
+            assert {r.signal for r in readings} == {s.name for s in profile.signals}
+            checked += 1
+    last = {r.signal: r.value for r in readings}
+    values = sim.values(CHLORINE)
+    assert last["sample_flow_ok"] is values["sample_flow_ok"]
+    assert last["chlorine_mg_l"] == pytest.approx(float(values["chlorine_mg_l"]), abs=1e-6)
+    assert checked == 30 * 6
+
+
+def test_a_recorded_generated_site_replays_its_values(config: SiteConfig, tmp_path: Path) -> None:
+    sim = Simulation(config, seed=9, start_ms=START)
+    out = io.StringIO()
+    record(sim, out, duration_s=600, sample_s=60)
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text(out.getvalue())
+    replay = Replay(feed)
+    replay.advance_to(START + 600_000)
+    generated = sim.generated[FLOW].values()  # (the stand-in kind's physics adds noisy others)
+    replayed = replay.values(FLOW)
+    assert {name: replayed[name] for name in generated} == json.loads(json.dumps(generated))
+    kinds = [json.loads(line)["k"] for line in out.getvalue().splitlines()[1:]]
+    assert kinds.count("m") == 60 and kinds.count("s") == 11 * 3
