@@ -58,6 +58,12 @@ COMMANDS = [
         "Simulated site + one gateway per station + broker + ingest with alarms, live.",
         extra="dev",
     ),
+    Lazy(
+        "probe",
+        "facility.probe:probe",
+        "Read one device once with its profile: requests, raw registers, values, quality\n"
+        "(Modbus); or listen to it and show how each message maps (MQTT).",
+    ),
     Lazy("gateway", "facility.cli:gateway_app", "The site gateway daemon."),
     Lazy(
         "broker",

@@ -112,6 +112,9 @@ class ModbusProfile(Strict):
     model: str = ""
     byte_order: ByteOrder = ByteOrder.ABCD
     address_base: Literal[0, 1] = 0
+    # How the device answers a read spanning registers this map does not list: real
+    # devices often refuse it with exception 2 ("refuse"); the simulator follows this.
+    unmapped_registers: Literal["answer", "refuse"] = "answer"
     signals: list[ModbusSignal] = Field(min_length=1)
 
     def base_of(self, signal: ModbusSignal) -> int:

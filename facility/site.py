@@ -78,6 +78,8 @@ class ModbusAddress(Strict):
     bus: Ident
     unit_id: int = Field(ge=1, le=247)
     poll_s: float | None = Field(default=None, gt=0)  # None: the site's gateway default
+    # this device's answer to reads of registers its map lacks (None: the profile's)
+    unmapped_registers: Literal["answer", "refuse"] | None = None
 
 
 class Ratings(Strict):

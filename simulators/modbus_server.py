@@ -31,6 +31,14 @@ log = logging.getLogger(__name__)
 
 FUNCTION_CODE = {Table.COIL: 1, Table.DISCRETE: 2, Table.HOLDING: 3, Table.INPUT: 4}
 TABLE_ORDER = (Table.COIL, Table.DISCRETE, Table.HOLDING, Table.INPUT)  # SimDevice's tuple
+# function code -> the register table it reads or writes (strict devices check these)
+REGISTER_TABLE = {
+    3: Table.HOLDING,
+    6: Table.HOLDING,
+    16: Table.HOLDING,
+    23: Table.HOLDING,
+    4: Table.INPUT,
+}
 
 
 class CommsFault(StrEnum):
@@ -53,6 +61,7 @@ class BusServer:
     bus: Bus
     images: dict[int, RegisterImage]  # unit id -> image
     faults: dict[int, UnitFault] = field(default_factory=dict)
+    strict: set[int] = field(default_factory=set)  # units refusing unmapped registers
     port: int = 0
     _server: Any = None
     _pushing: bool = False  # our own register updates must pass the fault hooks
@@ -98,13 +107,23 @@ class BusServer:
     def _action(self, unit: int) -> Any:
         """Runs before the datastore is touched: a dead or failing device stores no write."""
 
-        async def action(*_request: Any) -> ExcCodes | None:
-            fault = None if self._pushing else self.faults.get(unit)
-            if fault is None or fault.kind in (CommsFault.GARBLED, CommsFault.SHORT):
+        mapped = _mapped_registers(self.images[unit])
+
+        async def action(
+            function_code: int, _start: int, address: int, count: int, *_: Any
+        ) -> ExcCodes | None:
+            if self._pushing:
                 return None
-            if fault.kind is CommsFault.NO_RESPONSE:
+            fault = self.faults.get(unit)
+            if fault is not None and fault.kind is CommsFault.NO_RESPONSE:
                 raise NoSuchIdException(f"unit {unit} is not responding (injected)")
-            return ExcCodes(fault.exception_code)
+            if fault is not None and fault.kind is CommsFault.EXCEPTION:
+                return ExcCodes(fault.exception_code)
+            table = REGISTER_TABLE.get(function_code)
+            if unit not in self.strict or table is None:
+                return None
+            unmapped = any(a not in mapped[table] for a in range(address, address + count))
+            return ExcCodes.ILLEGAL_ADDRESS if unmapped else None
 
         return action
 
@@ -169,6 +188,20 @@ class BusServer:
         if self._server is not None:
             await self._server.shutdown()
             self._server = None
+
+
+def _mapped_registers(image: RegisterImage) -> dict[Table, frozenset[int]]:
+    """Protocol addresses of the registers the device's profile lists, per table."""
+    profile = image.profile
+    return {
+        table: frozenset(
+            a
+            for s in profile.signals
+            if s.table is table
+            for a in range(profile.protocol_address(s), profile.protocol_address(s) + s.count)
+        )
+        for table in (Table.HOLDING, Table.INPUT)
+    }
 
 
 def _exception(pdu: Any, code: int) -> Any:

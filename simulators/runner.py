@@ -116,6 +116,7 @@ class SiteRunner:
         station = self.config.site(site_id).station(station_id)
         images: dict[int, RegisterImage] = {}
         units: dict[int, AssetKey] = {}
+        strict: set[int] = set()
         for asset in station.assets:
             if asset.modbus is None or asset.modbus.bus != bus.id:
                 continue
@@ -123,7 +124,9 @@ class SiteRunner:
             assert isinstance(profile, ModbusProfile)
             images[asset.modbus.unit_id] = RegisterImage(profile)
             units[asset.modbus.unit_id] = (site_id, station_id, asset.id)
-        server = BusServer(bus, images)
+            if (asset.modbus.unmapped_registers or profile.unmapped_registers) == "refuse":
+                strict.add(asset.modbus.unit_id)
+        server = BusServer(bus, images, strict=strict)
         endpoint = Endpoint((site_id, station_id), bus, server, units)
         for unit, key in units.items():
             self._images[key] = (endpoint, unit, images[unit])

@@ -21,6 +21,7 @@ def write_site(
     meters_bus_extra: str = "",
     broker_port: int = 1883,
     flow_meter_extra: str = "",
+    flow_meter_modbus: str = "",
 ) -> Path:
     """The four devices' site folder; returns it. `rtu_bus` is the pressure
     transmitter's bus (a real pty for serial tests)."""
@@ -46,7 +47,7 @@ stations:
       - id: flow_meter
         kind: water_quality
         profile: flow_meter_emf
-        modbus: {{bus: meters, unit_id: 2}}
+        modbus: {{bus: meters, unit_id: 2{flow_meter_modbus}}}
 {flow_meter_extra}\
       - id: outlet_pressure
         kind: water_quality

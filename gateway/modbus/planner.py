@@ -288,3 +288,30 @@ def _check_limit(table: Table, limit: int) -> int:
         unit = "bits" if table.is_bit_table else "registers"
         raise ValueError(f"a {table.value} read takes 1..{top} {unit}, not {limit}")
     return limit
+
+
+def split_request(
+    profile: ModbusProfile, request: ReadRequest
+) -> tuple[ReadRequest, ReadRequest] | None:
+    """Two smaller reads of a request's signals, for a device that refused it.
+
+    A strict device answers exception 2 when a read spans registers it does not map: the
+    request is cut at its widest gap (the registers it read through); a request without
+    gaps is cut between its middle signals. None when it holds one signal: that signal
+    itself is refused.
+    """
+    spans = _sorted_spans(profile, request.signals, request.table, protocol_limit(request.table))
+    if len(spans) < 2:
+        return None
+    cut, widest, end = len(spans) // 2, 0, spans[0][1]
+    for k in range(1, len(spans)):
+        gap = spans[k][0] - end
+        if gap > widest:
+            cut, widest = k, gap
+        end = max(end, spans[k][1])
+    return _request_of(request.table, spans[:cut]), _request_of(request.table, spans[cut:])
+
+
+def _request_of(table: Table, spans: Sequence[_Span]) -> ReadRequest:
+    start, end = spans[0][0], max(b for _, b, _ in spans)
+    return ReadRequest(table, start, end - start, tuple(s for _, _, s in spans))

@@ -28,10 +28,11 @@ from facility.profile import ModbusProfile, Table
 from facility.registers import SignalDecoder, signal_decoder
 from facility.site import Bus, Transport
 from facility.wire import STATUS_SIGNALS, Reading, Value
-from gateway.modbus.planner import ReadRequest, RequestPlan, plan_reads
+from gateway.modbus.planner import ReadRequest, RequestPlan, plan_reads, split_request
 
 log = logging.getLogger(__name__)
 
+ILLEGAL_ADDRESS = 2  # what a strict device answers to a read spanning unmapped registers
 BUSY = 6
 BUSY_RETRIES = 2
 BUSY_RETRY_S = 0.05
@@ -87,6 +88,8 @@ class PolledDevice:
     overruns: int = 0  # polls skipped: not finished in time, or held back for the uplink
     _status_sent: tuple[bool, str, int, int] | None = None
     _status_at: float = -math.inf
+    learned: list[str] = field(default_factory=list)  # how the plan changed, in words
+    refused: set[str] = field(default_factory=set)  # signals the device refuses alone
 
     def status_due(self, now: float) -> bool:
         """Status readings when the status changed, else at most every STATUS_EVERY_S:
@@ -241,9 +244,21 @@ class BusWorker:
                 await asyncio.sleep(self.bus.connect_pause_ms / 1000)
 
     async def _read_device(self, device: PolledDevice) -> list[Reading]:
+        """Read every request of the plan. A request refused with exception 2 is split
+        and its parts read instead; the parts that worked become the device's plan."""
         out: list[Reading] = []
-        for request in device.plan.requests:
-            data = await self._request(device, request)
+        pending, worked, split = list(device.plan.requests), [], False
+        while pending:
+            request = pending.pop(0)
+            try:
+                data = await self._request(device, request)
+            except PollFailure as failure:
+                if failure.exception_code != ILLEGAL_ADDRESS:
+                    raise
+                split = True
+                pending[:0] = self._split(device, request)
+                continue
+            worked.append(request)
             ts = now_ms()
             try:
                 out.extend(self._decoder(device, request)(device.asset, ts, data))
@@ -251,6 +266,8 @@ class BusWorker:
                 raise PollFailure(f"undecodable response: {exc}") from exc
             if self.bus.pause_ms:
                 await asyncio.sleep(self.bus.pause_ms / 1000)
+        if split:
+            self._learn(device, worked)
         return out
 
     def _decoder(self, device: PolledDevice, request: ReadRequest) -> RequestDecoder:
@@ -259,6 +276,27 @@ class BusWorker:
             known = (request, request_decoder(device.profile, request))
             self._decoders[id(request)] = known
         return known[1]
+
+    def _split(self, device: PolledDevice, request: ReadRequest) -> tuple[ReadRequest, ...]:
+        parts = split_request(device.profile, request)
+        if parts is None:
+            device.refused.add(request.signals[0].name)
+            return ()
+        return parts
+
+    def _learn(self, device: PolledDevice, worked: list[ReadRequest]) -> None:
+        """Keep the plan that worked; a device that refused everything keeps its plan
+        (an exception 2 fault, not a register map it lacks) and this poll fails."""
+        if not worked:
+            device.refused.clear()
+            raise PollFailure(f"exception {ILLEGAL_ADDRESS}", ILLEGAL_ADDRESS)
+        before = len(device.plan)
+        device.plan = RequestPlan(tuple(worked))
+        text = f"exception 2 on merged reads: {before} requests became {len(worked)}" + (
+            f"; refused alone: {', '.join(sorted(device.refused))}" if device.refused else ""
+        )
+        device.learned.append(text)
+        log.warning("%s unit %d on %s: %s", device.asset, device.unit_id, self.bus.id, text)
 
     async def _request(self, device: PolledDevice, request: ReadRequest) -> Sequence[Any]:
         read = getattr(self.client, READERS[request.table])

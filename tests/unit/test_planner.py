@@ -25,6 +25,7 @@ from gateway.modbus.planner import (
     minimum_requests,
     plan_reads,
     protocol_limit,
+    split_request,
 )
 
 # Modest example counts: the whole file must run in a few seconds.
@@ -552,3 +553,54 @@ def test_plans_are_immutable_values() -> None:
     assert plan == plan_reads(BUILTIN["water_quality"])
     with pytest.raises(AttributeError):
         plan.requests[0].count = 3  # type: ignore[misc]
+
+
+@FAST
+@given(register_maps())
+def test_splitting_a_refused_request_keeps_every_signal_and_ends_at_single_signals(
+    drawn: tuple[ModbusProfile, list[ModbusSignal], int, int, int],
+) -> None:
+    """What the gateway does on exception 2: split until each part is one signal (the
+    worst case, a device refusing everything): every signal stays read exactly once and
+    every part lies inside the request it came from."""
+    profile, signals, max_gap, max_registers, max_bits = drawn
+    plan = plan_reads(
+        profile, signals, max_gap=max_gap, max_registers=max_registers, max_bits=max_bits
+    )
+    for request in plan:
+        leaves, pending = [], [request]
+        while pending:
+            part = pending.pop()
+            halves = split_request(profile, part)
+            if halves is None:
+                leaves.append(part)
+                continue
+            for half in halves:
+                assert part.address <= half.address and half.end <= part.end
+                assert half.signals and len(half.signals) < len(part.signals)
+            pending.extend(halves)
+        assert sorted(s.name for leaf in leaves for s in leaf.signals) == sorted(
+            s.name for s in request.signals
+        )
+        assert all(len(leaf.signals) == 1 for leaf in leaves)
+
+
+def test_a_refused_request_is_cut_at_its_widest_gap_first() -> None:
+    profile = profile_of(
+        sig("a", Table.HOLDING, 0, DataType.FLOAT32),
+        sig("b", Table.HOLDING, 2, DataType.FLOAT32),
+        sig("c", Table.HOLDING, 8, DataType.UINT32),  # 4 unmapped before it
+        sig("d", Table.HOLDING, 16, DataType.BIT, bit=0),  # 6 unmapped before it
+        sig("e", Table.HOLDING, 16, DataType.BIT, bit=1),
+    )
+    (whole,) = plan_reads(profile, max_gap=8)
+    halves = split_request(profile, whole)
+    assert halves is not None
+    assert [(r.address, r.count) for r in halves] == [(0, 10), (16, 1)]
+    again = split_request(profile, halves[0])
+    assert again is not None and [(r.address, r.count) for r in again] == [(0, 4), (8, 2)]
+    touching = split_request(profile, again[0])  # no gap: between the middle signals
+    assert touching is not None and [(r.address, r.count) for r in touching] == [(0, 2), (2, 2)]
+    bits = split_request(profile, halves[1])  # two bits of one register: one each
+    assert bits is not None and [r.signals[0].name for r in bits] == ["d", "e"]
+    assert split_request(profile, bits[0]) is None
