@@ -12,7 +12,7 @@ from typing import Protocol
 
 from facility.config import SiteConfig
 from simulators.faults import FaultEvent, FaultInjector
-from simulators.generator import build_generators
+from simulators.generator import build_generators, model_values
 from simulators.modbus_server import UnitFault
 from simulators.physics.common import Value
 from simulators.physics.parking import DeviceMessage
@@ -63,6 +63,7 @@ class Simulation:
         self.start_ms = start_ms
         self.world = World.build(config, seed, start_ms)
         self.generated = build_generators(config, self.world, start_ms)
+        self._publishing = {k for k, d in self.generated.items() if d.mqtt}
         self.injector = FaultInjector(scenario, self.world, start_ms)
         self.injector.source_values = self._source_values
 
@@ -94,17 +95,19 @@ class Simulation:
     def _silenced(
         self, messages: list[tuple[StationKey, DeviceMessage]]
     ) -> list[tuple[StationKey, DeviceMessage]]:
-        """An MQTT device that is not responding publishes nothing."""
-        if not self.comms:
+        """An MQTT device that is not responding publishes nothing; a device the
+        generator publishes for (values, overrides and faults merged) only through it."""
+        mute = set(self.comms) | self._publishing
+        if not mute:
             return messages
-        return [(st, m) for st, m in messages if (*st, m.asset) not in self.comms]
+        return [(st, m) for st, m in messages if (*st, m.asset) not in mute]
 
     def values(self, key: AssetKey) -> dict[str, Value]:
         return self.injector.filter(key, self._source_values(key), self.world.t_ms)
 
     def _source_values(self, key: AssetKey) -> dict[str, Value]:
-        """Physics where there is a model, generated signals for everything else."""
-        values = self.world.values(key) if key in self.world.models else {}
+        """The asset's model's values, with generated signals over them."""
+        values = model_values(self.world, key)
         device = self.generated.get(key)
         if device is not None:
             values.update(device.values())

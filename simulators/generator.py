@@ -1,7 +1,8 @@
 """Signals for devices without physics, made up from their profiles.
 
-Any device can be served: every signal a physical model does not provide comes from a
-generator. Its spec is the asset's `simulate:` entry, else the profile signal's, else
+Any device can be served. A `simulate:` block always wins: the asset's entry for a
+signal, else the profile signal's. Every other signal comes from the asset's model
+(physics, or whatever the world keeps for its kind), and a signal nobody provides gets
 a default by type (numbers wander inside the asset's alarm limits or a plain range,
 switches stay off, codes stay at their first value, text is the profile's model).
 Generators are stepped with the physics' fixed step and draw from their own random
@@ -9,8 +10,10 @@ stream seeded by (seed, site, station, asset), so a seed gives the same values b
 bit. Counters keep their exact increase since the start: the ground truth tests
 compare stored totals with (`GeneratedDevice.counter_increase`).
 
-A generated MQTT device publishes every topic of its profile every `PUBLISH_EVERY_S`
-of simulated time, each signal at its JSON path (a mapped signal as its text state).
+Every MQTT device but the car park's (whose messages are events of its physics)
+publishes through here: every topic of its profile every `PUBLISH_EVERY_S` of simulated
+time, each signal at its JSON path (a mapped signal as its text state), from the
+device's values with sensor faults applied; a device that is not responding is silent.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from facility.simspec import (
     StateSpec,
 )
 from facility.site import Asset
+from simulators.physics.common import Value
 from simulators.physics.parking import DeviceMessage, GateModel, ParkingLotModel
 from simulators.world import AssetKey, World
 
@@ -218,19 +222,19 @@ def generated_device(
     t_ms: int,
     publishes: bool = True,
 ) -> GeneratedDevice | None:
-    """The generators of the signals physics does not `provide` (and the asset's own
-    overrides); None when there are none. An MQTT device `publishes` its messages unless
-    its physics does (the car park's)."""
+    """The generators of the signals with a `simulate:` block and of those the asset's
+    model does not `provide`; None when there are none and it publishes nothing. An MQTT
+    device `publishes` its messages here unless its physics does (the car park's)."""
     specs: dict[str, SignalSim] = {}
     for signal in profile.signals:
-        spec = asset.simulate.get(signal.name)
+        spec = asset.simulate.get(signal.name) or signal.simulate
         if spec is None and signal.name not in provided:
-            spec = signal.simulate or default_spec(signal, asset, profile)
+            spec = default_spec(signal, asset, profile)
         if spec is not None:
             specs[signal.name] = spec
-    if not specs:
-        return None
     mqtt = isinstance(profile, MqttProfile) and publishes
+    if not specs and not mqtt:
+        return None
     return GeneratedDevice(key, profile, specs, rng, t_ms, mqtt=mqtt)
 
 
@@ -243,13 +247,10 @@ def build_generators(
         profile = config.profiles.get(ref.asset.profile or "")
         if profile is None:
             continue
-        model = world.models.get(ref.key)
-        car_park = isinstance(model, ParkingLotModel | GateModel)  # messages from physics
-        provided: set[str] = set()
-        if car_park:
-            provided = {s.name for s in profile.signals}
-        elif model is not None:
-            provided = set(world.values(ref.key))
+        car_park = isinstance(world.models.get(ref.key), ParkingLotModel | GateModel)
+        provided = (
+            {s.name for s in profile.signals} if car_park else set(model_values(world, ref.key))
+        )
         rng = world.rng(*ref.key, "generated")
         device = generated_device(
             ref.key, ref.asset, profile, provided, rng, start_ms, publishes=not car_park
@@ -257,3 +258,15 @@ def build_generators(
         if device is not None:
             devices[ref.key] = device
     return devices
+
+
+def model_values(world: World, key: AssetKey) -> dict[str, Value]:
+    """What the world's model of an asset says (physics, or another source the world
+    keeps for its kind); nothing for an asset without one or a car-park device."""
+    model = world.models.get(key)
+    if model is None or isinstance(model, ParkingLotModel | GateModel):
+        return {}
+    try:
+        return dict(world.values(key))
+    except KeyError:  # a model of an MQTT device: it has values, not a register image
+        return dict(model.values())

@@ -1,9 +1,11 @@
-"""A site of the tutorial's four devices (docs/your-own-devices.md), written for a test.
+"""A site of the tutorial's four kinds of device (docs/your-own-devices.md), for tests.
 
-The profiles are the shipped examples (facility/profiles/examples/), copied into the
-site's profiles/ folder as a user would. Asset kinds: `water_quality` stands in for any
-kind here (its physics provides none of these profiles' signals, so every signal is
-generated), which keeps these tests independent of the kinds as data work.
+Their profiles (tests/data/own_devices/profiles/) carry `simulate:` blocks and are
+copied into the site's profiles/ folder as a user would add their own. Asset kinds:
+`water_quality` stands in for any kind (its ClO2 physics provides few of these
+profiles' signals: the rest are generated), which keeps these tests independent of
+the kinds-as-data work; the chlorine analyser's `ph` and `water_temp_c` come from that
+physics.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "facility" / "profiles" / "examples"
+PROFILES = Path(__file__).resolve().parent / "data" / "own_devices" / "profiles"
 
 
 def write_site(
@@ -26,7 +28,7 @@ def write_site(
     """The four devices' site folder; returns it. `rtu_bus` is the pressure
     transmitter's bus (a real pty for serial tests)."""
     (folder / "profiles").mkdir(parents=True, exist_ok=True)
-    for profile in EXAMPLES.glob("*.yaml"):
+    for profile in PROFILES.glob("*.yaml"):
         shutil.copy(profile, folder / "profiles" / profile.name)
     (folder / "plant.yaml").write_text(
         f"""\
@@ -51,7 +53,7 @@ stations:
 {flow_meter_extra}\
       - id: outlet_pressure
         kind: water_quality
-        profile: pressure_transmitter_rtu
+        profile: pressure_transmitter_485
         modbus: {{bus: rs485, unit_id: 5}}
         limits: {{pressure_bar: {{low: 3.0, high: 5.5}}}}
       - id: chlorine

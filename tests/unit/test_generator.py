@@ -95,8 +95,8 @@ def test_walks_stay_in_range_sines_swing_states_change(config: SiteConfig) -> No
 
 def test_a_signal_nobody_described_stays_quiet_inside_its_limits(tmp_path: Path) -> None:
     folder = write_site(tmp_path / "site")
-    (folder / "profiles" / "pressure_transmitter_rtu.yaml").write_text(
-        "profile: pressure_transmitter_rtu\nprotocol: modbus\nsignals:\n"
+    (folder / "profiles" / "pressure_transmitter_485.yaml").write_text(
+        "profile: pressure_transmitter_485\nprotocol: modbus\nsignals:\n"
         "  - {name: pressure_bar, table: holding, address: 0, type: int16, scale: 0.001}\n"
         "  - {name: alarm, table: holding, address: 1, type: bit, bit: 3}\n"
         "  - {name: status, table: holding, address: 2, type: uint16, enum: {4: ok, 5: bad}}\n"
