@@ -2,10 +2,9 @@
 
 Their profiles (tests/data/own_devices/profiles/) carry `simulate:` blocks and are
 copied into the site's profiles/ folder as a user would add their own. Asset kinds:
-`water_quality` stands in for any kind (its ClO2 physics provides few of these
-profiles' signals: the rest are generated), which keeps these tests independent of
-the kinds-as-data work; the chlorine analyser's `ph` and `water_temp_c` come from that
-physics.
+`water_quality` stands in for any kind (its ClO2 physics shares only `ph` and
+`water_temp_c` with these profiles, and their `simulate:` blocks win), which keeps
+these tests independent of the kinds-as-data work.
 """
 
 from __future__ import annotations
