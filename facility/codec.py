@@ -11,8 +11,11 @@ appear on the wire, register by register:
 - BADC: byte-swapped inside each word
 - DCBA: fully little-endian
 
-The same rule extends to 64-bit values (ABCDEFGH) and to 16-bit values, where only the
-byte swap (BADC, DCBA) has any effect.
+The two rules (reverse the word order; swap the bytes in each word) apply to every
+word of a value. For 64-bit values (bytes A..H) CDAB reverses all four words
+(GH EF CD AB: the least significant word first), not the two words of each 32-bit
+half; BADC gives BA DC FE HG and DCBA HG FE DC BA. 16-bit values change only with the
+byte swap (BADC, DCBA). Vectors: tests/unit/test_codec.py, docs/your-own-devices.md.
 """
 
 from __future__ import annotations

@@ -175,7 +175,8 @@ def check_scenario(scenario: Scenario, config: SiteConfig, doc: SourceDoc) -> li
             issues.append(
                 doc.issue(
                     ["faults", i, "target"],
-                    f"{fault.kind.value} needs a Modbus device, {fault.target!r} is not one",
+                    f"{fault.kind.value} needs a Modbus device, {fault.target!r} is not one"
+                    + _mqtt_hint(mqtt.get(fault.key)),
                 )
             )
         elif allowed is not None and kind not in allowed:
@@ -208,6 +209,12 @@ def _mqtt_devices(config: SiteConfig) -> dict[tuple[str, str, str], frozenset[Fa
         physics = str(getattr(ref.asset.kind, "value", ref.asset.kind)) in MQTT_PHYSICS_KINDS
         out[ref.key] = frozenset({FaultKind.DEVICE_NOT_RESPONDING}) if physics else MQTT_FAULTS
     return out
+
+
+def _mqtt_hint(shows: frozenset[FaultKind] | None) -> str:
+    if not shows:
+        return ""
+    return f" (an MQTT device: {', '.join(sorted(k.value for k in shows))})"
 
 
 def _check_signal_param(

@@ -18,10 +18,11 @@ import pytest
 
 from facility.config import SiteConfig, load_site_config
 from facility.profile import MqttProfile
+from facility.sourcemap import ConfigError
 from gateway.mqtt_devices.subscriber import map_message, routes_for
 from simulators.engine import Simulation
 from simulators.feed import Replay, record
-from simulators.scenario import Scenario
+from simulators.scenario import Scenario, load_scenario
 from tests.own_devices import write_site
 
 START = 1_780_264_800_000  # 2026-06-01T06:00:00+08:00
@@ -175,3 +176,37 @@ def test_a_recorded_generated_site_replays_its_values(config: SiteConfig, tmp_pa
     assert {name: replayed[name] for name in generated} == json.loads(json.dumps(generated))
     kinds = [json.loads(line)["k"] for line in out.getvalue().splitlines()[1:]]
     assert kinds.count("m") == 60 and kinds.count("s") == 11 * 3
+
+
+def test_scenarios_aim_device_faults_at_generated_mqtt_devices_not_car_park_physics(
+    config: SiteConfig, demo_config: SiteConfig, tmp_path: Path
+) -> None:
+    def issues(site: SiteConfig, faults: str) -> list[str]:
+        path = tmp_path / "scenario.yaml"
+        path.write_text(f"scenario: s\nfaults:\n{faults}")
+        try:
+            load_scenario(path, site)
+        except ConfigError as exc:
+            return [f"{i.line} {i.message}" for i in exc.issues]
+        return []
+
+    ok = (
+        "  - {kind: sensor_stuck, target: plant/works/chlorine, at: 1m,"
+        " params: {signal: chlorine_mg_l}}\n"
+        "  - {kind: device_not_responding, target: plant/works/chlorine, at: 1m}\n"
+    )
+    assert issues(config, ok) == []
+    wrong = "  - {kind: modbus_exception, target: plant/works/chlorine, at: 1m}\n"
+    assert issues(config, wrong) == [
+        "3 modbus_exception needs a Modbus device, 'plant/works/chlorine' is not one (an MQTT "
+        "device: device_not_responding, sensor_drift, sensor_stuck)"
+    ]
+    gate = (
+        "  - {kind: device_not_responding, target: wanda/wanda_lot/main_gate, at: 1m}\n"
+        "  - {kind: sensor_drift, target: wanda/wanda_lot/main_gate, at: 1m,"
+        " params: {signal: vehicles_in_total}}\n"
+    )
+    assert issues(demo_config, gate) == [
+        "4 sensor_drift needs a Modbus device, 'wanda/wanda_lot/main_gate' is not one "
+        "(an MQTT device: device_not_responding)"
+    ]
