@@ -43,7 +43,8 @@ def probe(
 ) -> None:
     """Read one device once with its profile: requests, raw registers, values, quality
     (Modbus); or listen to it and show how each message maps (MQTT)."""
-    logging.getLogger("gateway").setLevel(logging.ERROR)  # the probe prints it all itself
+    for quiet in ("gateway", "pymodbus"):  # the probe prints what happened itself
+        logging.getLogger(quiet).setLevel(logging.CRITICAL)
     try:
         config = load_site_config(path)
     except ConfigError as exc:

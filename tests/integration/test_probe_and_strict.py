@@ -11,23 +11,29 @@ the chlorine analyser's MQTT messages, naming a signal that matches nothing and 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import sys
 from pathlib import Path
 
 from pymodbus.client import AsyncModbusTcpClient
+from typer.testing import CliRunner
 
+from facility.cli import app
+from facility.codec import FLOAT_TYPES, INTEGER_TYPES, ByteOrder, DataType
 from facility.config import SiteConfig, load_site_config
-from facility.profile import ModbusProfile
-from facility.registers import encode_signal
-from facility.site import Broker
+from facility.profile import ModbusProfile, ModbusSignal, Table
+from facility.registers import RegisterImage, encode_signal
+from facility.site import Broker, Bus, Transport
 from facility.wire import Reading
 from gateway.modbus.poller import BusWorker, build_device
 from simulators.clock import SimClock
 from simulators.engine import Simulation
+from simulators.modbus_server import BusServer
 from tests.integration._gateway import served_at
 from tests.integration.test_gateway_e2e import RunningSite
 from tests.own_devices import write_site
-from tests.services import Mosquitto, PtyPair
+from tests.services import Mosquitto, PtyPair, free_port
 
 START = 1_780_264_800_000
 STRICT = ", unmapped_registers: refuse"
@@ -51,6 +57,19 @@ async def _serve(config: SiteConfig, broker_port: int = 1, speed: float = 1e-6) 
 
 
 async def _facility(*args: str) -> tuple[int, str]:
+    """`facility ARGS` in this process (a thread: the command runs its own event loop);
+    the loggers the probe quiets are restored after."""
+    levels = {name: logging.getLogger(name).level for name in ("gateway", "pymodbus")}
+    try:
+        result = await asyncio.to_thread(CliRunner().invoke, app, list(args))
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    return result.exit_code, result.output
+
+
+async def _facility_process(*args: str) -> tuple[int, str]:
+    """The real command in its own process."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -143,7 +162,7 @@ async def test_probe_shows_requests_registers_values_and_what_it_learned(
     runner = await _serve(config)
     try:
         port = str(_meters_port(runner))
-        code, out = await _facility(
+        code, out = await _facility_process(
             "probe", str(folder), "--device", "plant/works/flow_meter", "--port", port
         )
         meter_code, meter_out = await _facility(
@@ -211,3 +230,88 @@ async def test_probe_maps_mqtt_messages_and_names_what_matched_nothing(
     assert bad_code == 1, bad_out
     assert "signals that matched nothing:" in bad_out
     assert "chlorine_mg_l: $.chlorine not in the message (keys: ['cl2', 'ph'," in bad_out
+
+
+def _random_map(rng: random.Random) -> ModbusProfile:
+    """Holding and input signals of every numeric type, bits sharing registers, gaps of
+    0..12 unmapped registers between them; each byte order."""
+    signals: list[ModbusSignal] = []
+    for table in (Table.HOLDING, Table.INPUT):
+        at = rng.randrange(0, 50)
+        for _ in range(rng.randrange(1, 14)):
+            name = f"{table.value}_{len(signals)}"
+            order = rng.choice(list(ByteOrder))
+            if rng.random() < 0.25:
+                bits = rng.sample(range(16), rng.randrange(1, 4))
+                for bit in bits:
+                    signals.append(
+                        ModbusSignal(
+                            name=f"{name}_b{bit}", table=table, address=at, type=DataType.BIT,
+                            bit=bit,
+                        )
+                    )  # fmt: skip
+                at += 1
+            else:
+                data_type = rng.choice([t for t in DataType if t in INTEGER_TYPES | FLOAT_TYPES])
+                signal = ModbusSignal(
+                    name=name, table=table, address=at, type=data_type, byte_order=order
+                )
+                signals.append(signal)
+                at += signal.count
+            at += rng.choice([0, 0, 1, 2, 4, 7, 12])
+    return ModbusProfile(profile="random", protocol="modbus", signals=signals)
+
+
+async def test_random_strict_maps_are_learned_and_every_signal_read(tmp_path: Path) -> None:
+    """Twenty random register maps served strict over real Modbus TCP: whatever the gap
+    setting, the worker ends with a plan the device answers and every signal's value."""
+    rng = random.Random(11)
+    learned = 0
+    for case in range(20):
+        profile = _random_map(rng)
+        image = RegisterImage(profile)
+        for words in image.tables.values():
+            words[:] = [rng.randrange(1 << 16) for _ in words]
+        bus = Bus(id="b", transport=Transport.TCP, port=0, timeout_s=1.0)
+        server = BusServer(bus, {1: image}, strict={1})
+        await server.start()
+        await server.push(1)
+        try:
+            served = bus.model_copy(update={"port": server.port})
+            device = build_device("d", 1, profile, 1.0, max_gap=rng.choice([0, 3, 8, 20]))
+            got: list[Reading] = []
+            worker = BusWorker(served, [device], got.extend)
+            await worker.poll(device)
+            before = worker.requests
+            await worker.poll(device)
+            worker.close()
+        finally:
+            await server.stop()
+        assert device.status.ok, (case, device.status.error)
+        assert worker.requests - before == len(device.plan), case  # no refusal any more
+        assert not device.refused
+        learned += bool(device.learned)
+        values = {r.signal: r.value for r in got[-len(profile.signals) * 2 :] if r.kind == "v"}
+        for signal in profile.signals:
+            expected = image.read(signal)
+            value = values[signal.name]
+            assert value == expected or (value is None and expected != expected), (case, signal)
+    assert learned >= 10  # most maps had gaps the planner read through
+
+
+async def test_probe_says_plainly_when_there_is_nothing_to_read(tmp_path: Path) -> None:
+    folder = write_site(tmp_path / "site", broker_port=free_port())
+    closed = str(free_port())
+    runs = [
+        await _facility("probe", str(folder), "--device", "plant/works/pump_9"),
+        await _facility(
+            "probe", str(folder), "--device", "plant/works/flow_meter", "--port", closed
+        ),
+        await _facility("probe", str(folder), "--device", "plant/works/chlorine", "--seconds", "1"),
+    ]
+    (unknown, unknown_out), (refused, refused_out), (no_broker, no_broker_out) = runs
+    assert unknown == 2 and "no such device" in unknown_out
+    assert "plant/works/flow_meter" in unknown_out  # it lists what there is
+    assert refused == 1 and "device failed: connection refused or unreachable" in refused_out
+    assert refused_out.count("not read") == 5
+    assert no_broker == 1 and "error broker 127.0.0.1:" in no_broker_out
