@@ -29,7 +29,7 @@ from facility.wire import Reading
 from gateway.modbus.poller import BusWorker, build_device
 from simulators.clock import SimClock
 from simulators.engine import Simulation
-from simulators.modbus_server import BusServer
+from simulators.modbus_server import BusServer, CommsFault, UnitFault
 from tests.integration._gateway import served_at
 from tests.integration.test_gateway_e2e import RunningSite
 from tests.own_devices import write_site
@@ -112,12 +112,28 @@ async def test_a_strict_device_refuses_spans_and_the_gateway_learns_a_plan(
         await worker.poll(device)
         first = worker.requests
         await worker.poll(device)
+        second = worker.requests
+        assert device.status.ok, device.status.error
+        flow = ("plant", "works", "flow_meter")
+        runner.source.comms[flow] = UnitFault(CommsFault.EXCEPTION, 2)  # a fault, not a map
+        await runner.tick()
+        await worker.poll(device)
+        faulted = (device.status.ok, device.status.exception_code, len(device.plan))
+        runner.source.comms[flow] = UnitFault(CommsFault.EXCEPTION, 4)
+        await runner.tick()
+        await worker.poll(device)
+        failure = device.status.error
+        runner.source.comms.clear()
+        await runner.tick()
+        await worker.poll(device)
         worker.close()
     finally:
         await runner.stop()
+    assert faulted == (False, 2, 3)  # refused everything: the poll fails, the plan stays
+    assert failure == "exception 4"  # the generated device answers its comms fault
     assert device.status.ok, device.status.error
     assert [(r.address, r.count) for r in device.plan] == [(0, 4), (8, 2), (16, 1)]
-    assert worker.requests - first == 3  # the learned plan, no more refusals
+    assert second - first == 3  # the learned plan, no more refusals
     assert first == 5  # 0..16 refused, 0..9 refused, then the three that work
     assert device.learned == ["exception 2 on merged reads: 1 requests became 3"]
     truth = runner.source.values(("plant", "works", "flow_meter"))
@@ -133,7 +149,14 @@ async def test_a_strict_device_refuses_spans_and_the_gateway_learns_a_plan(
 async def test_a_signal_the_device_lacks_is_refused_alone_and_the_rest_still_read(
     tmp_path: Path,
 ) -> None:
-    config = load_site_config(write_site(tmp_path / "site", flow_meter_modbus=STRICT))
+    folder = write_site(tmp_path / "site")  # strict for every device of the type:
+    path = folder / "profiles" / "flow_meter_emf.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "address_base: 1\n", "address_base: 1\nunmapped_registers: refuse\n"
+        )
+    )
+    config = load_site_config(folder)
     runner = await _serve(config)
     profile = config.profiles["flow_meter_emf"]
     assert isinstance(profile, ModbusProfile)
@@ -150,6 +173,7 @@ async def test_a_signal_the_device_lacks_is_refused_alone_and_the_rest_still_rea
         await runner.stop()
     assert device.status.ok
     assert device.refused == {"ghost"}
+    assert len(device.plan) == 3
     assert {r.signal for r in got if r.kind == "v"} == {s.name for s in profile.signals}
     assert "refused alone: ghost" in device.learned[0]
 
@@ -168,6 +192,10 @@ async def test_probe_shows_requests_registers_values_and_what_it_learned(
         meter_code, meter_out = await _facility(
             "probe", str(folder), "--device", "plant/works/energy_meter", "--port", port
         )
+        rtu_port = next(str(e.server.port) for e in runner.endpoints if e.bus.id == "rs485")
+        rtu_code, rtu_out = await _facility(
+            "probe", str(folder), "--device", "plant/works/outlet_pressure", "--port", rtu_port
+        )
     finally:
         await runner.stop()
     assert code == 0, out
@@ -182,6 +210,8 @@ async def test_probe_shows_requests_registers_values_and_what_it_learned(
     assert meter_code == 0, meter_out
     assert "plan: 2 requests" in meter_out and "exception" not in meter_out
     assert meter_out.count("good") == 11
+    assert rtu_code == 0 and f"rtu-over-tcp 127.0.0.1:{rtu_port}, unit 5" in rtu_out
+    assert rtu_out.count("good") == 3
 
 
 async def test_probe_reads_an_rtu_transmitter_through_a_serial_pty(
