@@ -131,7 +131,28 @@ def spec_problems(
             continue
         if isinstance(spec, CounterSpec | SineSpec | RandomWalkSpec) and name not in numeric:
             problems.append(([name, "kind"], f"a {spec.kind} needs a numeric signal"))
+        wrong = [v for v in _given_values(spec) if not _fits(v, signals[name])]
+        if wrong:
+            problems.append(([name], f"{wrong[0]!r} is not a {signals[name]} value"))
         source = spec.integral_of if isinstance(spec, CounterSpec) else None
         if source is not None and (source not in numeric or source == name):
             problems.append(([name, "integral_of"], f"{source!r} is not another numeric signal"))
     return problems
+
+
+def _given_values(spec: Any) -> list[GeneratedValue]:
+    if isinstance(spec, ConstantSpec):
+        return [spec.value]
+    if isinstance(spec, StateSpec):
+        return list(spec.values)
+    return []
+
+
+def _fits(value: GeneratedValue, data_type: str) -> bool:
+    """Whether a constant or a state suits the signal's type (bool for switches, text
+    for strings, numbers for the rest)."""
+    if data_type in ("bool", "bit"):
+        return isinstance(value, bool)
+    if data_type == "string":
+        return isinstance(value, str)
+    return isinstance(value, int | float) and not isinstance(value, bool)
