@@ -30,7 +30,7 @@ from gateway.modbus.poller import BusWorker, build_device
 from simulators.clock import SimClock
 from simulators.engine import Simulation
 from simulators.modbus_server import BusServer, CommsFault, UnitFault
-from tests.integration._gateway import served_at
+from tests.integration._gateway import Recorder, gateway_for, one_station, served_at
 from tests.integration.test_gateway_e2e import RunningSite
 from tests.own_devices import write_site
 from tests.services import Mosquitto, PtyPair, free_port
@@ -345,3 +345,31 @@ async def test_probe_says_plainly_when_there_is_nothing_to_read(tmp_path: Path) 
     assert refused == 1 and "device failed: connection refused or unreachable" in refused_out
     assert refused_out.count("not read") == 5
     assert no_broker == 1 and "error broker 127.0.0.1:" in no_broker_out
+
+
+async def test_the_gateway_daemon_reads_all_four_devices_strict_meter_included(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """`facility gateway run`'s daemon on the four devices: every signal of the three
+    Modbus devices and the MQTT analyser arrives, the strict meter's plan learned."""
+    folder = write_site(tmp_path / "site", broker_port=mosquitto.port, flow_meter_modbus=STRICT)
+    config = one_station(load_site_config(folder), "plant", "works")
+    runner = await _serve(config, mosquitto.port, speed=20.0)
+    gateway = gateway_for(served_at(config, runner), "plant", "works", tmp_path, mosquitto.port)
+    recorder = Recorder(gateway)
+    gateway.start()
+    try:
+        await asyncio.sleep(4.0)
+    finally:
+        await gateway.stop(grace_s=0.2)  # nobody acknowledges: no ingest here
+        await runner.stop()
+    got = {(r.asset, r.signal) for r in recorder.readings if r.kind == "v"}
+    for ref in config.assets():
+        if ref.asset.profile is None:
+            continue
+        wanted = {(ref.asset.id, s.name) for s in config.profile_of(ref).signals}
+        assert wanted <= got, f"{ref.asset.id} lacks {sorted(wanted - got)}"
+    flow = next(
+        d for b in gateway.buses.values() for d in b.worker.devices if d.asset == "flow_meter"
+    )
+    assert flow.learned and len(flow.plan) == 3 and flow.status.ok
