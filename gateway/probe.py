@@ -88,7 +88,9 @@ class _ProbeWorker(BusWorker):
         except PollFailure as failure:
             rtt = (time.perf_counter() - started) * 1000
             name = EXCEPTION_NAMES.get(failure.exception_code, "")
-            text = f"{failure.error} ({name})" if name else failure.error
+            text = (
+                f"{failure.error} ({name})" if name and name not in failure.error else failure.error
+            )
             self.probe.requests.append(RequestOutcome(request, text, rtt))
             raise
         rtt = (time.perf_counter() - started) * 1000

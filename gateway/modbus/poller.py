@@ -247,7 +247,8 @@ class BusWorker:
         """Read every request of the plan. A request refused with exception 2 is split
         and its parts read instead; the parts that worked become the device's plan."""
         out: list[Reading] = []
-        pending, worked, split = list(device.plan.requests), [], False
+        pending, worked = list(device.plan.requests), []
+        refusal: PollFailure | None = None
         while pending:
             request = pending.pop(0)
             try:
@@ -255,7 +256,7 @@ class BusWorker:
             except PollFailure as failure:
                 if failure.exception_code != ILLEGAL_ADDRESS:
                     raise
-                split = True
+                refusal = failure
                 pending[:0] = self._split(device, request)
                 continue
             worked.append(request)
@@ -266,8 +267,8 @@ class BusWorker:
                 raise PollFailure(f"undecodable response: {exc}") from exc
             if self.bus.pause_ms:
                 await asyncio.sleep(self.bus.pause_ms / 1000)
-        if split:
-            self._learn(device, worked)
+        if refusal is not None:
+            self._learn(device, worked, refusal)
         return out
 
     def _decoder(self, device: PolledDevice, request: ReadRequest) -> RequestDecoder:
@@ -284,12 +285,12 @@ class BusWorker:
             return ()
         return parts
 
-    def _learn(self, device: PolledDevice, worked: list[ReadRequest]) -> None:
+    def _learn(self, device: PolledDevice, worked: list[ReadRequest], refusal: PollFailure) -> None:
         """Keep the plan that worked; a device that refused everything keeps its plan
         (an exception 2 fault, not a register map it lacks) and this poll fails."""
         if not worked:
             device.refused.clear()
-            raise PollFailure(f"exception {ILLEGAL_ADDRESS}", ILLEGAL_ADDRESS)
+            raise refusal
         before = len(device.plan)
         device.plan = RequestPlan(tuple(worked))
         text = f"exception 2 on merged reads: {before} requests became {len(worked)}" + (

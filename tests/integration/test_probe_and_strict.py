@@ -130,7 +130,7 @@ async def test_a_strict_device_refuses_spans_and_the_gateway_learns_a_plan(
     finally:
         await runner.stop()
     assert faulted == (False, 2, 3)  # refused everything: the poll fails, the plan stays
-    assert failure == "exception 4"  # the generated device answers its comms fault
+    assert failure.startswith("exception 4")  # the generated device answers its comms fault
     assert device.status.ok, device.status.error
     assert [(r.address, r.count) for r in device.plan] == [(0, 4), (8, 2), (16, 1)]
     assert second - first == 3  # the learned plan, no more refusals
