@@ -61,8 +61,7 @@ COMMANDS = [
     Lazy(
         "probe",
         "facility.probe:probe",
-        "Read one device once with its profile: requests, raw registers, values, quality\n"
-        "(Modbus); or listen to it and show how each message maps (MQTT).",
+        "Read one device once with its profile and show what it answers.",
     ),
     Lazy("gateway", "facility.cli:gateway_app", "The site gateway daemon."),
     Lazy(

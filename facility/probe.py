@@ -41,8 +41,11 @@ def probe(
     ] = None,
     seconds: Annotated[float, typer.Option(help="MQTT devices: listen this long.")] = 10.0,
 ) -> None:
-    """Read one device once with its profile: requests, raw registers, values, quality
-    (Modbus); or listen to it and show how each message maps (MQTT)."""
+    """Read one device once with its profile and show what it answers.
+
+    Modbus: each request with its outcome, each signal's raw registers, value, unit and
+    quality, the plan learned on exception 2. MQTT: listen, show how each message maps
+    and which signals matched nothing and why."""
     for quiet in ("gateway", "pymodbus"):  # the probe prints what happened itself
         logging.getLogger(quiet).setLevel(logging.CRITICAL)
     try:
