@@ -4,7 +4,7 @@ Runs the tutorial's four devices (tests/own_devices.py) through the simulation e
 same seed -> same values bit for bit; counters equal the integral of their source;
 walks stay in range; states change about as often as their dwell says; faults (stuck,
 drift, not responding) apply to generated signals and MQTT messages; MQTT payloads map
-back through the gateway's own mapping to the values generated.
+back through the gateway's own conversion to the values generated.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import pytest
 from facility.config import SiteConfig, load_site_config
 from facility.profile import MqttProfile
 from facility.sourcemap import ConfigError
-from gateway.mqtt_devices.subscriber import map_message, routes_for
+from gateway.mqtt_devices.subscriber import routes_for
+from gateway.probe import map_signals
 from simulators.engine import Simulation
 from simulators.feed import Replay, record
 from simulators.scenario import Scenario, load_scenario
@@ -153,10 +154,9 @@ def test_mqtt_messages_map_back_to_the_generated_values(config: SiteConfig) -> N
         for _, msg in sim.advance_to(START + minute * 60_000).messages:
             topic = profile.topic_for(msg.topic, "plant", "works", msg.asset)
             assert topic == "plant/plant/chlorine/data"
-            readings = map_message(routes[topic], json.dumps(msg.payload).encode(), msg.t_ms)
-            assert {r.signal for r in readings} == {s.name for s in profile.signals}
+            last, problems = map_signals(routes[topic].signals, json.dumps(msg.payload).encode())
+            assert problems == {} and set(last) == {s.name for s in profile.signals}
             checked += 1
-    last = {r.signal: r.value for r in readings}
     values = sim.values(CHLORINE)
     assert last["sample_flow_ok"] is values["sample_flow_ok"]
     assert last["chlorine_mg_l"] == pytest.approx(float(values["chlorine_mg_l"]), abs=1e-6)
