@@ -339,16 +339,21 @@ EXPECTED: dict[str, dict[int, list[tuple[Table, int, int]]]] = {
         8: [(HR, 0, 3)],
     },
 }
+# Expected plans of profiles a branch ships before it reaches this one are kept here too.
+NOT_YET_BUILTIN = {"sdm630_energy_meter", "magflow_cdab", "pressure_transmitter_rtu"}
 
 
 def test_every_builtin_modbus_profile_has_expectations() -> None:
-    assert set(BUILTIN) == set(EXPECTED)
+    assert set(BUILTIN) <= set(EXPECTED)
+    assert set(EXPECTED) - set(BUILTIN) <= NOT_YET_BUILTIN
 
 
 @pytest.mark.parametrize(
     ("name", "max_gap"), [(name, gap) for name, gaps in EXPECTED.items() for gap in gaps]
 )
 def test_builtin_profile_plans(name: str, max_gap: int) -> None:
+    if name not in BUILTIN:
+        pytest.skip(f"{name} is not a built-in profile on this branch yet")
     profile = BUILTIN[name]
     plan = plan_reads(profile, max_gap=max_gap)
     assert [(r.table, r.address, r.count) for r in plan] == EXPECTED[name][max_gap]
@@ -379,6 +384,8 @@ def sample_value(signal: ModbusSignal, i: int) -> Value:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 @pytest.mark.parametrize("max_gap", [0, 8, 40])
 def test_builtin_profiles_decode_their_register_image(name: str, max_gap: int) -> None:
+    if name not in BUILTIN:
+        pytest.skip(f"{name} is not a built-in profile on this branch yet")
     profile = BUILTIN[name]
     values = {s.name: sample_value(s, i) for i, s in enumerate(profile.signals)}
     image = RegisterImage(profile)
