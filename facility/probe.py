@@ -160,7 +160,8 @@ def _print_mqtt(p: MqttProbe, seconds: float) -> None:
         console.print(f"  topic {key}: {topic}")
     if p.error:
         console.print(f"[red]error[/red] {p.error}")
-    console.print(f"{len(p.messages)} messages in {seconds:g} s")
+    extra = f" ({p.not_kept} more not kept)" if p.not_kept else ""
+    console.print(f"{len(p.messages)} messages in {seconds:g} s{extra}")
     for message in p.messages:
         text = message.payload[:200].decode("utf-8", errors="replace")
         console.print(f"  {message.topic} {text}")

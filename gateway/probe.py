@@ -28,6 +28,9 @@ from gateway.modbus.planner import ReadRequest
 from gateway.modbus.poller import BusWorker, PollFailure, build_device
 from gateway.mqtt_devices.subscriber import MAX_MESSAGE_BYTES, BadMessage, convert, routes_for
 
+MAX_MESSAGES = 5000  # the probe's memory stays bounded on a busy broker
+MAX_OTHER_TOPICS = 200
+
 EXCEPTION_NAMES = {
     1: "illegal function",
     2: "illegal data address",
@@ -154,6 +157,7 @@ class MqttProbe:
     messages: list[MappedMessage] = field(default_factory=list)
     other_topics: Counter[str] = field(default_factory=Counter)
     error: str = ""
+    not_kept: int = 0  # messages past MAX_MESSAGES (a chatty device): counted, not mapped
 
     def unmatched(self) -> dict[str, str]:
         """Every signal no message gave a value for, and why."""
@@ -202,21 +206,25 @@ def map_signals(
 async def probe_mqtt(
     ref: AssetRef, profile: MqttProfile, host: str, port: int, seconds: float
 ) -> MqttProbe:
+    """Listen `seconds` to the device's topics and their first level (`plant/#`), so a
+    device publishing under a neighbouring name shows up too."""
     routes = routes_for(ref.site.id, ref.station.id, {ref.asset.id: profile})
     topics = {t: key for key in profile.topics for t in [profile.topic_for(key, *ref.key)]}
     probe = MqttProbe(ref, profile, (host, port), topics)
-    prefixes = {t.split("/")[0] + "/#" for t in routes}
+    connected = False
     try:
-        async with aiomqtt.Client(
-            host, port, identifier=f"facility-probe-{time.time_ns()}"
-        ) as client:
-            for topic in sorted(set(routes) | prefixes):
-                await client.subscribe(topic, qos=1)
-            async with asyncio.timeout(seconds):
+        async with asyncio.timeout(seconds):
+            async with aiomqtt.Client(
+                host, port, identifier=f"facility-probe-{time.time_ns()}"
+            ) as client:
+                connected = True
+                for prefix in sorted({t.split("/")[0] + "/#" for t in routes}):
+                    await client.subscribe(prefix, qos=1)
                 async for message in client.messages:
                     _take(probe, routes, str(message.topic), message.payload)
     except TimeoutError:
-        pass
+        if not connected:
+            probe.error = f"broker {host}:{port}: no connection within {seconds:g} s"
     except aiomqtt.MqttError as exc:
         probe.error = f"broker {host}:{port}: {exc}"
     return probe
@@ -234,7 +242,11 @@ def _lookup(body: dict[str, Any], path: str) -> tuple[bool, Any]:
 def _take(probe: MqttProbe, routes: dict[str, Any], topic: str, payload: Any) -> None:
     route = routes.get(topic)
     if route is None:
-        probe.other_topics[topic] += 1
+        if topic in probe.other_topics or len(probe.other_topics) < MAX_OTHER_TOPICS:
+            probe.other_topics[topic] += 1
+        return
+    if len(probe.messages) >= MAX_MESSAGES:
+        probe.not_kept += 1
         return
     data = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()
     mapped, problems = map_signals(route.signals, data)

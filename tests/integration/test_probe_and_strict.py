@@ -16,6 +16,7 @@ import random
 import sys
 from pathlib import Path
 
+import aiomqtt
 from pymodbus.client import AsyncModbusTcpClient
 from typer.testing import CliRunner
 
@@ -249,9 +250,11 @@ async def test_probe_maps_mqtt_messages_and_names_what_matched_nothing(
             "probe", str(folder), "--device", "plant/works/chlorine", "--seconds", "3"
         )
         broken.write_text(broken.read_text().replace("$.cl2.value", "$.chlorine"))
+        stray = asyncio.create_task(_publish_stray(mosquitto.port, "plant/plant/cl2_old/data"))
         bad_code, bad_out = await _facility(
             "probe", str(folder), "--device", "plant/works/chlorine", "--seconds", "3"
         )
+        stray.cancel()
     finally:
         await runner.stop()
     assert code == 0, out
@@ -260,6 +263,15 @@ async def test_probe_maps_mqtt_messages_and_names_what_matched_nothing(
     assert bad_code == 1, bad_out
     assert "signals that matched nothing:" in bad_out
     assert "chlorine_mg_l: $.chlorine not in the message (keys: ['cl2', 'ph'," in bad_out
+    assert "messages on other topics: plant/plant/cl2_old/data (" in bad_out
+
+
+async def _publish_stray(port: int, topic: str) -> None:
+    """A device publishing under a neighbouring name, as a misconfigured one would."""
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        while True:
+            await client.publish(topic, b'{"cl2": 1}')
+            await asyncio.sleep(0.2)
 
 
 def _random_map(rng: random.Random) -> ModbusProfile:
