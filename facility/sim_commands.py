@@ -230,7 +230,10 @@ def _endpoint_table(runner: SiteRunner) -> Table:
         units = ", ".join(f"{u}={k[2]}" for u, k in sorted(ep.units.items()))
         table.add_row("/".join(ep.station), ep.address, units)
     for (host, port), _ in runner.publishers.items():
-        table.add_row("MQTT devices", f"mqtt {host}:{port}", "barrier gates, lot counters")
+        devices = runner.mqtt_devices((host, port))
+        shown = ", ".join(d.split("/")[-1] for d in devices[:6])
+        more = f" and {len(devices) - 6} more" if len(devices) > 6 else ""
+        table.add_row("MQTT devices", f"mqtt {host}:{port}", shown + more)
     for key, proxy in runner.links.items():
         table.add_row(
             "/".join(key),

@@ -201,6 +201,15 @@ class SiteRunner:
         for proxy in self.links.values():
             await proxy.stop()
 
+    def mqtt_devices(self, broker: tuple[str, int]) -> list[str]:
+        """The MQTT devices that publish to this broker, as site/station/asset."""
+        return [
+            ref.path
+            for ref in self.config.assets()
+            if self._mqtt_sites.get(ref.site.id) == broker
+            and isinstance(self.config.profiles.get(ref.asset.profile or ""), MqttProfile)
+        ]
+
     def endpoint_of(self, key: AssetKey) -> tuple[Endpoint, int]:
         endpoint, unit, _ = self._images[key]
         return endpoint, unit
