@@ -12,17 +12,22 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from facility.config import SiteConfig, load_site_config
 from facility.profile import MqttProfile
+from facility.simspec import CounterSpec, RandomWalkSpec, StateSpec
 from facility.sourcemap import ConfigError
 from gateway.mqtt_devices.subscriber import routes_for
 from gateway.probe import map_signals
 from simulators.engine import Simulation
 from simulators.feed import Replay, record
+from simulators.generator import GeneratedDevice
 from simulators.scenario import Scenario, load_scenario
 from tests.own_devices import write_site
 
@@ -210,3 +215,65 @@ def test_scenarios_aim_device_faults_at_generated_mqtt_devices_not_car_park_phys
         "4 sensor_drift needs a Modbus device, 'wanda/wanda_lot/main_gate' is not one "
         "(an MQTT device: device_not_responding)"
     ]
+
+
+walks = st.builds(
+    lambda lo, width, step, start: RandomWalkSpec(
+        kind="random_walk", min=lo, max=lo + width, step=step, start=lo + start * width
+    ),
+    st.floats(-1e6, 1e6),
+    st.floats(1e-3, 1e4),
+    st.floats(1e-4, 1e5),
+    st.floats(0, 1),
+)
+counters = st.builds(
+    lambda start, rate: CounterSpec(kind="counter", start=start, rate_per_h=rate),
+    st.floats(0, 1e9),
+    st.floats(0, 1e6),
+)
+states = st.lists(st.integers(-5, 5), min_size=1, max_size=4, unique=True).flatmap(
+    lambda values: st.builds(
+        lambda dwell: StateSpec(kind="state", values=values, mean_dwell_s=dwell),
+        st.lists(st.floats(0.5, 1e5), min_size=len(values), max_size=len(values)),
+    )
+)
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(walks, counters, states, st.sampled_from([0.5, 1.0, 10.0]), st.integers(0, 2**32))
+def test_generators_keep_their_promises_whatever_the_spec(
+    walk: RandomWalkSpec, counter: CounterSpec, state: StateSpec, step_s: float, seed: int
+) -> None:
+    """Walks never leave their range, counters never fall and gain exactly rate x time,
+    states only take their values; the same seed repeats it all."""
+    profile = MqttProfile.model_validate(
+        {
+            "profile": "p",
+            "protocol": "mqtt",
+            "topics": {"t": "x/{asset}"},
+            "signals": [
+                {"name": n, "topic": "t", "json_path": f"$.{n}", "type": "float"}
+                for n in ("w", "c", "s")
+            ],
+        }
+    )
+    runs = []
+    for _ in range(2):
+        device = GeneratedDevice(
+            ("a", "b", "c"), profile, {"w": walk, "c": counter, "s": state},
+            random.Random(seed), START,
+        )  # fmt: skip
+        trace, last = [], counter.start
+        for _ in range(300):
+            device.step(step_s)
+            values = device.values()
+            assert walk.min <= float(values["w"]) <= walk.max
+            assert float(values["c"]) >= last
+            last = float(values["c"])
+            assert values["s"] in state.values
+            trace.append(values)
+        runs.append(trace)
+    assert runs[0] == runs[1]
+    rate = counter.rate_per_h or 0.0
+    gained = device.counter_increase()["c"]
+    assert gained == pytest.approx(rate * 300 * step_s / 3600, rel=1e-9, abs=1e-9)
