@@ -305,8 +305,10 @@ def _random_map(rng: random.Random) -> ModbusProfile:
 
 
 async def test_random_strict_maps_are_learned_and_every_signal_read(tmp_path: Path) -> None:
-    """Twenty random register maps served strict over real Modbus TCP: whatever the gap
-    setting, the worker ends with a plan the device answers and every signal's value."""
+    """Twenty random register maps served strict over real Modbus TCP, half of them read
+    with a profile listing a register the device lacks: whatever the gap setting, the
+    worker ends with a plan the device answers, every mapped signal's value, and the
+    lacking register named."""
     rng = random.Random(11)
     learned = 0
     for case in range(20):
@@ -314,13 +316,17 @@ async def test_random_strict_maps_are_learned_and_every_signal_read(tmp_path: Pa
         image = RegisterImage(profile)
         for words in image.tables.values():
             words[:] = [rng.randrange(1 << 16) for _ in words]
+        ghost = _ghost(profile, rng) if case % 2 else None
+        read_as = profile if ghost is None else profile.model_copy(
+            update={"signals": [*profile.signals, ghost]}
+        )  # fmt: skip
         bus = Bus(id="b", transport=Transport.TCP, port=0, timeout_s=1.0)
         server = BusServer(bus, {1: image}, strict={1})
         await server.start()
         await server.push(1)
         try:
             served = bus.model_copy(update={"port": server.port})
-            device = build_device("d", 1, profile, 1.0, max_gap=rng.choice([0, 3, 8, 20]))
+            device = build_device("d", 1, read_as, 1.0, max_gap=rng.choice([0, 3, 8, 20]))
             got: list[Reading] = []
             worker = BusWorker(served, [device], got.extend)
             await worker.poll(device)
@@ -331,14 +337,28 @@ async def test_random_strict_maps_are_learned_and_every_signal_read(tmp_path: Pa
             await server.stop()
         assert device.status.ok, (case, device.status.error)
         assert worker.requests - before == len(device.plan), case  # no refusal any more
-        assert not device.refused
+        assert device.refused == ({ghost.name} if ghost else set()), case
         learned += bool(device.learned)
-        values = {r.signal: r.value for r in got[-len(profile.signals) * 2 :] if r.kind == "v"}
+        values = {r.signal: r.value for r in got if r.kind == "v"}  # the latest of each
+        assert ghost is None or ghost.name not in values
         for signal in profile.signals:
             expected = image.read(signal)
             value = values[signal.name]
             assert value == expected or (value is None and expected != expected), (case, signal)
     assert learned >= 10  # most maps had gaps the planner read through
+
+
+def _ghost(profile: ModbusProfile, rng: random.Random) -> ModbusSignal:
+    """A uint16 at a register the map leaves out (inside its range, or just past it)."""
+    table = rng.choice([Table.HOLDING, Table.INPUT])
+    used = {
+        a
+        for s in profile.signals
+        if s.table is table
+        for a in range(profile.protocol_address(s), profile.protocol_address(s) + s.count)
+    }
+    free = [a for a in range(min(used), max(used) + 2) if a not in used]
+    return ModbusSignal(name="ghost", table=table, address=rng.choice(free), type=DataType.UINT16)
 
 
 async def test_probe_says_plainly_when_there_is_nothing_to_read(tmp_path: Path) -> None:
