@@ -37,6 +37,7 @@ BUSY = 6
 BUSY_RETRIES = 2
 BUSY_RETRY_S = 0.05
 BACKOFF_MAX_S = 60.0
+RELEARN_AFTER_S = 3600.0  # a device's learned plan is tried afresh after this long
 BUS_RESET_AFTER = 5  # consecutive timeouts on a bus before the connection is reopened
 STATUS_EVERY_S = 0.5  # unchanged device status is reported at most this often
 HOLD_S = 0.01  # a bus held back by overload control looks again after this
@@ -90,6 +91,17 @@ class PolledDevice:
     _status_at: float = -math.inf
     learned: list[str] = field(default_factory=list)  # how the plan changed, in words
     refused: set[str] = field(default_factory=set)  # signals the device refuses alone
+    # A learned plan is tried afresh now and then: a device refusing a register while it
+    # booted, or given new firmware, gets its signals back without a restart.
+    relearn_after_s: float = RELEARN_AFTER_S
+    planned: RequestPlan | None = None  # the profile's plan, while a learned one is used
+    learned_at: float = 0.0  # monotonic seconds
+
+    def plan_to_use(self, now: float) -> RequestPlan:
+        if self.planned is not None and now - self.learned_at >= self.relearn_after_s:
+            self.plan, self.planned = self.planned, None
+            self.refused.clear()
+        return self.plan
 
     def status_due(self, now: float) -> bool:
         """Status readings when the status changed, else at most every STATUS_EVERY_S:
@@ -247,7 +259,7 @@ class BusWorker:
         """Read every request of the plan. A request refused with exception 2 is split
         and its parts read instead; the parts that worked become the device's plan."""
         out: list[Reading] = []
-        pending, worked = list(device.plan.requests), []
+        pending, worked = list(device.plan_to_use(time.monotonic()).requests), []
         refusal: PollFailure | None = None
         while pending:
             request = pending.pop(0)
@@ -292,7 +304,9 @@ class BusWorker:
             device.refused.clear()
             raise refusal
         before = len(device.plan)
-        device.plan = RequestPlan(tuple(worked))
+        if device.planned is None:
+            device.planned = device.plan
+        device.plan, device.learned_at = RequestPlan(tuple(worked)), time.monotonic()
         text = f"exception 2 on merged reads: {before} requests became {len(worked)}" + (
             f"; refused alone: {', '.join(sorted(device.refused))}" if device.refused else ""
         )

@@ -127,16 +127,20 @@ async def test_a_strict_device_refuses_spans_and_the_gateway_learns_a_plan(
         runner.source.comms.clear()
         await runner.tick()
         await worker.poll(device)
+        device.relearn_after_s = 0.0  # the learned plan is due to be tried afresh
+        await worker.poll(device)
+        relearned = (device.status.ok, len(device.plan), len(device.learned))
         worker.close()
     finally:
         await runner.stop()
     assert faulted == (False, 2, 3)  # refused everything: the poll fails, the plan stays
+    assert relearned == (True, 3, 2)  # the profile's plan again, refused, learned again
     assert failure.startswith("exception 4")  # the generated device answers its comms fault
     assert device.status.ok, device.status.error
     assert [(r.address, r.count) for r in device.plan] == [(0, 4), (8, 2), (16, 1)]
     assert second - first == 3  # the learned plan, no more refusals
     assert first == 5  # 0..16 refused, 0..9 refused, then the three that work
-    assert device.learned == ["exception 2 on merged reads: 1 requests became 3"]
+    assert device.learned[0] == "exception 2 on merged reads: 1 requests became 3"
     truth = runner.source.values(("plant", "works", "flow_meter"))
     values = [r for r in got if r.kind == "v"]
     assert {r.signal for r in values} == {s.name for s in profile.signals}
