@@ -186,7 +186,8 @@ async def test_a_signal_the_device_lacks_is_refused_alone_and_the_rest_still_rea
 async def test_probe_shows_requests_registers_values_and_what_it_learned(
     tmp_path: Path,
 ) -> None:
-    folder = write_site(tmp_path / "site", flow_meter_modbus=STRICT)
+    sensor_fault = "        simulate: {velocity_m_s: {kind: constant, value: .nan}}\n"
+    folder = write_site(tmp_path / "site", flow_meter_modbus=STRICT, flow_meter_extra=sensor_fault)
     config = load_site_config(folder)
     runner = await _serve(config)
     try:
@@ -214,6 +215,8 @@ async def test_probe_shows_requests_registers_values_and_what_it_learned(
     assert " ".join(f"{r:04X}" for r in raw) in out  # CDAB: low word first
     assert meter_code == 0, meter_out
     assert "plan: 2 requests" in meter_out and "exception" not in meter_out
+    velocity = next(line for line in out.splitlines() if "│ velocity_m_s " in line)
+    assert "bad (NaN or infinite)" in velocity and "FC0 " in velocity  # a NaN, CDAB words
     assert meter_out.count("good") == 11
     assert rtu_code == 0 and f"rtu-over-tcp 127.0.0.1:{rtu_port}, unit 5" in rtu_out
     assert rtu_out.count("good") == 3
