@@ -31,15 +31,6 @@ from gateway.mqtt_devices.subscriber import MAX_MESSAGE_BYTES, BadMessage, conve
 MAX_MESSAGES = 5000  # the probe's memory stays bounded on a busy broker
 MAX_OTHER_TOPICS = 200
 
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    6: "server device busy",
-    10: "gateway path unavailable",
-    11: "gateway target failed to respond",
-}
 
 
 @dataclass
@@ -90,11 +81,7 @@ class _ProbeWorker(BusWorker):
             data = await super()._request(device, request)
         except PollFailure as failure:
             rtt = (time.perf_counter() - started) * 1000
-            name = EXCEPTION_NAMES.get(failure.exception_code, "")
-            text = (
-                f"{failure.error} ({name})" if name and name not in failure.error else failure.error
-            )
-            self.probe.requests.append(RequestOutcome(request, text, rtt))
+            self.probe.requests.append(RequestOutcome(request, failure.error, rtt))
             raise
         rtt = (time.perf_counter() - started) * 1000
         self.probe.requests.append(RequestOutcome(request, "ok", rtt, list(data)))
