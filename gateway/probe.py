@@ -32,7 +32,6 @@ MAX_MESSAGES = 5000  # the probe's memory stays bounded on a busy broker
 MAX_OTHER_TOPICS = 200
 
 
-
 @dataclass
 class RequestOutcome:
     request: ReadRequest

@@ -268,7 +268,7 @@ class BusWorker:
             except PollFailure as failure:
                 if failure.exception_code != ILLEGAL_ADDRESS:
                     raise
-                refusal = failure
+                refusal = refusal or failure  # the plan's own read, if all is refused
                 pending[:0] = self._split(device, request)
                 continue
             worked.append(request)
