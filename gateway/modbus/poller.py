@@ -38,6 +38,7 @@ BUSY_RETRIES = 2
 BUSY_RETRY_S = 0.05
 BACKOFF_MAX_S = 60.0
 RELEARN_AFTER_S = 3600.0  # a device's learned plan is tried afresh after this long
+LEARNED_KEPT = 10  # what a device's plan learned, in words: the latest few
 BUS_RESET_AFTER = 5  # consecutive timeouts on a bus before the connection is reopened
 STATUS_EVERY_S = 0.5  # unchanged device status is reported at most this often
 HOLD_S = 0.01  # a bus held back by overload control looks again after this
@@ -310,8 +311,21 @@ class BusWorker:
         text = f"exception 2 on merged reads: {before} requests became {len(worked)}" + (
             f"; refused alone: {', '.join(sorted(device.refused))}" if device.refused else ""
         )
-        device.learned.append(text)
+        device.learned = [*device.learned[-(LEARNED_KEPT - 1) :], text]
         log.warning("%s unit %d on %s: %s", device.asset, device.unit_id, self.bus.id, text)
+        self._forget_decoders()
+
+    def _forget_decoders(self) -> None:
+        """Relearning makes new request objects every hour: keep only the decoders of
+        the requests some device may still read (its plan, or the one it relearns from)."""
+        live = {
+            id(r)
+            for d in self.devices
+            for plan in (d.plan, d.planned)
+            if plan is not None
+            for r in plan.requests
+        }
+        self._decoders = {k: v for k, v in self._decoders.items() if k in live}
 
     async def _request(self, device: PolledDevice, request: ReadRequest) -> Sequence[Any]:
         read = getattr(self.client, READERS[request.table])
