@@ -323,7 +323,7 @@ EXPECTED: dict[str, dict[int, list[tuple[Table, int, int]]]] = {
         0: [(HR, 0, 1), (IR, 0, 8), (DI, 0, 3)],
         8: [(HR, 0, 1), (IR, 0, 8), (DI, 0, 3)],
     },
-    # The example profiles of docs/your-own-devices.md (shipped with the kinds as data).
+    # The example profiles of docs/your-own-devices.md.
     # The SDM630 blocks are 8 unmapped registers apart at most: one read at the default gap.
     "sdm630_energy_meter": {
         0: [(IR, 0, 12), (IR, 52, 2), (IR, 62, 2), (IR, 70, 6)],
@@ -339,21 +339,16 @@ EXPECTED: dict[str, dict[int, list[tuple[Table, int, int]]]] = {
         8: [(HR, 0, 3)],
     },
 }
-# Expected plans of profiles a branch ships before it reaches this one are kept here too.
-NOT_YET_BUILTIN = {"sdm630_energy_meter", "magflow_cdab", "pressure_transmitter_rtu"}
 
 
 def test_every_builtin_modbus_profile_has_expectations() -> None:
-    assert set(BUILTIN) <= set(EXPECTED)
-    assert set(EXPECTED) - set(BUILTIN) <= NOT_YET_BUILTIN
+    assert set(BUILTIN) == set(EXPECTED)
 
 
 @pytest.mark.parametrize(
     ("name", "max_gap"), [(name, gap) for name, gaps in EXPECTED.items() for gap in gaps]
 )
 def test_builtin_profile_plans(name: str, max_gap: int) -> None:
-    if name not in BUILTIN:
-        pytest.skip(f"{name} is not a built-in profile on this branch yet")
     profile = BUILTIN[name]
     plan = plan_reads(profile, max_gap=max_gap)
     assert [(r.table, r.address, r.count) for r in plan] == EXPECTED[name][max_gap]
@@ -384,8 +379,6 @@ def sample_value(signal: ModbusSignal, i: int) -> Value:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 @pytest.mark.parametrize("max_gap", [0, 8, 40])
 def test_builtin_profiles_decode_their_register_image(name: str, max_gap: int) -> None:
-    if name not in BUILTIN:
-        pytest.skip(f"{name} is not a built-in profile on this branch yet")
     profile = BUILTIN[name]
     values = {s.name: sample_value(s, i) for i, s in enumerate(profile.signals)}
     image = RegisterImage(profile)
