@@ -196,7 +196,7 @@ def test_a_transformers_winding_reads_the_oil_plus_a_lagging_gradient() -> None:
 def overload_every_transformer(config: SiteConfig, folder: Path) -> Path:
     """A scenario that overloads each transformer in turn, an hour each with an hour
     between: the steps up and down where a lagged hot spot used to fall below the oil."""
-    paths = [r.path for r in config.assets() if r.asset.kind is AssetKind.TRANSFORMER]
+    paths = [r.path for r in config.assets() if r.asset.kind == AssetKind.TRANSFORMER]
     faults = [
         {"kind": "transformer_overload", "target": path, "at": f"{1 + i}h", "duration": "1h"}
         for i, path in enumerate(paths)
