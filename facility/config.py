@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import string
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 from facility.codec import DataType
 from facility.kind import REPORT_UNITS, Kind, Role, report_factor
@@ -32,6 +33,7 @@ from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml, v
 BUILTIN_PROFILES = Path(__file__).parent / "profiles"
 BUILTIN_KINDS = Path(__file__).parent / "kinds"
 Profile = ModbusProfile | MqttProfile
+_Named = TypeVar("_Named", Kind, ModbusProfile | MqttProfile)
 
 
 @dataclass
@@ -173,57 +175,47 @@ def _load_kinds(
     dirs: list[Path], issues: list[ConfigIssue]
 ) -> tuple[dict[str, Kind], dict[str, SourceDoc]]:
     """Kinds by id; a site folder's kind replaces a built-in one of the same id."""
-    kinds: dict[str, Kind] = {}
-    sources: dict[str, SourceDoc] = {}
-    for directory in dirs:
-        local: dict[str, SourceDoc] = {}
-        for file in sorted(directory.glob("*.yaml")):
-            try:
-                doc = load_yaml(file)
-                kind = validate(Kind, doc)
-            except ConfigError as exc:
-                issues.extend(exc.issues)
-                continue
-            if kind.kind in local:
-                issues.append(
-                    doc.issue(
-                        ["kind"], f"duplicate kind {kind.kind!r} (also in {local[kind.kind].file})"
-                    )
-                )
-                continue
-            local[kind.kind] = doc
-            kinds[kind.kind] = kind
-            sources[kind.kind] = doc
-    return kinds, sources
+    return _load_named(dirs, issues, "kind", lambda doc: validate(Kind, doc))
 
 
 def _load_profiles(
     dirs: list[Path], issues: list[ConfigIssue]
 ) -> tuple[dict[str, Profile], dict[str, SourceDoc]]:
-    profiles: dict[str, Profile] = {}
+    return _load_named(dirs, issues, "profile", _validate_profile)
+
+
+def _load_named(
+    dirs: list[Path],
+    issues: list[ConfigIssue],
+    id_field: str,
+    parse: Callable[[SourceDoc], _Named],
+) -> tuple[dict[str, _Named], dict[str, SourceDoc]]:
+    """Documents by their `id_field`; a later folder's document overrides an earlier one's
+    (a site's own over a built-in), while two of the same id in one folder is an issue."""
+    named: dict[str, _Named] = {}
     sources: dict[str, SourceDoc] = {}
     for directory in dirs:
         local: dict[str, SourceDoc] = {}
         for file in sorted(directory.glob("*.yaml")):
             try:
                 doc = load_yaml(file)
-                profile = _validate_profile(doc)
+                item = parse(doc)
             except ConfigError as exc:
                 issues.extend(exc.issues)
                 continue
-            if profile.profile in local:
+            name: str = getattr(item, id_field)
+            if name in local:
                 issues.append(
                     doc.issue(
-                        ["profile"],
-                        f"duplicate profile {profile.profile!r} "
-                        f"(also in {local[profile.profile].file})",
+                        [id_field],
+                        f"duplicate {id_field} {name!r} (also in {local[name].file})",
                     )
                 )
                 continue
-            local[profile.profile] = doc
-            profiles[profile.profile] = profile  # a site's own profile overrides a built-in
-            sources[profile.profile] = doc
-    return profiles, sources
+            local[name] = doc
+            named[name] = item
+            sources[name] = doc
+    return named, sources
 
 
 def _validate_profile(doc: SourceDoc) -> Profile:
