@@ -88,6 +88,20 @@ class Sample:
 Samples = Callable[[], Sequence[Sample]]
 
 
+@dataclass(frozen=True)
+class SampleMaker:
+    """Samples of one daemon: its name prefix and its labels, given once."""
+
+    prefix: str
+    labels: Labels
+
+    def gauge(self, name: str, help_: str, value: float, extra: Labels = ()) -> Sample:
+        return Sample(self.prefix + name, help_, value, "gauge", self.labels + extra)
+
+    def counter(self, name: str, help_: str, value: float, extra: Labels = ()) -> Sample:
+        return Sample(self.prefix + name, help_, value, "counter", self.labels + extra)
+
+
 class MetricsServer:
     """GET /metrics on host:port. Constructing it does nothing; start() listens."""
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from facility.metrics import Sample, samples_as_json
+from facility.metrics import Sample, SampleMaker, samples_as_json
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -31,15 +31,8 @@ def gateway_samples(gw: Gateway) -> list[Sample]:
     polled = [d for b in gw.buses.values() for d in b.worker.devices]
     answering = sum(1 for d in polled if d.status.ok)
 
-    def gauge(
-        name: str, help_: str, value: float, extra: tuple[tuple[str, str], ...] = ()
-    ) -> Sample:
-        return Sample(PREFIX + name, help_, value, "gauge", labels + extra)
-
-    def counter(
-        name: str, help_: str, value: float, extra: tuple[tuple[str, str], ...] = ()
-    ) -> Sample:
-        return Sample(PREFIX + name, help_, value, "counter", labels + extra)
+    make = SampleMaker(PREFIX, labels)
+    gauge, counter = make.gauge, make.counter
 
     oldest_age = (now_ms - box.oldest_ts_ms) / 1000 if box.oldest_ts_ms else 0.0
     last_ack_age = (now_ms - up.last_ack_ms) / 1000 if up.last_ack_ms else -1.0

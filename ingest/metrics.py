@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from facility.metrics import Sample
+from facility.metrics import Sample, SampleMaker
 
 if TYPE_CHECKING:
     from ingest.service import IngestService
@@ -18,15 +18,8 @@ def ingest_samples(service: IngestService) -> list[Sample]:
     labels = (("instance", service.config.settings.client_id),)
     r, s = service.receiver, service.store
 
-    def gauge(
-        name: str, help_: str, value: float, extra: tuple[tuple[str, str], ...] = ()
-    ) -> Sample:
-        return Sample(PREFIX + name, help_, value, "gauge", labels + extra)
-
-    def counter(
-        name: str, help_: str, value: float, extra: tuple[tuple[str, str], ...] = ()
-    ) -> Sample:
-        return Sample(PREFIX + name, help_, value, "counter", labels + extra)
+    make = SampleMaker(PREFIX, labels)
+    gauge, counter = make.gauge, make.counter
 
     samples = [
         gauge("broker_connected", "1 when subscribed at the broker", float(r.connected)),
