@@ -31,12 +31,12 @@ from facility.sim_commands import (
     _live_table,
     _print_faults,
     _scenario,
+    _scenario_simulation,
     _scenario_start,
     _show_live,
     _start_ms,
 )
 from simulators.clock import SimClock, parse_duration
-from simulators.engine import Simulation
 
 DEMO_RULES = Path(__file__).resolve().parents[1] / "deploy" / "alarms" / "rules.yaml"
 DEMO_NOTIFY = DEMO_RULES.with_name("notify.yaml")
@@ -107,12 +107,7 @@ def demo(
     config = _load(path)
     scen = _scenario(scenario, config)
     start_ms = _scenario_start(start, scen)
-    source = Simulation(
-        config,
-        seed=seed if seed is not None else (scen.seed or 1),
-        start_ms=start_ms,
-        scenario=scen,
-    )
+    source = _scenario_simulation(config, scen, seed, start_ms)
     seconds = parse_duration(duration) if duration else None
     outage = (
         Outage(parse_duration(outage_at), parse_duration(outage_for))

@@ -69,6 +69,19 @@ def _scenario_start(start: str | None, scen: Scenario) -> int:
     return _start_ms(start)
 
 
+def _scenario_simulation(
+    config: SiteConfig, scen: Scenario, seed: int | None, start_ms: int, step_s: float = 1.0
+) -> Simulation:
+    """--seed wins; then the scenario's own seed; then 1."""
+    return Simulation(
+        config,
+        seed=seed if seed is not None else (scen.seed or 1),
+        start_ms=start_ms,
+        scenario=scen,
+        step_s=step_s,
+    )
+
+
 def simulate(
     path: SitePath,
     speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 1.0,
@@ -114,13 +127,7 @@ def simulate(
         start_ms = int(feed_header(replay)["start_ms"])
     else:
         start_ms = _scenario_start(start, scen)
-        source = Simulation(
-            config,
-            seed=seed if seed is not None else (scen.seed or 1),
-            start_ms=start_ms,
-            scenario=scen,
-            step_s=step,
-        )
+        source = _scenario_simulation(config, scen, seed, start_ms, step)
     seconds = (
         parse_duration(duration)
         if duration
