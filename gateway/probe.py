@@ -26,7 +26,13 @@ from facility.site import AssetRef, Bus, Transport
 from facility.wire import Reading
 from gateway.modbus.planner import ReadRequest
 from gateway.modbus.poller import BusWorker, PollFailure, build_device
-from gateway.mqtt_devices.subscriber import MAX_MESSAGE_BYTES, BadMessage, convert, routes_for
+from gateway.mqtt_devices.subscriber import (
+    MAX_MESSAGE_BYTES,
+    BadMessage,
+    convert,
+    lookup,
+    routes_for,
+)
 
 MAX_MESSAGES = 5000  # the probe's memory stays bounded on a busy broker
 MAX_OTHER_TOPICS = 200
@@ -178,7 +184,7 @@ def map_signals(
     mapped: dict[str, object] = {}
     problems: dict[str, str] = {}
     for signal in signals:
-        found, raw = _lookup(body, signal.json_path)
+        found, raw = lookup(body, signal.json_path)
         if not found:
             problems[signal.name] = f"{signal.json_path} not in the message (keys: {sorted(body)})"
             continue
@@ -214,15 +220,6 @@ async def probe_mqtt(
     except aiomqtt.MqttError as exc:
         probe.error = f"broker {host}:{port}: {exc}"
     return probe
-
-
-def _lookup(body: dict[str, Any], path: str) -> tuple[bool, Any]:
-    value: Any = body
-    for part in path[2:].split("."):
-        if not isinstance(value, dict) or part not in value:
-            return False, None
-        value = value[part]
-    return True, value
 
 
 def _take(probe: MqttProbe, routes: dict[str, Any], topic: str, payload: Any) -> None:

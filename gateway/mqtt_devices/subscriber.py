@@ -224,7 +224,7 @@ def map_message(
     values: list[tuple[str, Value]] = []
     unmatched = []
     for signal in route.signals:
-        found, raw = _lookup(body, signal.json_path)
+        found, raw = lookup(body, signal.json_path)
         if found:
             values.append((signal.name, convert(signal, raw)))
         else:
@@ -242,7 +242,7 @@ def device_time(
 ) -> tuple[int | None, tuple[str, str] | None]:
     """The message's own time in epoch ms, or None and (kind, reason) when the gateway
     must not believe it: missing, unreadable, or too far from the gateway's clock."""
-    found, raw = _lookup(body, spec.json_path)
+    found, raw = lookup(body, spec.json_path)
     if not found:
         return None, ("missing", f"no timestamp at {spec.json_path}")
     try:
@@ -303,7 +303,8 @@ def _parse(payload: bytes | bytearray) -> Any:
         raise BadMessage("not JSON", str(exc)[:60]) from None
 
 
-def _lookup(body: dict[str, Any], path: str) -> tuple[bool, Any]:
+def lookup(body: dict[str, Any], path: str) -> tuple[bool, Any]:
+    """The value at a signal's `$.a.b` path in a JSON body: (found, value)."""
     value: Any = body
     for part in path[2:].split("."):
         if not isinstance(value, dict) or part not in value:
