@@ -38,6 +38,22 @@ class AssetKind(StrEnum):
     GENERIC = "generic"
 
 
+# The built-in kinds the simulators have physics for and the reports figures of their own
+# for; every other kind is simulated and reported by its signals' roles.
+MODELLED_KINDS = frozenset(
+    {
+        AssetKind.PUMP,
+        AssetKind.TANK,
+        AssetKind.TRANSFORMER,
+        AssetKind.RESERVOIR,
+        AssetKind.WATER_QUALITY,
+        AssetKind.PARKING_LOT,
+        AssetKind.BARRIER_GATE,
+        AssetKind.GATEWAY,
+    }
+)
+
+
 class AssetStatus(StrEnum):
     IN_SERVICE = "in_service"
     STANDBY = "standby"

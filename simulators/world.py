@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from facility.config import SiteConfig
-from facility.site import Asset, AssetKind, AssetStatus, Site, Station
+from facility.site import MODELLED_KINDS, Asset, AssetKind, AssetStatus, Site, Station
 from simulators.physics.common import (
     Value,
     ambient_temp_c,
@@ -43,18 +43,7 @@ Model = (
     | RoleSignalModel
 )
 # Kinds whose values come from physics; every other kind's from its signals' roles.
-PHYSICS_KINDS = frozenset(
-    {
-        AssetKind.PUMP,
-        AssetKind.TANK,
-        AssetKind.TRANSFORMER,
-        AssetKind.RESERVOIR,
-        AssetKind.WATER_QUALITY,
-        AssetKind.PARKING_LOT,
-        AssetKind.BARRIER_GATE,
-        AssetKind.GATEWAY,
-    }
-)
+PHYSICS_KINDS = MODELLED_KINDS
 
 RESERVOIR_START_FRACTION = 0.65  # ASSUMPTION: storage at the start of a run
 BASEFLOW_SHARE = 0.7  # ASSUMPTION: catchment inflow as a share of mean demand

@@ -19,7 +19,7 @@ from dashboards.reports.data import AssetPath, Influx, Samples, Window
 from dashboards.reports.periods import Period
 from facility.config import SiteConfig
 from facility.kind import Role, report_factor
-from facility.site import Asset, AssetKind, Station
+from facility.site import MODELLED_KINDS, Asset, AssetKind, Station
 
 HOUR_MS = 3_600_000
 MAX_BRIDGED_GAP_MS = 10 * 60_000  # a longer silence is unknown, not "the same as before"
@@ -211,18 +211,7 @@ QUERIES: tuple[tuple[str, str, str, bool], ...] = (
 
 
 # Kinds whose figures are their own (above); the rest are counted by role.
-OWN_FIGURES = frozenset(
-    {
-        AssetKind.PUMP,
-        AssetKind.TANK,
-        AssetKind.TRANSFORMER,
-        AssetKind.RESERVOIR,
-        AssetKind.WATER_QUALITY,
-        AssetKind.PARKING_LOT,
-        AssetKind.BARRIER_GATE,
-        AssetKind.GATEWAY,
-    }
-)
+OWN_FIGURES = MODELLED_KINDS
 COUNTED_ROLES = frozenset(
     {Role.FLOW, Role.POWER, Role.VOLUME_COUNTER, Role.ENERGY_COUNTER, Role.RUNNING}
 )
