@@ -4,6 +4,8 @@ it, a private broker and the test receiver in between. All real sockets."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 from facility.config import SiteConfig
@@ -13,6 +15,39 @@ from gateway.daemon import Gateway
 from simulators.runner import SiteRunner
 
 FAST = {"poll_s": 0.5, "health_every_s": 1.0, "ack_timeout_s": 3.0}
+
+
+def gateway_process(
+    site_dir: Path,
+    gateway: str,
+    data_dir: Path,
+    uplink: str,
+    *options: str,
+    stderr: int = subprocess.PIPE,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`facility gateway run` as its own process, its stdout discarded."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "facility.cli",
+            "gateway",
+            "run",
+            "--site",
+            str(site_dir),
+            "--gateway",
+            gateway,
+            "--data-dir",
+            str(data_dir),
+            "--uplink",
+            uplink,
+            *options,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        env=env,
+    )
 
 
 def one_station(config: SiteConfig, site_id: str, station_id: str, **gateway: object) -> SiteConfig:

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import yaml
 from facility.config import SiteConfig
 from facility.wire import topic
 from gateway.outbox import Outbox
-from tests.integration._gateway import one_station, served_at
+from tests.integration._gateway import gateway_process, one_station, served_at
 from tests.integration.test_gateway_e2e import start_site
 from tests.receiver import Key, Receiver
 from tests.services import Mosquitto
@@ -33,26 +32,7 @@ def write_site(config: SiteConfig, folder: Path) -> Path:
 
 
 def start_gateway(site_dir: Path, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "facility.cli",
-            "gateway",
-            "run",
-            "--site",
-            str(site_dir),
-            "--gateway",
-            "fengshou/xiba",
-            "--data-dir",
-            str(data_dir),
-            "--uplink",
-            f"127.0.0.1:{port}",
-            "--log-json",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    return gateway_process(site_dir, "fengshou/xiba", data_dir, f"127.0.0.1:{port}", "--log-json")
 
 
 def pending_keys(data_dir: Path) -> set[Key]:

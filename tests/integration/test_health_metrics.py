@@ -25,7 +25,7 @@ from facility.config import SiteConfig
 from facility.services import InfluxDB
 from facility.wire import Batch, Reading, decode_ack, encode_batch, topic
 from ingest.influx import InfluxV1Writer
-from tests.integration._gateway import gateway_for, one_station, served_at
+from tests.integration._gateway import gateway_for, gateway_process, one_station, served_at
 from tests.integration._ingest import DB, SITE_DIR, read_log_until, write_ingest_config
 from tests.integration.test_gateway_e2e import start_site
 from tests.services import Mosquitto, free_port, require
@@ -176,26 +176,13 @@ def test_a_gateway_process_serves_metrics_while_its_uplink_is_down(tmp_path: Pat
     shutil.copytree(SITE_DIR, site_dir)
     fengshou = site_dir / "fengshou.yaml"  # xiba's bus on a port nobody serves (not 15021)
     fengshou.write_text(fengshou.read_text().replace("port: 15021", f"port: {free_port()}"))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "facility.cli",
-            "gateway",
-            "run",
-            "--site",
-            str(site_dir),
-            "--gateway",
-            "fengshou/xiba",
-            "--data-dir",
-            str(data_dir),
-            "--uplink",
-            f"127.0.0.1:{free_port()}",
-            "--metrics-port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    process = gateway_process(
+        site_dir,
+        "fengshou/xiba",
+        data_dir,
+        f"127.0.0.1:{free_port()}",
+        "--metrics-port",
+        str(port),
     )
     try:
         read_log_until(process, "started", 60)

@@ -12,7 +12,6 @@ import random
 import signal
 import string
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -32,7 +31,7 @@ from ingest.receiver import Receiver
 from ingest.store import InfluxStore
 from ingest.validate import Validator
 from tests.conftest import DEMO_SITE
-from tests.integration._gateway import gateway_for, one_station
+from tests.integration._gateway import gateway_for, gateway_process, one_station
 from tests.services import Mosquitto
 
 DB = "facility"
@@ -154,26 +153,14 @@ async def test_a_thousand_messages_queued_while_the_gateway_was_down_become_a_th
 
 def start_gateway(data_dir: Path, port: int, env: dict[str, str] | None = None) -> Popen:
     """Wanda's gateway as its own process, devices and uplink on the test broker."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "facility.cli",
-            "gateway",
-            "run",
-            "--site",
-            str(DEMO_SITE),
-            "--gateway",
-            f"{SITE}/{STATION}",
-            "--data-dir",
-            str(data_dir),
-            "--uplink",
-            f"127.0.0.1:{port}",
-            "--devices-broker",
-            f"127.0.0.1:{port}",
-            "--log-json",
-        ],
-        stdout=subprocess.DEVNULL,
+    return gateway_process(
+        DEMO_SITE,
+        f"{SITE}/{STATION}",
+        data_dir,
+        f"127.0.0.1:{port}",
+        "--devices-broker",
+        f"127.0.0.1:{port}",
+        "--log-json",
         stderr=subprocess.DEVNULL,
         env=env,
     )
