@@ -36,9 +36,14 @@ def health_of(gateway: Gateway) -> dict[str, object]:
     return {r.signal: r.value for r in gateway.health(RateMeter(), CpuMeter())}
 
 
-async def settle(gateway: Gateway, seconds: float) -> None:
-    gateway.start()
-    await asyncio.sleep(seconds)
+async def health_after(gateway: Gateway, seconds: float) -> dict[str, object]:
+    """Start the gateway, let it run, read its health, stop it."""
+    try:
+        gateway.start()
+        await asyncio.sleep(seconds)
+        return health_of(gateway)
+    finally:
+        await gateway.stop(grace_s=0.5)
 
 
 def errors(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
@@ -71,11 +76,7 @@ async def test_a_broker_refusing_the_credentials_is_an_error_with_its_reason_and
         tmp_path / "data",
         uplink_address=("127.0.0.1", password_broker.port),
     )
-    try:
-        await settle(gateway, 3.0)
-        health = health_of(gateway)
-    finally:
-        await gateway.stop(grace_s=0.5)
+    health = await health_after(gateway, 3.0)
     logged = errors(caplog, REFUSED)
     assert len(logged) == 1, f"one ERROR for the refusal, not one per retry: {logged}"
     assert f"127.0.0.1:{password_broker.port}" in logged[0]
@@ -103,11 +104,7 @@ async def test_a_device_broker_refusing_the_gateway_is_an_error_in_health(
         uplink_address=("127.0.0.1", mosquitto.port),
         devices_address=("127.0.0.1", password_broker.port),
     )
-    try:
-        await settle(gateway, 3.0)
-        health = health_of(gateway)
-    finally:
-        await gateway.stop(grace_s=0.5)
+    health = await health_after(gateway, 3.0)
     assert len(errors(caplog, f"device broker 127.0.0.1:{password_broker.port}: {REFUSED}")) == 1
     assert health["mqtt_broker_error"] == REFUSED
     assert health["uplink_error"] == "" and health["uplink_connected"] is True
