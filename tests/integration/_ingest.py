@@ -13,8 +13,13 @@ from pathlib import Path
 
 import yaml
 
+from facility.config import SiteConfig
 from facility.wire import Reading
+from ingest.deadletters import DeadLetters
 from ingest.influx import InfluxV1Writer
+from ingest.receiver import Receiver
+from ingest.store import InfluxStore
+from ingest.validate import Validator
 
 DB = "facility"
 SITE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "sites" / "demo"
@@ -97,3 +102,13 @@ def acquired(readings: list[Reading]) -> dict[StoredKey, object]:
         for r in readings
         if r.kind == "v" and r.value is not None
     }
+
+
+async def ingest_into_influx(
+    config: SiteConfig, broker_port: int, influx_url: str, dead: DeadLetters
+) -> tuple[InfluxV1Writer, Receiver]:
+    """A real ingest on a fresh `facility` database, refusals into `dead`; not started."""
+    writer = InfluxV1Writer(influx_url, "facility", max_retries=0)
+    await writer.create_database("facility")
+    store = InfluxStore(Validator(config), writer, dead)
+    return writer, Receiver("127.0.0.1", broker_port, store, quarantine=dead.add_batch)

@@ -18,10 +18,7 @@ from facility.config import SiteConfig
 from facility.services import InfluxDB
 from facility.wire import topic
 from ingest.deadletters import DeadLetters, LetterKind
-from ingest.influx import InfluxV1Writer
-from ingest.receiver import Receiver
-from ingest.store import InfluxStore
-from ingest.validate import Validator
+from tests.integration._ingest import ingest_into_influx
 from tests.services import Mosquitto
 
 NOW_MS = int(time.time() * 1000)
@@ -36,11 +33,8 @@ def _batch(rows: list[Any]) -> bytes:
 async def test_a_point_keeps_its_good_fields_when_one_cannot_be_stored(
     demo_config: SiteConfig, mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path
 ) -> None:
-    writer = InfluxV1Writer(influxdb.url, "facility", max_retries=0)
-    await writer.create_database("facility")
     dead = DeadLetters(tmp_path / "dead.sqlite")
-    store = InfluxStore(Validator(demo_config), writer, dead)
-    receiver = Receiver("127.0.0.1", mosquitto.port, store, quarantine=dead.add_batch)
+    writer, receiver = await ingest_into_influx(demo_config, mosquitto.port, influxdb.url, dead)
     t1, t2 = NOW_MS - 1000, NOW_MS
     rows = [
         ["v", "pump_1", "flow_m3h", t1, 301.25, "g"],

@@ -21,11 +21,8 @@ from facility.config import SiteConfig
 from facility.services import InfluxDB
 from facility.wire import topic
 from ingest.deadletters import DeadLetters
-from ingest.influx import InfluxV1Writer
-from ingest.receiver import Receiver
-from ingest.store import InfluxStore
-from ingest.validate import Validator
 from tests.integration._gateway import Recorder, gateway_for, one_station
+from tests.integration._ingest import ingest_into_influx
 from tests.services import Mosquitto
 
 NOW_MS = int(time.time() * 1000)
@@ -77,11 +74,8 @@ async def test_a_huge_refused_batch_at_a_nearly_full_store_is_acked_and_counted(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    writer = InfluxV1Writer(influxdb.url, "facility", max_retries=0)
-    await writer.create_database("facility")
     dead = DeadLetters(tmp_path / "dead.sqlite", max_bytes=1_000_000)
-    store = InfluxStore(Validator(demo_config), writer, dead)
-    receiver = Receiver("127.0.0.1", mosquitto.port, store, quarantine=dead.add_batch)
+    writer, receiver = await ingest_into_influx(demo_config, mosquitto.port, influxdb.url, dead)
     ghost = [["v", "pump_9", "flow_m3h", NOW_MS - 30_000 + i, 1.0, "g"] for i in range(30_000)]
     good = [["v", "pump_1", "flow_m3h", NOW_MS, 42.0, "g"]]
     await receiver.start()

@@ -20,11 +20,8 @@ from facility.config import SiteConfig
 from facility.services import InfluxDB
 from facility.wire import topic
 from ingest.deadletters import DeadLetters, LetterKind
-from ingest.influx import InfluxV1Writer
-from ingest.receiver import Receiver
-from ingest.store import InfluxStore
-from ingest.validate import Validator
 from tests.integration._gateway import Recorder, gateway_for, one_station
+from tests.integration._ingest import ingest_into_influx
 from tests.receiver import Receiver as TestReceiver
 from tests.services import Mosquitto
 
@@ -125,11 +122,8 @@ def _batch(rows_json: bytes, **envelope: Any) -> bytes:
 async def test_ingest_keeps_unparseable_batches_as_dead_letters_and_stores_the_next(
     demo_config: SiteConfig, mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path
 ) -> None:
-    writer = InfluxV1Writer(influxdb.url, "facility", max_retries=0)
-    await writer.create_database("facility")
     dead = DeadLetters(tmp_path / "dead.sqlite")
-    store = InfluxStore(Validator(demo_config), writer, dead)
-    receiver = Receiver("127.0.0.1", mosquitto.port, store, quarantine=dead.add_batch)
+    writer, receiver = await ingest_into_influx(demo_config, mosquitto.port, influxdb.url, dead)
     hostile = [
         (_batch(DEEP), "nested too deep"),
         (_batch(b'[["v", "pump_1", "flow_m3h", ' + DIGITS.encode() + b', 1.0, "g"]]'), "digits"),
