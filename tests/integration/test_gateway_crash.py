@@ -67,7 +67,9 @@ async def test_kill_9_loses_nothing_and_acked_readings_never_come_back(
             proc = start_gateway(site_dir, data_dir, mosquitto.port)
             await asyncio.sleep(3.0 + round_)
             receiver.ingest.acking = False  # the ingest stalls: readings pile up unacked
-            await asyncio.sleep(1.0)
+            # Long enough for every ack already sent to be stored, even on a busy machine:
+            # a reading acked before the stall and delivered again is then a real fault.
+            await asyncio.sleep(STALL_S)
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             kills.append(time.monotonic_ns())
@@ -96,6 +98,7 @@ async def test_kill_9_loses_nothing_and_acked_readings_never_come_back(
 
 
 SECOND = 1_000_000_000
+STALL_S = 3.0
 
 
 def acked_before(receiver: Receiver, key: Key, when_ns: int) -> bool:
