@@ -15,8 +15,12 @@ from pathlib import Path
 from facility.config import SiteConfig, load_site_config
 from facility.salvage import validate_salvaging
 from facility.sourcemap import ConfigError, ConfigIssue, load_yaml
-from ingest.alarms.notify.config import load_notify_config
-from ingest.alarms.rules import RulesFile, load_rules
+
+# The rules and notifier modules need the central extra (simpleeval, Apprise); a site
+# gateway's install checks its site model without them, so they load only when asked.
+CENTRAL_NEEDED = "checking --rules or --notify needs the central install: " + (
+    "pip install 'facility-telemetry[central]'"
+)
 
 
 @dataclass
@@ -53,6 +57,10 @@ def _check_site(path: Path, report: CheckReport) -> SiteConfig | None:
 
 def _check_rules(path: Path, config: SiteConfig | None, report: CheckReport) -> None:
     try:
+        from ingest.alarms.rules import RulesFile, load_rules
+    except ModuleNotFoundError as exc:
+        raise SystemExit(f"{CENTRAL_NEEDED} ({exc.name} is missing)") from exc
+    try:
         if config is None:
             _, issues, _ = validate_salvaging(RulesFile, load_yaml(path))
             report.issues += issues
@@ -68,6 +76,10 @@ def _check_rules(path: Path, config: SiteConfig | None, report: CheckReport) -> 
 
 
 def _check_notify(path: Path, report: CheckReport) -> None:
+    try:
+        from ingest.alarms.notify.config import load_notify_config
+    except ModuleNotFoundError as exc:
+        raise SystemExit(f"{CENTRAL_NEEDED} ({exc.name} is missing)") from exc
     try:
         notify = load_notify_config(path, secrets=False)
     except ConfigError as exc:
