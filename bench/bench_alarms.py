@@ -34,7 +34,6 @@ import yaml
 from aiosmtpd.controller import Controller
 
 from facility.config import SiteConfig, load_site_config
-from facility.services import InfluxDB, Mosquitto, free_port
 from facility.wire import Batch as WireBatch
 from facility.wire import Reading, encode_batch, topic
 from ingest.alarms.book import AlarmBook
@@ -45,6 +44,7 @@ from ingest.influx import InfluxV1Writer
 from ingest.service import IngestService
 from simulators.engine import Simulation
 from simulators.scenario import load_scenario
+from wiring.services import InfluxDB, Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "deploy" / "sites" / "demo"

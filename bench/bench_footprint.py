@@ -292,7 +292,7 @@ def verdict(value: float, target: float) -> str:
 def section_imports() -> None:
     print("3. RSS of a fresh interpreter after importing (MB)")
     parts = ["", "typer", "pydantic", "yaml", "asyncio", "pymodbus", "aiomqtt", "facility.config"]
-    parts += ["gateway.daemon", "facility.cli"]
+    parts += ["gateway.daemon", "wiring.cli"]
     for module in parts:
         print(f"  {module or '(nothing)'}: {import_rss_mb(module):.1f}")
     done = subprocess.run(

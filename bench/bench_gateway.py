@@ -55,7 +55,6 @@ from facility.codec import DataType
 from facility.config import SiteConfig, load_site_config
 from facility.profile import ModbusProfile, ModbusSignal, Table
 from facility.registers import RegisterImage
-from facility.services import Mosquitto
 from facility.site import (
     Asset,
     AssetKind,
@@ -76,6 +75,7 @@ from gateway.outbox import Outbox, OutboxConfig
 from gateway.uplink.mqtt import Uplink
 from ingest.receiver import Receiver
 from simulators.modbus_server import BusServer
+from wiring.services import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "deploy" / "sites" / "demo"
@@ -1112,7 +1112,7 @@ def section_rss(tmp: Path, summary: list[tuple[str, str, str, str]]) -> None:
     print(
         "  for scale, a fresh python after importing: nothing "
         f"{import_rss_mb(''):.1f} MB, gateway.daemon {import_rss_mb('gateway.daemon'):.1f} MB, "
-        f"facility.cli (what `facility gateway run` loads) {import_rss_mb('facility.cli'):.1f} MB"
+        f"wiring.cli (what `facility gateway run` loads) {import_rss_mb('wiring.cli'):.1f} MB"
     )
     for error in r.errors:
         print(f"  problem: {error}")

@@ -27,7 +27,7 @@ breakdown   the same batches in process, no MQTT: decode, validate, line encodin
             HTTP write (gzip + POST, awaited), µs a reading each, default and tuned GC.
 ceiling     what influxd alone accepts: the same batches' lines, encoded and gzipped in
             advance, POSTed by 1, 2 and 4 concurrent writers.
-latency     the demo (facility.demo.Demo: simulators, 13 gateways, the ingest service
+latency     the demo (wiring.demo.Demo: simulators, 13 gateways, the ingest service
             with the demo's alarm rules as `facility demo` runs it, Mosquitto, InfluxDB,
             one process) at real-time speed; for each live-lane reading, acquisition
             stamp -> the receiver's store call returned (validated, written to InfluxDB,
@@ -75,10 +75,8 @@ import httpx
 
 from facility.aio import cancel_and_wait
 from facility.config import SiteConfig, load_site_config
-from facility.demo import Demo
 from facility.profile import ModbusProfile, MqttProfile
 from facility.registers import RegisterImage
-from facility.services import InfluxDB, Mosquitto, free_port
 from facility.site import Station
 from facility.wire import (
     STATUS_SIGNALS,
@@ -102,6 +100,8 @@ from ingest.store import InfluxStore
 from ingest.validate import Validator
 from simulators.clock import SimClock
 from simulators.engine import Simulation
+from wiring.demo import Demo
+from wiring.services import InfluxDB, Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "deploy" / "sites" / "demo"

@@ -22,9 +22,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from facility.config import load_site_config
-from facility.history import InfluxTarget, SimulatedHistory, fill_influx
-from facility.services import InfluxDB
 from simulators.scenario import load_scenario
+from wiring.history import InfluxTarget, SimulatedHistory, fill_influx
+from wiring.services import InfluxDB
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "deploy" / "sites" / "demo"
@@ -65,7 +65,7 @@ def fill(url: str, work: Path, day: datetime) -> None:
 
 def report(kind: str, when: list[str], url: str, work: Path) -> None:
     out = work / "reports"
-    args = [sys.executable, "-m", "facility.cli", "report", kind, "--site", str(SITE)]
+    args = [sys.executable, "-m", "wiring.cli", "report", kind, "--site", str(SITE)]
     args += ["--alarm-book", str(work / "alarms.sqlite"), "--influx-url", url, "--out", str(out)]
     t0 = time.perf_counter()
     subprocess.run([*args, *when], check=True, capture_output=True)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from facility.config import SiteConfig, load_site_config
-from facility.services import InfluxDB, VictoriaMetrics
 from tests.services import Mosquitto, PtyPair
+from wiring.services import InfluxDB, VictoriaMetrics
 
 if TYPE_CHECKING:
     from tests.history import SimulatedDay

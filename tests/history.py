@@ -18,11 +18,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from facility.config import SiteConfig
-from facility.history import HistoryResult, InfluxTarget, SimulatedHistory, fill_influx
-from facility.services import InfluxDB
 from ingest.alarms.notify import NotifyConfig, load_notify_config
 from simulators.scenario import Scenario, load_scenario
 from tests.conftest import DEMO_SITE, ROOT
+from wiring.history import HistoryResult, InfluxTarget, SimulatedHistory, fill_influx
+from wiring.services import InfluxDB
 
 RULES = ROOT / "deploy" / "alarms" / "rules.yaml"
 NOTIFY = ROOT / "deploy" / "alarms" / "notify.yaml"  # its routes: the KPIs' positions

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from facility.services import Mosquitto, free_port, require, wait_for_port
+from wiring.services import Mosquitto, free_port, require, wait_for_port
 
 __all__ = ["Mosquitto", "PtyPair", "free_port", "require", "wait_for_port"]
 

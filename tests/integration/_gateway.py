@@ -31,7 +31,7 @@ def gateway_process(
         [
             sys.executable,
             "-m",
-            "facility.cli",
+            "wiring.cli",
             "gateway",
             "run",
             "--site",

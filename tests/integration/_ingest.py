@@ -58,7 +58,7 @@ def write_ingest_config(
 
 def start_ingest(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "facility.cli", "ingest", "run", "--config", str(config)],
+        [sys.executable, "-m", "wiring.cli", "ingest", "run", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

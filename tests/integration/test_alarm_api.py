@@ -26,7 +26,6 @@ import httpx
 import pytest
 import yaml
 
-from facility.catchers import MailCatcher
 from facility.config import SiteConfig
 from facility.wire import Reading
 from ingest.alarms.book import AlarmBook
@@ -41,6 +40,7 @@ from ingest.api.audit import AuditAction
 from ingest.api.auth import TokensError, hash_token
 from tests.conftest import ROOT
 from tests.integration.test_notifier import LI, SECRET_ENV, Clock, write_config
+from wiring.catchers import MailCatcher
 
 pytestmark = pytest.mark.timeout(60)
 

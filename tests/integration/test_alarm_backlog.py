@@ -27,9 +27,7 @@ from typer.testing import CliRunner
 
 from dashboards.reports.commands import ReportSources, report_app, shift_handover
 from dashboards.reports.periods import DEFAULT_HANDOVERS, shift_period
-from facility.catchers import Mail, MailCatcher
 from facility.config import SiteConfig
-from facility.services import InfluxDB
 from facility.wire import Batch, Reading, encode_batch, topic
 from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
 from ingest.alarms.model import AlarmKey, AlarmState
@@ -39,6 +37,8 @@ from tests.integration.test_alarm_service import CREW_TOKEN, service_with_alarms
 from tests.integration.test_ingest_service import until
 from tests.integration.test_notifier import LI, SECRET_ENV, ZHANG
 from tests.services import Mosquitto
+from wiring.catchers import Mail, MailCatcher
+from wiring.services import InfluxDB
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLOAD = AlarmKey("fengshou", "xiba", "transformer", "transformer_overload")

@@ -25,8 +25,6 @@ import pytest
 import yaml
 
 from facility.aio import cancel_and_wait
-from facility.catchers import MailCatcher
-from facility.services import InfluxDB
 from facility.wire import Batch, Reading, encode_batch, topic
 from ingest.alarms.book import Alarm, AlarmBook
 from ingest.alarms.kpi import TEN_MIN_MS
@@ -38,6 +36,8 @@ from tests.integration._ingest import DB, write_ingest_config
 from tests.integration.test_ingest_service import until
 from tests.integration.test_notifier import LI, SECRET_ENV, ZHANG, ZHAO, Clock, write_config
 from tests.services import Mosquitto
+from wiring.catchers import MailCatcher
+from wiring.services import InfluxDB
 
 TRIP = AlarmKey("fengshou", "xiba", "pump_1", "pump_trip")
 CREW_TOKEN = "crew-token-for-the-test-0123"

@@ -14,7 +14,6 @@ from pathlib import Path
 import yaml
 
 from facility.config import SiteConfig
-from facility.services import InfluxDB
 from ingest.alarms.book import AlarmBook
 from ingest.alarms.model import AlarmKey, AlarmState
 from ingest.config import load_ingest_config
@@ -26,6 +25,7 @@ from tests.integration._ingest import DB, write_ingest_config
 from tests.integration.test_gateway_e2e import start_site
 from tests.integration.test_ingest_service import until
 from tests.services import Mosquitto
+from wiring.services import InfluxDB
 
 FAST_RULES = {
     "rules": {

@@ -1,7 +1,7 @@
 """Equipment the demo lacks, from kind to board and report (issue 11).
 
 Two sites in real InfluxDB, each filled with a simulated stretch through the ingest's
-own store and alarm pipeline (facility/history.py), values from the role-driven
+own store and alarm pipeline (wiring/history.py), values from the role-driven
 source for kinds without physics (simulators/role_signals.py):
 
 - the riverside example (deploy/sites/examples/riverside): a three-phase energy meter,
@@ -39,9 +39,7 @@ from dashboards.reports.figures import metered, read_series
 from dashboards.reports.html import render_operations
 from dashboards.reports.periods import day_period
 from facility.config import SiteConfig, load_site_config
-from facility.history import HistoryResult, InfluxTarget, SimulatedHistory, fill_influx
 from facility.kind import Role
-from facility.services import InfluxDB
 from ingest.alarms.rules import load_rules
 from simulators.scenario import Scenario, load_scenario
 from tests.conftest import ROOT
@@ -53,6 +51,8 @@ from tests.integration.test_dashboards_queries import (
     influx,
     panels,
 )
+from wiring.history import HistoryResult, InfluxTarget, SimulatedHistory, fill_influx
+from wiring.services import InfluxDB
 
 EXAMPLE = ROOT / "deploy" / "sites" / "examples" / "riverside"
 EXAMPLE_RULES = ROOT / "deploy" / "sites" / "examples" / "riverside-rules.yaml"

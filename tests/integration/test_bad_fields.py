@@ -15,11 +15,11 @@ from typing import Any
 import aiomqtt
 
 from facility.config import SiteConfig
-from facility.services import InfluxDB
 from facility.wire import topic
 from ingest.deadletters import DeadLetters, LetterKind
 from tests.integration._ingest import ingest_into_influx
 from tests.services import Mosquitto
+from wiring.services import InfluxDB
 
 NOW_MS = int(time.time() * 1000)
 

@@ -18,12 +18,12 @@ import aiomqtt
 import pytest
 
 from facility.config import SiteConfig
-from facility.services import InfluxDB
 from facility.wire import topic
 from ingest.deadletters import DeadLetters
 from tests.integration._gateway import Recorder, gateway_for, one_station
 from tests.integration._ingest import ingest_into_influx
 from tests.services import Mosquitto
+from wiring.services import InfluxDB
 
 NOW_MS = int(time.time() * 1000)
 

@@ -23,7 +23,6 @@ import yaml
 from typer.testing import CliRunner
 
 from facility.broker import password_hash
-from facility.cli import app
 from facility.config import SiteConfig
 from facility.wire import topic
 from ingest.receiver import Receiver, subscription_topics
@@ -32,6 +31,7 @@ from tests.integration._ingest import read_log_until
 from tests.integration.test_gateway_crash import write_site
 from tests.integration.test_gateway_e2e import start_site
 from tests.services import Mosquitto, free_port, require, wait_for_port
+from wiring.cli import app
 
 STATIONS = ("xiba", "sankeshu")
 PASSWORD_ENV = "FACILITY_UPLINK_PASSWORD"
@@ -163,7 +163,7 @@ def start_gateway(
     env[PASSWORD_ENV] = password
     return subprocess.Popen(
         [
-            *(sys.executable, "-m", "facility.cli", "gateway", "run", "--site", str(site_dir)),
+            *(sys.executable, "-m", "wiring.cli", "gateway", "run", "--site", str(site_dir)),
             *("--gateway", f"fengshou-{station}", "--data-dir", str(data_dir), "--log-json"),
         ],
         env=env,

@@ -31,11 +31,11 @@ import aiomqtt
 import pytest
 
 from facility.config import SiteConfig
-from facility.services import InfluxDB, Mosquitto, free_port
 from ingest.influx import InfluxV1Writer
 from tests.integration._gateway import one_station
 from tests.integration._ingest import DB, stored_readings, write_ingest_config
 from tests.integration.test_gateway_crash import write_site
+from wiring.services import InfluxDB, Mosquitto, free_port
 
 GATEWAYS = (("fengshou", "xiba"), ("wanda", "wanda_lot"))
 SETTINGS = {"poll_s": 1.0, "health_every_s": 2.0, "ack_timeout_s": 5.0}
@@ -83,7 +83,7 @@ class Process:
 
 
 def facility(*args: str) -> list[str]:
-    return [sys.executable, "-m", "facility.cli", *args]
+    return [sys.executable, "-m", "wiring.cli", *args]
 
 
 @dataclass

@@ -396,7 +396,7 @@ def _gateway_series(
 def test_the_outbox_fills_during_the_outage_and_drains(
     simulated_day: SimulatedDay, boards: dict[str, dict[str, Any]]
 ) -> None:
-    """The cut gateway keeps its polls (facility/history.py's outbox): its depth and the
+    """The cut gateway keeps its polls (wiring/history.py's outbox): its depth and the
     age of its oldest reading grow a poll at a time while the uplink is down, the
     backlog goes out when it returns; the site's other gateways keep nothing back."""
     day = simulated_day

@@ -32,7 +32,7 @@ def test_demo_runs_through_an_outage_and_delivers(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "facility.cli",
+            "wiring.cli",
             "demo",
             str(DEMO_SITE),
             "--plain",

@@ -14,13 +14,13 @@ from pathlib import Path
 import yaml
 
 from facility.config import SiteConfig
-from facility.demo import Demo, GatewayRow
-from facility.services import free_port
 from simulators.clock import SimClock
 from simulators.engine import Simulation
 from simulators.scenario import load_scenario
 from tests.conftest import ROOT
 from tests.integration._wire import subset_config
+from wiring.demo import Demo, GatewayRow
+from wiring.services import free_port
 
 START_MS = 1_780_264_800_000  # 2026-06-01 06:00 +08:00
 CUT = "chaheihai/chaheihai_intake"

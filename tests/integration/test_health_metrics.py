@@ -22,13 +22,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from facility.config import SiteConfig
-from facility.services import InfluxDB
 from facility.wire import Batch, Reading, decode_ack, encode_batch, topic
 from ingest.influx import InfluxV1Writer
 from tests.integration._gateway import gateway_for, gateway_process, one_station, served_at
 from tests.integration._ingest import DB, SITE_DIR, read_log_until, write_ingest_config
 from tests.integration.test_gateway_e2e import start_site
 from tests.services import Mosquitto, free_port, require
+from wiring.services import InfluxDB
 
 Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -74,7 +74,7 @@ def start_ingest(config: Path, metrics_port: int) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "facility.cli",
+            "wiring.cli",
             "ingest",
             "run",
             "--config",
@@ -325,7 +325,7 @@ def gateway_status(data_dir: Path) -> list[dict[str, Any]]:
         [
             sys.executable,
             "-m",
-            "facility.cli",
+            "wiring.cli",
             "gateway",
             "status",
             "--data-dir",
@@ -349,7 +349,7 @@ def sample_of(report: dict[str, Any], name: str) -> float:
 
 def test_a_gateway_status_without_any_gateway_says_so(tmp_path: Path) -> None:
     answer = subprocess.run(
-        [sys.executable, "-m", "facility.cli", "gateway", "status", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "wiring.cli", "gateway", "status", "--data-dir", str(tmp_path)],
         capture_output=True,
         timeout=30,
     )

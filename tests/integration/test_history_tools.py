@@ -14,8 +14,6 @@ from typing import Any
 import httpx
 
 from facility.config import SiteConfig
-from facility.history import InfluxTarget, SimulatedHistory, fill_influx, history_start
-from facility.services import InfluxDB
 from ingest.config import Retention
 from ingest.deadletters import DeadLetters, LetterKind
 from ingest.influx import InfluxV1Writer
@@ -23,6 +21,8 @@ from ingest.schema import init_database
 from simulators.scenario import NOMINAL, Scenario
 from tests.conftest import DEMO_SITE, ROOT
 from tests.integration._wire import subset_config
+from wiring.history import InfluxTarget, SimulatedHistory, fill_influx, history_start
+from wiring.services import InfluxDB
 
 HOUR_MS, DAY_MS = 3_600_000, 86_400_000
 DB = "facility"
@@ -101,7 +101,7 @@ def test_facility_history_begins_at_the_scenarios_own_start(
     scenario = tmp_path / "night_trip.yaml"
     scenario.write_text(SCENARIO)
     done = subprocess.run(
-        [sys.executable, "-m", "facility.cli", "history", str(site), "--influx-url",
+        [sys.executable, "-m", "wiring.cli", "history", str(site), "--influx-url",
          influxdb.url, "--scenario", str(scenario), "--duration", "1h", "--data-dir",
          str(tmp_path / "data")],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,

@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from facility.config import SiteConfig
-from facility.services import InfluxDB
 from facility.wire import MAX_PAYLOAD_BYTES, WireError, decode_batch, topic
 from ingest.deadletters import DeadLetters, LetterKind
 from ingest.influx import InfluxV1Writer
@@ -29,6 +28,7 @@ from ingest.receiver import Receiver
 from ingest.store import InfluxStore
 from ingest.validate import Validator
 from tests.services import Mosquitto
+from wiring.services import InfluxDB
 
 DB = "facility"
 UP = topic("fengshou", "xiba", "up")

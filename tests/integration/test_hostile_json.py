@@ -17,13 +17,13 @@ from typing import Any
 import aiomqtt
 
 from facility.config import SiteConfig
-from facility.services import InfluxDB
 from facility.wire import topic
 from ingest.deadletters import DeadLetters, LetterKind
 from tests.integration._gateway import Recorder, gateway_for, one_station
 from tests.integration._ingest import ingest_into_influx
 from tests.receiver import Receiver as TestReceiver
 from tests.services import Mosquitto
+from wiring.services import InfluxDB
 
 DEEP = b"[" * 60_000 + b"]" * 60_000
 DIGITS = "7" * 5_000

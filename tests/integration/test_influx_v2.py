@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from facility.services import VictoriaMetrics
 from ingest.influx import InfluxAuthError, InfluxUnavailable, Reply
 from ingest.influx_v2 import InfluxV2Writer
 from ingest.lineproto import FieldValue, encode_point
+from wiring.services import VictoriaMetrics
 
 T0 = 1_780_264_860_000  # ms, 2026-05-31
 FAST: dict[str, Any] = {"max_retries": 2, "backoff_base_s": 0.01, "backoff_cap_s": 0.02}

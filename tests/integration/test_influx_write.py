@@ -23,10 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from facility.services import InfluxDB
 from ingest.influx import InfluxAuthError, InfluxUnavailable, InfluxV1Writer, Reply, quote_ident
 from ingest.influx_v2 import InfluxV2Writer
 from ingest.lineproto import FieldValue, LineProtocolError, encode_point
+from wiring.services import InfluxDB
 
 DB = "telemetry"
 T0 = 1_780_264_860_000  # ms, 2026-05-31

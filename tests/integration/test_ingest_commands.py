@@ -12,8 +12,6 @@ from typing import Any
 import yaml
 from typer.testing import CliRunner
 
-from facility.cli import app
-from facility.services import InfluxDB
 from facility.wire import Batch, Reading
 from ingest.config import load_ingest_config
 from ingest.deadletters import DeadLetters, LetterKind
@@ -21,6 +19,8 @@ from ingest.influx import InfluxV1Writer
 from ingest.store import InfluxStore
 from ingest.validate import Validator
 from tests.integration._ingest import DB, SITE_DIR, write_ingest_config
+from wiring.cli import app
+from wiring.services import InfluxDB
 
 cli = CliRunner()
 NOW = int(time.time() * 1000) // 3_600_000 * 3_600_000 - 3 * 3_600_000  # a whole hour

@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 
 from facility.config import SiteConfig
-from facility.services import InfluxDB
 from ingest.deadletters import DeadLetters
 from ingest.influx import InfluxV1Writer
 from ingest.receiver import Receiver
@@ -16,6 +15,7 @@ from ingest.validate import Validator
 from tests.integration._gateway import Recorder, gateway_for, one_station, served_at
 from tests.integration.test_gateway_e2e import start_site
 from tests.services import Mosquitto
+from wiring.services import InfluxDB
 
 DB = "facility"
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import yaml
 
 from facility.config import SiteConfig
-from facility.services import InfluxDB, VictoriaMetrics
 from gateway.daemon import Gateway
 from ingest.config import load_ingest_config
 from ingest.influx import InfluxV1Writer
@@ -31,6 +30,7 @@ from tests.integration._ingest import (
 )
 from tests.integration.test_gateway_e2e import RunningSite, start_site
 from tests.services import Mosquitto
+from wiring.services import InfluxDB, VictoriaMetrics
 
 SMALL_BATCHES = {"batch_max_readings": 40}
 

@@ -127,7 +127,7 @@ def test_install_upgrade_uninstall_a_gateway_in_a_throwaway_root(
     install(root, "--from", dist.wheel, "gateway")
     assert env.read_text() == "FACILITY_SITE=/srv/sites\n"
 
-    (installed,) = (root / "opt/facility/venv/lib").glob("python3*/site-packages/facility/cli.py")
+    (installed,) = (root / "opt/facility/venv/lib").glob("python3*/site-packages/wiring/cli.py")
     installed.write_text(installed.read_text() + "\nSTALE = True\n")
     assert "upgraded the gateway install" in install(root, "--from", dist.wheel, "upgrade")
     assert "STALE" not in installed.read_text(), "upgrade replaces the code, same version or not"

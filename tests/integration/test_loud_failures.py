@@ -14,7 +14,6 @@ import aiomqtt
 import pytest
 
 from facility.config import SiteConfig
-from facility.services import Mosquitto
 from gateway.daemon import Gateway
 from gateway.telemetry import CpuMeter, RateMeter
 from simulators.modbus_server import CommsFault, UnitFault
@@ -26,6 +25,7 @@ from tests.integration.test_uplink_security import (
     tank_only,
     with_uplink,
 )
+from wiring.services import Mosquitto
 
 __all__ = ["password_broker"]  # a fixture, used by name
 

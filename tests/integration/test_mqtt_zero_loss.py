@@ -21,7 +21,6 @@ from typing import Any
 import aiomqtt
 
 from facility.config import SiteConfig
-from facility.services import InfluxDB, free_port
 from facility.wire import Reading
 from gateway.daemon import Gateway
 from gateway.outbox import Outbox, OutboxDiskFull
@@ -33,6 +32,7 @@ from ingest.validate import Validator
 from tests.conftest import DEMO_SITE
 from tests.integration._gateway import gateway_for, gateway_process, one_station
 from tests.services import Mosquitto
+from wiring.services import InfluxDB, free_port
 
 DB = "facility"
 SITE, STATION = "wanda", "wanda_lot"

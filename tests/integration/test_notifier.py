@@ -17,13 +17,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from facility.catchers import MailCatcher, Webhook
 from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
 from ingest.alarms.links import AckLinks
 from ingest.alarms.model import AlarmKey, AlarmState, ConditionChange, Priority
 from ingest.alarms.notify import DeliveryStatus, Notifier, NotifyConfig, load_notify_config
 from ingest.alarms.notify.store import NotifyStore
 from tests.services import Mosquitto, free_port
+from wiring.catchers import MailCatcher, Webhook
 
 SECRET_ENV = "FACILITY_TEST_NOTIFY_ACK_SECRET"
 START_MS = 1_780_279_200_000  # 2026-06-01 10:00:00 Asia/Shanghai: Li Wei's shift (08:00-08:00)

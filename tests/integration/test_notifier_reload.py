@@ -14,14 +14,14 @@ import aiomqtt
 import pytest
 import yaml
 
-from facility.catchers import MailCatcher
-from facility.services import InfluxDB
 from facility.wire import Batch, Reading, encode_batch, topic
 from tests.conftest import ROOT
 from tests.integration._ingest import read_log_until, start_ingest, write_ingest_config
 from tests.integration.test_ingest_service import until
 from tests.integration.test_notifier import GUO, LI, SECRET_ENV, ZHANG, write_config
 from tests.services import Mosquitto
+from wiring.catchers import MailCatcher
+from wiring.services import InfluxDB
 
 NIGHT_CREW = """\
   - id: night

@@ -36,13 +36,13 @@ from dashboards.reports.build import operations_report
 from dashboards.reports.data import Influx, alarm_book_snapshot
 from dashboards.reports.periods import day_period
 from facility.config import load_site_config
-from facility.history import HistoryResult
-from facility.services import InfluxDB, Mosquitto, free_port, wait_for_port
 from ingest.alarms.rules import load_rules
 from tests.conftest import ROOT
 from tests.history import SimulatedDay
 from tests.integration._ingest import read_log_until
 from tests.integration.test_dashboards_queries import _expected, choices, influx, panels
+from wiring.history import HistoryResult
+from wiring.services import InfluxDB, Mosquitto, free_port, wait_for_port
 
 EXAMPLE = ROOT / "deploy" / "sites" / "examples" / "riverside"
 EXAMPLE_RULES = ROOT / "deploy" / "sites" / "examples" / "riverside-rules.yaml"
@@ -64,7 +64,7 @@ pytestmark = pytest.mark.timeout(300)
 
 def facility(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "facility.cli", *args],
+        [sys.executable, "-m", "wiring.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -75,7 +75,7 @@ def facility(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
 
 def spawn(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "facility.cli", *args],
+        [sys.executable, "-m", "wiring.cli", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=ROOT,

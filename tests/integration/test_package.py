@@ -27,7 +27,6 @@ import pytest
 import yaml
 
 from facility.config import SiteConfig
-from facility.services import InfluxDB
 from ingest.influx import InfluxV1Writer
 from tests.conftest import ROOT
 from tests.integration._gateway import one_station, served_at
@@ -36,6 +35,7 @@ from tests.integration.conftest import Dist, run_ok
 from tests.integration.test_gateway_crash import write_site
 from tests.integration.test_gateway_e2e import start_site
 from tests.services import Mosquitto, free_port
+from wiring.services import InfluxDB
 
 PACKAGES = ("facility", "gateway", "ingest", "dashboards", "simulators")
 CENTRAL_ONLY = ("fastapi", "uvicorn", "matplotlib", "apprise", "influxdb_client", "grafana_client")
@@ -216,7 +216,7 @@ async def test_data_path_and_console_from_the_wheel(
         influxdb,
         tmp_path,
         [str(gateway_bin / "facility")],
-        [sys.executable, "-m", "facility.cli"],
+        [sys.executable, "-m", "wiring.cli"],
         env,
     )
 

@@ -20,7 +20,6 @@ import aiomqtt
 from pymodbus.client import AsyncModbusTcpClient
 from typer.testing import CliRunner
 
-from facility.cli import app
 from facility.codec import FLOAT_TYPES, INTEGER_TYPES, ByteOrder, DataType
 from facility.config import SiteConfig, load_site_config
 from facility.profile import ModbusProfile, ModbusSignal, Table
@@ -35,6 +34,7 @@ from tests.integration._gateway import Recorder, gateway_for, one_station, serve
 from tests.integration.test_gateway_e2e import RunningSite
 from tests.own_devices import write_site
 from tests.services import Mosquitto, PtyPair, free_port
+from wiring.cli import app
 
 START = 1_780_264_800_000
 STRICT = ", unmapped_registers: refuse"
@@ -74,7 +74,7 @@ async def _facility_process(*args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "facility.cli",
+        "wiring.cli",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from facility.config import SiteConfig
-from facility.services import Mosquitto
 from facility.wire import Reading
 from gateway.daemon import Gateway
 from ingest.receiver import Receiver
 from tests.integration._gateway import one_station
+from wiring.services import Mosquitto
 
 PASSWORD_ENV = "FACILITY_TEST_UPLINK_PASSWORD"
 

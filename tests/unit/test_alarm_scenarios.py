@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from facility.config import SiteConfig
-from facility.history import GatewayView
 from ingest.alarms.engine import AlarmEngine
 from ingest.alarms.model import ConditionChange
 from ingest.alarms.rules import load_rules
 from simulators.engine import Simulation
 from simulators.scenario import Expectation, Fault, Scenario, load_scenario
 from tests.conftest import DEMO_SITE, ROOT
+from wiring.history import GatewayView
 
 SCENARIOS = DEMO_SITE / "scenarios"
 RULES = ROOT / "deploy" / "alarms" / "rules.yaml"

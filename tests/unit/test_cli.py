@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from facility.cli import COMMANDS, app
 from tests.conftest import DEMO_SITE, ROOT
+from wiring.cli import COMMANDS, app
 
 runner = CliRunner()
 
@@ -91,12 +91,12 @@ def test_every_lazy_summary_is_the_loaded_commands_own_help() -> None:
     for entry in COMMANDS:
         command = entry.load()
         own = (command.help or "").split("\n\n")[0].strip()
-        assert entry.summary == own, f"facility.cli COMMANDS[{entry.name!r}] summary is stale"
+        assert entry.summary == own, f"wiring.cli COMMANDS[{entry.name!r}] summary is stale"
 
 
 def _modules_loaded_by(args: list[str]) -> set[str]:
     probe = (
-        "import sys\nfrom facility.cli import app\n"
+        "import sys\nfrom wiring.cli import app\n"
         f"try:\n    app({args!r})\nexcept SystemExit:\n    pass\n"
         "sys.stderr.write('\\n'.join(sorted(sys.modules)))"
     )
@@ -112,13 +112,13 @@ def test_help_loads_no_command_code() -> None:
     for args in (["--help"], ["gateway", "run", "--help"]):
         loaded = _modules_loaded_by(args)
         assert not heavy & loaded, (args, heavy & loaded)
-        assert not {"gateway.daemon", "facility.demo", "ingest.service"} & loaded, args
+        assert not {"gateway.daemon", "wiring.demo", "ingest.service"} & loaded, args
 
 
 def test_a_command_loads_only_its_own_code() -> None:
     loaded = _modules_loaded_by(["ingest", "init", "--help"])
     assert "ingest.commands" in loaded
-    assert not {"matplotlib", "facility.demo", "dashboards.commands"} & loaded
+    assert not {"matplotlib", "wiring.demo", "dashboards.commands"} & loaded
 
 
 def test_check_takes_the_rules_and_the_notifier_config_and_needs_no_secrets(

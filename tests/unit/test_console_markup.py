@@ -11,11 +11,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from facility.cli import app
 from ingest.config import load_ingest_config
 from ingest.deadletters import DeadLetters
 from tests.conftest import ROOT
 from tests.integration._ingest import write_ingest_config
+from wiring.cli import app
 
 runner = CliRunner()
 MINIMAL = ROOT / "tests" / "testcases" / "valid_minimal"

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from facility.config import SiteConfig
-from facility.demo import rules_at_speed
 from ingest.alarms.rules import RateRule, ThresholdRule, load_rules
 from tests.conftest import ROOT
+from wiring.demo import rules_at_speed
 
 RULES = ROOT / "deploy" / "alarms" / "rules.yaml"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from facility.cli import app
 from facility.wire import Reading
 from gateway.outbox import Outbox
+from wiring.cli import app
 
 
 def outbox_with(data_dir: Path, readings: int) -> None:

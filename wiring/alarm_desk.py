@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 import yaml
 
-from facility.catchers import Mail, MailCatcher, Webhook
-from facility.console_crew import ConsoleCrew, ConsoleUnavailable
 from ingest.alarms.book import AlarmEvent, Transition
 from ingest.alarms.model import AlarmKey, AlarmState
 from ingest.config import AlarmSettings, ApiSettings
+from wiring.catchers import Mail, MailCatcher, Webhook
+from wiring.console_crew import ConsoleCrew, ConsoleUnavailable
 
 # The sample's local addresses (deploy/alarms/notify.yaml), and what they stand for.
 SAMPLE_MAIL, SAMPLE_WEBHOOK = "127.0.0.1:1025", "127.0.0.1:18080"

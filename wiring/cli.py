@@ -4,7 +4,7 @@ Start-up matters (a gateway box, `--help`), so this module imports only typer an
 every command's own imports happen when that command runs (facility/lazycli.py).
 
 To add a command, write it in its own module and add one line to COMMANDS below:
-    Lazy("probe", "facility.probe:probe", "Read one device and print what it answers."),
+    Lazy("probe", "wiring.probe:probe", "Read one device and print what it answers."),
 the target being a function (one command) or a typer.Typer (a group, `facility x y`), the
 summary being the first paragraph of its help (tests/unit/test_cli.py compares them);
 add extra="central" when it needs libraries a site gateway's install lacks.
@@ -31,42 +31,42 @@ if TYPE_CHECKING:
 COMMANDS = [
     Lazy(
         "check",
-        "facility.cli:check",
+        "wiring.cli:check",
         "Validate a site configuration and its device profiles, and the alarm rules and\n"
         "notifier config when given; list every error found in all of them.",
     ),
     Lazy(
         "simulate",
-        "facility.sim_commands:simulate",
+        "wiring.sim_commands:simulate",
         "Serve a simulated site over Modbus and MQTT and show its live readings.",
     ),
     Lazy(
         "record",
-        "facility.sim_commands:record",
+        "wiring.sim_commands:record",
         "Run the physics as fast as possible and record the feed to a file.",
     ),
     Lazy(
         "history",
-        "facility.demo_commands:history",
+        "wiring.demo_commands:history",
         "Fill InfluxDB with simulated history, as the gateways would have delivered it:\n"
         "readings, alarm events (a simulated crew acknowledges), KPIs and rollups.",
         extra="central",
     ),
     Lazy(
         "demo",
-        "facility.demo_commands:demo",
+        "wiring.demo_commands:demo",
         "Simulated site + one gateway per station + broker + ingest with alarms, live.",
         extra="dev",
     ),
     Lazy(
         "probe",
-        "facility.probe:probe",
+        "wiring.probe:probe",
         "Read one device once with its profile and show what it answers.",
     ),
-    Lazy("gateway", "facility.cli:gateway_app", "The site gateway daemon."),
+    Lazy("gateway", "wiring.cli:gateway_app", "The site gateway daemon."),
     Lazy(
         "broker",
-        "facility.broker_commands:broker_app",
+        "wiring.broker_commands:broker_app",
         "The central MQTT broker: its configuration from the site model.",
     ),
     Lazy("ingest", "ingest.commands:ingest_app", "The ingest service.", extra="central"),
@@ -128,10 +128,10 @@ def check(
 ) -> None:
     """Validate a site configuration and its device profiles, and the alarm rules and
     notifier config when given; list every error found in all of them."""
-    from facility.check import check_configs
     from facility.config import config_warnings
     from facility.console import exit_on_config_error, print_warnings
     from facility.sourcemap import ConfigError
+    from wiring.check import check_configs
 
     report = check_configs(path, rules, notify)
     if report.site is not None:
@@ -262,8 +262,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # `python -m facility.cli` runs this file as __main__: hand over to the imported
-    # module, so lazily loaded commands that import facility.cli share its objects.
-    from facility.cli import main as imported_main
+    # `python -m wiring.cli` runs this file as __main__: hand over to the imported
+    # module, so lazily loaded commands that import wiring.cli share its objects.
+    from wiring.cli import main as imported_main
 
     imported_main()

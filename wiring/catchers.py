@@ -18,7 +18,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from facility.services import free_port
+from wiring.services import free_port
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """`facility history|demo`: simulated history into InfluxDB, and the live demo.
 
-Loaded only when one of these commands runs (facility/cli.py registers them lazily): they
+Loaded only when one of these commands runs (wiring/cli.py registers them lazily): they
 pull in the whole central stack, and the demo its mail catcher and scripted crew.
 """
 
@@ -19,13 +19,14 @@ from rich.text import Text
 
 from dashboards.reports.data import ReportError
 from facility.aio import cancel_and_wait, stop_on_signals
-from facility.alarm_desk import OPERATOR_USER
-from facility.cli import SitePath, _load, console, err
 from facility.config import SiteConfig
-from facility.demo import Demo, Outage
-from facility.history import InfluxTarget, SimulatedHistory, fill_influx, history_start
 from facility.logs import setup_logging
-from facility.sim_commands import (
+from simulators.clock import SimClock, parse_duration
+from wiring.alarm_desk import OPERATOR_USER
+from wiring.cli import SitePath, _load, console, err
+from wiring.demo import Demo, Outage
+from wiring.history import InfluxTarget, SimulatedHistory, fill_influx, history_start
+from wiring.sim_commands import (
     _endpoint_table,
     _fmt_time,
     _live_table,
@@ -36,7 +37,6 @@ from facility.sim_commands import (
     _show_live,
     _start_ms,
 )
-from simulators.clock import SimClock, parse_duration
 
 DEMO_RULES = Path(__file__).resolve().parents[1] / "deploy" / "alarms" / "rules.yaml"
 DEMO_NOTIFY = DEMO_RULES.with_name("notify.yaml")

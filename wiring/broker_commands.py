@@ -21,10 +21,10 @@ from facility.broker import (
     password_file,
     write_secrets,
 )
-from facility.cli import SitePath, _load, console, err
 from facility.config import SiteConfig
 from facility.console import exit_on_config_error
 from facility.sourcemap import ConfigError
+from wiring.cli import SitePath, _load, console, err
 
 broker_app = typer.Typer(
     help="The central MQTT broker: its configuration from the site model.", no_args_is_help=True

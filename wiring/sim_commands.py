@@ -1,6 +1,6 @@
 """`facility simulate|record`: a simulated site served over Modbus and MQTT, or its feed.
 
-Loaded only when one of these commands runs (facility/cli.py registers them lazily). It
+Loaded only when one of these commands runs (wiring/cli.py registers them lazily). It
 needs only the core install (no central server libraries), so a test bench can run it.
 """
 
@@ -23,7 +23,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from facility.aio import cancel_and_wait, stop_on_signals
-from facility.cli import SitePath, _host_port, _load, console, err
 from facility.config import SiteConfig
 from facility.site import Broker
 from facility.sourcemap import ConfigError
@@ -34,6 +33,7 @@ from simulators.feed import Replay, feed_header
 from simulators.feed import record as record_feed
 from simulators.runner import DeviceClock, SiteRunner
 from simulators.scenario import NOMINAL, Scenario, link_faults, load_scenario
+from wiring.cli import SitePath, _host_port, _load, console, err
 
 DISPLAY_TZ = ZoneInfo("Asia/Shanghai")  # the demo sites' time zone; readings stay UTC
 

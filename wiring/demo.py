@@ -23,9 +23,7 @@ import yaml
 
 from dashboards.reports.commands import ReportSources, shift_handover
 from dashboards.reports.periods import DEFAULT_HANDOVERS, shift_period
-from facility.alarm_desk import AlarmDesk
 from facility.config import SiteConfig
-from facility.services import InfluxDB, Mosquitto, free_port
 from facility.site import Broker, Station, Uplink
 from gateway.daemon import Gateway
 from ingest.alarms.book import Transition
@@ -38,6 +36,8 @@ from ingest.store import InfluxStore
 from simulators.clock import SimClock
 from simulators.engine import FeedSource
 from simulators.runner import DeviceClock, SiteRunner
+from wiring.alarm_desk import AlarmDesk
+from wiring.services import InfluxDB, Mosquitto, free_port
 
 log = logging.getLogger(__name__)
 
