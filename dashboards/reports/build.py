@@ -1,4 +1,4 @@
-"""Assemble the reports from what data.py reads: the models html.py renders."""
+"""Assemble the reports from what data.py reads: the models html/ renders."""
 
 from __future__ import annotations
 
