@@ -7,7 +7,7 @@ HMAC-SHA256) and stamped; it is refused after `max_age_s` or if a single charact
 changed. Whoever holds the link can acknowledge that one raise as that person, which is
 what a crew member on a phone needs and no more: once the alarm has been raised again,
 an older message's link no longer acknowledges it (the API checks the occurrence, and
-that the person's access is not revoked, when the link is used: ingest/api/app.py).
+that the person's access is not revoked, when the link is used: ingest/api/routes/pages.py).
 """
 
 from __future__ import annotations

@@ -111,7 +111,9 @@ async def stream(hub: EventHub, user: str, heartbeat_s: float = HEARTBEAT_S) -> 
             if batch is None:
                 return
             for transition in batch:
-                yield sse("transition", TransitionOut.of(transition).model_dump(mode="json"))
+                yield sse(
+                    "transition", TransitionOut.model_validate(transition).model_dump(mode="json")
+                )
             if subscriber.lagging and subscriber.queue.empty():
                 subscriber.lagging = False
                 yield sse("resync", {"reason": "transitions were dropped; read the board again"})

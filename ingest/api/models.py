@@ -6,35 +6,42 @@ Times are UTC milliseconds since the epoch, like everywhere else in the platform
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 from urllib.parse import unquote
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, AliasPath, BaseModel, ConfigDict, Field, field_validator
 
 from facility.wire import Value
-from ingest.alarms.book import Alarm, AlarmEvent, Transition
-from ingest.alarms.kpi import AlarmKpis, PositionKpis
+from ingest.alarms.book import AlarmEvent
 from ingest.alarms.model import AlarmKey, AlarmState, Priority
 from ingest.alarms.notify.store import Delivery, DeliveryStatus
-from ingest.api.audit import AuditAction, AuditEntry, Outcome
+from ingest.api.audit import AuditAction, Outcome
 from ingest.api.auth import Revocation, Role, User
 
 
-class KeyParts(BaseModel):
+class FromAttributes(BaseModel):
+    """A shape read off the object it shows: `Model.model_validate(obj)` takes each
+    field from the attribute of its name."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+def _of_key(part: str) -> Any:
+    # `site` given by name, or read off the object's AlarmKey (`alarm.key.site`).
+    return Field(validation_alias=AliasChoices(part, AliasPath("key", part)))
+
+
+class KeyParts(FromAttributes):
     key: str = Field(description="site/station/asset/rule")
-    site: str
-    station: str
-    asset: str
-    rule: str
+    site: str = _of_key("site")
+    station: str = _of_key("station")
+    asset: str = _of_key("asset")
+    rule: str = _of_key("rule")
 
-
-def _parts(key: AlarmKey) -> dict[str, str]:
-    return {
-        "key": str(key),
-        "site": key.site,
-        "station": key.station,
-        "asset": key.asset,
-        "rule": key.rule,
-    }
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_as_path(cls, key: object) -> object:
+        return str(key) if isinstance(key, AlarmKey) else key
 
 
 class AlarmOut(KeyParts):
@@ -55,29 +62,6 @@ class AlarmOut(KeyParts):
     shelve_reason: str | None
     out_of_service: bool
     hidden: bool = Field(description="out of the crew's view: shelved or out of service")
-
-    @classmethod
-    def of(cls, alarm: Alarm) -> AlarmOut:
-        return cls(
-            **_parts(alarm.key),
-            state=alarm.state,
-            active=alarm.active,
-            priority=alarm.priority,
-            message=alarm.message,
-            value=alarm.value,
-            latched=alarm.latched,
-            raised_ms=alarm.raised_ms,
-            last_change_ms=alarm.last_change_ms,
-            updated_ms=alarm.updated_ms,
-            acked_ms=alarm.acked_ms,
-            acked_by=alarm.acked_by,
-            shelved=alarm.shelved,
-            shelved_until_ms=alarm.shelved_until_ms,
-            shelved_by=alarm.shelved_by,
-            shelve_reason=alarm.shelve_reason,
-            out_of_service=alarm.out_of_service,
-            hidden=alarm.hidden,
-        )
 
 
 class AlarmList(BaseModel):
@@ -106,28 +90,6 @@ class TransitionOut(KeyParts):
         description="a late condition (event `late`): when it began; `at_ms` is its end",
     )
 
-    @classmethod
-    def of(cls, t: Transition) -> TransitionOut:
-        return cls(
-            **_parts(t.key),
-            id=t.id,
-            event=t.event,
-            from_state=t.from_state,
-            to_state=t.to_state,
-            at_ms=t.at_ms,
-            recorded_ms=t.recorded_ms,
-            user=t.user,
-            comment=t.comment,
-            priority=t.priority,
-            message=t.message,
-            text=t.text,
-            value=t.value,
-            suppressed=t.suppressed,
-            active=t.active,
-            notify=t.notify,
-            since_ms=t.since_ms,
-        )
-
 
 class ActionResult(BaseModel):
     alarm: AlarmOut
@@ -140,7 +102,7 @@ class AssetActionResult(BaseModel):
     transitions: list[TransitionOut]
 
 
-class AuditEntryOut(BaseModel):
+class AuditEntryOut(FromAttributes):
     id: int
     at_ms: int
     user: str
@@ -151,28 +113,10 @@ class AuditEntryOut(BaseModel):
     outcome: Outcome
     detail: str
 
-    @classmethod
-    def of(cls, entry: AuditEntry) -> AuditEntryOut:
-        return cls(
-            id=entry.id,
-            at_ms=entry.at_ms,
-            user=entry.user,
-            role=entry.role,
-            action=entry.action,
-            target=entry.target,
-            comment=entry.comment,
-            outcome=entry.outcome,
-            detail=entry.detail,
-        )
 
-
-class Me(BaseModel):
+class Me(FromAttributes):
     name: str
     role: Role
-
-    @classmethod
-    def of(cls, user: User) -> Me:
-        return cls(name=user.name, role=user.role)
 
 
 class Health(BaseModel):
@@ -191,6 +135,7 @@ class UserOut(BaseModel):
 
     @classmethod
     def of(cls, user: User | str, revocation: Revocation | None) -> UserOut:
+        # Two objects (or a bare name) joined: no one object to read attributes off.
         name, role = (user, None) if isinstance(user, str) else (user.name, user.role)
         if revocation is None:
             return cls(name=name, role=role, revoked=False)
@@ -207,7 +152,7 @@ class UserOut(BaseModel):
 # -- KPIs -------------------------------------------------------------------------------
 
 
-class KpiGroupOut(BaseModel):
+class KpiGroupOut(FromAttributes):
     """One operator position's figures (or one site's)."""
 
     position: str = Field(description="the operator position (in `sites`: the site)")
@@ -223,25 +168,8 @@ class KpiGroupOut(BaseModel):
     ack_median_s: float | None = Field(description="time to acknowledge, median")
     ack_p90_s: float | None = Field(description="time to acknowledge, 90th percentile")
 
-    @classmethod
-    def of(cls, k: PositionKpis) -> KpiGroupOut:
-        return cls(
-            position=k.position,
-            alarms=k.alarms,
-            per_10min_average=k.per_10min_average,
-            per_10min_peak=k.per_10min_peak,
-            flood_periods=k.flood_periods,
-            time_in_flood_pct=k.time_in_flood_pct,
-            chattering=k.chattering,
-            stale=k.stale,
-            raised={Priority(p): n for p, n in k.raised.items()},
-            acknowledged=k.acknowledged,
-            ack_median_s=k.ack_median_s,
-            ack_p90_s=k.ack_p90_s,
-        )
 
-
-class KpisOut(BaseModel):
+class KpisOut(FromAttributes):
     """EEMUA 191 / ISA-18.2 alarm KPIs over [since_ms, until_ms)."""
 
     since_ms: int
@@ -257,24 +185,6 @@ class KpisOut(BaseModel):
     acknowledged: int
     ack_median_s: float | None
     ack_p90_s: float | None
-
-    @classmethod
-    def of(cls, k: AlarmKpis) -> KpisOut:
-        return cls(
-            since_ms=k.since_ms,
-            until_ms=k.until_ms,
-            alarms=k.alarms,
-            position_basis=k.position_basis,
-            positions=[KpiGroupOut.of(p) for p in k.positions],
-            sites=[KpiGroupOut.of(s) for s in k.sites],
-            priorities={Priority(p): n for p, n in k.priorities.items()},
-            priority_pct={Priority(p): n for p, n in k.priority_pct.items()},
-            chattering=k.chattering,
-            stale=k.stale,
-            acknowledged=k.acknowledged,
-            ack_median_s=k.ack_median_s,
-            ack_p90_s=k.ack_p90_s,
-        )
 
 
 # -- notification deliveries ------------------------------------------------------------
@@ -316,6 +226,7 @@ class DeliveryOut(BaseModel):
 
     @classmethod
     def of(cls, d: Delivery) -> DeliveryOut:
+        # Most fields are derived (state, channel, unmasked recipient, keys), not read.
         state = STATE_OF[d.status]
         waiting = state in (DeliveryState.PENDING, DeliveryState.FAILED)
         return cls(
