@@ -145,7 +145,12 @@ def page(title: str, subtitle: str, generated: str, body: Html, footer: Html) ->
     )
 
 
-def span(period: Period) -> str:
+def report_page(title: str, period: Period, generated_ms: int, body: Html, footer: str) -> str:
+    """A report's page: the period as its subtitle, when it was made, a footer in words."""
+    return page(title, _span(period), _generated(period, generated_ms), body, esc(footer))
+
+
+def _span(period: Period) -> str:
     """The period as the page's subtitle: from, to, zone, and "as of" if it is not over."""
     tz = period.tz.key
     start, end = when(period, period.start_ms, True), when(period, period.end_ms, True)
@@ -155,5 +160,5 @@ def span(period: Period) -> str:
     return text
 
 
-def generated(period: Period, ms: int) -> str:
+def _generated(period: Period, ms: int) -> str:
     return f"Generated {when(period, ms, True)} {period.tz.key} by facility report"

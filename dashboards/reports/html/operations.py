@@ -13,26 +13,17 @@ from dashboards.reports.html.markup import (
     Html,
     badge,
     duration,
-    esc,
     facts,
     figure,
-    generated,
     join,
     num,
-    page,
+    report_page,
     section,
-    span,
     table,
     tag,
     when,
 )
-from dashboards.reports.html.sections import (
-    RAISE_COLUMNS,
-    RAISE_WRAP,
-    incident_cards,
-    late_section,
-    raise_rows,
-)
+from dashboards.reports.html.sections import incident_cards, late_section, raise_table
 from dashboards.reports.periods import Period
 from ingest.alarms.kpi import FLOOD_ALARMS, AlarmKpis, PositionKpis, Positions
 
@@ -274,7 +265,7 @@ def _alarm_section(a: AlarmSummary, p: Period) -> Html:
             f"Stale alarms (standing over 24 h): {', '.join(k.stale) or 'none'}.",
         ),
         tag("h3", "Every alarm raised"),
-        table(RAISE_COLUMNS, raise_rows(a.raises, p, store=False), wrap=RAISE_WRAP),
+        raise_table(a.raises, p, store=False),
         ident="alarms",
     )
 
@@ -362,13 +353,11 @@ def render_operations(r: OperationsReport) -> str:
     parts.append(
         section("Charts", *[figure(title, uri) for title, uri in r.charts], ident="charts")
     )
-    footer = Html(
-        esc(
-            "Run hours, starts, energy and gate passages are differences of the devices' "
-            "counters (a reset or a glitch is recognised); water delivered and pump energy "
-            "integrate flow and power over time; 'data %' is the share of the period with "
-            "readings. Details: docs/reports.md."
-        )
+    footer = (
+        "Run hours, starts, energy and gate passages are differences of the devices' "
+        "counters (a reset or a glitch is recognised); water delivered and pump energy "
+        "integrate flow and power over time; 'data %' is the share of the period with "
+        "readings. Details: docs/reports.md."
     )
     name = "Daily operations report" if daily else "Monthly operations report"
-    return page(f"{name} · {p.title}", span(p), generated(p, r.generated_ms), join(parts), footer)
+    return report_page(f"{name} · {p.title}", p, r.generated_ms, join(parts), footer)

@@ -41,7 +41,12 @@ def told(names: Sequence[str], store: bool) -> str:
     return "no record" if store else "no notification store given"
 
 
-def raise_rows(raises: Sequence[Raise], p: Period, store: bool) -> list[list[Cell]]:
+def raise_table(raises: Sequence[Raise], p: Period, store: bool) -> Html:
+    """Every alarm raised in the period: when, cleared, who acknowledged, who was told."""
+    return table(RAISE_COLUMNS, _raise_rows(raises, p, store), wrap=RAISE_WRAP)
+
+
+def _raise_rows(raises: Sequence[Raise], p: Period, store: bool) -> list[list[Cell]]:
     rows: list[list[Cell]] = []
     for x in raises:
         acked = (

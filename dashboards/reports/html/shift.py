@@ -8,25 +8,15 @@ from dashboards.reports.html.markup import (
     Html,
     badge,
     duration,
-    esc,
     facts,
-    generated,
     join,
-    page,
+    report_page,
     section,
-    span,
     table,
     tag,
     when,
 )
-from dashboards.reports.html.sections import (
-    RAISE_COLUMNS,
-    RAISE_WRAP,
-    incident_cards,
-    late_section,
-    raise_rows,
-    told,
-)
+from dashboards.reports.html.sections import incident_cards, late_section, raise_table, told
 
 
 def _standing_rows(r: ShiftReport) -> list[list[Cell]]:
@@ -118,7 +108,7 @@ def render_shift(r: ShiftReport) -> str:
             ),
             section(
                 "Alarms raised during the shift",
-                table(RAISE_COLUMNS, raise_rows(r.raises, p, r.notify_store), wrap=RAISE_WRAP),
+                raise_table(r.raises, p, r.notify_store),
                 ident="raised",
             ),
             section(
@@ -142,10 +132,8 @@ def render_shift(r: ShiftReport) -> str:
             section("Notable events", incident_cards(r.incidents, p, True), ident="events"),
         ]
     )
-    footer = Html(
-        esc(
-            "Notable events are found in the measurements themselves (minute resolution), "
-            "whether or not an alarm rule fired; see docs/reports.md."
-        )
+    footer = (
+        "Notable events are found in the measurements themselves (minute resolution), "
+        "whether or not an alarm rule fired; see docs/reports.md."
     )
-    return page(f"Shift handover · {p.title}", span(p), generated(p, r.generated_ms), body, footer)
+    return report_page(f"Shift handover · {p.title}", p, r.generated_ms, body, footer)

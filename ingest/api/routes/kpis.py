@@ -6,7 +6,7 @@
 import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
@@ -21,21 +21,18 @@ KpiProvider = Callable[[int, int], Awaitable[AlarmKpis]]
 
 MAX_KPI_WINDOW_MS = 400 * DAY_MS  # the raw data's and the book's horizon, and then some
 CLOCK_SLACK_MS = 60_000  # an `until` this far ahead of the server's clock is not "future"
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **READ_REFUSALS,
+    404: {"description": "not configured"},
+    422: {"description": "a window that makes no sense"},
+}
 
 
 def routes(ops: Operations, tokens: Tokens, kpis: KpiProvider | None) -> APIRouter:
     router = APIRouter(tags=["service"])
     viewer = requires(tokens, Role.VIEWER)
 
-    @router.get(
-        "/api/kpis",
-        response_model=KpisOut,
-        responses={
-            **READ_REFUSALS,
-            404: {"description": "not configured"},
-            422: {"description": "a window that makes no sense"},
-        },
-    )
+    @router.get("/api/kpis", response_model=KpisOut, responses=_ANSWERS)
     async def get_kpis(
         user: Annotated[User, Depends(viewer)],
         since: Since = None,
