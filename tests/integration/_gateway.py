@@ -3,6 +3,7 @@ it, a private broker and the test receiver in between. All real sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import subprocess
 import sys
@@ -104,3 +105,23 @@ def gateway_for(
         uplink_address=("127.0.0.1", broker_port),
         devices_address=("127.0.0.1", broker_port),
     )
+
+
+def recorded(gateway: Gateway) -> Recorder:
+    """Starts the gateway with a Recorder on it, attached first so that it misses nothing."""
+    recorder = Recorder(gateway)
+    gateway.start()
+    return recorder
+
+
+async def record_for(
+    seconds: float, gateway: Gateway, runner: SiteRunner, grace_s: float = 5.0
+) -> Recorder:
+    """What the gateway acquires from the served site in `seconds`; both stopped after."""
+    recorder = recorded(gateway)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        await gateway.stop(grace_s)
+        await runner.stop()
+    return recorder

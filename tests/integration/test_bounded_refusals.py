@@ -20,7 +20,7 @@ import pytest
 from facility.config import SiteConfig
 from facility.wire import topic
 from ingest.deadletters import DeadLetters
-from tests.integration._gateway import Recorder, gateway_for, one_station
+from tests.integration._gateway import gateway_for, one_station, recorded
 from tests.integration._ingest import ingest_into_influx
 from tests.services import Mosquitto
 from wiring.services import InfluxDB
@@ -33,8 +33,7 @@ async def test_a_flood_of_distinct_bad_device_messages_costs_a_few_log_lines(
 ) -> None:
     config = one_station(demo_config, "wanda", "wanda_lot")
     gateway = gateway_for(config, "wanda", "wanda_lot", tmp_path, mosquitto.port)
-    recorder = Recorder(gateway)
-    gateway.start()
+    recorder = recorded(gateway)
     assert gateway.mqtt is not None
     filler = "x" * 30_000
     try:

@@ -4,11 +4,12 @@ that was acknowledged; SIGTERM stops it cleanly and says offline."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import signal
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
@@ -18,7 +19,7 @@ from facility.config import SiteConfig
 from facility.wire import topic
 from gateway.outbox import Outbox
 from tests.integration._gateway import gateway_process, one_station, served_at
-from tests.integration.test_gateway_e2e import start_site
+from tests.integration.test_gateway_e2e import RunningSite, start_site
 from tests.receiver import Key, Receiver
 from tests.services import Mosquitto
 
@@ -33,6 +34,35 @@ def write_site(config: SiteConfig, folder: Path) -> Path:
 
 def start_gateway(site_dir: Path, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     return gateway_process(site_dir, "fengshou/xiba", data_dir, f"127.0.0.1:{port}", "--log-json")
+
+
+async def serve_xiba(
+    demo_config: SiteConfig, mosquitto: Mosquitto, tmp_path: Path
+) -> tuple[RunningSite, Path]:
+    """Xiba station simulated, and a site folder pointing the gateway at it."""
+    config = one_station(demo_config, "fengshou", "xiba")
+    runner = await start_site(config, mosquitto)
+    return runner, write_site(served_at(config, runner), tmp_path / "site")
+
+
+@contextlib.asynccontextmanager
+async def xiba_gateway(
+    demo_config: SiteConfig, mosquitto: Mosquitto, tmp_path: Path, batches: int
+) -> AsyncIterator[tuple[subprocess.Popen[bytes], Receiver, Path]]:
+    """The gateway process delivering Xiba to the test receiver, entered once more than
+    `batches` batches arrived; killed on the way out if still running."""
+    runner, site_dir = await serve_xiba(demo_config, mosquitto, tmp_path)
+    receiver = Receiver(mosquitto.port)
+    await receiver.start()
+    proc = start_gateway(site_dir, tmp_path / "data", mosquitto.port)
+    try:
+        await receiver.wait_for(lambda: len(receiver.batches) > batches, 20)
+        yield proc, receiver, site_dir
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await receiver.stop()
+        await runner.stop()
 
 
 def pending_keys(data_dir: Path) -> set[Key]:
@@ -54,9 +84,7 @@ async def test_kill_9_loses_nothing_and_acked_readings_never_come_back(
     mosquitto: Mosquitto,
     tmp_path: Path,
 ) -> None:
-    config = one_station(demo_config, "fengshou", "xiba")
-    runner = await start_site(config, mosquitto)
-    site_dir = write_site(served_at(config, runner), tmp_path / "site")
+    runner, site_dir = await serve_xiba(demo_config, mosquitto, tmp_path)
     data_dir = tmp_path / "data"
     receiver = Receiver(mosquitto.port)
     await receiver.start()
@@ -121,24 +149,12 @@ async def test_sigterm_stops_cleanly_and_says_offline(
     mosquitto: Mosquitto,
     tmp_path: Path,
 ) -> None:
-    config = one_station(demo_config, "fengshou", "xiba")
-    runner = await start_site(config, mosquitto)
-    site_dir = write_site(served_at(config, runner), tmp_path / "site")
-    receiver = Receiver(mosquitto.port)
-    await receiver.start()
-    proc = start_gateway(site_dir, tmp_path / "data", mosquitto.port)
-    try:
-        await receiver.wait_for(lambda: len(receiver.batches) > 3, 20)
+    async with xiba_gateway(demo_config, mosquitto, tmp_path, batches=3) as (proc, _, _):
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
         assert time.monotonic() - started < 10
         assert (await retained_status(mosquitto.port))["online"] is False
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        await receiver.stop()
-        await runner.stop()
     log = proc.stderr.read().decode() if proc.stderr else ""
     assert '"msg": "stopping"' in log and "Traceback" not in log
 
@@ -158,14 +174,8 @@ async def test_kill_9_leaves_the_last_will_and_sighup_reloads(
     mosquitto: Mosquitto,
     tmp_path: Path,
 ) -> None:
-    config = one_station(demo_config, "fengshou", "xiba")
-    runner = await start_site(config, mosquitto)
-    site_dir = write_site(served_at(config, runner), tmp_path / "site")
-    receiver = Receiver(mosquitto.port)
-    await receiver.start()
-    proc = start_gateway(site_dir, tmp_path / "data", mosquitto.port)
-    try:
-        await receiver.wait_for(lambda: len(receiver.batches) > 2, 20)
+    gateway = xiba_gateway(demo_config, mosquitto, tmp_path, batches=2)
+    async with gateway as (proc, receiver, site_dir):
         assert (await retained_status(mosquitto.port))["online"] is True
         site_file = next(site_dir.glob("*.yaml"))
         site_file.write_text(site_file.read_text().replace("poll_s: 0.5", "poll_s: 0.7"))
@@ -180,11 +190,6 @@ async def test_kill_9_leaves_the_last_will_and_sighup_reloads(
         proc.wait(10)
         status = await retained_status(mosquitto.port)
         assert status["online"] is False, "the broker did not publish the last will"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        await receiver.stop()
-        await runner.stop()
     log = proc.stderr.read().decode() if proc.stderr else ""
     assert "reloaded: restarted buses ['rtu_gw']" in log
     assert "reload refused, keeping the running configuration" in log

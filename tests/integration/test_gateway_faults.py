@@ -11,10 +11,18 @@ from typing import Any
 import aiomqtt
 
 from facility.config import SiteConfig
+from gateway.daemon import Gateway
 from gateway.outbox import Outbox
 from simulators.modbus_server import CommsFault, UnitFault
-from tests.integration._gateway import Recorder, gateway_for, one_station, served_at
-from tests.integration.test_gateway_e2e import start_site
+from tests.integration._gateway import (
+    Recorder,
+    gateway_for,
+    one_station,
+    record_for,
+    recorded,
+    served_at,
+)
+from tests.integration.test_gateway_e2e import RunningSite, start_site
 from tests.services import Mosquitto
 
 XIBA = ("fengshou", "xiba")
@@ -42,25 +50,29 @@ def with_bus_timeout(config: SiteConfig, timeout_s: float) -> SiteConfig:
     return dataclasses.replace(config, sites=[site.model_copy(update={"stations": [station]})])
 
 
+async def faulty_xiba(
+    demo_config: SiteConfig, mosquitto: Mosquitto, tmp_path: Path, faults: dict[str, UnitFault]
+) -> tuple[RunningSite, Gateway]:
+    """Xiba served with these assets' devices faulty, and a gateway on it with a short bus
+    timeout (not yet started)."""
+    config = one_station(demo_config, *XIBA)
+    runner = await start_site(config, mosquitto)
+    runner.source.comms.update({(*XIBA, asset): fault for asset, fault in faults.items()})
+    await runner.tick()
+    gateway = gateway_for(
+        with_bus_timeout(served_at(config, runner), 0.4), *XIBA, tmp_path, mosquitto.port
+    )
+    return runner, gateway
+
+
 async def test_a_dead_slave_does_not_starve_its_bus(
     demo_config: SiteConfig,
     mosquitto: Mosquitto,
     tmp_path: Path,
 ) -> None:
-    config = one_station(demo_config, *XIBA)
-    runner = await start_site(config, mosquitto)
-    runner.source.comms[("fengshou", "xiba", "pump_2")] = UnitFault(CommsFault.NO_RESPONSE)
-    await runner.tick()
-    gateway = gateway_for(
-        with_bus_timeout(served_at(config, runner), 0.4), *XIBA, tmp_path, mosquitto.port
-    )
-    recorder = Recorder(gateway)
-    gateway.start()
-    try:
-        await asyncio.sleep(6.0)
-    finally:
-        await gateway.stop()
-        await runner.stop()
+    faults = {"pump_2": UnitFault(CommsFault.NO_RESPONSE)}
+    runner, gateway = await faulty_xiba(demo_config, mosquitto, tmp_path, faults)
+    recorder = await record_for(6.0, gateway, runner)
     healthy = polls(recorder, "pump_1")
     assert healthy >= 0.8 * 6.0 / 0.5, f"pump_1 polled only {healthy} times in 6 s"
     assert polls(recorder, "pump_2") <= healthy / 2, "the dead slave was not backed off"
@@ -75,18 +87,14 @@ async def test_exception_codes_and_garbled_frames_are_reported_per_device(
     mosquitto: Mosquitto,
     tmp_path: Path,
 ) -> None:
-    config = one_station(demo_config, *XIBA)
-    runner = await start_site(config, mosquitto)
+    faults = {
+        "tank_no4": UnitFault(CommsFault.EXCEPTION, 2),
+        "transformer": UnitFault(CommsFault.EXCEPTION, 6),
+        "pump_3": UnitFault(CommsFault.GARBLED),
+    }
+    runner, gateway = await faulty_xiba(demo_config, mosquitto, tmp_path, faults)
     comms = runner.source.comms
-    comms[("fengshou", "xiba", "tank_no4")] = UnitFault(CommsFault.EXCEPTION, 2)
-    comms[("fengshou", "xiba", "transformer")] = UnitFault(CommsFault.EXCEPTION, 6)
-    comms[("fengshou", "xiba", "pump_3")] = UnitFault(CommsFault.GARBLED)
-    await runner.tick()
-    gateway = gateway_for(
-        with_bus_timeout(served_at(config, runner), 0.4), *XIBA, tmp_path, mosquitto.port
-    )
-    recorder = Recorder(gateway)
-    gateway.start()
+    recorder = recorded(gateway)
     try:
         await asyncio.sleep(4.0)
         comms.clear()
@@ -110,8 +118,7 @@ async def test_garbage_on_device_topics_is_counted_and_the_daemon_keeps_running(
 ) -> None:
     config = one_station(demo_config, "wanda", "wanda_lot")
     gateway = gateway_for(config, "wanda", "wanda_lot", tmp_path, mosquitto.port)
-    recorder = Recorder(gateway)
-    gateway.start()
+    recorder = recorded(gateway)
     assert gateway.mqtt is not None
     garbage = [
         b"{not json",

@@ -17,13 +17,14 @@ from facility.config import SiteConfig
 from gateway.daemon import Gateway
 from gateway.telemetry import CpuMeter, RateMeter
 from simulators.modbus_server import CommsFault, UnitFault
-from tests.integration._gateway import Recorder, gateway_for, one_station, served_at
+from tests.integration._gateway import gateway_for, one_station, record_for, recorded, served_at
 from tests.integration.test_gateway_e2e import start_site
 from tests.integration.test_uplink_security import (
     PASSWORD_ENV,
     password_broker,
     tank_only,
     with_uplink,
+    zhongba_gateway,
 )
 from wiring.services import Mosquitto
 
@@ -69,13 +70,7 @@ async def test_a_broker_refusing_the_credentials_is_an_error_with_its_reason_and
     else:
         monkeypatch.setenv(PASSWORD_ENV, password)
     config = with_uplink(tank_only(demo_config), username="gw-zhongba", password_env=PASSWORD_ENV)
-    gateway = Gateway(
-        config,
-        "fengshou",
-        "zhongba",
-        tmp_path / "data",
-        uplink_address=("127.0.0.1", password_broker.port),
-    )
+    gateway = zhongba_gateway(config, tmp_path / "data", password_broker.port)
     health = await health_after(gateway, 3.0)
     logged = errors(caplog, REFUSED)
     assert len(logged) == 1, f"one ERROR for the refusal, not one per retry: {logged}"
@@ -120,8 +115,7 @@ async def test_a_json_path_that_matches_nothing_is_counted_and_logged_once(
     never matches; the rest of the message is still used."""
     config = one_station(demo_config, "wanda", "wanda_lot")
     gateway = gateway_for(config, "wanda", "wanda_lot", tmp_path, mosquitto.port)
-    recorder = Recorder(gateway)
-    gateway.start()
+    recorder = recorded(gateway)
     state = {"barrier": "closed", "fault": False, "faultCode": 0, "count_in": 7, "count_out": 5}
     try:
         async with asyncio.timeout(10):
@@ -162,13 +156,7 @@ async def test_a_modbus_exception_names_the_register_range_and_the_signals_it_co
     runner.source.comms[("fengshou", "xiba", "tank_no4")] = UnitFault(CommsFault.EXCEPTION, 2)
     await runner.tick()
     gateway = gateway_for(served_at(config, runner), "fengshou", "xiba", tmp_path, mosquitto.port)
-    recorder = Recorder(gateway)
-    gateway.start()
-    try:
-        await asyncio.sleep(2.0)
-    finally:
-        await gateway.stop()
-        await runner.stop()
+    recorder = await record_for(2.0, gateway, runner)
     reported = {r.value for r in recorder.readings if (r.asset, r.signal) == ("tank_no4", "error")}
     expected = (
         "exception 2 (illegal data address) reading input 0-4 (protocol addresses), "

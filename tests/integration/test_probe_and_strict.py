@@ -30,7 +30,7 @@ from gateway.modbus.poller import BusWorker, build_device
 from simulators.clock import SimClock
 from simulators.engine import Simulation
 from simulators.modbus_server import BusServer, CommsFault, UnitFault
-from tests.integration._gateway import Recorder, gateway_for, one_station, served_at
+from tests.integration._gateway import gateway_for, one_station, record_for, served_at
 from tests.integration.test_gateway_e2e import RunningSite
 from tests.own_devices import write_site
 from tests.services import Mosquitto, PtyPair, free_port
@@ -395,13 +395,8 @@ async def test_the_gateway_daemon_reads_all_four_devices_strict_meter_included(
     config = one_station(load_site_config(folder), "plant", "works")
     runner = await _serve(config, mosquitto.port, speed=20.0)
     gateway = gateway_for(served_at(config, runner), "plant", "works", tmp_path, mosquitto.port)
-    recorder = Recorder(gateway)
-    gateway.start()
-    try:
-        await asyncio.sleep(4.0)
-    finally:
-        await gateway.stop(grace_s=0.2)  # nobody acknowledges: no ingest here
-        await runner.stop()
+    # nobody acknowledges (no ingest here): a short grace
+    recorder = await record_for(4.0, gateway, runner, grace_s=0.2)
     got = {(r.asset, r.signal) for r in recorder.readings if r.kind == "v"}
     for ref in config.assets():
         if ref.asset.profile is None:

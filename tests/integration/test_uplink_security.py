@@ -37,6 +37,13 @@ def tank_only(demo_config: SiteConfig) -> SiteConfig:
     return dataclasses.replace(config, sites=[site.model_copy(update={"stations": [station]})])
 
 
+def zhongba_gateway(config: SiteConfig, data_dir: Path, uplink_port: int) -> Gateway:
+    """The gateway of `tank_only`'s station, delivering to the broker on `uplink_port`."""
+    return Gateway(
+        config, "fengshou", "zhongba", data_dir, uplink_address=("127.0.0.1", uplink_port)
+    )
+
+
 async def deliver_one(gateway: Gateway, receiver: Receiver, timeout_s: float) -> bool:
     gateway.accept([Reading("probe", "value", 1, 1.5)])
     try:
@@ -84,13 +91,7 @@ async def test_username_and_password(
     config = with_uplink(tank_only(demo_config), username="gw-zhongba", password_env=PASSWORD_ENV)
     receiver = Receiver("127.0.0.1", password_broker.port, username="ingest", password="1ngest")
     await receiver.start()
-    gateway = Gateway(
-        config,
-        "fengshou",
-        "zhongba",
-        tmp_path / "data",
-        uplink_address=("127.0.0.1", password_broker.port),
-    )
+    gateway = zhongba_gateway(config, tmp_path / "data", password_broker.port)
     gateway.start()
     try:
         assert await deliver_one(gateway, receiver, 5.0 if delivered else 2.0) is delivered
@@ -174,9 +175,7 @@ async def test_tls_with_a_private_ca(
         "127.0.0.1", broker.port, tls_context=ssl.create_default_context(cafile=str(ca))
     )
     await receiver.start()
-    gateway = Gateway(
-        config, "fengshou", "zhongba", tmp_path / "data", uplink_address=("127.0.0.1", broker.port)
-    )
+    gateway = zhongba_gateway(config, tmp_path / "data", broker.port)
     gateway.start()
     try:
         assert await deliver_one(gateway, receiver, 5.0)
