@@ -19,6 +19,7 @@ from facility.config import SiteConfig
 from facility.profile import ModbusProfile, ModbusSignal, Table
 from facility.registers import RegisterImage, Value, decode_signal, encode_signal
 from facility.site import Transport
+from simulators.clock import SimClock
 from simulators.engine import Simulation
 from simulators.physics.pump import PumpModel
 from simulators.runner import Endpoint, SiteRunner
@@ -99,11 +100,33 @@ async def tcp_client(endpoint: Endpoint, timeout: float = CLIENT_TIMEOUT_S) -> A
         retries=0,
         reconnect_delay=0.05,
     )
-    assert await client.connect(), f"cannot connect to {endpoint.address}"
+    async with connected(client, f"cannot connect to {endpoint.address}") as open_client:
+        yield open_client
+
+
+@asynccontextmanager
+async def connected(client: Any, refused: str) -> AsyncIterator[Any]:
+    """The pymodbus client connected (else fails saying `refused`), closed after."""
+    assert await client.connect(), refused
     try:
         yield client
     finally:
         client.close()
+
+
+@asynccontextmanager
+async def frozen_site(
+    config: SiteConfig, sim: Simulation, any_port: bool = False
+) -> AsyncIterator[SiteRunner]:
+    """The simulation served at ~0.1 simulated ms per wall second: ticks re-encode the
+    images but never step physics. Comms faults injected meanwhile are cleared after."""
+    site_runner = SiteRunner(config, sim, SimClock(sim.t_ms, speed=0.0001), any_port=any_port)
+    await site_runner.start()
+    try:
+        yield site_runner
+    finally:
+        sim.injector.comms.clear()
+        await site_runner.stop()
 
 
 async def wait_connected(client: Client, timeout_s: float = 3.0) -> None:

@@ -21,17 +21,17 @@ from facility.config import SiteConfig
 from facility.profile import Table
 from facility.registers import Value
 from facility.site import Transport
-from simulators.clock import SimClock
 from simulators.engine import Simulation
 from simulators.modbus_server import CommsFault, UnitFault
 from simulators.physics.pump import PumpModel
 from simulators.physics.transformer import TransformerModel
-from simulators.runner import SiteRunner
+from simulators.runner import Endpoint, SiteRunner
 from simulators.world import AssetKey
 from tests.integration._wire import (
     START_MS,
     advance_until_pumping,
     assert_device_matches_image,
+    frozen_site,
     image_of,
     mbpoll,
     mbpoll_tcp_args,
@@ -70,19 +70,18 @@ def sim(wire_config: SiteConfig) -> Simulation:
 
 @pytest.fixture
 async def runner(wire_config: SiteConfig, sim: Simulation) -> AsyncIterator[SiteRunner]:
-    # ~0.1 simulated ms per wall second: ticks re-encode the images but never step physics
-    site_runner = SiteRunner(wire_config, sim, SimClock(sim.t_ms, speed=0.0001), any_port=True)
-    await site_runner.start()
-    try:
+    async with frozen_site(wire_config, sim, any_port=True) as site_runner:
         yield site_runner
-    finally:
-        sim.injector.comms.clear()
-        await site_runner.stop()
 
 
-async def set_fault(runner: SiteRunner, sim: Simulation, key: AssetKey, fault: UnitFault) -> None:
+async def set_fault(
+    runner: SiteRunner, sim: Simulation, key: AssetKey, fault: UnitFault
+) -> tuple[Endpoint, int]:
+    """Injects the fault; answers where the faulty device is served (endpoint, unit)."""
     sim.injector.comms[key] = fault
     await runner.tick()
+    endpoint, unit, _ = image_of(runner, key)
+    return endpoint, unit
 
 
 async def clear_fault(runner: SiteRunner, sim: Simulation, key: AssetKey) -> None:
@@ -232,8 +231,7 @@ async def read_pump_1_ok(client: Any, runner: SiteRunner) -> None:
 async def test_no_response_times_out_while_neighbours_answer(
     runner: SiteRunner, sim: Simulation
 ) -> None:
-    endpoint, unit, _ = image_of(runner, PUMP_2)
-    await set_fault(runner, sim, PUMP_2, UnitFault(CommsFault.NO_RESPONSE))
+    endpoint, unit = await set_fault(runner, sim, PUMP_2, UnitFault(CommsFault.NO_RESPONSE))
     async with tcp_client(endpoint) as client:
         with pytest.raises(ModbusIOException):
             await client.read_input_registers(0, count=1, device_id=unit)
@@ -244,8 +242,9 @@ async def test_no_response_times_out_while_neighbours_answer(
 
 @pytest.mark.parametrize("code", [2, 6])
 async def test_exception_code_comes_back(runner: SiteRunner, sim: Simulation, code: int) -> None:
-    endpoint, unit, _ = image_of(runner, PUMP_2)
-    await set_fault(runner, sim, PUMP_2, UnitFault(CommsFault.EXCEPTION, exception_code=code))
+    endpoint, unit = await set_fault(
+        runner, sim, PUMP_2, UnitFault(CommsFault.EXCEPTION, exception_code=code)
+    )
     async with tcp_client(endpoint) as client:
         for call in (
             client.read_input_registers(0, count=2, device_id=unit),
@@ -263,8 +262,7 @@ async def test_exception_code_comes_back(runner: SiteRunner, sim: Simulation, co
 async def test_garbled_tcp_frame_gives_no_data_then_recovers(
     runner: SiteRunner, sim: Simulation
 ) -> None:
-    endpoint, unit, _ = image_of(runner, PUMP_2)
-    await set_fault(runner, sim, PUMP_2, UnitFault(CommsFault.GARBLED))
+    endpoint, unit = await set_fault(runner, sim, PUMP_2, UnitFault(CommsFault.GARBLED))
     async with tcp_client(endpoint) as client:
         await assert_no_data(client, lambda c: c.read_input_registers(0, count=2, device_id=unit))
         # the client dropped the connection on the undecodable frame; it reconnects by itself
@@ -275,8 +273,7 @@ async def test_garbled_tcp_frame_gives_no_data_then_recovers(
 
 
 async def test_garbled_rtu_over_tcp_frame_times_out(runner: SiteRunner, sim: Simulation) -> None:
-    endpoint, unit, _ = image_of(runner, INTAKE_TANK)
-    await set_fault(runner, sim, INTAKE_TANK, UnitFault(CommsFault.GARBLED))
+    endpoint, unit = await set_fault(runner, sim, INTAKE_TANK, UnitFault(CommsFault.GARBLED))
     async with tcp_client(endpoint) as client:
         with pytest.raises(ModbusIOException):  # bad CRC: the frame is discarded
             await client.read_input_registers(0, count=1, device_id=unit)

@@ -19,7 +19,6 @@ from pymodbus.exceptions import ModbusIOException
 from facility.config import SiteConfig
 from facility.profile import Table
 from facility.site import Transport
-from simulators.clock import SimClock
 from simulators.engine import Simulation
 from simulators.modbus_server import CommsFault, UnitFault
 from simulators.runner import SiteRunner
@@ -28,6 +27,8 @@ from tests.integration._wire import (
     START_MS,
     advance_until_pumping,
     assert_device_matches_image,
+    connected,
+    frozen_site,
     image_of,
     mbpoll,
     parse_register,
@@ -72,14 +73,8 @@ def sim(demo_config: SiteConfig) -> Simulation:
 async def runner(
     demo_config: SiteConfig, sim: Simulation, pty_pair: PtyPair
 ) -> AsyncIterator[SiteRunner]:
-    config = serial_config(demo_config, pty_pair.a)
-    site_runner = SiteRunner(config, sim, SimClock(sim.t_ms, speed=0.0001))
-    await site_runner.start()
-    try:
+    async with frozen_site(serial_config(demo_config, pty_pair.a), sim) as site_runner:
         yield site_runner
-    finally:
-        sim.injector.comms.clear()
-        await site_runner.stop()
 
 
 @pytest.fixture
@@ -94,11 +89,8 @@ async def client(runner: SiteRunner, pty_pair: PtyPair) -> AsyncIterator[Any]:
         timeout=CLIENT_TIMEOUT_S,
         retries=0,
     )
-    assert await serial.connect(), f"cannot open {pty_pair.b}"
-    try:
-        yield serial
-    finally:
-        serial.close()
+    async with connected(serial, f"cannot open {pty_pair.b}") as open_serial:
+        yield open_serial
 
 
 async def test_bus_is_served_on_the_serial_port(runner: SiteRunner, pty_pair: PtyPair) -> None:
