@@ -12,10 +12,11 @@ import pytest
 
 from facility.config import SiteConfig
 from facility.site import Broker, Transport
+from gateway.daemon import Gateway
 from simulators.clock import SimClock
 from simulators.engine import Simulation
 from simulators.runner import SiteRunner
-from tests.integration._gateway import Recorder, gateway_for, one_station, served_at
+from tests.integration._gateway import Recorder, gateway_for, one_station, recorded, served_at
 from tests.receiver import Receiver
 from tests.services import Mosquitto, PtyPair
 
@@ -52,18 +53,25 @@ async def start_site(config: SiteConfig, broker: Mosquitto, speed: float = 1e-6)
     return runner
 
 
+async def xiba_delivering(
+    config: SiteConfig, mosquitto: Mosquitto, tmp_path: Path
+) -> tuple[RunningSite, Receiver, Gateway, Recorder]:
+    """Xiba served (frozen clock: values hold still), its gateway started and recorded,
+    delivering to the test receiver."""
+    runner = await start_site(config, mosquitto)
+    receiver = Receiver(mosquitto.port)
+    await receiver.start()
+    gateway = gateway_for(served_at(config, runner), "fengshou", "xiba", tmp_path, mosquitto.port)
+    return runner, receiver, gateway, recorded(gateway)
+
+
 async def test_every_polled_reading_arrives_once_with_the_served_value(
     demo_config: SiteConfig,
     mosquitto: Mosquitto,
     tmp_path: Path,
 ) -> None:
     config = one_station(demo_config, "fengshou", "xiba")
-    runner = await start_site(config, mosquitto)  # frozen clock: values hold still
-    receiver = Receiver(mosquitto.port)
-    await receiver.start()
-    gateway = gateway_for(served_at(config, runner), "fengshou", "xiba", tmp_path, mosquitto.port)
-    recorder = Recorder(gateway)
-    gateway.start()
+    runner, receiver, gateway, recorder = await xiba_delivering(config, mosquitto, tmp_path)
     try:
         await asyncio.sleep(3.0)
         await gateway.stop()
@@ -131,12 +139,7 @@ async def test_broker_outage_loses_nothing_and_live_data_resumes_first(
         batch_max_readings=200,
         live_window_s=2.0,
     )
-    runner = await start_site(config, mosquitto)
-    receiver = Receiver(mosquitto.port)
-    await receiver.start()
-    gateway = gateway_for(served_at(config, runner), "fengshou", "xiba", tmp_path, mosquitto.port)
-    recorder = Recorder(gateway)
-    gateway.start()
+    runner, receiver, gateway, recorder = await xiba_delivering(config, mosquitto, tmp_path)
     try:
         await asyncio.sleep(2.0)
         mosquitto.stop() if how == "stop" else mosquitto.kill()
