@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from dashboards.commands import dashboards_app
 from tests.conftest import DEMO_SITE
@@ -148,17 +148,22 @@ def test_push_creates_the_folder_once_and_overwrites_by_uid(grafana: Grafana) ->
     }  # fmt: skip
 
 
+def push_with_first_answer(grafana: Grafana, exchange: dict[str, Any], token: str) -> Result:
+    """`dashboards push` with `exchange` put first in the recorded contract for this call."""
+    CONTRACT["exchanges"].insert(0, exchange)
+    try:
+        args = ["push", str(DEMO_SITE), "--url", grafana.url, "--token", token]
+        return CliRunner().invoke(dashboards_app, args)
+    finally:
+        CONTRACT["exchanges"].remove(exchange)
+
+
 def test_push_reports_a_refused_token(grafana: Grafana) -> None:
     grafana.folder = True
     refused: dict[str, Any] = {"name": "bad token", "method": "GET"}
     refused |= {"path": "/api/folders/facility"}
     refused |= {"when": "folder", "status": 401, "body": {"message": "invalid API key"}}
-    CONTRACT["exchanges"].insert(0, refused)
-    try:
-        args = ["push", str(DEMO_SITE), "--url", grafana.url, "--token", "wrong"]
-        result = CliRunner().invoke(dashboards_app, args)
-    finally:
-        CONTRACT["exchanges"].remove(refused)
+    result = push_with_first_answer(grafana, refused, "wrong")
     assert result.exit_code == 1
     assert "Grafana at" in result.output and "Unauthorized" in result.output
 
@@ -167,12 +172,7 @@ def test_push_refuses_a_grafana_without_the_data_source(grafana: Grafana) -> Non
     missing: dict[str, Any] = {"name": "no data source", "method": "GET"}
     missing |= {"path": "/api/datasources/uid/facility-influxdb", "when": "any"}
     missing |= {"status": 404, "body": {"message": "Data source not found"}}
-    CONTRACT["exchanges"].insert(0, missing)
-    try:
-        args = ["push", str(DEMO_SITE), "--url", grafana.url, "--token", "glsa_test"]
-        result = CliRunner().invoke(dashboards_app, args)
-    finally:
-        CONTRACT["exchanges"].remove(missing)
+    result = push_with_first_answer(grafana, missing, "glsa_test")
     assert result.exit_code == 1
     assert "facility-influxdb" in result.output.replace("\n", "")
     assert [(m, p) for m, p, _, _ in grafana.requests] == [
