@@ -158,9 +158,11 @@ def test_a_rule_active_in_the_book_before_a_restart_can_clear(demo_config: SiteC
 WandaBatch = Callable[[float, bool], list[tuple[str, str, bool]]]
 
 
-def wanda_batches(e: AlarmEngine, config: SiteConfig) -> WandaBatch:
-    """Batches from Wanda's gateway at t seconds: its health, every gate's heartbeat and,
-    when `lot_reports`, the lot counter; answers (asset, rule, active) of the changes."""
+def wanda_batches(config: SiteConfig) -> tuple[AlarmEngine, WandaBatch]:
+    """A fresh engine, and batches into it from Wanda's gateway at t seconds: its health,
+    every gate's heartbeat and, when `lot_reports`, the lot counter; answers (asset, rule,
+    active) of the changes."""
+    e = engine(config)
     station = config.site("wanda").station("wanda_lot")
     gates = [a.id for a in station.assets if a.kind == AssetKind.BARRIER_GATE]
 
@@ -175,14 +177,13 @@ def wanda_batches(e: AlarmEngine, config: SiteConfig) -> WandaBatch:
             for c in e.observe("wanda", "wanda_lot", readings, ts)
         ]
 
-    return batch
+    return e, batch
 
 
 def test_a_device_silent_while_its_gateway_delivers_raises_once_and_clears(
     demo_config: SiteConfig,
 ) -> None:
-    e = engine(demo_config)
-    batch = wanda_batches(e, demo_config)
+    _, batch = wanda_batches(demo_config)
 
     assert batch(0, True) == []
     assert batch(60, False) == [] and batch(299, False) == []
@@ -477,14 +478,19 @@ def test_a_suppression_it_cannot_tell_yet_raises_nothing(demo_config: SiteConfig
 # --- a gateway's outage ------------------------------------------------------------------
 
 
-def xiba(t_s: float, comm_ok: bool, value: float) -> list[Reading]:
+def polled(t_s: float, asset: str, signal: str, value: float, comm_ok: bool) -> list[Reading]:
+    """A gateway's batch at t seconds: its health, and one device's status and value."""
     ts = T0 + int(t_s * S)
     return [
         Reading("gateway", "rss_mb", ts, 48.0, "g", "h"),
-        Reading("tank_no4", "comm_ok", ts, comm_ok, "g", "s"),
-        Reading("tank_no4", "exception_code", ts, 0, "g", "s"),
-        Reading("tank_no4", "level_m", ts, value),
+        Reading(asset, "comm_ok", ts, comm_ok, "g", "s"),
+        Reading(asset, "exception_code", ts, 0, "g", "s"),
+        Reading(asset, signal, ts, value),
     ]
+
+
+def xiba(t_s: float, comm_ok: bool, value: float) -> list[Reading]:
+    return polled(t_s, "tank_no4", "level_m", value, comm_ok)
 
 
 def test_an_outage_backlog_raises_nothing_for_conditions_over_before_the_gateway_returned(
@@ -541,8 +547,7 @@ def test_a_condition_still_true_when_the_gateway_returns_raises_with_live_data(
 def test_devices_whose_backlog_was_lost_are_silent_only_counting_from_the_return(
     demo_config: SiteConfig,
 ) -> None:
-    e = engine(demo_config)
-    batch = wanda_batches(e, demo_config)
+    e, batch = wanda_batches(demo_config)
 
     assert batch(0, True) == []
     assert [c.key.rule for c in e.tick(T0 + 61 * S)] == ["gateway_offline"]
@@ -556,13 +561,7 @@ def test_devices_whose_backlog_was_lost_are_silent_only_counting_from_the_return
 
 
 def nongken(t_s: float, pct: float) -> list[Reading]:
-    ts = T0 + int(t_s * S)
-    return [
-        Reading("gateway", "rss_mb", ts, 48.0, "g", "h"),
-        Reading("transformer", "comm_ok", ts, True, "g", "s"),
-        Reading("transformer", "exception_code", ts, 0, "g", "s"),
-        Reading("transformer", "load_pct", ts, pct),
-    ]
+    return polled(t_s, "transformer", "load_pct", pct, comm_ok=True)
 
 
 def overloaded_then_offline(e: AlarmEngine) -> None:
