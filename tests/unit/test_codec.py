@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -33,16 +35,7 @@ FAST = settings(max_examples=25, deadline=None, database=None)
 ORDERS = list(ByteOrder)
 INT_TYPES = sorted(INTEGER_TYPES)
 NUMERIC_TYPES = sorted(INTEGER_TYPES | FLOAT_TYPES)
-STRUCT_FORMAT = {
-    DataType.INT16: "h",
-    DataType.UINT16: "H",
-    DataType.INT32: "i",
-    DataType.UINT32: "I",
-    DataType.INT64: "q",
-    DataType.UINT64: "Q",
-    DataType.FLOAT32: "f",
-    DataType.FLOAT64: "d",
-}
+Test = TypeVar("Test", bound=Callable[..., None])
 FLOAT32_MAX = struct.unpack(">f", bytes.fromhex("7f7fffff"))[0]
 
 # Scales seen in real register maps, plus negative and non-decimal ones.
@@ -53,12 +46,35 @@ scales = st.one_of(
 offsets = st.one_of(st.just(0.0), st.floats(min_value=-1e4, max_value=1e4))
 
 
+def every_integer_type_and_order(
+    **strategies: st.SearchStrategy[Any],
+) -> Callable[[Test], Test]:
+    """The test for each integer type in each byte order, hypothesis drawing `data` and
+    these `strategies`."""
+
+    def decorate(test: Test) -> Test:
+        drawn = FAST(given(data=st.data(), **strategies)(test))
+        each_type = pytest.mark.parametrize("data_type", INT_TYPES)(drawn)
+        each_order: Test = pytest.mark.parametrize("order", ORDERS)(each_type)
+        return each_order
+
+    return decorate
+
+
 def float32_bits(x: float) -> bytes:
     return struct.pack(">f", x)
 
 
 def is_word(r: int) -> bool:
     return 0 <= r <= 0xFFFF
+
+
+def struct_format(data_type: DataType) -> str:
+    """The struct letter, read off the type's name (not the codec's own table): signed
+    types in lower case, unsigned in upper."""
+    letter = {"int16": "h", "int32": "i", "int64": "q", "float32": "f", "float64": "d"}
+    name = data_type.value
+    return letter[name[1:]].upper() if name.startswith("u") else letter[name]
 
 
 def ints_of(data_type: DataType, cap: int | None = None) -> st.SearchStrategy[int]:
@@ -112,10 +128,7 @@ def test_integer_range(data_type: DataType, lo: int, hi: int) -> None:
 # --- raw round trips: every numeric type x every byte order -----------------------------
 
 
-@pytest.mark.parametrize("order", ORDERS)
-@pytest.mark.parametrize("data_type", INT_TYPES)
-@FAST
-@given(data=st.data())
+@every_integer_type_and_order()
 def test_integer_round_trip_is_exact(
     data: st.DataObject, data_type: DataType, order: ByteOrder
 ) -> None:
@@ -189,7 +202,7 @@ def test_byte_orders_relate_to_big_and_little_endian(
         raw = data.draw(
             st.floats(width=32 if data_type is DataType.FLOAT32 else 64, allow_nan=False)
         )
-    fmt = STRUCT_FORMAT[data_type]
+    fmt = struct_format(data_type)
     abcd = pack_raw(data_type, raw, ByteOrder.ABCD)
     big = struct.pack(">" + fmt, raw)
     little = struct.pack("<" + fmt, raw)
@@ -203,10 +216,7 @@ def test_byte_orders_relate_to_big_and_little_endian(
 # --- scaled round trips: engineering value <-> raw <-> registers ------------------------
 
 
-@pytest.mark.parametrize("order", ORDERS)
-@pytest.mark.parametrize("data_type", INT_TYPES)
-@FAST
-@given(data=st.data(), scale=scales, offset=offsets)
+@every_integer_type_and_order(scale=scales, offset=offsets)
 def test_scaled_integer_round_trip(
     data: st.DataObject, data_type: DataType, order: ByteOrder, scale: float, offset: float
 ) -> None:
@@ -220,10 +230,7 @@ def test_scaled_integer_round_trip(
     assert raw_to_scaled(raw_back, scale, offset) == value
 
 
-@pytest.mark.parametrize("order", ORDERS)
-@pytest.mark.parametrize("data_type", INT_TYPES)
-@FAST
-@given(data=st.data(), scale=scales, offset=offsets)
+@every_integer_type_and_order(scale=scales, offset=offsets)
 def test_scaled_integer_error_is_at_most_half_a_step(
     data: st.DataObject, data_type: DataType, order: ByteOrder, scale: float, offset: float
 ) -> None:
@@ -309,10 +316,7 @@ def test_scale_to_raw_overflowing_to_infinity_is_a_codec_error() -> None:
 # --- errors -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("order", ORDERS)
-@pytest.mark.parametrize("data_type", INT_TYPES)
-@FAST
-@given(data=st.data())
+@every_integer_type_and_order()
 def test_out_of_range_integers_raise(
     data: st.DataObject, data_type: DataType, order: ByteOrder
 ) -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from facility.codec import ByteOrder, CodecError, DataType
+from facility.codec import FLOAT_TYPES, INTEGER_TYPES, ByteOrder, CodecError, DataType
 from facility.config import BUILTIN_PROFILES
 from facility.profile import ModbusProfile, ModbusSignal, Table
 from facility.registers import RegisterImage, Value
@@ -36,16 +36,7 @@ FAST = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-NUMERIC = [
-    DataType.INT16,
-    DataType.UINT16,
-    DataType.INT32,
-    DataType.UINT32,
-    DataType.INT64,
-    DataType.UINT64,
-    DataType.FLOAT32,
-    DataType.FLOAT64,
-]
+NUMERIC = [t for t in DataType if t in INTEGER_TYPES | FLOAT_TYPES]  # in declaration order
 
 
 def builtin_modbus_profiles() -> dict[str, ModbusProfile]:
