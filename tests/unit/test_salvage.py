@@ -5,6 +5,7 @@ rules leaves the others' meaning errors reported in the same run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,34 +64,27 @@ def loads_or_names_lines(load: Any, path: Path) -> None:
             assert issue.message, issue
 
 
+LOADERS: dict[str, tuple[Any, Callable[[Path], object]]] = {
+    "rules": (RULES, lambda path: load_rules(path, SMALL_SITE)),
+    "notify": (NOTIFY, lambda path: load_notify_config(path, secrets=False)),
+}
+
+
+@pytest.mark.parametrize("stem", list(LOADERS), ids=["rules", "notifier_config"])
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(choices=st.lists(st.integers(0, 50), min_size=1, max_size=4), value=junk,
        name=st.text(min_size=1, max_size=6))  # fmt: skip
-def test_junk_anywhere_in_the_rules_is_a_config_error_or_loads(
-    tmp_path_factory: pytest.TempPathFactory, choices: list[int], value: Any, name: str
+def test_junk_anywhere_in_the_file_is_a_config_error_or_loads(
+    tmp_path_factory: pytest.TempPathFactory, stem: str, choices: list[int], value: Any, name: str
 ) -> None:
-    path = tmp_path_factory.mktemp("rules") / "rules.yaml"
+    template, load = LOADERS[stem]
+    path = tmp_path_factory.mktemp(stem) / f"{stem}.yaml"
     path.write_text(
-        yaml.safe_dump(spoil(yaml.safe_load(yaml.safe_dump(RULES)), choices, value, name))
+        yaml.safe_dump(spoil(yaml.safe_load(yaml.safe_dump(template)), choices, value, name))
     )
-    loads_or_names_lines(lambda: load_rules(path, SMALL_SITE), path)
-
-
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(choices=st.lists(st.integers(0, 50), min_size=1, max_size=4), value=junk,
-       name=st.text(min_size=1, max_size=6))  # fmt: skip
-def test_junk_anywhere_in_the_notifier_config_is_a_config_error_or_loads(
-    tmp_path_factory: pytest.TempPathFactory, choices: list[int], value: Any, name: str
-) -> None:
-    path = tmp_path_factory.mktemp("notify") / "notify.yaml"
-    path.write_text(
-        yaml.safe_dump(spoil(yaml.safe_load(yaml.safe_dump(NOTIFY)), choices, value, name))
-    )
-    loads_or_names_lines(lambda: load_notify_config(path, secrets=False), path)
+    loads_or_names_lines(lambda: load(path), path)
 
 
 def test_a_junk_field_in_one_rule_leaves_the_others_checked(
