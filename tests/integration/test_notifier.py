@@ -10,11 +10,11 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomqtt
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
@@ -22,7 +22,7 @@ from ingest.alarms.links import AckLinks
 from ingest.alarms.model import AlarmKey, AlarmState, ConditionChange, Priority
 from ingest.alarms.notify import DeliveryStatus, Notifier, NotifyConfig, load_notify_config
 from ingest.alarms.notify.store import NotifyStore
-from tests.services import Mosquitto, free_port
+from tests.services import Mosquitto
 from wiring.catchers import MailCatcher, Webhook
 
 SECRET_ENV = "FACILITY_TEST_NOTIFY_ACK_SECRET"
@@ -51,16 +51,14 @@ class Clock:
         return self.now_ms
 
 
-class RefusingMailServer:
+@dataclass
+class RefusingMailServer(MailCatcher):
     """A real SMTP server (aiosmtpd) that answers every recipient 550 (mailbox
     unavailable) until told to `accept`, then keeps what it is sent."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.accept = False
-        self.refused: list[str] = []
-        self.accepted: list[str] = []
-        self._controller: Controller | None = None
+    accept: bool = False
+    refused: list[str] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -71,18 +69,6 @@ class RefusingMailServer:
         self.accepted.append(address)
         envelope.rcpt_tos.append(address)
         return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        return "250 OK"
-
-    def start(self) -> None:
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self._controller.start()
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
 
 
 @pytest.fixture
