@@ -28,6 +28,19 @@ def json_path(payload: dict[str, object], path: str) -> object:
     return value
 
 
+def fast_site(config: SiteConfig, site: str, seed: int, start_ms: int, port: int) -> SiteRunner:
+    """One site of the config simulated at 600x, its devices publishing to the broker."""
+    one_site = replace(config, sites=[config.site(site)])
+    sim = Simulation(one_site, seed=seed, start_ms=start_ms)
+    return SiteRunner(
+        one_site,
+        sim,
+        SimClock(sim.t_ms, speed=600.0),
+        broker=Broker(host="127.0.0.1", port=port),
+        tick_s=0.05,
+    )
+
+
 async def collect(
     broker: Mosquitto, runner: SiteRunner, seconds: float
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -55,15 +68,8 @@ async def test_gate_and_counter_messages_reach_the_broker_and_fit_their_profiles
     demo_config: SiteConfig,
     mosquitto: Mosquitto,
 ) -> None:
-    config = replace(demo_config, sites=[demo_config.site("wanda")])
-    sim = Simulation(config, seed=5, start_ms=START_MS + 3600_000)  # 07:00, the morning rush
-    runner = SiteRunner(
-        config,
-        sim,
-        SimClock(sim.t_ms, speed=600.0),
-        broker=Broker(host="127.0.0.1", port=mosquitto.port),
-        tick_s=0.05,
-    )
+    # 07:00, the morning rush
+    runner = fast_site(demo_config, "wanda", 5, START_MS + 3600_000, mosquitto.port)
     got = await collect(mosquitto, runner, seconds=3600)
 
     topics = {t for t, _ in got}
@@ -73,8 +79,8 @@ async def test_gate_and_counter_messages_reach_the_broker_and_fit_their_profiles
     events = [p for t, p in got if t.endswith("/event")]
     assert len(events) > 20, "an hour of the morning rush passes more than 20 cars"
 
-    gate_profile = config.profiles["barrier_gate"]
-    lot_profile = config.profiles["parking_lot_counter"]
+    gate_profile = demo_config.profiles["barrier_gate"]
+    lot_profile = demo_config.profiles["parking_lot_counter"]
     assert isinstance(gate_profile, MqttProfile) and isinstance(lot_profile, MqttProfile)
     for topic, payload in got:
         profile = lot_profile if topic.endswith("/occupancy") else gate_profile
@@ -98,15 +104,7 @@ async def test_device_publisher_survives_a_broker_restart(
     demo_config: SiteConfig,
     mosquitto: Mosquitto,
 ) -> None:
-    config = replace(demo_config, sites=[demo_config.site("xingshui")])
-    sim = Simulation(config, seed=6, start_ms=START_MS + 12 * 3600_000)
-    runner = SiteRunner(
-        config,
-        sim,
-        SimClock(sim.t_ms, speed=600.0),
-        broker=Broker(host="127.0.0.1", port=mosquitto.port),
-        tick_s=0.05,
-    )
+    runner = fast_site(demo_config, "xingshui", 6, START_MS + 12 * 3600_000, mosquitto.port)
     await runner.start()
     publisher = next(iter(runner.publishers.values()))
     for _ in range(100):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from tests.conftest import DEMO_SITE, ROOT
 from wiring.cli import COMMANDS, app
@@ -73,15 +73,19 @@ def test_record_writes_a_replayable_feed(tmp_path: Path) -> None:
     assert len(lines) == 1 + 31 * 7  # 31 samples x 7 polled devices
 
 
+def with_scenario(scenario: Path, text: str, *args: str) -> Result:
+    """The command `args` run with `--scenario` naming `scenario`, written with `text`."""
+    scenario.write_text(text)
+    return runner.invoke(app, [*args, "--scenario", str(scenario)])
+
+
 def test_a_scenario_with_a_wrong_target_names_its_line(tmp_path: Path) -> None:
     scenario = tmp_path / "bad.yaml"
-    scenario.write_text(
+    result = with_scenario(
+        scenario,
         "scenario: bad\nduration: 1h\nfaults:\n"
-        "  - kind: pump_trip\n    target: fengshou/xiba/tank_no4\n    at: 5m\n"
-    )
-    result = runner.invoke(
-        app,
-        ["record", str(DEMO_SITE), "--out", str(tmp_path / "f.jsonl"), "--scenario", str(scenario)],
+        "  - kind: pump_trip\n    target: fengshou/xiba/tank_no4\n    at: 5m\n",
+        *("record", str(DEMO_SITE), "--out", str(tmp_path / "f.jsonl")),
     )
     assert result.exit_code == 1
     assert f"{scenario}:5: faults[0].target: pump_trip applies to pump, not tank" in result.output
@@ -157,13 +161,11 @@ def test_check_reports_every_error_of_site_rules_and_notifier_in_one_run(
 
 
 def test_simulate_refuses_a_link_fault_it_could_not_apply(tmp_path: Path) -> None:
-    scenario = tmp_path / "cut.yaml"
-    scenario.write_text(
+    result = with_scenario(
+        tmp_path / "cut.yaml",
         "scenario: cut\nfaults:\n"
-        "  - {kind: gateway_link_down, target: chaheihai/chaheihai_intake/gateway, at: 1m}\n"
-    )
-    result = runner.invoke(
-        app, ["simulate", str(DEMO_SITE / "chaheihai.yaml"), "--scenario", str(scenario)]
+        "  - {kind: gateway_link_down, target: chaheihai/chaheihai_intake/gateway, at: 1m}\n",
+        *("simulate", str(DEMO_SITE / "chaheihai.yaml")),
     )
     assert result.exit_code == 2
     assert "give --uplink HOST:PORT" in " ".join(result.output.split())
