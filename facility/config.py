@@ -27,7 +27,7 @@ from facility.profile import (
     MqttSignal,
 )
 from facility.simspec import SignalSim, spec_problems
-from facility.site import Asset, AssetKind, AssetRef, Site, Station
+from facility.site import Asset, AssetKind, AssetRef, Site, Station, by_id
 from facility.sourcemap import ConfigError, ConfigIssue, SourceDoc, load_yaml, validate
 
 BUILTIN_PROFILES = Path(__file__).parent / "profiles"
@@ -58,10 +58,7 @@ class SiteConfig:
                     yield AssetRef(site=site, station=station, asset=asset)
 
     def site(self, site_id: str) -> Site:
-        for s in self.sites:
-            if s.id == site_id:
-                return s
-        raise KeyError(site_id)
+        return by_id(self.sites, site_id)
 
     def profile_of(self, ref: AssetRef) -> Profile:
         if ref.asset.profile is None:

@@ -7,8 +7,9 @@ with its register entry (model, ratings, owner, status, network address).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,6 +21,22 @@ IDENT_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+Identified = TypeVar("Identified", bound=_Identified)
+
+
+def by_id(items: Iterable[Identified], wanted: str) -> Identified:
+    """The item whose id is `wanted`; a KeyError naming it when there is none."""
+    for item in items:
+        if item.id == wanted:
+            return item
+    raise KeyError(wanted)
 
 
 class AssetKind(StrEnum):
@@ -179,16 +196,10 @@ class Station(Strict):
     assets: list[Asset] = Field(default_factory=list)
 
     def asset(self, asset_id: str) -> Asset:
-        for a in self.assets:
-            if a.id == asset_id:
-                return a
-        raise KeyError(asset_id)
+        return by_id(self.assets, asset_id)
 
     def bus(self, bus_id: str) -> Bus:
-        for b in self.buses:
-            if b.id == bus_id:
-                return b
-        raise KeyError(bus_id)
+        return by_id(self.buses, bus_id)
 
 
 class Broker(Strict):
@@ -279,10 +290,7 @@ class Site(Strict):
     stations: list[Station] = Field(min_length=1)
 
     def station(self, station_id: str) -> Station:
-        for s in self.stations:
-            if s.id == station_id:
-                return s
-        raise KeyError(station_id)
+        return by_id(self.stations, station_id)
 
 
 class AssetRef(BaseModel):
