@@ -104,12 +104,18 @@ class MqttSignal(Strict):
         return self
 
 
-class ModbusProfile(Strict):
+class _ProfileHead(Strict):
+    """What every device profile says of itself; each protocol narrows `protocol`."""
+
     profile: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str = ""
-    protocol: Literal["modbus"]
+    protocol: str
     manufacturer: str = ""
     model: str = ""
+
+
+class ModbusProfile(_ProfileHead):
+    protocol: Literal["modbus"]
     byte_order: ByteOrder = ByteOrder.ABCD
     address_base: Literal[0, 1] = 0
     # How the device answers a read spanning registers this map does not list: real
@@ -141,12 +147,8 @@ class MqttTimestamp(Strict):
     unit: Literal["ms", "s", "iso8601"]  # epoch ms, epoch s, or text with a UTC offset
 
 
-class MqttProfile(Strict):
-    profile: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    description: str = ""
+class MqttProfile(_ProfileHead):
     protocol: Literal["mqtt"]
-    manufacturer: str = ""
-    model: str = ""
     # topic patterns may use {site}, {station} and {asset}
     topics: dict[str, str] = Field(min_length=1)
     signals: list[MqttSignal] = Field(min_length=1)
