@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypedDict, Unpack
 
 import httpx
 
@@ -70,6 +70,15 @@ _LINE_ERRORS = frozenset((400, 413, 422))
 _AUTH_ERRORS = frozenset((401, 403))
 
 
+class Chunking(TypedDict, total=False):
+    """How a writer cuts and retries, the same for every API (defaults in _ChunkedWriter)."""
+
+    max_lines: int
+    max_retries: int
+    backoff_cap_s: float
+    backoff_base_s: float
+
+
 class _ChunkedWriter(ABC):
     """Chunking, retries with backoff, 413 splitting, bisection of bad lines: the part of
     writing that does not depend on the API. A subclass sends one body (`_post`) and names
@@ -79,7 +88,11 @@ class _ChunkedWriter(ABC):
     _transport_errors: ClassVar[tuple[type[Exception], ...]] = ()
 
     def __init__(
-        self, max_lines: int, max_retries: int, backoff_cap_s: float, backoff_base_s: float
+        self,
+        max_lines: int = 5000,
+        max_retries: int = 5,
+        backoff_cap_s: float = 10,
+        backoff_base_s: float = 0.5,
     ) -> None:
         if max_lines < 1 or max_retries < 0:
             raise ValueError("max_lines must be >= 1 and max_retries >= 0")
@@ -169,12 +182,9 @@ class InfluxV1Writer(_ChunkedWriter):
         username: str | None = None,
         password: str | None = None,
         timeout_s: float = 10,
-        max_lines: int = 5000,
-        max_retries: int = 5,
-        backoff_cap_s: float = 10,
-        backoff_base_s: float = 0.5,
+        **chunking: Unpack[Chunking],
     ) -> None:
-        super().__init__(max_lines, max_retries, backoff_cap_s, backoff_base_s)
+        super().__init__(**chunking)
         self.database = database
         self._params = {"db": database, "precision": "ms"}
         if retention_policy:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import cast
+from typing import Unpack, cast
 
 import urllib3
 from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -19,7 +19,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
-from ingest.influx import Reply, _ChunkedWriter, server_words
+from ingest.influx import Chunking, Reply, _ChunkedWriter, server_words
 
 # The generated WritePrecision is a namespace of strings, annotated as if an instance.
 _MS = cast(WritePrecision, WritePrecision.MS)
@@ -36,12 +36,9 @@ class InfluxV2Writer(_ChunkedWriter):
         bucket: str,
         token: str,
         timeout_s: float = 10,
-        max_lines: int = 5000,
-        max_retries: int = 5,
-        backoff_cap_s: float = 10,
-        backoff_base_s: float = 0.5,
+        **chunking: Unpack[Chunking],
     ) -> None:
-        super().__init__(max_lines, max_retries, backoff_cap_s, backoff_base_s)
+        super().__init__(**chunking)
         self.org = org
         self.bucket = bucket
         # retries=False: a retry inside the client would hide a 429/503 and its
