@@ -102,6 +102,17 @@ def _timezone(config: SiteConfig, name: str | None) -> ZoneInfo:
         raise ReportError(f"unknown time zone {name or zones[0]!r}") from None
 
 
+@contextmanager
+def _report_command(site: Path, timezone: str | None) -> Iterator[tuple[SiteConfig, ZoneInfo]]:
+    """The sites and the report's time zone; a ReportError or ValueError inside ends the
+    command with its message (exit 1)."""
+    config = _sites(site)
+    try:
+        yield config, _timezone(config, timezone)
+    except (ReportError, ValueError) as exc:
+        _fail(exc if isinstance(exc, ReportError) else ReportError(str(exc)))
+
+
 def _fail(exc: ReportError) -> None:
     err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
@@ -160,9 +171,7 @@ def shift(
 ) -> None:
     """The shift handover: open and unacknowledged alarms, what was raised and cleared,
     what is out of service or shelved, notable events with a chart each."""
-    config = _sites(site)
-    try:
-        tz = _timezone(config, timezone)
+    with _report_command(site, timezone) as (config, tz):
         handovers = tuple(parse_handover(h) for h in handover) if handover else DEFAULT_HANDOVERS
         moment = _local(at, tz) if at else datetime.now(tz)
         sources = ReportSources(
@@ -170,8 +179,6 @@ def shift(
         )
         page, stem = shift_handover(config, sources, shift_period(moment, tz, handovers))
         _write(page, out_dir, stem, pdf)
-    except (ReportError, ValueError) as exc:
-        _fail(exc if isinstance(exc, ReportError) else ReportError(str(exc)))
 
 
 @dataclass(frozen=True)
@@ -232,15 +239,11 @@ def daily(
     rules: RulesOpt = None,
 ) -> None:
     """The daily operations report: every result in numbers."""
-    config = _sites(site)
-    try:
-        tz = _timezone(config, timezone)
+    with _report_command(site, timezone) as (config, tz):
         chosen = date.fromisoformat(day) if day else datetime.now(tz).date() - timedelta(days=1)
         period = day_period(chosen, tz)
         sources = ReportSources(influx_url, database, alarm_book, None, _rules(rules, config))
         _operations("daily", period, config, sources, Output(out_dir, f"daily-{chosen}", pdf))
-    except (ReportError, ValueError) as exc:
-        _fail(exc if isinstance(exc, ReportError) else ReportError(str(exc)))
 
 
 @report_app.command("monthly")
@@ -258,16 +261,12 @@ def monthly(
     rules: RulesOpt = None,
 ) -> None:
     """The monthly operations report: the month's totals and each day's."""
-    config = _sites(site)
-    try:
-        tz = _timezone(config, timezone)
+    with _report_command(site, timezone) as (config, tz):
         year, number = _month(month, tz)
         period = month_period(year, number, tz)
         sources = ReportSources(influx_url, database, alarm_book, None, _rules(rules, config))
         stem = f"monthly-{year:04d}-{number:02d}"
         _operations("monthly", period, config, sources, Output(out_dir, stem, pdf))
-    except (ReportError, ValueError) as exc:
-        _fail(exc if isinstance(exc, ReportError) else ReportError(str(exc)))
 
 
 def _month(text: str | None, tz: ZoneInfo) -> tuple[int, int]:
