@@ -31,7 +31,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dashboards.build import build_all
-from dashboards.macros import Variable, calculate_interval_ms, expand
 from dashboards.model import Facts
 from dashboards.reports.build import operations_report
 from dashboards.reports.data import Influx, alarm_book_snapshot
@@ -47,6 +46,8 @@ from tests.history import SimulatedDay
 from tests.integration.test_dashboards_queries import (
     _check_shape,
     _expected,
+    answered_targets,
+    assert_answered,
     choices,
     influx,
     panels,
@@ -231,35 +232,24 @@ def test_every_panel_query_returns_data(site: str, request: pytest.FixtureReques
     assert "facility-parking" not in boards  # no car park: no empty board
     assert {"facility-station", "facility-fleet", "facility-alarms"} <= set(boards)
     day = filled.day
-    start, end = day.result.start_ms, day.result.end_ms
     checked = 0
     for board in boards.values():
         rps = next((v for v in board["templating"]["list"] if v["name"] == "rp"), None)
         retention = [o["value"] for o in rps["options"]] if rps else ["raw"]
         selections = list(choices(day, board))
         for n, (chosen, panel) in enumerate(itertools.product(selections, panels(board))):
-            interval = calculate_interval_ms(
-                start, end, panel.get("maxDataPoints", 720), panel.get("interval", "")
-            )
             # the rollups under the first selection: the same queries on other policies
             policies = retention if n < len(list(panels(board))) else ["raw"]
-            for target, rp in itertools.product(panel.get("targets", []), policies):
-                variables = {**chosen, "rp": Variable([rp])}
-                text = expand(target["query"], variables, start, end, interval)
-                series = influx(day, text)
-                checked += 1
-                where = f"{board['uid']} / {panel['title']} / {target['refId']} ({rp})"
-                if "Active" in panel["title"]:
-                    continue  # whether alarms stand at the end: test_alarm_rules_by_kind
-                expected = _expected(panel, target, variables)
-                if expected is not None:
-                    got = {
-                        "/".join(s["tags"][k] for k in ("site", "station", "asset")) for s in series
-                    }
-                    assert got == expected, f"{where}: {sorted(got ^ expected)}\n{text}"
-                    continue
-                assert series, f"{where}: nothing for\n{text}"
-                _check_shape(where, text, series)
+            for rp in policies:
+                for target, variables, text, series in answered_targets(day, panel, chosen, rp):
+                    checked += 1
+                    where = f"{board['uid']} / {panel['title']} / {target['refId']} ({rp})"
+                    if "Active" in panel["title"]:
+                        continue  # whether alarms stand at the end: test_alarm_rules_by_kind
+                    expected = _expected(panel, target, variables)
+                    assert_answered(where, expected, text, series)
+                    if expected is None:
+                        _check_shape(where, text, series)
     assert checked > 50
 
 

@@ -123,6 +123,34 @@ def test_every_panel_query_returns_its_series(
     assert checked > 200
 
 
+Series = list[dict[str, Any]]
+
+
+def answered_targets(
+    day: SimulatedDay, panel: dict[str, Any], chosen: dict[str, Variable], rp: str
+) -> Iterator[tuple[dict[str, Any], dict[str, Variable], str, Series]]:
+    """Each of the panel's targets expanded as Grafana expands it under the selection and
+    retention policy, with the day's answer: (target, variables, query, series)."""
+    start, end = day.result.start_ms, day.result.end_ms
+    interval = calculate_interval_ms(
+        start, end, panel.get("maxDataPoints", 720), panel.get("interval", "")
+    )
+    for target in panel.get("targets", []):
+        variables = {**chosen, "rp": Variable([rp])}
+        text = expand(target["query"], variables, start, end, interval)
+        yield target, variables, text, influx(day, text)
+
+
+def assert_answered(where: str, expected: set[str] | None, text: str, series: Series) -> None:
+    """Per-asset series (`expected` from `_expected`): exactly those assets; any other
+    query: some series."""
+    if expected is not None:
+        got = {"/".join(s["tags"][k] for k in ("site", "station", "asset")) for s in series}
+        assert got == expected, f"{where}: {sorted(got ^ expected)}\n{text}"
+    else:
+        assert series, f"{where}: nothing for\n{text}"
+
+
 def _check_panel(
     day: SimulatedDay,
     board: dict[str, Any],
@@ -130,26 +158,16 @@ def _check_panel(
     chosen: dict[str, Variable],
     rp: str,
 ) -> None:
-    start, end = day.result.start_ms, day.result.end_ms
-    interval = calculate_interval_ms(
-        start, end, panel.get("maxDataPoints", 720), panel.get("interval", "")
-    )
     zero = panel.get("fieldConfig", {}).get("defaults", {}).get("noValue") in ("0", "none")
-    for target in panel.get("targets", []):
-        variables = {**chosen, "rp": Variable([rp])}
-        text = expand(target["query"], variables, start, end, interval)
-        series = influx(day, text)
+    for target, variables, text, series in answered_targets(day, panel, chosen, rp):
         if zero or '"v" = true' in text:
             continue  # counts, trips: checked against the incidents below
         where = f"{board['uid']} / {panel['title']} / {target['refId']} ({rp})"
         where += f" sites {chosen['site'].values}"
         expected = _expected(panel, target, variables)
-        if expected is not None:
-            got = {"/".join(s["tags"][k] for k in ("site", "station", "asset")) for s in series}
-            assert got == expected, f"{where}: {sorted(got ^ expected)}\n{text}"
-            continue
-        assert series, f"{where}: nothing for\n{text}"
-        _check_shape(where, text, series)
+        assert_answered(where, expected, text, series)
+        if expected is None:
+            _check_shape(where, text, series)
 
 
 def _expected(

@@ -13,6 +13,7 @@ read over Modbus before and after, allow.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import struct
 import subprocess
@@ -30,7 +31,6 @@ import yaml
 from pymodbus.client import ModbusTcpClient
 
 from dashboards.build import build_all
-from dashboards.macros import Variable, calculate_interval_ms, expand
 from dashboards.model import Facts
 from dashboards.reports.build import operations_report
 from dashboards.reports.data import Influx, alarm_book_snapshot
@@ -39,8 +39,8 @@ from facility.config import load_site_config
 from ingest.alarms.rules import load_rules
 from tests.conftest import ROOT
 from tests.history import SimulatedDay
+from tests.integration import test_dashboards_queries as queries
 from tests.integration._ingest import read_log_until
-from tests.integration.test_dashboards_queries import _expected, choices, influx, panels
 from wiring.history import HistoryResult
 from wiring.services import InfluxDB, Mosquitto, free_port, wait_for_port
 
@@ -291,31 +291,20 @@ def _wait_for_alarm(url: str, timeout_s: float) -> set[str]:
 
 
 def _every_panel_returns_data(day: SimulatedDay, boards: dict[str, dict[str, Any]]) -> None:
-    start, end = day.result.start_ms, day.result.end_ms
     checked = 0
     for board in boards.values():
-        board_panels = list(panels(board))
-        for chosen in choices(day, board):
-            for panel in board_panels:
-                interval = calculate_interval_ms(
-                    start, end, panel.get("maxDataPoints", 720), panel.get("interval", "")
+        board_panels = list(queries.panels(board))
+        for chosen, panel, rp in itertools.product(
+            queries.choices(day, board), board_panels, ("raw", "rollup_1m", "rollup_1h")
+        ):
+            for target, variables, text, series in queries.answered_targets(day, panel, chosen, rp):
+                checked += 1
+                where = f"{board['uid']} / {panel['title']} ({rp})"
+                if "Active" in panel["title"]:
+                    continue  # whether an alarm still stands at the end varies
+                if rp != "raw" and "non_negative_difference" in text:
+                    continue  # two rollup points take minutes: test_any_kind
+                queries.assert_answered(
+                    where, queries._expected(panel, target, variables), text, series
                 )
-                for target in panel.get("targets", []):
-                    for rp in ("raw", "rollup_1m", "rollup_1h"):
-                        variables = {**chosen, "rp": Variable([rp])}
-                        text = expand(target["query"], variables, start, end, interval)
-                        series = influx(day, text)
-                        checked += 1
-                        where = f"{board['uid']} / {panel['title']} ({rp})"
-                        if "Active" in panel["title"]:
-                            continue  # whether an alarm still stands at the end varies
-                        if rp != "raw" and "non_negative_difference" in text:
-                            continue  # two rollup points take minutes: test_any_kind
-                        expected = _expected(panel, target, variables)
-                        if expected is not None:
-                            keys = ("site", "station", "asset")
-                            got = {"/".join(s["tags"][k] for k in keys) for s in series}
-                            assert got == expected, f"{where}: {sorted(got ^ expected)}\n{text}"
-                        else:
-                            assert series, f"{where}: nothing for\n{text}"
     assert checked > 50
