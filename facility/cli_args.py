@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from facility.console import err
+from facility.console import err, exit_on_config_error
 
 if TYPE_CHECKING:
     from facility.config import SiteConfig
@@ -25,7 +25,6 @@ SitePath = Annotated[
 def load_site(path: Path) -> SiteConfig:
     """The site model at `path`, or every error in it on stderr and exit 1."""
     from facility.config import load_site_config
-    from facility.console import exit_on_config_error
     from facility.sourcemap import ConfigError
 
     try:
