@@ -8,14 +8,20 @@ instead of the message) and swallow `[a-z]` as a style.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from facility.sourcemap import ConfigError, ConfigIssue
+if TYPE_CHECKING:  # the `--help` of a command must not pay for pydantic and yaml
+    from facility.sourcemap import ConfigError, ConfigIssue
+
+# Piped output (CI logs, `| tee`) gets a wide console so a live table stays readable.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
 
 
 def exit_on_config_error(err: Console, exc: ConfigError, path: Path) -> NoReturn:

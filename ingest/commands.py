@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import signal
 import sqlite3
 import sys
 import time
@@ -19,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from facility.aio import stop_on_signals
+from facility.aio import run_until_signalled
 from facility.console import exit_on_config_error
 from facility.logs import setup_logging
 from facility.sourcemap import ConfigError
@@ -97,29 +96,25 @@ def _tune_gc() -> None:
 async def _serve(service: IngestService) -> None:
     log = logging.getLogger("facility.ingest")
     _tune_gc()
-    stop = stop_on_signals()
-    reload = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload.set)
-    try:
-        await service.start()
-    except OSError as exc:  # the API's or the metrics' port is taken
-        log.critical("cannot start: %s", exc)
-        await service.stop()
-        raise SystemExit(1) from None
-    while not stop.is_set():
-        waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(reload.wait())}
-        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        if reload.is_set() and not stop.is_set():
-            reload.clear()
-            try:
-                found = load_ingest_config(service.config.file)
-                for note in service.reload(found.site, found.settings):
-                    log.warning("%s", note)
-                log.info("site model reloaded")
-            except ConfigError as exc:
-                log.error("reload refused, keeping the running site model:\n%s", exc)
+
+    async def start() -> None:
+        try:
+            await service.start()
+        except OSError as exc:  # the API's or the metrics' port is taken
+            log.critical("cannot start: %s", exc)
+            await service.stop()
+            raise SystemExit(1) from None
+
+    async def reload() -> None:
+        try:
+            found = load_ingest_config(service.config.file)
+            for note in service.reload(found.site, found.settings):
+                log.warning("%s", note)
+            log.info("site model reloaded")
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running site model:\n%s", exc)
+
+    await run_until_signalled(start=start, reload=reload)
     log.info("stopping")
     await service.stop()
 

@@ -21,10 +21,10 @@ from facility.broker import (
     password_file,
     write_secrets,
 )
+from facility.cli_args import SitePath, load_site
 from facility.config import SiteConfig
-from facility.console import exit_on_config_error
+from facility.console import console, err, exit_on_config_error
 from facility.sourcemap import ConfigError
-from wiring.cli import SitePath, _load, console, err
 
 broker_app = typer.Typer(
     help="The central MQTT broker: its configuration from the site model.", no_args_is_help=True
@@ -68,7 +68,7 @@ def config(
 ) -> None:
     """Write the broker's TLS listener, one credential per gateway and ingest instance,
     and an ACL keeping each gateway to its own topics."""
-    site = _load(path)
+    site = load_site(path)
     try:
         credentials = gateway_credentials(site)
     except ConfigError as exc:

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-from facility.config import SiteConfig, load_site_config
+import typer
+from rich.markup import escape
+
+from facility.cli_args import SitePath
+from facility.config import SiteConfig, config_warnings, load_site_config
+from facility.console import console, err, exit_on_config_error, print_warnings
 from facility.salvage import validate_salvaging
 from facility.sourcemap import ConfigError, ConfigIssue, load_yaml
 
@@ -89,3 +95,21 @@ def _check_notify(path: Path, report: CheckReport) -> None:
         f"{path}: {len(notify.people)} people, {len(notify.crews)} crews, "
         f"{len(notify.routes)} routes (secrets not checked)"
     )
+
+
+def check(
+    path: SitePath,
+    rules: Annotated[Path | None, typer.Option(help="Alarm rules to check against it.")] = None,
+    notify: Annotated[
+        Path | None, typer.Option(help="Notifier config to check (no secrets needed).")
+    ] = None,
+) -> None:
+    """Validate a site configuration and its device profiles, and the alarm rules and
+    notifier config when given; list every error found in all of them."""
+    report = check_configs(path, rules, notify)
+    if report.site is not None:
+        print_warnings(err, config_warnings(report.site))
+    if report.issues:
+        exit_on_config_error(err, ConfigError(report.issues), path)
+    for line in report.checked:
+        console.print(f"[green]ok[/green] {escape(line)}", highlight=False)

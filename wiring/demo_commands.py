@@ -18,25 +18,26 @@ from rich.table import Table
 from rich.text import Text
 
 from dashboards.reports.data import ReportError
-from facility.aio import cancel_and_wait, stop_on_signals
+from facility.aio import cancel_and_wait, run_until_signalled
+from facility.cli_args import SitePath, load_site
 from facility.config import SiteConfig
+from facility.console import console, err
 from facility.logs import setup_logging
 from simulators.clock import SimClock, parse_duration
+from simulators.commands import (
+    endpoint_table,
+    fmt_time,
+    live_table,
+    parse_start,
+    print_faults,
+    read_scenario,
+    scenario_simulation,
+    scenario_start,
+    show_live,
+)
 from wiring.alarm_desk import OPERATOR_USER
-from wiring.cli import SitePath, _load, console, err
 from wiring.demo import Demo, Outage
 from wiring.history import InfluxTarget, SimulatedHistory, fill_influx, history_start
-from wiring.sim_commands import (
-    _endpoint_table,
-    _fmt_time,
-    _live_table,
-    _print_faults,
-    _scenario,
-    _scenario_simulation,
-    _scenario_start,
-    _show_live,
-    _start_ms,
-)
 
 DEMO_RULES = Path(__file__).resolve().parents[1] / "deploy" / "alarms" / "rules.yaml"
 DEMO_NOTIFY = DEMO_RULES.with_name("notify.yaml")
@@ -60,11 +61,11 @@ def history(
 ) -> None:
     """Fill InfluxDB with simulated history, as the gateways would have delivered it:
     readings, alarm events (a simulated crew acknowledges), KPIs and rollups."""
-    config = _load(path)
-    scen = _scenario(scenario, config)
+    config = load_site(path)
+    scen = read_scenario(scenario, config)
     seconds = parse_duration(duration)
     found = history_start(
-        _start_ms(start) if start else None, scen, seconds, int(time.time() * 1000)
+        parse_start(start) if start else None, scen, seconds, int(time.time() * 1000)
     )
     if found.note:
         console.print(escape(found.note), highlight=False)
@@ -75,7 +76,7 @@ def history(
         fill_influx(past, InfluxTarget(influx_url, database), data_dir, rules, seconds)
     )
     console.print(
-        f"{result.readings} readings in {result.batches} batches from {_fmt_time(begin)}: "
+        f"{result.readings} readings in {result.batches} batches from {fmt_time(begin)}: "
         f"{result.stored} stored, {result.refused} refused, {result.transitions} alarm "
         f"transitions, in {time.perf_counter() - t0:.1f} s"
     )
@@ -104,10 +105,10 @@ def demo(
 ) -> None:
     """Simulated site + one gateway per station + broker + ingest with alarms, live."""
     setup_logging("warning")
-    config = _load(path)
-    scen = _scenario(scenario, config)
-    start_ms = _scenario_start(start, scen)
-    source = _scenario_simulation(config, scen, seed, start_ms)
+    config = load_site(path)
+    scen = read_scenario(scenario, config)
+    start_ms = scenario_start(start, scen)
+    source = scenario_simulation(config, scen, seed, start_ms)
     seconds = parse_duration(duration) if duration else None
     outage = (
         Outage(parse_duration(outage_at), parse_duration(outage_for))
@@ -135,7 +136,7 @@ async def _run_demo(show: Demo, config: SiteConfig, duration_s: float | None, pl
     except (OSError, RuntimeError) as exc:
         err.print(f"[red]error[/red] cannot start the demo: {escape(str(exc))}")
         raise typer.Exit(1) from None
-    console.print(_endpoint_table(show.runner))
+    console.print(endpoint_table(show.runner))
     console.print(
         f"broker mqtt://127.0.0.1:{show.broker_port}; {len(show.gateways)} gateways, "
         f"outboxes in {show.run_dir / 'gateways'}"
@@ -149,11 +150,10 @@ async def _run_demo(show: Demo, config: SiteConfig, duration_s: float | None, pl
             f"{desk.crew_ack_after_s:.0f} s after it is raised, {show.crew_works}",
             highlight=False,
         )
-    show.runner.on_advance.append(_print_faults)
-    stop = stop_on_signals()
+    show.runner.on_advance.append(print_faults)
     task = asyncio.create_task(show.run(duration_s))
     try:
-        await _show_live(lambda: _demo_view(show, config), stop, task, plain)
+        await run_until_signalled(show_live(lambda: _demo_view(show, config), task, plain))
     finally:
         await cancel_and_wait(task)
         console.print("what happened:", *show.events, sep="\n  ", highlight=False, markup=False)
@@ -225,4 +225,4 @@ def _demo_view(show: Demo, config: SiteConfig) -> Group:
         f"{show.store.refused} refused (dead letters)"
     )
     events = Text("\n".join([stored, *show.events[-8:]]))  # data: never markup
-    return Group(_live_table(show.runner, config), gateways, events)
+    return Group(live_table(show.runner, config), gateways, events)

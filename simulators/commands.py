@@ -2,12 +2,12 @@
 
 Loaded only when one of these commands runs (wiring/cli.py registers them lazily). It
 needs only the core install (no central server libraries), so a test bench can run it.
+The demo (wiring/demo_commands.py) shows its site with the same tables and live view.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -22,8 +22,10 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from facility.aio import cancel_and_wait, stop_on_signals
+from facility.aio import cancel_and_wait, run_until_signalled
+from facility.cli_args import SitePath, host_port, load_site
 from facility.config import SiteConfig
+from facility.console import console, err
 from facility.site import Broker
 from facility.sourcemap import ConfigError
 from simulators.clock import SimClock, parse_duration
@@ -33,12 +35,11 @@ from simulators.feed import Replay, feed_header
 from simulators.feed import record as record_feed
 from simulators.runner import DeviceClock, SiteRunner
 from simulators.scenario import NOMINAL, Scenario, link_faults, load_scenario
-from wiring.cli import SitePath, _host_port, _load, console, err
 
 DISPLAY_TZ = ZoneInfo("Asia/Shanghai")  # the demo sites' time zone; readings stay UTC
 
 
-def _start_ms(start: str | None) -> int:
+def parse_start(start: str | None) -> int:
     if start is None:
         return int(time.time() * 1000)
     try:
@@ -51,7 +52,7 @@ def _start_ms(start: str | None) -> int:
         raise typer.Exit(2) from None
 
 
-def _scenario(path: Path | None, config: SiteConfig) -> Scenario:
+def read_scenario(path: Path | None, config: SiteConfig) -> Scenario:
     if path is None:
         return NOMINAL
     try:
@@ -62,14 +63,14 @@ def _scenario(path: Path | None, config: SiteConfig) -> Scenario:
         raise typer.Exit(1) from None
 
 
-def _scenario_start(start: str | None, scen: Scenario) -> int:
+def scenario_start(start: str | None, scen: Scenario) -> int:
     """--start wins; then the scenario's own start; then now."""
     if start is None and scen.start is not None:
         return int(scen.start.timestamp() * 1000)
-    return _start_ms(start)
+    return parse_start(start)
 
 
-def _scenario_simulation(
+def scenario_simulation(
     config: SiteConfig, scen: Scenario, seed: int | None, start_ms: int, step_s: float = 1.0
 ) -> Simulation:
     """--seed wins; then the scenario's own seed; then 1."""
@@ -112,8 +113,8 @@ def simulate(
     ] = DeviceClock.SIMULATED,
 ) -> None:
     """Serve a simulated site over Modbus and MQTT and show its live readings."""
-    config = _load(path)
-    scen = _scenario(scenario, config)
+    config = load_site(path)
+    scen = read_scenario(scenario, config)
     if uplink is None and link_faults(scen):
         err.print(
             f"[red]error[/red] {escape(str(scenario))}: {link_faults(scen)[0].target}: "
@@ -126,8 +127,8 @@ def simulate(
         source = Replay(replay)
         start_ms = int(feed_header(replay)["start_ms"])
     else:
-        start_ms = _scenario_start(start, scen)
-        source = _scenario_simulation(config, scen, seed, start_ms, step)
+        start_ms = scenario_start(start, scen)
+        source = scenario_simulation(config, scen, seed, start_ms, step)
     seconds = (
         parse_duration(duration)
         if duration
@@ -141,8 +142,8 @@ def simulate(
             speed,
             seconds,
             any_port,
-            _host_port(broker, "--broker"),
-            _host_port(uplink, "--uplink"),
+            host_port(broker, "--broker"),
+            host_port(uplink, "--uplink"),
             plain,
             device_clock,
         )
@@ -176,59 +177,57 @@ async def _serve(
     except (OSError, RuntimeError) as exc:
         err.print(f"[red]error[/red] cannot start the simulated devices: {escape(str(exc))}")
         raise typer.Exit(1) from None
-    console.print(_endpoint_table(runner))
-    runner.on_advance.append(_print_faults)
-    stop = stop_on_signals()
+    console.print(endpoint_table(runner))
+    runner.on_advance.append(print_faults)
     runner_task = asyncio.create_task(runner.run(duration_s))
     try:
-        await _show_live(lambda: _live_table(runner, config), stop, runner_task, plain)
+        await run_until_signalled(show_live(lambda: live_table(runner, config), runner_task, plain))
     finally:
         await cancel_and_wait(runner_task)
         await runner.stop()
 
 
-def _print_faults(adv: Advance) -> None:
+def print_faults(adv: Advance) -> None:
     for event in adv.faults:
         state = "[red]FAULT[/red]" if event.active else "[green]cleared[/green]"
         expect = (
             f" → expect {event.fault.expect.alarm}" if event.fault.expect and event.active else ""
         )
         console.print(
-            f"{_fmt_time(event.t_ms)} {state} {event.fault.kind.value} "
+            f"{fmt_time(event.t_ms)} {state} {event.fault.kind.value} "
             f"{escape(str(event.fault.target))}{escape(expect)}",
             highlight=False,
         )
 
 
-def _fmt_time(t_ms: int) -> str:
+def fmt_time(t_ms: int) -> str:
     return datetime.fromtimestamp(t_ms / 1000, DISPLAY_TZ).strftime("%Y-%m-%d %H:%M:%S %z")
 
 
-async def _show_live(
-    view: Callable[[], RenderableType],
-    stop: asyncio.Event,
-    task: asyncio.Task[None],
-    plain: bool,
+async def show_live(
+    view: Callable[[], RenderableType], task: asyncio.Task[None], plain: bool
 ) -> None:
-    """Redraw `view` until stopped or the task ends: a live table on a terminal, a printed
-    one every few seconds otherwise (logs, pipes)."""
+    """Redraw `view` until the task ends or this is cancelled (a stop signal), the last
+    view drawn after either: a live table on a terminal, a printed one every few seconds
+    otherwise (logs, pipes)."""
     if plain or not console.is_terminal:
-        while not stop.is_set() and not task.done():
+        try:
+            while not task.done():
+                console.print(view())
+                await asyncio.wait({task}, timeout=5.0)
+        finally:
             console.print(view())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5.0):
-                    await asyncio.shield(task)
-        console.print(view())
         return
     with Live(view(), console=console, refresh_per_second=1) as live:
-        while not stop.is_set() and not task.done():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await stop.wait()
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=1.0)
+                live.update(view())
+        finally:
             live.update(view())
 
 
-def _endpoint_table(runner: SiteRunner) -> Table:
+def endpoint_table(runner: SiteRunner) -> Table:
     table = Table(title="Simulated devices", title_justify="left")
     table.add_column("station")
     table.add_column("listens on")
@@ -250,8 +249,8 @@ def _endpoint_table(runner: SiteRunner) -> Table:
     return table
 
 
-def _live_table(runner: SiteRunner, config: SiteConfig) -> Table:
-    table = Table(title=f"Simulated time {_fmt_time(runner.source.t_ms)}", title_justify="left")
+def live_table(runner: SiteRunner, config: SiteConfig) -> Table:
+    table = Table(title=f"Simulated time {fmt_time(runner.source.t_ms)}", title_justify="left")
     for col, justify in (
         ("station", "left"),
         ("pumps", "left"),
@@ -277,10 +276,10 @@ def record(
     step: Annotated[float, typer.Option(help="Physics step, simulated seconds.")] = 1.0,
 ) -> None:
     """Run the physics as fast as possible and record the feed to a file."""
-    config = _load(path)
-    scen = _scenario(scenario, config)
+    config = load_site(path)
+    scen = read_scenario(scenario, config)
     sim = Simulation(
-        config, seed=seed, start_ms=_scenario_start(start, scen), scenario=scen, step_s=step
+        config, seed=seed, start_ms=scenario_start(start, scen), scenario=scen, step_s=step
     )
     t0 = time.perf_counter()
     with open(out, "w", encoding="utf-8") as f:

@@ -1,6 +1,7 @@
 """`facility probe SITE --device SITE/STATION/ASSET`: read one device once and show it.
 
-The command's printing; the reading itself is the gateway's (`gateway/probe.py`).
+The command's printing; the reading itself is `gateway/probe.py`, the gateway's own bus
+code. Loaded only when `facility probe` runs (wiring/cli.py registers it lazily).
 """
 
 from __future__ import annotations
