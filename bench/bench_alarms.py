@@ -14,7 +14,7 @@ at the SMTP server. A trip is latched, so each pump trips once a run; runs are r
 (`--rounds`, each with a fresh service, broker and database) so the p99 is not simply
 the slowest of 23.
 
-    .venv/bin/python bench/bench_alarms.py [--hours 2] [--alarms 23] [--rounds 5]
+    .venv/bin/python -m bench.bench_alarms [--hours 2] [--alarms 23] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import email
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +31,8 @@ import aiomqtt
 import yaml
 from aiosmtpd.controller import Controller
 
+from bench.common import DEMO, print_header, stop_service
+from bench.common import DEMO_RULES as RULES
 from facility.config import SiteConfig, load_site_config
 from facility.wire import Batch as WireBatch
 from facility.wire import Reading, encode_batch, topic
@@ -46,9 +46,6 @@ from simulators.engine import Simulation
 from simulators.scenario import load_scenario
 from wiring.services import InfluxDB, Mosquitto, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "deploy" / "sites" / "demo"
-RULES = ROOT / "deploy" / "alarms" / "rules.yaml"
 POLL_MS = 5_000
 Batch = tuple[str, str, list[Reading], int]
 
@@ -163,8 +160,8 @@ async def latency(config: SiteConfig, alarms: int) -> list[float]:
             print(f"latency run: {stored:,} points stored, {service.store.refused} refused")
         finally:
             smtp.stop()
-            influx.stop()
-            broker.stop()
+            stop_service(influx)
+            stop_service(broker)
     return _match(sent, arrivals.mails)
 
 
@@ -247,7 +244,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="latency runs, fresh each time")
     args = parser.parse_args()
     config = load_site_config(DEMO)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print_header("influxd", "mosquitto")
     batches = feed(config, args.hours)
     readings = sum(len(b[2]) for b in batches)
     rules = len(load_rules(RULES, config).bound)

@@ -7,35 +7,30 @@ before it, the time, and the growth of this process's peak RSS (VmHWM). The seco
 lifts the limit to show what it prevents (what main did: the body was read whole before
 the 401). Runs in about a minute.
 
-    .venv/bin/python bench/bench_api_body.py
+    .venv/bin/python -m bench.bench_api_body
 """
 
 from __future__ import annotations
 
 import asyncio
-import platform
-import select
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.common import DEMO, DEMO_RULES, memory_mb, print_header
 from facility.config import load_site_config
 from ingest.alarms.pipeline import AlarmPipeline
 from ingest.api import ApiServer, AuditLog, Role, Tokens, User, create_app
 from ingest.api.app import MAX_BODY_BYTES
+from tests.raw_http import raw_post
 
-ROOT = Path(__file__).resolve().parents[1]
 BODY = 200_000_000
 BLOCK = b"x" * 1_000_000
 
 
 def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return memory_mb(key="VmHWM")
 
 
 def blocks(chunked: bool) -> Iterator[bytes]:
@@ -52,26 +47,14 @@ def post(port: int, chunked: bool) -> tuple[str, int, float]:
         b"POST /api/alarms/fengshou/xiba/pump_1/pump_trip/ack HTTP/1.1\r\nHost: bench\r\n"
         b"Content-Type: application/json\r\n" + length + b"\r\n\r\n"
     )
-    sent, started = 0, time.perf_counter()
-    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
-        sock.sendall(head)
-        for chunk in blocks(chunked):
-            if select.select([sock], [], [], 0)[0]:
-                break
-            try:
-                sock.sendall(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sent += len(chunk)
-        answer = sock.recv(200).split(b"\r\n", 1)[0].decode()
-    return answer, sent, time.perf_counter() - started
+    started = time.perf_counter()
+    answer, sent = raw_post(port, head, blocks(chunked), timeout_s=120)
+    return answer.split(b"\r\n", 1)[0].decode(), sent, time.perf_counter() - started
 
 
 async def run(limit: int | None, folder: Path) -> None:
-    site = load_site_config(ROOT / "deploy" / "sites" / "demo")
-    pipeline = AlarmPipeline.open(
-        ROOT / "deploy" / "alarms" / "rules.yaml", site, folder / "book.db", None
-    )
+    site = load_site_config(DEMO)
+    pipeline = AlarmPipeline.open(DEMO_RULES, site, folder / "book.db", None)
     audit = AuditLog(folder / "audit.db")
     tokens = Tokens.of({"bench-token-0123456789": User("bench", Role.CREW)})
     app = create_app(pipeline.book, pipeline, tokens, audit, max_body_bytes=limit or MAX_BODY_BYTES)
@@ -94,7 +77,7 @@ async def run(limit: int | None, folder: Path) -> None:
 
 
 def main() -> None:
-    print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print_header()
     print(f"peak RSS at start: {peak_rss_mb():.0f} MB")
     with tempfile.TemporaryDirectory() as tmp:
         print("with the 64 kB body limit (the default):")

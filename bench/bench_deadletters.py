@@ -14,7 +14,7 @@ flood   10,000 distinct bad device messages of 60 kB each (a map value the profi
         not know, each different) into the gateway's MQTT device subscriber's handle():
         RSS before and after, bytes logged, size of the rejection counter.
 
-    .venv/bin/python bench/bench_deadletters.py [--only batch,flood] [--rows N] [--old]
+    .venv/bin/python -m bench.bench_deadletters [--only batch,flood] [--rows N] [--old]
 
 Each section runs in a fresh process (peak RSS is per process). No services needed.
 """
@@ -26,9 +26,6 @@ import asyncio
 import io
 import json
 import logging
-import os
-import platform
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -36,25 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from facility.config import load_site_config  # noqa: E402
-from facility.wire import encode_rows  # noqa: E402
-
-DEMO = ROOT / "deploy" / "sites" / "demo"
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from bench.common import DEMO, ROOT, memory_mb, print_header
+from facility.config import load_site_config
+from facility.wire import encode_rows
 
 
 def refused_batch(rows: int) -> bytes:
@@ -91,7 +72,7 @@ async def _heartbeat(stalls: list[float]) -> None:
 
 
 async def batch_section(rows: int, old: bool) -> dict[str, object]:
-    from ingest.commands import _tune_gc
+    from ingest.commands import tune_gc
     from ingest.deadletters import DeadLetters
     from ingest.receiver import decode
     from ingest.store import InfluxStore
@@ -99,11 +80,11 @@ async def batch_section(rows: int, old: bool) -> dict[str, object]:
 
     config = load_site_config(DEMO)
     payload = refused_batch(rows)
-    _tune_gc()
+    tune_gc()
     work = Path(tempfile.mkdtemp(prefix="bench-dl-"))
     dead = DeadLetters(work / "dead.sqlite")
     store = InfluxStore(Validator(config), _NoWriter(), dead)  # type: ignore[arg-type]
-    base_rss = rss_mb()
+    base_rss = memory_mb()
     stalls: list[float] = []
     beat = asyncio.create_task(_heartbeat(stalls))
     await asyncio.sleep(0.05)
@@ -126,7 +107,7 @@ async def batch_section(rows: int, old: bool) -> dict[str, object]:
         "loop_max_stall_store_s": round(max(stalls), 3),
         "loop_stalls_over_100ms": sum(1 for s in stalls if s > 0.1) + late,
         "rss_start_mb": round(base_rss),
-        "rss_peak_mb": round(peak_mb()),
+        "rss_peak_mb": round(memory_mb(key="VmHWM")),
         "letters": dead.count(),
         "refused": result.refused,
         "store_file_mb": round(sum(p.stat().st_size for p in work.iterdir()) / 1e6, 1),
@@ -179,7 +160,7 @@ def flood_section(messages: int, size: int) -> dict[str, object]:
     devices = MqttDevices("127.0.0.1", 1, "bench", routes, lambda readings: True)
     topic = next(t for t in routes if t.endswith("/state"))
     filler = "x" * (size - 40)
-    before = rss_mb()
+    before = memory_mb()
     t0 = time.perf_counter()
     for i in range(messages):
         devices.handle(topic, json.dumps({"barrier": f"{i}{filler}"}).encode())
@@ -191,19 +172,11 @@ def flood_section(messages: int, size: int) -> dict[str, object]:
         "messages": messages,
         "message_kb": size // 1000,
         "rss_before_mb": round(before, 1),
-        "rss_after_mb": round(rss_mb(), 1),
+        "rss_after_mb": round(memory_mb(), 1),
         "logged_kb": round(len(logged.getvalue()) / 1000, 1),
         "counter_keys": len(devices.rejected),
         "us_per_message": round(took / messages * 1e6),
     }
-
-
-def machine() -> str:
-    return (
-        f"{platform.node()} {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, python {platform.python_version()}, "
-        f"sqlite {sqlite3.sqlite_version}"
-    )
 
 
 def main(argv: list[str]) -> None:
@@ -219,14 +192,15 @@ def main(argv: list[str]) -> None:
     if args.section == "flood":
         print(json.dumps(flood_section(10_000, 60_000)))
         return
-    print(f"# {machine()}, {time.strftime('%Y-%m-%d %H:%M')}")
+    print_header("sqlite")
     for section in args.only.split(","):
         extra = ["--rows", str(args.rows)] + (["--old"] if args.old else [])
         out = subprocess.run(
-            [sys.executable, __file__, "--section", section, *extra],
+            [sys.executable, "-m", "bench.bench_deadletters", "--section", section, *extra],
             capture_output=True,
             text=True,
             check=True,
+            cwd=ROOT,
         )
         print(section, out.stdout.strip().splitlines()[-1])
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -35,23 +34,18 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.bench_gateway import (
+from bench.common import (
+    DEMO,
     FACILITY,
     ROOT,
-    Child,
-    helper,
     import_rss_mb,
-    largest_stations,
-    machine,
-    proc_mem_mb,
-    simulated_site,
-    start_broker,
-    stop_broker,
-    wait_for_port,
+    memory_mb,
+    print_header,
+    print_summary,
 )
-from facility.config import load_site_config
+from bench.common import verdict as met
+from bench.simulated_demo import SimulatedDemo, simulated_demo
 
-DEMO = ROOT / "deploy" / "sites" / "demo"
 TARGET_HELP_S = 1.0
 TARGET_RSS_MB = 60.0
 TARGET_START_S = 1.5
@@ -157,61 +151,30 @@ class GatewayFigures:
 
 
 def measure_gateways(facility: Path, seconds: float) -> dict[str, GatewayFigures]:
-    with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp:
-        work = Path(tmp)
-        site_dir, note = simulated_site(work)
-        print(f"  site: {note}")
-        config = load_site_config(site_dir)
-        stations = largest_stations(config)
-        broker = start_broker(work / "mqtt")
-        children: list[Child] = []
-        watch: StatusWatch | None = None
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp,
+        simulated_demo(Path(tmp)) as demo,
+    ):
+        print("  site: a copy of deploy/sites/demo on free ports")
+        watch = StatusWatch(demo.broker.port)
         try:
-            address = f"127.0.0.1:{broker.port}"
-            receiver = Child("receiver", helper("receiver", "--port", str(broker.port)), work)
-            children.append(receiver)
-            sim_args = [str(FACILITY), "simulate", str(site_dir), "--speed", "60", "--plain"]
-            sim = Child("simulate", [*sim_args, "--broker", address], work, status=False)
-            children.append(sim)
-            receiver.wait_for("ready")
-            for name in stations:
-                site_id, _, station_id = name.partition("/")
-                for bus in config.site(site_id).station(station_id).buses:
-                    if not wait_for_port(bus.port, 30.0):
-                        raise RuntimeError(f"simulator not on {bus.port}:\n{sim.log_tail()}")
-            watch = StatusWatch(broker.port)
             figures: dict[str, GatewayFigures] = {}
-            for name, (devices, signals) in stations.items():
-                figures[name] = run_gateway(
-                    facility, name, site_dir, work, address, receiver, watch, seconds
-                )
+            for name, (devices, signals) in demo.stations.items():
+                figures[name] = run_gateway(facility, name, demo, watch, seconds)
                 figures[name].devices, figures[name].signals = devices, signals
             return figures
         finally:
-            if watch is not None:
-                watch.close()
-            for child in reversed(children):
-                child.stop()
-            stop_broker(broker)
+            watch.close()
 
 
 def run_gateway(
-    facility: Path,
-    name: str,
-    site_dir: Path,
-    work: Path,
-    address: str,
-    receiver: Child,
-    watch: StatusWatch,
-    seconds: float,
+    facility: Path, name: str, demo: SimulatedDemo, watch: StatusWatch, seconds: float
 ) -> GatewayFigures:
     """One gateway alone: start-up, then `seconds` of steady polling and delivery."""
-    args = [str(facility), "gateway", "run", "--site", str(site_dir), "--gateway", name]
-    args += ["--data-dir", str(work / name.replace("/", "-"))]
-    args += ["--uplink", address, "--devices-broker", address, "--log-level", "warning"]
+    receiver = demo.receiver
     before = receiver.status().get("per_station", {}).get(name, 0)
     t0 = time.monotonic()
-    gateway = Child(f"gateway-{name.replace('/', '-')}", args, work, status=False)
+    gateway = demo.start_gateway(name, facility)
     try:
         first_ack = float("nan")
         while time.monotonic() - t0 < 30:
@@ -239,8 +202,8 @@ def run_gateway(
             signals=0,
             online_s=online,
             first_ack_s=first_ack,
-            rss_mb=proc_mem_mb(gateway.pid, "VmRSS"),
-            peak_mb=proc_mem_mb(gateway.pid, "VmHWM"),
+            rss_mb=memory_mb(gateway.pid, "VmRSS"),
+            peak_mb=memory_mb(gateway.pid, "VmHWM"),
             readings_s=readings / (t2 - t1),
             cpu_us_per_reading=(cpu1 - cpu0) / readings * 1e6,
             cpu_share=(cpu1 - cpu0) / (t2 - t1),
@@ -286,7 +249,7 @@ def section_gateway(facility: Path, seconds: float, summary: list[tuple[str, str
 
 
 def verdict(value: float, target: float) -> str:
-    return f"<= {target:g}: " + ("met" if value <= target else "NOT met")
+    return f"<= {target:g}: " + met(value <= target)
 
 
 def section_imports() -> None:
@@ -319,17 +282,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--facility", type=Path, default=FACILITY)
     args = parser.parse_args(argv)
-    print(f"machine: {machine()}")
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print_header("mosquitto")
     print(f"facility: {args.facility}\n")
     summary: list[tuple[str, str, str]] = []
     section_cli(args.facility, summary)
     section_gateway(args.facility, args.seconds, summary)
     section_imports()
-    print("\nsummary")
-    width = max(len(row[0]) for row in summary)
-    for figure, measured, target in summary:
-        print(f"  {figure:<{width}}  {measured:<16}  {target}")
+    print_summary(summary)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ involved, and the ingest Receiver acking each batch from its own process.
    live readings keep arriving; drain time and live delay (acquired -> at the ingest),
    with the backfill capped at 100k readings/s and then uncapped.
 
-    .venv/bin/python bench/bench_gateway.py [--only 1,4] [--seconds 10] [--buses 1,4]
+    .venv/bin/python -m bench.bench_gateway [--only 1,4] [--seconds 10] [--buses 1,4]
 
 About 2.5 minutes in all; each section cleans up its processes, even when it fails.
 
@@ -31,19 +31,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import platform
 import random
-import re
 import shutil
-import signal
-import socket
-import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +42,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import acking_receiver
+from bench.acking_receiver import LIVE_PREFIX
+from bench.common import (
+    DEMO,
+    cpu_seconds,
+    helper_command,
+    import_rss_mb,
+    main_or_helper,
+    memory_mb,
+    print_header,
+    print_summary,
+    scratch_dir,
+    service_pid,
+    stop_service,
+    verdict,
+)
+
+# bench_many_devices.py imports these from here: kept until it imports bench.common.
+from bench.common import Child as Child
+from bench.common import machine as machine
+from bench.common import start_broker as start_broker
+from bench.common import until_stopped as until_stopped
+from bench.common import write_status as write_status
+from bench.simulated_demo import simulated_demo
 from facility.codec import DataType
 from facility.config import SiteConfig, load_site_config
 from facility.profile import ModbusProfile, ModbusSignal, Table
@@ -66,21 +81,18 @@ from facility.site import (
     Transport,
 )
 from facility.site import Uplink as UplinkTarget
-from facility.wire import BadRow, Batch, Reading, decode_batch, encode_rows
+from facility.wire import Reading, decode_batch, encode_rows
 from gateway.daemon import Gateway
 from gateway.modbus.planner import minimum_requests, plan_reads
-from gateway.modbus.poller import _reading
+from gateway.modbus.poller import decoded_reading
 from gateway.normalise import ReportByException
 from gateway.outbox import Outbox, OutboxConfig
 from gateway.uplink.mqtt import Uplink
-from ingest.receiver import Receiver
 from simulators.modbus_server import BusServer
-from wiring.services import Mosquitto
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "deploy" / "sites" / "demo"
-FACILITY = Path(sys.executable).parent / "facility"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+stop_broker = stop_service  # bench_many_devices.py's name for it
+
+HELPERS = "bench.bench_gateway"  # this module, run as its own helper processes
 
 THINGSBOARD_READINGS_S = 12_000  # ThingsBoard's Python gateway, 120-register block reads
 TARGET_READINGS_S = 120_000
@@ -90,7 +102,6 @@ TARGET_LIVE_S = 2.0
 
 BLOCK_SIGNALS = 120
 PIPELINE_UNITS = 20
-LIVE_PREFIX = "live_"  # assets of the live feeder in section 4: the receiver times them
 
 BACKLOG_SIGNALS = 300
 BACKLOG_DEVICES = 10  # 30 signals a device: one chunk a device poll
@@ -101,179 +112,6 @@ UNCAPPED_PER_S = 1e9  # the second drain: as fast as the uplink and the receiver
 DRAIN_TIMEOUT_S = 150.0
 
 RSS_SECONDS = 20.0
-
-
-# --- machine and processes ---------------------------------------------------------------
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{platform.node()} {model}, {os.cpu_count()} cores, python "
-        f"{platform.python_version()}, sqlite {sqlite3.sqlite_version}, {mosquitto_version()}"
-    )
-
-
-def mosquitto_version() -> str:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    try:
-        out = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "mosquitto ?"
-    return out.splitlines()[0] if out else "mosquitto ?"
-
-
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def proc_mem_mb(pid: int, key: str = "VmRSS") -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-def start_broker(workdir: Path) -> Mosquitto:
-    """A private Mosquitto: free port, own folder, own log."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    broker = Mosquitto(workdir)
-    broker.start()
-    return broker
-
-
-def stop_broker(broker: Mosquitto | None) -> None:
-    if broker is None:
-        return
-    try:
-        broker.stop()
-    except subprocess.TimeoutExpired:
-        broker.kill()
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.05)
-    return False
-
-
-class Child:
-    """A helper process with its log file and, for our own helpers, a JSON status file."""
-
-    def __init__(self, name: str, args: list[str], workdir: Path, status: bool = True) -> None:
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        self.status_path: Path | None = workdir / f"{name}.json" if status else None
-        if self.status_path is not None:
-            args = [*args, "--status", str(self.status_path)]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def cpu_s(self) -> float:
-        return proc_cpu_s(self.proc.pid)
-
-    def status(self) -> dict[str, Any]:
-        if self.status_path is None:
-            return {}
-        try:
-            body = json.loads(self.status_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return {}
-        return body if isinstance(body, dict) else {}
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def wait_for(self, key: str, timeout_s: float = 20.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            status = self.status()
-            if key in status:
-                return status
-            if not self.alive():
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not report {key!r}:\n{self.log_tail()}")
-
-    def stop(self, timeout_s: float = 10.0) -> dict[str, Any]:
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.status()
-
-
-def helper(name: str, *args: str) -> list[str]:
-    """Command line of one of this script's own helper processes."""
-    return [sys.executable, str(Path(__file__).resolve()), f"_{name}", *args]
-
-
-def write_status(path: Path, body: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body))
-    os.replace(tmp, path)
-
-
-async def until_stopped(tick_s: float, each: Callable[[], None]) -> None:
-    """Call `each` every tick until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    while not stop.is_set():
-        each()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(tick_s):
-                await stop.wait()
 
 
 # --- helper process: a pymodbus server of N block devices --------------------------------
@@ -319,36 +157,6 @@ async def serve_modbus(units: int, status: Path) -> None:
         mover.cancel()
         each()
         await server.stop()
-
-
-# --- helper process: the ingest receiver, acking every batch -----------------------------
-
-
-async def receive(port: int, status: Path) -> None:
-    delays: list[int] = []
-
-    async def store(batch: Batch, rejected: list[BadRow]) -> None:
-        now = time.time_ns() // 1_000_000
-        delays.extend(now - r.ts_ms for r in batch.readings if r.asset.startswith(LIVE_PREFIX))
-
-    receiver = Receiver("127.0.0.1", port, store, client_id=f"bench-ingest-{os.getpid()}")
-    await receiver.start()
-
-    def body() -> dict[str, Any]:
-        return {
-            "ready": True,
-            "readings": receiver.readings,
-            "batches": receiver.batches,
-            "live": len(delays),
-            "per_station": {f"{a}/{b}": n for (a, b), n in receiver.per_station.items()},
-            "malformed": sum(receiver.malformed.values()),
-        }
-
-    try:
-        await until_stopped(0.1, lambda: write_status(status, body()))
-    finally:
-        await receiver.stop()
-        write_status(status, {**body(), "delays_ms": delays, "final": True})
 
 
 # --- 1a. the real pipeline, with Modbus acquisition --------------------------------------
@@ -428,9 +236,10 @@ async def pipeline_modbus(tmp: Path, buses: int, seconds: float) -> PipelineResu
     children: list[Child] = []
     gateway: Gateway | None = None
     try:
-        server = Child("modbus", helper("modbus-server", "--units", str(PIPELINE_UNITS)), work)
+        serve = helper_command(HELPERS, "modbus-server", "--units", str(PIPELINE_UNITS))
+        server = Child("modbus", serve, work)
         children.append(server)
-        receiver = Child("receiver", helper("receiver", "--port", str(broker.port)), work)
+        receiver = Child("receiver", acking_receiver.command(broker.port), work)
         children.append(receiver)
         port = int(server.wait_for("port")["port"])
         receiver.wait_for("ready")
@@ -439,12 +248,11 @@ async def pipeline_modbus(tmp: Path, buses: int, seconds: float) -> PipelineResu
             config, "bench", "pipeline", work / "data", uplink_address=("127.0.0.1", broker.port)
         )
         gateway.start()
-        assert broker.proc is not None
-        mqtt_pid = broker.proc.pid
+        mqtt_pid = service_pid(broker)
         others = {
             "Modbus server": server.cpu_s,
             "receiver": receiver.cpu_s,
-            "Mosquitto": lambda: proc_cpu_s(mqtt_pid),
+            "Mosquitto": lambda: cpu_seconds(mqtt_pid),
         }
         await asyncio.sleep(2.0)  # connect, fill the pipe
         first = Snap.take(gateway, others)
@@ -475,7 +283,7 @@ async def pipeline_modbus(tmp: Path, buses: int, seconds: float) -> PipelineResu
                 await gateway.stop(grace_s=2.0)
         for child in children:
             child.stop()
-        stop_broker(broker)
+        stop_service(broker)
 
 
 # --- 1b. the stages without Modbus, in process -------------------------------------------
@@ -525,7 +333,7 @@ def stages_ceiling(tmp: Path, seconds: float = 4.0) -> StagesResult:
             ts = time.time_ns() // 1_000_000
             decoded = request.decode(profile, responses[i % len(responses)])
             t1 = clock()
-            readings = [_reading(asset, s.name, ts, v) for s, v in decoded]
+            readings = [decoded_reading(asset, s.name, ts, v) for s, v in decoded]
             t2 = clock()
             kept = rbe.filter(readings)
             t3 = clock()
@@ -618,94 +426,13 @@ class RssResult:
     errors: list[str] = field(default_factory=list)
 
 
-def largest_stations(config: SiteConfig) -> dict[str, tuple[int, int]]:
-    """The station with the most devices and the one with the most signals."""
-    sizes: dict[str, tuple[int, int]] = {}
-    for site in config.sites:
-        for station in site.stations:
-            profiles = [config.profiles[a.profile] for a in station.assets if a.profile]
-            sizes[f"{site.id}/{station.id}"] = (
-                len(profiles),
-                sum(len(p.signals) for p in profiles),
-            )
-    by_devices = max(sizes, key=lambda k: sizes[k])
-    by_signals = max(sizes, key=lambda k: (sizes[k][1], sizes[k][0]))
-    return {name: sizes[name] for name in dict.fromkeys((by_devices, by_signals))}
-
-
-def simulated_site(tmp: Path) -> tuple[Path, str]:
-    """The demo folder if its Modbus ports are free, else a copy on free ports."""
-    config = load_site_config(DEMO)
-    ports = sorted(
-        {
-            b.port
-            for site in config.sites
-            for station in site.stations
-            for b in station.buses
-            if b.transport is not Transport.RTU
-        }
-    )
-    busy = [p for p in ports if not port_free(p)]
-    if not busy:
-        return DEMO, f"deploy/sites/demo on its own ports {ports[0]}..{ports[-1]}"
-    mapping = {p: free_port() for p in ports}
-    copy = tmp / "demo-site"
-    copy.mkdir()
-    for file in DEMO.glob("*.yaml"):
-        text = re.sub(
-            r"\bport: (\d+)",
-            lambda m: f"port: {mapping.get(int(m[1]), int(m[1]))}",
-            file.read_text(encoding="utf-8"),
-        )
-        (copy / file.name).write_text(text, encoding="utf-8")
-    if (DEMO / "profiles").is_dir():
-        shutil.copytree(DEMO / "profiles", copy / "profiles")
-    return copy, f"a copy of deploy/sites/demo on free ports (busy: {busy})"
-
-
-def import_rss_mb(module: str) -> float:
-    """RSS of a fresh interpreter that only imported `module` ("" for none)."""
-    code = (
-        f"import {module}\n" if module else ""
-    ) + "print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
-        ).stdout
-        return int(out.split()[0]) / 1024
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        return float("nan")
-
-
 def gateway_rss(tmp: Path, seconds: float = RSS_SECONDS) -> RssResult:
     work = tmp / "rss"
     work.mkdir()
-    site_dir, note = simulated_site(work)
-    config = load_site_config(site_dir)
-    stations = largest_stations(config)
-    broker = start_broker(work / "mqtt")
-    children: list[Child] = []
     errors: list[str] = []
-    try:
-        address = f"127.0.0.1:{broker.port}"
-        receiver = Child("receiver", helper("receiver", "--port", str(broker.port)), work)
-        children.append(receiver)
-        sim_args = [str(FACILITY), "simulate", str(site_dir), "--speed", "60", "--plain"]
-        sim = Child("simulate", [*sim_args, "--broker", address], work, status=False)
-        children.append(sim)
-        receiver.wait_for("ready")
-        for name in stations:
-            site_id, _, station_id = name.partition("/")
-            for bus in config.site(site_id).station(station_id).buses:
-                if not wait_for_port(bus.port, 30.0):
-                    raise RuntimeError(f"simulator not listening on {bus.port}:\n{sim.log_tail()}")
-        gateways: dict[str, Child] = {}
-        for name in stations:
-            args = [str(FACILITY), "gateway", "run", "--site", str(site_dir), "--gateway", name]
-            args += ["--data-dir", str(work / name.replace("/", "-"))]
-            args += ["--uplink", address, "--devices-broker", address, "--log-level", "warning"]
-            gateways[name] = Child(f"gateway-{name.replace('/', '-')}", args, work, status=False)
-            children.append(gateways[name])
+    with simulated_demo(work) as demo:
+        receiver, sim, stations = demo.receiver, demo.simulator, demo.stations
+        gateways = {name: demo.start_gateway(name) for name in stations}
         deadline = time.monotonic() + seconds
         mid: dict[str, Any] = {}
         t_mid = time.monotonic()
@@ -729,11 +456,7 @@ def gateway_rss(tmp: Path, seconds: float = RSS_SECONDS) -> RssResult:
             for name in stations
         }
         figures = {
-            name: (
-                *stations[name],
-                proc_mem_mb(child.pid, "VmRSS"),
-                proc_mem_mb(child.pid, "VmHWM"),
-            )
+            name: (*stations[name], memory_mb(child.pid, "VmRSS"), memory_mb(child.pid, "VmHWM"))
             for name, child in gateways.items()
         }
         for name, child in gateways.items():
@@ -745,17 +468,13 @@ def gateway_rss(tmp: Path, seconds: float = RSS_SECONDS) -> RssResult:
             if problems:
                 errors.append(f"gateway {name} logged: {problems[:3]}")
         return RssResult(
-            note,
+            "a copy of deploy/sites/demo on free ports",
             figures,
             rates,
-            proc_mem_mb(sim.pid, "VmRSS"),
-            proc_mem_mb(sim.pid, "VmHWM"),
+            memory_mb(sim.pid, "VmRSS"),
+            memory_mb(sim.pid, "VmHWM"),
             errors,
         )
-    finally:
-        for child in reversed(children):
-            child.stop()
-        stop_broker(broker)
 
 
 # --- 4. backlog drain with live data ------------------------------------------------------
@@ -866,7 +585,7 @@ async def backlog_drain(
     tasks: list[asyncio.Task[None]] = []
     outbox: Outbox | None = None
     try:
-        receiver = Child("receiver", helper("receiver", "--port", str(broker.port)), work)
+        receiver = Child("receiver", acking_receiver.command(broker.port), work)
         children.append(receiver)
         settings = drain_settings(broker.port, backfill_per_s)
         path = work / "backlog.outbox.sqlite"
@@ -876,10 +595,9 @@ async def backlog_drain(
         outbox = Outbox(path, outbox_config(settings))
         uplink = Uplink("bench", "backlog", settings, outbox)
         live_put = [0]
-        assert broker.proc is not None
-        mqtt_pid = broker.proc.pid
+        mqtt_pid = service_pid(broker)
         start, cpu0 = time.monotonic(), time.process_time()
-        receiver0, broker0 = receiver.cpu_s(), proc_cpu_s(mqtt_pid)
+        receiver0, broker0 = receiver.cpu_s(), cpu_seconds(mqtt_pid)
         start_ms = time.time_ns() // 1_000_000
         tasks.append(asyncio.create_task(uplink.run()))
         tasks.append(asyncio.create_task(live_feeder(outbox, uplink, live_every_s, live_put)))
@@ -895,7 +613,7 @@ async def backlog_drain(
         drain_s = time.monotonic() - start
         cpu_share = (time.process_time() - cpu0) / drain_s
         receiver_share = (receiver.cpu_s() - receiver0) / drain_s
-        broker_share = (proc_cpu_s(mqtt_pid) - broker0) / drain_s
+        broker_share = (cpu_seconds(mqtt_pid) - broker0) / drain_s
         remaining = 0 if drained else outbox.stats().readings
         await _cancel(tasks.pop())  # the feeder; let the last live readings arrive
         deadline = time.monotonic() + 10
@@ -927,7 +645,7 @@ async def backlog_drain(
             outbox.close()
         for child in children:
             child.stop()
-        stop_broker(broker)
+        stop_service(broker)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -937,10 +655,6 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 # --- report -------------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
 
 
 def main(argv: list[str]) -> None:
@@ -962,12 +676,9 @@ def main(argv: list[str]) -> None:
     logging.basicConfig(
         level=logging.WARNING, format="  log %(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    print(f"machine: {machine()}")
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print_header("sqlite", "mosquitto")
     summary: list[tuple[str, str, str, str]] = []
-    (ROOT / "run").mkdir(exist_ok=True)  # the real disk (not tmpfs), ignored by git
-    with tempfile.TemporaryDirectory(prefix="bench-gateway-", dir=ROOT / "run") as name:
-        tmp = Path(name)
+    with scratch_dir("bench-gateway-") as tmp:
         if "1" in only:
             section_pipeline(tmp, args.seconds, args.buses, summary)
         if "2" in only:
@@ -976,13 +687,7 @@ def main(argv: list[str]) -> None:
             section_rss(tmp, summary)
         if "4" in only:
             section_drain(tmp, args.live_every, summary)
-    print()
-    print("summary")
-    widths = [max(len(row[i]) for row in summary) for i in range(3)] if summary else [0, 0, 0]
-    head = ("figure", "measured", "target", "")
-    print(f"  {head[0]:<{widths[0]}}  {head[1]:>{widths[1]}}  {head[2]:<{widths[2]}}")
-    for row in summary:
-        print(f"  {row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
+    print_summary(summary, head=("figure", "measured", "target", ""))
 
 
 def section_pipeline(
@@ -1069,7 +774,7 @@ def section_planner(summary: list[tuple[str, str, str, str]]) -> None:
     print(
         f"2. one poll of all {p.devices} Modbus devices of the demo site: planned "
         f"{p.planned} requests, exhaustive minimum {p.minimum}, one per signal {p.naive} "
-        "(bench/bench_planner.py has the detail)"
+        "(python -m bench.bench_planner has the detail)"
     )
     summary.append(
         (
@@ -1189,21 +894,14 @@ def section_drain(tmp: Path, live_every_s: float, summary: list[tuple[str, str, 
         )
 
 
-def child_main(argv: list[str]) -> None:
+def helper_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=("_modbus-server", "_receiver"))
+    parser.add_argument("role", choices=("_modbus-server",))
     parser.add_argument("--status", type=Path, required=True)
     parser.add_argument("--units", type=int, default=PIPELINE_UNITS)
-    parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.role == "_modbus-server":
-        asyncio.run(serve_modbus(args.units, args.status))
-    else:
-        asyncio.run(receive(args.port, args.status))
+    asyncio.run(serve_modbus(args.units, args.status))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
-        child_main(sys.argv[1:])
-    else:
-        main(sys.argv[1:])
+    main_or_helper(main, helper_main)

@@ -5,21 +5,21 @@ every generator kind) 25 times over, steps them through a simulated day at the
 engine's 1 s step, and reads their values once a simulated minute, as the runner does
 more often; then a whole Simulation of the four devices (with its stand-in physics).
 
-    .venv/bin/python bench/bench_generator.py
+    .venv/bin/python -m bench.bench_generator
 """
 
 from __future__ import annotations
 
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.common import print_header
 from facility.config import load_site_config
 from simulators.engine import Simulation
 from simulators.generator import GeneratedDevice, generated_device
 from simulators.physics.common import seeded_rng
+from tests.own_devices import write_site
 
 START = 1_780_264_800_000
 COPIES = 25
@@ -27,9 +27,7 @@ DAY_S = 86_400
 
 
 def main() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' site writer
-    from tests.own_devices import write_site
-
+    print_header()
     folder = write_site(Path(tempfile.mkdtemp()) / "site")
     config = load_site_config(folder)
     devices: list[GeneratedDevice] = []
@@ -50,7 +48,6 @@ def main() -> None:
                 device.values()
     took = time.perf_counter() - t0
     steps = len(devices) * DAY_S
-    print(f"machine: {platform.machine()}, Python {platform.python_version()}")
     print(
         f"{len(devices)} devices, {signals} signals, one simulated day at 1 s: {took:.1f} s "
         f"({took / steps * 1e6:.1f} us a device step, {took / (signals * DAY_S) * 1e6:.2f} "

@@ -22,7 +22,7 @@ throughput  gateway batches published to Mosquitto by the 13 demo gateways (one 
             (--variants, parts joined by +): `serial` max_in_flight=1 (one batch at a
             time, as before pipelining), `as-is` the Receiver's default (4), a number
             that many in flight, `gc` the collector tuned exactly as `facility ingest
-            run` tunes it (ingest.commands._tune_gc), undone after the run.
+            run` tunes it (ingest.commands.tune_gc), undone after the run.
 breakdown   the same batches in process, no MQTT: decode, validate, line encoding and the
             HTTP write (gzip + POST, awaited), µs a reading each, default and tuned GC.
 ceiling     what influxd alone accepts: the same batches' lines, encoded and gzipped in
@@ -34,7 +34,7 @@ latency     the demo (wiring.demo.Demo: simulators, 13 gateways, the ingest serv
             seen by the alarm engine: ready to ack), with its legs; the receiver as it
             is, then serial (--latency-variants; --no-alarms: the pure ingest path).
 
-    .venv/bin/python bench/bench_ingest.py [--only throughput,breakdown,ceiling,latency]
+    .venv/bin/python -m bench.bench_ingest [--only throughput,breakdown,ceiling,latency]
         [--seconds 10] [--variants serial,as-is,8,gc,...] [--latency-seconds 45]
 
 About 5 minutes in all; each section cleans up its processes, even when it fails.
@@ -55,24 +55,36 @@ import json
 import logging
 import math
 import os
-import platform
-import re
-import shutil
 import signal
 import socket
 import struct
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 import httpx
 
+from bench.common import (
+    DEMO,
+    DEMO_RULES,
+    ROOT,
+    Child,
+    cpu_seconds,
+    demo_site_on_free_ports,
+    free_port,
+    helper_command,
+    machine_busy_s,
+    main_or_helper,
+    percentile,
+    print_header,
+    print_summary,
+    scratch_dir,
+    service_pid,
+    stop_service,
+    write_status,
+)
 from facility.aio import cancel_and_wait
 from facility.config import SiteConfig, load_site_config
 from facility.profile import ModbusProfile, MqttProfile
@@ -91,7 +103,7 @@ from facility.wire import (
     topic,
 )
 from gateway.mqtt_devices.subscriber import BadMessage, map_message, routes_for
-from ingest.commands import _tune_gc
+from ingest.commands import tune_gc
 from ingest.deadletters import DeadLetters
 from ingest.influx import InfluxV1Writer, WriteResult
 from ingest.receiver import Receiver, Store
@@ -101,12 +113,9 @@ from ingest.validate import Validator
 from simulators.clock import SimClock
 from simulators.engine import Simulation
 from wiring.demo import Demo
-from wiring.services import InfluxDB, Mosquitto, free_port
+from wiring.services import InfluxDB, Mosquitto
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "deploy" / "sites" / "demo"
-DEMO_RULES = ROOT / "deploy" / "alarms" / "rules.yaml"  # what `facility demo` loads
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+HELPERS = "bench.bench_ingest"  # this module, run as its own helper processes
 DATABASE = "bench"
 
 TARGET_READINGS_S = 200_000
@@ -118,65 +127,6 @@ HEALTH_EVERY_S = 10.0
 DEVICE_SPACING_MS = 23  # devices of a bus answer one after another within a poll
 TEMPLATE_CYCLES = 240  # 20 simulated minutes of polls, repeated with later timestamps
 START_AGO_MS = 30 * 86_400_000  # data 30 days old: inside the validator's window
-
-
-# --- machine and processes ---------------------------------------------------------------
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{platform.node()} {model}, {os.cpu_count()} cores, python "
-        f"{platform.python_version()}, {tool_version(['influxd', 'version'])}, "
-        f"{tool_version(['mosquitto', '-h'])}"
-    )
-
-
-def tool_version(args: list[str]) -> str:
-    binary = shutil.which(args[0]) or f"/usr/sbin/{args[0]}"
-    try:
-        out = subprocess.run([binary, *args[1:]], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        return f"{args[0]} ?"
-    return out.splitlines()[0] if out else f"{args[0]} ?"
-
-
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_busy_s() -> float:
-    """CPU seconds the whole machine has spent busy (all cores, all processes)."""
-    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(values) - values[3] - values[4]) / CLK_TCK  # less idle and iowait
-
-
-def stop_server(server: Mosquitto | InfluxDB | None) -> None:
-    if server is None:
-        return
-    try:
-        server.stop()
-    except subprocess.TimeoutExpired:
-        server.kill()
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of values (sorted or not); NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return float(ordered[rank - 1])
 
 
 # --- realistic gateway batches -------------------------------------------------------------
@@ -406,17 +356,6 @@ def read_payloads(path: Path, limit: int | None = None) -> list[Payload]:
     return out
 
 
-def write_status(path: Path, body: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body))
-    os.replace(tmp, path)
-
-
-def helper(name: str, *args: str) -> list[str]:
-    """Command line of one of this script's own helper processes."""
-    return [sys.executable, str(Path(__file__).resolve()), f"_{name}", *args]
-
-
 # --- helper process: the gateways, publishing batches and counting acks -------------------
 
 
@@ -488,13 +427,13 @@ async def publish(port: int, payload_file: Path, status: Path, in_flight: int) -
 @contextlib.contextmanager
 def tuned_gc(enabled: bool) -> Iterator[None]:
     """The collector tuned exactly as `facility ingest run` tunes it at start
-    (ingest.commands._tune_gc: collect, freeze, young generation 50,000), undone when the
+    (ingest.commands.tune_gc: collect, freeze, young generation 50,000), undone when the
     run is over so the next one starts from the interpreter's defaults."""
     if not enabled:
         yield
         return
     before = gc.get_threshold()
-    _tune_gc()
+    tune_gc()
     try:
         yield
     finally:
@@ -506,14 +445,12 @@ NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)  # the publisher's sock
 
 
 async def stop_receiver(receiver: Receiver) -> None:
-    """Receiver.stop cancels once; aiomqtt can swallow a cancellation (see
-    facility.aio.honour_cancellation), which would leave it waiting for ever."""
-    try:
-        async with asyncio.timeout(10):
+    """Receiver.stop, bounded: a cancellation aiomqtt swallows (see
+    facility.aio.honour_cancellation) is repeated by its cancel_and_wait, which gives up
+    with a log line; asyncio.run cancels whatever is still left at the end."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(30):
             await receiver.stop()
-    except TimeoutError:
-        if receiver._task is not None:
-            await cancel_and_wait(receiver._task)
 
 
 # --- throughput: gateways -> Mosquitto -> one ingest process -> InfluxDB -------------------
@@ -581,7 +518,7 @@ async def throughput(
     label = variant.label
     broker = Mosquitto(work / "mqtt")
     influx = InfluxDB(work / "influxdb")
-    publisher: subprocess.Popen[bytes] | None = None
+    publisher: Child | None = None
     receiver: Receiver | None = None
     writer: InfluxV1Writer | None = None
     try:
@@ -600,36 +537,20 @@ async def throughput(
                 max_in_flight=variant.in_flight,
             )
             await receiver.start()
-            status = work / "publisher.json"
-            with (work / "publisher.log").open("wb") as log:
-                publisher = subprocess.Popen(
-                    helper(
-                        "publish",
-                        "--port",
-                        str(broker.port),
-                        "--payloads",
-                        str(payload_file),
-                        "--status",
-                        str(status),
-                    ),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=ROOT,
-                )
+            publish = ["--port", str(broker.port), "--payloads", str(payload_file)]
+            publisher = Child("publisher", helper_command(HELPERS, "publish", *publish), work)
             pids = {
-                "InfluxDB": _pid(influx),
-                "Mosquitto": _pid(broker),
+                "InfluxDB": service_pid(influx),
+                "Mosquitto": service_pid(broker),
                 "gateways (publisher)": publisher.pid,
             }
-            await _wait_status(status, publisher)
+            await asyncio.to_thread(publisher.wait_for, "ready", 60.0)
             await asyncio.sleep(WARMUP_S)
-            first = _sample(status, receiver, pids)
+            first = _sample(publisher, receiver, pids)
             await asyncio.sleep(seconds)
-            last = _sample(status, receiver, pids)
+            last = _sample(publisher, receiver, pids)
         wall = last.at - first.at
-        publisher.send_signal(signal.SIGTERM)
-        publisher.wait(10)
-        final = json.loads(status.read_text())
+        final = publisher.stop()
         await stop_receiver(receiver)
         receiver = None
         answer = await writer.query('SELECT count("flow_m3h") FROM "pump"')
@@ -651,23 +572,17 @@ async def throughput(
             - sum(last.others[k] - first.others[k] for k in pids) / (last.mono - first.mono),
         )
     finally:
-        if publisher is not None and publisher.poll() is None:
-            publisher.kill()
-            publisher.wait(5)
+        if publisher is not None:
+            publisher.stop()
         if receiver is not None:
             await stop_receiver(receiver)
         if writer is not None:
             await writer.close()
-        stop_server(influx)
-        stop_server(broker)
+        stop_service(influx)
+        stop_service(broker)
 
 
 WARMUP_S = 3.0
-
-
-def _pid(server: Mosquitto | InfluxDB) -> int:
-    assert server.proc is not None
-    return server.proc.pid
 
 
 @dataclass
@@ -681,25 +596,17 @@ class _Sample:
     busy: float
 
 
-def _sample(status: Path, receiver: Receiver, pids: dict[str, int]) -> _Sample:
-    body = json.loads(status.read_text())
+def _sample(publisher: Child, receiver: Receiver, pids: dict[str, int]) -> _Sample:
+    body = publisher.status()
     return _Sample(
         at=float(body["at"]),
         mono=time.monotonic(),
         acked=int(body["acked"]),
         stored=receiver.readings,
         cpu=time.process_time(),
-        others={k: proc_cpu_s(pid) for k, pid in pids.items()},
+        others={k: cpu_seconds(pid) for k, pid in pids.items()},
         busy=machine_busy_s(),
     )
-
-
-async def _wait_status(status: Path, process: subprocess.Popen[bytes]) -> None:
-    async with asyncio.timeout(60):
-        while not status.exists():
-            if process.poll() is not None:
-                raise RuntimeError("the publisher exited before it was ready")
-            await asyncio.sleep(0.05)
 
 
 # --- breakdown: the stages in process, without MQTT -------------------------------------
@@ -746,7 +653,7 @@ async def breakdown(
                 t1 = clock()
                 verdict = store.validator.check(batch, bad)
                 t2 = clock()
-                lines, unencodable = store._lines(batch, verdict.accepted)
+                lines, unencodable = store.lines_for(batch, verdict.accepted)
                 t3 = clock()
                 result = await writer.write(lines)
                 t4 = clock()
@@ -775,7 +682,7 @@ async def breakdown(
     finally:
         if writer is not None:
             await writer.close()
-        stop_server(influx)
+        stop_service(influx)
 
 
 # --- ceiling: what influxd alone accepts ---------------------------------------------------
@@ -799,7 +706,7 @@ async def ceiling(work: Path, payload_file: Path, batches: int) -> list[CeilingR
     bodies: list[tuple[bytes, int, int]] = []  # gzipped body, readings, lines
     for payload in read_payloads(payload_file, batches):
         batch, bad = decode_batch(payload.body)
-        lines, _ = store._lines(batch, store.validator.check(batch, bad).accepted)
+        lines, _ = store.lines_for(batch, store.validator.check(batch, bad).accepted)
         body = gzip.compress("\n".join(lines).encode(), compresslevel=1)
         bodies.append((body, len(batch.readings), len(lines)))
     results = []
@@ -809,7 +716,7 @@ async def ceiling(work: Path, payload_file: Path, batches: int) -> list[CeilingR
             influx.start()
             results.append(await _post_all(influx, bodies, writers))
         finally:
-            stop_server(influx)
+            stop_service(influx)
     return results
 
 
@@ -835,12 +742,12 @@ async def _post_all(
     limits = httpx.Limits(max_connections=writers)
     async with httpx.AsyncClient(base_url=influx.url, timeout=30, limits=limits) as client:
         await client.post("/query", params={"q": f'CREATE DATABASE "{DATABASE}"'})
-        pid = _pid(influx)
-        cpu0, mine0, t0 = proc_cpu_s(pid), time.process_time(), time.perf_counter()
+        pid = service_pid(influx)
+        cpu0, mine0, t0 = cpu_seconds(pid), time.process_time(), time.perf_counter()
         busy0 = machine_busy_s()
         await asyncio.gather(*(post(client) for _ in range(writers)))
         wall = time.perf_counter() - t0
-        cpu, mine = proc_cpu_s(pid) - cpu0, time.process_time() - mine0
+        cpu, mine = cpu_seconds(pid) - cpu0, time.process_time() - mine0
         busy = machine_busy_s() - busy0
     readings = sum(b[1] for b in bodies)
     return CeilingResult(
@@ -902,20 +809,6 @@ class LatencyResult:
     @property
     def label(self) -> str:
         return self.variant.label
-
-
-def demo_site_on_free_ports(work: Path) -> Path:
-    """A copy of deploy/sites/demo with every Modbus port replaced by a free one, so the
-    benchmark runs beside a demo or tests that use the real ports."""
-    work.mkdir(parents=True)
-    for file in DEMO.glob("*.yaml"):
-        text = re.sub(
-            r"\bport: (\d+)", lambda _: f"port: {free_port()}", file.read_text(encoding="utf-8")
-        )
-        (work / file.name).write_text(text, encoding="utf-8")
-    if (DEMO / "profiles").is_dir():
-        shutil.copytree(DEMO / "profiles", work / "profiles")
-    return work
 
 
 RECEIVER_SETTINGS = (  # what a restarted receiver keeps of the service's
@@ -990,7 +883,7 @@ async def stop_demo(demo: Demo) -> None:
         for name in ("influxdb", "broker"):
             server = getattr(demo, name, None)
             if isinstance(server, InfluxDB | Mosquitto):
-                stop_server(server)
+                stop_service(server)
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -1038,12 +931,9 @@ def main(argv: list[str]) -> None:
     logging.basicConfig(
         level=logging.WARNING, format="  log %(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    print(f"machine: {machine()}")
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print_header("influxd", "mosquitto")
     summary: Summary = []
-    (ROOT / "run").mkdir(exist_ok=True)  # the real disk (not tmpfs), ignored by git
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-", dir=ROOT / "run") as name:
-        tmp = Path(name)
+    with scratch_dir("bench-ingest-") as tmp:
         payload_file = tmp / "payloads.bin"
         if only & {"throughput", "breakdown", "ceiling"}:
             readings = int((WARMUP_S + args.seconds) * PAYLOAD_RATE)
@@ -1064,11 +954,7 @@ def main(argv: list[str]) -> None:
         if "latency" in only:
             rules = None if args.no_alarms else DEMO_RULES
             section_latency(tmp, args.latency_seconds, args.latency_variants, rules, summary)
-    print()
-    print("summary")
-    widths = [max(len(row[i]) for row in summary) for i in range(2)] if summary else [0, 0]
-    for figure, measured, target in summary:
-        print(f"  {figure:<{widths[0]}}  {measured:>{widths[1]}}  {target}")
+    print_summary(summary)
 
 
 def section_throughput(
@@ -1221,7 +1107,7 @@ def section_latency(
         )
 
 
-def child_main(argv: list[str]) -> None:
+def helper_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("role", choices=("_publish",))
     parser.add_argument("--port", type=int, required=True)
@@ -1233,7 +1119,4 @@ def child_main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
-        child_main(sys.argv[1:])
-    else:
-        main(sys.argv[1:])
+    main_or_helper(main, helper_main)

@@ -6,39 +6,23 @@ backlog; open and stats() times with that backlog; file size per million reading
 The readings look like a station's: 50 signals a device, values with two decimals,
 timestamps a poll apart. Runs in well under a minute.
 
-    .venv/bin/python bench/bench_outbox.py
+    .venv/bin/python -m bench.bench_outbox
 """
 
 from __future__ import annotations
 
-import platform
 import random
-import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.common import print_header, scratch_dir
 from facility.wire import Reading
 from gateway.outbox import Outbox, OutboxConfig
 
 START_MS = 1_780_264_800_000
 PUT_SECONDS = 1.5  # per measurement: enough for a steady rate, short enough for the budget
 BACKLOG = 1_000_000
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{platform.node()} {model} python {platform.python_version()} "
-        f"sqlite {sqlite3.sqlite_version}"
-    )
 
 
 def polls(size: int, seed: int = 1) -> Iterator[list[Reading]]:
@@ -122,9 +106,8 @@ def drain_rate(outbox: Outbox, now: int, seconds: float = 3.0) -> float:
 
 
 def main() -> None:
-    print(f"machine: {machine()}")
-    with tempfile.TemporaryDirectory(dir=Path.cwd()) as name:  # the real disk, not tmpfs
-        tmp = Path(name)
+    print_header("sqlite")
+    with scratch_dir("bench-outbox-") as tmp:
         for size in (50, 500):
             for sync in ("full", "normal", "off"):
                 print(

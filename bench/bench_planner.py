@@ -5,22 +5,20 @@ requests of one full poll: planned (greedy) vs the exhaustive minimum vs one req
 signal, with the registers/bits and RTU frame bytes they move; then the time to plan the
 whole site.
 
-    .venv/bin/python bench/bench_planner.py
+    .venv/bin/python -m bench.bench_planner
 """
 
 from __future__ import annotations
 
-import platform
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
+from bench.common import DEMO, print_header
 from facility.config import SiteConfig, load_site_config
 from facility.profile import ModbusProfile, ModbusSignal, Table
 from gateway.modbus.planner import ReadRequest, RequestPlan, minimum_requests, plan_reads
 
-DEMO = Path(__file__).resolve().parents[1] / "deploy" / "sites" / "demo"
 RTU_REQUEST_BYTES = 8  # unit, function, address, count, CRC
 RTU_RESPONSE_OVERHEAD = 5  # unit, function, byte count, CRC
 
@@ -83,7 +81,7 @@ def minimum(device: Device) -> int:
 def main() -> None:
     config = load_site_config(DEMO)
     devices = modbus_devices(config)
-    print(f"python {platform.python_version()} on {platform.machine()}")
+    print_header()
     print(
         f"demo configuration: {len(config.sites)} sites, {len(devices)} Modbus devices "
         "(every Modbus asset, whatever its status)"

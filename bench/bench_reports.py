@@ -6,13 +6,12 @@
 2. `facility report shift|daily|monthly` on that day, as a supervisor runs them (a new
    process each, Python start included): seconds each and the page's size.
 
-    .venv/bin/python bench/bench_reports.py
+    .venv/bin/python -m bench.bench_reports
 """
 
 from __future__ import annotations
 
 import asyncio
-import platform
 import subprocess
 import sys
 import tempfile
@@ -21,19 +20,19 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from bench.common import DEMO, print_header, stop_service
+from bench.common import DEMO_RULES as RULES
 from facility.config import load_site_config
 from simulators.scenario import load_scenario
 from wiring.history import InfluxTarget, SimulatedHistory, fill_influx
 from wiring.services import InfluxDB
 
-ROOT = Path(__file__).resolve().parents[1]
-SITE = ROOT / "deploy" / "sites" / "demo"
-RULES = ROOT / "deploy" / "alarms" / "rules.yaml"
+SITE = DEMO
 TZ = ZoneInfo("Asia/Shanghai")
 
 
 def main() -> None:
-    print(f"machine: {platform.machine()}, Python {platform.python_version()}")
+    print_header("influxd")
     work = Path(tempfile.mkdtemp(prefix="bench-reports-"))
     server = InfluxDB(work / "influxdb")
     server.start()
@@ -47,7 +46,7 @@ def main() -> None:
         ):
             report(kind, when, server.url, work)
     finally:
-        server.stop()
+        stop_service(server)
 
 
 def fill(url: str, work: Path, day: datetime) -> None:

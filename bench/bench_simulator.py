@@ -4,34 +4,25 @@ Prints: physics speed for the whole demo site (simulated seconds per wall second
 1 s step), feed recording rate, Modbus requests per second one client gets from a
 simulated station, and the RSS of a process serving the whole demo site.
 
-    .venv/bin/python bench/bench_simulator.py
+    .venv/bin/python -m bench.bench_simulator
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import platform
 import time
-from pathlib import Path
 
 from pymodbus.client import AsyncModbusTcpClient
 
+from bench.common import DEMO, memory_mb, print_header
 from facility.config import load_site_config
 from simulators.clock import SimClock
 from simulators.engine import Simulation
 from simulators.feed import record
 from simulators.runner import SiteRunner
 
-DEMO = Path(__file__).resolve().parents[1] / "deploy" / "sites" / "demo"
 START_MS = 1780264800000
-
-
-def current_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def physics_speed() -> float:
@@ -64,14 +55,14 @@ async def modbus_rate(seconds: float = 3.0) -> tuple[float, float]:
         count += 1
     rate = count / (time.perf_counter() - t0)
     client.close()
-    rss_mb = current_rss_mb()
+    rss_mb = memory_mb()
     ticker.cancel()
     await runner.stop()
     return rate, rss_mb
 
 
 def main() -> None:
-    print(f"machine: {platform.node()} {platform.machine()} python {platform.python_version()}")
+    print_header()
     reads, rss = asyncio.run(modbus_rate())  # first: the RSS is this process's, now
     speed = physics_speed()
     print(

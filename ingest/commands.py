@@ -84,7 +84,7 @@ def run(
     asyncio.run(_serve(service))
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """A batch makes ~16,000 short-lived objects: with the default thresholds the
     collector runs far too often (bench/bench_ingest.py: 255k -> 287k readings/s).
     Freezing moves everything loaded at start out of its way."""
@@ -95,7 +95,7 @@ def _tune_gc() -> None:
 
 async def _serve(service: IngestService) -> None:
     log = logging.getLogger("facility.ingest")
-    _tune_gc()
+    tune_gc()
 
     async def start() -> None:
         try:

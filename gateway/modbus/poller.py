@@ -372,7 +372,7 @@ class BusWorker:
             self.client = None
 
 
-def _reading(asset: str, signal: str, ts_ms: int, value: Value) -> Reading:
+def decoded_reading(asset: str, signal: str, ts_ms: int, value: Value) -> Reading:
     """A NaN or infinite float is how many transmitters report a sensor fault."""
     if isinstance(value, float) and not math.isfinite(value):
         return Reading(asset, signal, ts_ms, None, "b")
@@ -407,7 +407,7 @@ def request_decoder(profile: ModbusProfile, request: ReadRequest) -> RequestDeco
             )
         if bits:
             data = [int(b) for b in data[:count]]
-        return [_reading(asset, name, ts, fn(data[lo:hi])) for name, lo, hi, fn in parts]
+        return [decoded_reading(asset, name, ts, fn(data[lo:hi])) for name, lo, hi, fn in parts]
 
     return decode
 

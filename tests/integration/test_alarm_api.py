@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import select
-import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -40,6 +38,7 @@ from ingest.api.audit import AuditAction
 from ingest.api.auth import TokensError, hash_token
 from tests.conftest import ROOT
 from tests.integration.test_notifier import LI, SECRET_ENV, Clock, write_config
+from tests.raw_http import raw_post
 from wiring.catchers import MailCatcher
 
 pytestmark = pytest.mark.timeout(60)
@@ -809,27 +808,6 @@ async def test_a_revoked_person_s_links_stop_working_even_after_a_restore(
 # -- what a body may cost -----------------------------------------------------------------
 
 
-def _raw_post(
-    port: int, head: bytes, body_chunks: Iterator[bytes], budget: int
-) -> tuple[bytes, int]:
-    """Send a request over a plain socket until the server answers (or `budget` bytes of
-    body are out): the answer's first bytes and how much body was sent before it."""
-    sent = 0
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(head)
-        for chunk in body_chunks:
-            if select.select([sock], [], [], 0)[0] or sent >= budget:
-                break
-            try:
-                sock.sendall(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sent += len(chunk)
-        sock.settimeout(10)
-        answer = sock.recv(65536)
-    return answer, sent
-
-
 def _megabytes(wrap: Callable[[bytes], bytes] = lambda b: b) -> Iterator[bytes]:
     block = wrap(b"x" * 1_000_000)
     while True:
@@ -847,7 +825,7 @@ async def test_an_oversized_body_is_refused_before_it_is_read(stack: Stack) -> N
         b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: 200000000\r\n\r\n"
     )
-    answer, sent = await asyncio.to_thread(_raw_post, port, announced, _megabytes(), 200_000_000)
+    answer, sent = await asyncio.to_thread(raw_post, port, announced, _megabytes(), 200_000_000)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert sent < 20_000_000, f"{sent} bytes were taken before the refusal"
 
@@ -857,7 +835,7 @@ async def test_an_oversized_body_is_refused_before_it_is_read(stack: Stack) -> N
         b"Transfer-Encoding: chunked\r\n\r\n"
     )
     frame = lambda block: b"%x\r\n%s\r\n" % (len(block), block)  # noqa: E731
-    answer, sent = await asyncio.to_thread(_raw_post, port, chunked, _megabytes(frame), 200_000_000)
+    answer, sent = await asyncio.to_thread(raw_post, port, chunked, _megabytes(frame), 200_000_000)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert sent < 20_000_000, f"{sent} bytes were taken before the refusal"
 
