@@ -53,6 +53,7 @@ from bench.common import (
     memory_mb,
     print_header,
     print_summary,
+    run_or_report,
     scratch_dir,
     service_pid,
     stop_service,
@@ -701,10 +702,8 @@ def section_pipeline(
     )
     results: list[PipelineResult] = []
     for buses in bus_counts:
-        try:
-            r = asyncio.run(pipeline_modbus(tmp, buses, seconds))
-        except Exception as exc:  # one failed run must not hide the other sections
-            print(f"  {buses} bus(es): FAILED: {exc!r}")
+        r = run_or_report(f"{buses} bus(es)", pipeline_modbus(tmp, buses, seconds))
+        if r is None:
             continue
         results.append(r)
         others = ", ".join(f"{k} {v:.0%}" for k, v in r.others.items())
@@ -843,12 +842,9 @@ def section_drain(tmp: Path, live_every_s: float, summary: list[tuple[str, str, 
     runs: list[DrainResult] = []
     for n, rate in enumerate((DRAIN_BACKFILL_PER_S, UNCAPPED_PER_S)):
         label = "uncapped" if rate >= UNCAPPED_PER_S else f"backfill cap {rate:,.0f}/s"
-        try:
-            r = asyncio.run(
-                backlog_drain(tmp / f"drain-{n}", template, backlog, live_every_s, rate)
-            )
-        except Exception as exc:
-            print(f"  {label}: FAILED: {exc!r}")
+        work = tmp / f"drain-{n}"
+        r = run_or_report(label, backlog_drain(work, template, backlog, live_every_s, rate))
+        if r is None:
             continue
         runs.append(r)
         if r.drained:

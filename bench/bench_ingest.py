@@ -80,6 +80,7 @@ from bench.common import (
     percentile,
     print_header,
     print_summary,
+    run_or_report,
     scratch_dir,
     service_pid,
     stop_service,
@@ -967,10 +968,9 @@ def section_throughput(
         f"-> InfluxDB; {WARMUP_S:.0f} s warm-up, then {seconds:.0f} s counted"
     )
     for n, variant in enumerate(variants):
-        try:
-            r = asyncio.run(throughput(tmp / f"throughput-{n}", payload_file, seconds, variant))
-        except Exception as exc:  # one failed run must not hide the others
-            print(f"  {variant.label}: FAILED: {exc!r}")
+        work = tmp / f"throughput-{n}"
+        r = run_or_report(variant.label, throughput(work, payload_file, seconds, variant))
+        if r is None:
             continue
         others = ", ".join(f"{k} {v:.0%}" for k, v in r.others.items())
         print(
@@ -1001,14 +1001,10 @@ def section_breakdown(tmp: Path, payload_file: Path, summary: Summary) -> None:
     results = {}
     for gc_tuned in (False, True):
         label = "GC tuned" if gc_tuned else "default GC"
-        try:
-            results[label] = asyncio.run(
-                breakdown(
-                    tmp / f"breakdown-{int(gc_tuned)}", payload_file, BREAKDOWN_BATCHES, gc_tuned
-                )
-            )
-        except Exception as exc:
-            print(f"  {label}: FAILED: {exc!r}")
+        work = tmp / f"breakdown-{int(gc_tuned)}"
+        r = run_or_report(label, breakdown(work, payload_file, BREAKDOWN_BATCHES, gc_tuned))
+        if r is not None:
+            results[label] = r
     for label, r in results.items():
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r.us.items())
         print(
@@ -1035,10 +1031,8 @@ def section_ceiling(tmp: Path, payload_file: Path, summary: Summary) -> None:
         f"ceiling: {CEILING_BATCHES} batches' lines encoded and gzipped beforehand, POSTed "
         "to a fresh influxd by concurrent writers"
     )
-    try:
-        results = asyncio.run(ceiling(tmp / "ceiling", payload_file, CEILING_BATCHES))
-    except Exception as exc:
-        print(f"  FAILED: {exc!r}")
+    results = run_or_report("ceiling", ceiling(tmp / "ceiling", payload_file, CEILING_BATCHES))
+    if results is None:
         return
     for r in results:
         print(
@@ -1071,12 +1065,9 @@ def section_latency(
     for n, variant in enumerate(variants):
         if variant.gc_tuned:
             variant = Variant(variant.in_flight)  # the demo process keeps its collector
-        try:
-            r = asyncio.run(
-                latency(tmp / f"latency-{n}", seconds, LATENCY_WARMUP_S, variant, rules)
-            )
-        except Exception as exc:
-            print(f"  FAILED: {exc!r}")
+        work = tmp / f"latency-{n}"
+        r = run_or_report(variant.label, latency(work, seconds, LATENCY_WARMUP_S, variant, rules))
+        if r is None:
             continue
         t = r.timed
         print(f"  {r.label}:")

@@ -23,10 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from wiring.services import InfluxDB, Mosquitto
@@ -36,6 +36,7 @@ DEMO = ROOT / "deploy" / "sites" / "demo"
 DEMO_RULES = ROOT / "deploy" / "alarms" / "rules.yaml"  # what `facility demo` loads
 FACILITY = Path(sys.executable).parent / "facility"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
 
 # The arguments that make a tool print its version on its first line.
 VERSION_ARGS = {"mosquitto": ["-h"], "influxd": ["version"]}
@@ -99,19 +100,16 @@ def load_average() -> str:
 
 def git_commit() -> str:
     """The checkout's commit, `+changes` when the working tree differs from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10
+        )
+        return done.stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
+        head = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "?"
     return f"{head or '?'}{' +changes' if changed else ''}"
@@ -359,6 +357,16 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return float(ordered[rank - 1])
+
+
+def run_or_report(label: str, run: Coroutine[Any, Any, T]) -> T | None:
+    """One run of a section, in its own event loop; a failed run is printed (None) and
+    must not hide the others."""
+    try:
+        return asyncio.run(run)
+    except Exception as exc:
+        print(f"  {label}: FAILED: {exc!r}")
+        return None
 
 
 def verdict(ok: bool) -> str:
