@@ -67,20 +67,10 @@ from bench.common import start_broker as start_broker
 from bench.common import until_stopped as until_stopped
 from bench.common import write_status as write_status
 from bench.simulated_demo import simulated_demo
-from facility.codec import DataType
 from facility.config import SiteConfig, load_site_config
-from facility.profile import ModbusProfile, ModbusSignal, Table
+from facility.profile import ModbusProfile, Table
 from facility.registers import RegisterImage
-from facility.site import (
-    Asset,
-    AssetKind,
-    Bus,
-    GatewaySettings,
-    ModbusAddress,
-    Site,
-    Station,
-    Transport,
-)
+from facility.site import Bus, GatewaySettings, Transport
 from facility.site import Uplink as UplinkTarget
 from facility.wire import Reading, decode_batch, encode_rows
 from gateway.daemon import Gateway
@@ -90,6 +80,7 @@ from gateway.normalise import ReportByException
 from gateway.outbox import Outbox, OutboxConfig
 from gateway.uplink.mqtt import Uplink
 from simulators.modbus_server import BusServer
+from tests.block_devices import block_station, uint16_block
 
 stop_broker = stop_service  # bench_many_devices.py's name for it
 
@@ -120,14 +111,7 @@ RSS_SECONDS = 20.0
 
 def block_profile(signals: int = BLOCK_SIGNALS) -> ModbusProfile:
     """A device of `signals` consecutive uint16 input registers: one block read a poll."""
-    return ModbusProfile(
-        profile=f"bench_block_{signals}",
-        protocol="modbus",
-        signals=[
-            ModbusSignal(name=f"r{i:03d}", table=Table.INPUT, address=i, type=DataType.UINT16)
-            for i in range(signals)
-        ],
-    )
+    return uint16_block(f"bench_block_{signals}", signals, Table.INPUT)
 
 
 async def serve_modbus(units: int, status: Path) -> None:
@@ -164,24 +148,10 @@ async def serve_modbus(units: int, status: Path) -> None:
 
 
 def pipeline_config(tmp: Path, modbus_port: int, units: int, buses: int) -> SiteConfig:
-    profile = block_profile()
     bus_list = [Bus(id=f"bus{b}", transport=Transport.TCP, port=modbus_port) for b in range(buses)]
-    assets = [Asset(id="gateway", kind=AssetKind.GATEWAY)] + [
-        Asset(
-            id=f"dev_{unit:02d}",
-            kind=AssetKind.PUMP,
-            profile=profile.profile,
-            modbus=ModbusAddress(bus=f"bus{(unit - 1) % buses}", unit_id=unit),
-        )
-        for unit in range(1, units + 1)
-    ]
-    site = Site(
-        id="bench",
-        kind="water_supply",
-        gateway=GatewaySettings(poll_s=1e-6),  # as fast as the bus answers
-        stations=[Station(id="pipeline", buses=bus_list, assets=assets)],
-    )
-    return SiteConfig(root=tmp, sites=[site], profiles={profile.profile: profile})
+    devices = [(f"dev_{n:02d}", f"bus{(n - 1) % buses}", n) for n in range(1, units + 1)]
+    fast = GatewaySettings(poll_s=1e-6)  # as fast as the bus answers
+    return block_station(tmp, ("bench", "pipeline"), block_profile(), bus_list, devices, fast)
 
 
 @dataclass

@@ -15,24 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facility.aio import cancel_and_wait
-from facility.codec import DataType
 from facility.config import SiteConfig
-from facility.profile import ModbusProfile, ModbusSignal, Table
+from facility.profile import ModbusProfile, Table
 from facility.registers import RegisterImage
-from facility.site import (
-    Asset,
-    AssetKind,
-    Bus,
-    GatewaySettings,
-    ModbusAddress,
-    Site,
-    Station,
-    Transport,
-)
+from facility.site import Bus, GatewaySettings, Transport
 from gateway.daemon import Gateway
 from gateway.modbus.poller import BusWorker, build_device
 from gateway.telemetry import CpuMeter, RateMeter
 from simulators.modbus_server import BusServer
+from tests.block_devices import block_station, uint16_block
 from tests.integration._gateway import Recorder
 from tests.receiver import Receiver
 from tests.services import Mosquitto
@@ -101,14 +92,7 @@ class SlowLink:
 
 
 def small_device() -> ModbusProfile:
-    return ModbusProfile(
-        profile="small_meter",
-        protocol="modbus",
-        signals=[
-            ModbusSignal(name=f"r{i:02d}", table=Table.HOLDING, address=i, type=DataType.UINT16)
-            for i in range(REGISTERS)
-        ],
-    )
+    return uint16_block("small_meter", REGISTERS, Table.HOLDING)
 
 
 async def serve(devices: int) -> BusServer:
@@ -160,25 +144,10 @@ async def test_a_slow_device_has_every_missed_poll_counted_and_none_queued() -> 
 
 
 def meters_site(tmp: Path, port: int, devices: int) -> SiteConfig:
-    profile = small_device()
     settings = GatewaySettings(poll_s=0.05, health_every_s=60, batch_max_readings=300)
-    assets = [Asset(id="gateway", kind=AssetKind.GATEWAY)] + [
-        Asset(
-            id=f"meter_{unit:02d}",
-            kind=AssetKind.PUMP,
-            profile=profile.profile,
-            modbus=ModbusAddress(bus="meters", unit_id=unit),
-        )
-        for unit in range(1, devices + 1)
-    ]
     bus = Bus(id="meters", transport=Transport.TCP, port=port)
-    site = Site(
-        id="overload",
-        kind="water_supply",
-        gateway=settings,
-        stations=[Station(id="meters", buses=[bus], assets=assets)],
-    )
-    return SiteConfig(root=tmp, sites=[site], profiles={profile.profile: profile})
+    meters = [(f"meter_{unit:02d}", "meters", unit) for unit in range(1, devices + 1)]
+    return block_station(tmp, ("overload", "meters"), small_device(), [bus], meters, settings)
 
 
 def delivered_values(receiver: Receiver) -> int:
