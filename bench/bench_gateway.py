@@ -46,15 +46,14 @@ from bench import acking_receiver
 from bench.acking_receiver import LIVE_PREFIX
 from bench.common import (
     DEMO,
+    Summary,
+    bench_session,
     cpu_seconds,
     helper_command,
     import_rss_mb,
     main_or_helper,
     memory_mb,
-    print_header,
-    print_summary,
     run_or_report,
-    scratch_dir,
     service_pid,
     stop_service,
     verdict,
@@ -644,12 +643,8 @@ def main(argv: list[str]) -> None:
     # A bus worker stopped mid-request gets its late answer reported by pymodbus as an
     # error; that is the stop, not a fault of the run.
     logging.getLogger("pymodbus").setLevel(logging.ERROR + 1)
-    logging.basicConfig(
-        level=logging.WARNING, format="  log %(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    print_header("sqlite", "mosquitto")
-    summary: list[tuple[str, str, str, str]] = []
-    with scratch_dir("bench-gateway-") as tmp:
+    head = ("figure", "measured", "target", "")
+    with bench_session("bench-gateway-", ("sqlite", "mosquitto"), head) as (tmp, summary):
         if "1" in only:
             section_pipeline(tmp, args.seconds, args.buses, summary)
         if "2" in only:
@@ -658,12 +653,9 @@ def main(argv: list[str]) -> None:
             section_rss(tmp, summary)
         if "4" in only:
             section_drain(tmp, args.live_every, summary)
-    print_summary(summary, head=("figure", "measured", "target", ""))
 
 
-def section_pipeline(
-    tmp: Path, seconds: float, bus_counts: list[int], summary: list[tuple[str, str, str, str]]
-) -> None:
+def section_pipeline(tmp: Path, seconds: float, bus_counts: list[int], summary: Summary) -> None:
     print()
     print(
         f"1a. Modbus TCP -> gateway -> Mosquitto -> receiver (acking, own process): "
@@ -737,7 +729,7 @@ def section_pipeline(
     )
 
 
-def section_planner(summary: list[tuple[str, str, str, str]]) -> None:
+def section_planner(summary: Summary) -> None:
     print()
     p = planner_summary()
     print(
@@ -755,7 +747,7 @@ def section_planner(summary: list[tuple[str, str, str, str]]) -> None:
     )
 
 
-def section_rss(tmp: Path, summary: list[tuple[str, str, str, str]]) -> None:
+def section_rss(tmp: Path, summary: Summary) -> None:
     print()
     print(
         f"3. RSS of `facility gateway run` after {RSS_SECONDS:.0f} s polling `facility "
@@ -792,7 +784,7 @@ def section_rss(tmp: Path, summary: list[tuple[str, str, str, str]]) -> None:
         print(f"  problem: {error}")
 
 
-def section_drain(tmp: Path, live_every_s: float, summary: list[tuple[str, str, str, str]]) -> None:
+def section_drain(tmp: Path, live_every_s: float, summary: Summary) -> None:
     print()
     print(
         f"4. backlog drain: {BACKLOG_HOURS} h of a {BACKLOG_SIGNALS}-signal station polled "

@@ -52,7 +52,6 @@ import gc
 import gzip
 import itertools
 import json
-import logging
 import math
 import os
 import signal
@@ -71,6 +70,8 @@ from bench.common import (
     DEMO_RULES,
     ROOT,
     Child,
+    Summary,
+    bench_session,
     cpu_seconds,
     demo_site_on_free_ports,
     free_port,
@@ -78,10 +79,7 @@ from bench.common import (
     machine_busy_s,
     main_or_helper,
     percentile,
-    print_header,
-    print_summary,
     run_or_report,
-    scratch_dir,
     service_pid,
     stop_service,
     write_status,
@@ -898,8 +896,6 @@ CEILING_BATCHES = 600
 LATENCY_WARMUP_S = 15.0
 RECEIVER_RESTART_S = 3.0
 
-Summary = list[tuple[str, str, str]]
-
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
@@ -929,12 +925,7 @@ def main(argv: list[str]) -> None:
     only = {s.strip() for s in args.only.split(",")}
     if unknown := only - set(SECTIONS):
         parser.error(f"unknown sections {sorted(unknown)}")
-    logging.basicConfig(
-        level=logging.WARNING, format="  log %(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    print_header("influxd", "mosquitto")
-    summary: Summary = []
-    with scratch_dir("bench-ingest-") as tmp:
+    with bench_session("bench-ingest-", ("influxd", "mosquitto")) as (tmp, summary):
         payload_file = tmp / "payloads.bin"
         if only & {"throughput", "breakdown", "ceiling"}:
             readings = int((WARMUP_S + args.seconds) * PAYLOAD_RATE)
@@ -955,7 +946,6 @@ def main(argv: list[str]) -> None:
         if "latency" in only:
             rules = None if args.no_alarms else DEMO_RULES
             section_latency(tmp, args.latency_seconds, args.latency_variants, rules, summary)
-    print_summary(summary)
 
 
 def section_throughput(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import platform
@@ -336,6 +337,25 @@ def demo_site_on_free_ports(work: Path) -> Path:
         text = re.sub(r"\bport: (\d+)", replace, file.read_text(encoding="utf-8"))
         file.write_text(text, encoding="utf-8")
     return work
+
+
+Summary = list[tuple[str, ...]]  # rows of the closing table: figure, measured, ...
+
+
+@contextlib.contextmanager
+def bench_session(
+    prefix: str, tools: Sequence[str], head: Sequence[str] = ()
+) -> Iterator[tuple[Path, Summary]]:
+    """A bench's run: warnings logged as `  log` lines among its own, its header, a
+    scratch folder, and the rows of its summary table, printed at the end."""
+    logging.basicConfig(
+        level=logging.WARNING, format="  log %(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    print_header(*tools)
+    summary: Summary = []
+    with scratch_dir(prefix) as tmp:
+        yield tmp, summary
+    print_summary(summary, head)
 
 
 @contextlib.contextmanager
