@@ -536,8 +536,8 @@ async def throughput(
                 max_in_flight=variant.in_flight,
             )
             await receiver.start()
-            publish = ["--port", str(broker.port), "--payloads", str(payload_file)]
-            publisher = Child("publisher", helper_command(HELPERS, "publish", *publish), work)
+            to_publish = ["--port", str(broker.port), "--payloads", str(payload_file)]
+            publisher = Child("publisher", helper_command(HELPERS, "publish", *to_publish), work)
             pids = {
                 "InfluxDB": service_pid(influx),
                 "Mosquitto": service_pid(broker),
