@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import ast
 import copy
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -53,25 +53,26 @@ from simpleeval import SimpleEval
 
 from facility.config import SiteConfig
 from facility.wire import Reading, Value
+from ingest.alarms.evaluators import (
+    AssetValues,
+    Context,
+    Evaluator,
+    duration_words,
+    evaluator_for,
+)
 from ingest.alarms.model import AlarmKey, ConditionChange
 from ingest.alarms.rules import (
     FUNCTIONS,
     Bound,
-    ConditionRule,
-    DeviceRule,
     GatewayRule,
     MessagePart,
-    RateRule,
     Rule,
     RuleSet,
     SilentRule,
-    ThresholdRule,
-    UnchangedRule,
     ratings_of,
     render_message,
 )
 
-RATE_WINDOW_MS = 60_000
 # Gateways send their health every 10 s: a batch after a longer wall-clock silence means
 # the link was down, and a backlog older than the live data may follow.
 RECONNECT_AFTER_MS = 20_000
@@ -79,12 +80,6 @@ RECONNECT_AFTER_MS = 20_000
 # waits this long (the gateway's live window): the backlog that follows may show the
 # condition ended earlier, and then the alarm clears at that time instead.
 BACKLOG_WAIT_MS = 10_000
-LIMIT_WORDS = {
-    "limit.high_high": "high-high limit",
-    "limit.high": "high limit",
-    "limit.low": "low limit",
-    "limit.low_low": "low-low limit",
-}
 
 
 class Step(Enum):
@@ -159,30 +154,19 @@ def advance(
 
 @dataclass
 class Tracker:
-    """The state of one bound rule: its phase now, and in the past while a backlog is
-    evaluated (see the module docstring)."""
+    """One bound rule in the engine: its kind's evaluator (chosen once, when the engine
+    is built), its phase now, and in the past while a backlog is evaluated (see the
+    module docstring)."""
 
     bound: Bound
     key: AlarmKey
+    evaluator: Evaluator
     phase: Phase = field(default_factory=Phase)
     past: Phase | None = None
-    history: deque[tuple[int, float]] = field(default_factory=deque)  # rate rules: (ts, value)
-    still_since: tuple[Value, int] | None = None  # unchanged rules: value, since
-    rate_per_min: float = 0.0  # rate rules: the last rate measured
 
     @property
     def active(self) -> bool:
         return self.phase.active
-
-
-@dataclass
-class AssetValues:
-    values: dict[str, Value] = field(default_factory=dict)
-    stamps: dict[str, int] = field(default_factory=dict)
-    status: dict[str, Value] = field(default_factory=dict)
-    status_stamps: dict[str, int] = field(default_factory=dict)
-    newest: int | None = None  # the newest of all the stamps
-    past: AssetValues | None = None  # what was known at the last reconnection, plus backlog
 
 
 class AlarmEngine:
@@ -205,9 +189,10 @@ class AlarmEngine:
             (s.id, st.id): st.name or st.id for s in site.sites for st in s.stations
         }
         self._ratings = {b.path: ratings_of(b.asset) for b in rules.bound}
+        context = Context(self._truth, self._units)
         for bound in rules.bound:
             key = AlarmKey(bound.site, bound.station, bound.asset.id, bound.id)
-            tracker = Tracker(bound, key)
+            tracker = Tracker(bound, key, evaluator_for(bound, context))
             if isinstance(bound.rule, GatewayRule):
                 self._gateways[(bound.site, bound.station)] = tracker
             elif isinstance(bound.rule, SilentRule):
@@ -218,7 +203,7 @@ class AlarmEngine:
         for trackers in self._trackers.values():
             # Device rules first: a device that stopped answering inhibits its values at
             # the same instant, before a stale value can raise anything.
-            trackers.sort(key=lambda t: not isinstance(t.bound.rule, DeviceRule))
+            trackers.sort(key=lambda t: not t.evaluator.reads_status)
 
     def restore(self, active: Iterable[AlarmKey]) -> None:
         """After a restart: the alarm book's active alarms are active here too, so they
@@ -269,7 +254,7 @@ class AlarmEngine:
             if not tracker.active and silent_ms >= rule.silent_for * 1000:
                 if self._device_trouble(tracker.bound.path):
                     continue
-                message = f"{name}: nothing received for {_duration(silent_ms)} "
+                message = f"{name}: nothing received for {duration_words(silent_ms)} "
                 message += "while its gateway delivers"
                 at = heard + int(rule.silent_for * 1000)
                 changes.append(self._change(tracker, True, at, message, None))
@@ -281,8 +266,7 @@ class AlarmEngine:
     def _device_trouble(self, path: str) -> bool:
         """A device rule on the asset is active, or its condition holds (on-delay)."""
         return any(
-            isinstance(t.bound.rule, DeviceRule)
-            and (t.phase.active or t.phase.pending_since is not None)
+            t.evaluator.reads_status and (t.phase.active or t.phase.pending_since is not None)
             for t in self._trackers.get(path, [])
         )
 
@@ -298,7 +282,7 @@ class AlarmEngine:
             silent_ms = now_ms - heard[0]
             if silent_ms >= rule.silent_for * 1000:
                 message = f"{self._gateway_name(gateway)}: nothing received for "
-                message += _duration(silent_ms)
+                message += duration_words(silent_ms)
                 changes.append(self._change(tracker, True, heard[1] + silent_ms, message, None))
         return changes
 
@@ -328,7 +312,7 @@ class AlarmEngine:
         silent_ms = received_ms - before[0] if before is not None else 0
         message = f"{self._gateway_name((site, station))}: delivering again"
         if silent_ms:
-            message += f" after {_duration(silent_ms)} of silence"
+            message += f" after {duration_words(silent_ms)} of silence"
         return [self._change(tracker, False, newest, message, None)]
 
     def _gap(self, station: tuple[str, str], silent_ms: int) -> bool:
@@ -396,7 +380,7 @@ class AlarmEngine:
         trackers = self._trackers.get(path, [])
         for tracker in trackers:
             phase = tracker.past
-            if phase is None or isinstance(tracker.bound.rule, RateRule | UnchangedRule):
+            if phase is None or not tracker.evaluator.takes_backlog:
                 continue
             self.evaluations += 1
             raw, value = self._condition(tracker, past, ts, phase.active)
@@ -512,14 +496,14 @@ class AlarmEngine:
                 continue
             if other.bound.id in rule.inhibited_by:
                 return True
-            if isinstance(other.bound.rule, DeviceRule) and not isinstance(rule, DeviceRule):
+            if other.evaluator.reads_status and not tracker.evaluator.reads_status:
                 return True
         return False
 
     def _change(
         self, tracker: Tracker, active: bool, at_ms: int, message: str, value: Value
     ) -> ConditionChange:
-        if tracker.bound.rule.kind in ("gateway", "silent"):
+        if tracker.evaluator.deadman:
             tracker.phase = Phase(active=active)
         rule = tracker.bound.rule
         return ConditionChange(
@@ -532,41 +516,14 @@ class AlarmEngine:
         self, tracker: Tracker, state: AssetValues, ts: int, active: bool
     ) -> tuple[bool | None, Value]:
         """(raw condition or None when it cannot be told yet, the value)."""
-        bound, rule = tracker.bound, tracker.bound.rule
+        bound = tracker.bound
         if bound.suppress is not None:
             suppressed = self._truth(bound.suppress, bound, state.values)
             if suppressed is None:
                 return None, None  # cannot tell yet whether it applies
             if suppressed:
                 return False, None
-        if isinstance(rule, ThresholdRule):
-            return self._threshold(tracker, rule, state, active)
-        if isinstance(rule, ConditionRule):
-            if active and bound.clear is not None:
-                cleared = self._truth(bound.clear, bound, state.values)
-                return (None if cleared is None else not cleared), None
-            return self._truth(_tree(bound), bound, state.values), None
-        if isinstance(rule, DeviceRule):
-            if not state.status:
-                return None, None
-            return self._truth(_tree(bound), bound, state.status), None
-        if isinstance(rule, RateRule):
-            return self._rate(tracker, rule, state, ts, active)
-        if isinstance(rule, UnchangedRule):
-            return self._unchanged(tracker, rule, state, ts)
-        return None, None
-
-    def _threshold(
-        self, tracker: Tracker, rule: ThresholdRule, state: AssetValues, active: bool
-    ) -> tuple[bool | None, Value]:
-        value = state.values.get(rule.signal)
-        level = tracker.bound.level
-        if not isinstance(value, int | float) or isinstance(value, bool) or level is None:
-            return None, value
-        margin = rule.deadband if active else 0.0
-        if rule.above is not None:
-            return value > level - margin, value
-        return value < level + margin, value
+        return tracker.evaluator.condition(state, ts, active)
 
     def _truth(self, tree: ast.AST, bound: Bound, values: dict[str, Value]) -> bool | None:
         self._eval.names = {**self._ratings[bound.path], **values}
@@ -575,123 +532,37 @@ class AlarmEngine:
         except Exception:  # a signal not seen yet, or null: undecided, not an alarm
             return None
 
-    def _rate(
-        self, tracker: Tracker, rule: RateRule, state: AssetValues, ts: int, active: bool
-    ) -> tuple[bool | None, Value]:
-        """Change per minute between the signal's newest reading and its oldest within
-        the last minute. Each reading counts once, at its own acquisition time: another
-        signal of the asset arriving does not add a point."""
-        value = state.values.get(rule.signal)
-        stamp = state.stamps.get(rule.signal)
-        if not isinstance(value, int | float) or isinstance(value, bool) or stamp is None:
-            return None, value
-        history = tracker.history
-        if not history or history[-1][0] < stamp:
-            history.append((stamp, float(value)))
-        while history and ts - history[0][0] > RATE_WINDOW_MS:
-            history.popleft()
-        if not history or history[-1][0] - history[0][0] < RATE_WINDOW_MS / 2:
-            return None, value  # too short a stretch to call it a rate
-        (t0, v0), (t1, v1) = history[0], history[-1]
-        per_min = tracker.rate_per_min = (v1 - v0) / ((t1 - t0) / 60_000)
-        margin = rule.deadband if active else 0.0
-        rise, fall = rule.max_rise_per_min, rule.max_fall_per_min
-        rising = rise is not None and per_min > rise - margin
-        falling = fall is not None and -per_min > fall - margin
-        return rising or falling, value
-
-    def _unchanged(
-        self, tracker: Tracker, rule: UnchangedRule, state: AssetValues, ts: int
-    ) -> tuple[bool | None, Value]:
-        value = state.values.get(rule.signal)
-        if value is None:
-            return None, value
-        if tracker.still_since is None or tracker.still_since[0] != value:
-            tracker.still_since = (value, ts)
-        return ts - tracker.still_since[1] >= rule.for_ * 1000, value
-
     # --- words -----------------------------------------------------------------------
 
     def _raise_words(self, tracker: Tracker, state: AssetValues, ts: int) -> str:
         """What the alarm is about, for a person: the rule's `message` filled in, or the
         kind's own words."""
         bound = tracker.bound
-        text = self._render(bound, bound.message, state)
+        text = self._render(tracker, bound.message, state)
         if text is None:
-            text = self._default_raise(tracker, state, ts)
+            text = tracker.evaluator.raise_words(state, ts)
         return f"{_name(bound)}: {text}"
 
     def _clear_words(self, tracker: Tracker, state: AssetValues) -> str:
         """The return to normal, for a person: the rule's `clear_message` filled in, or
         the kind's own words; never the rule's expression."""
         bound = tracker.bound
-        text = self._render(bound, bound.clear_message, state)
+        text = self._render(tracker, bound.clear_message, state)
         if text is None:
-            text = self._default_clear(tracker, state)
+            text = tracker.evaluator.clear_words(state)
         if bound.suppress is not None and self._truth(bound.suppress, bound, state.values):
             text += " (no alarm in this state, by design)"
         return f"{_name(bound)}: {text}"
 
     def _render(
-        self, bound: Bound, template: tuple[MessagePart, ...], state: AssetValues
+        self, tracker: Tracker, template: tuple[MessagePart, ...], state: AssetValues
     ) -> str | None:
         if not template:
             return None
-        values = state.status if isinstance(bound.rule, DeviceRule) else state.values
+        bound = tracker.bound
+        values = state.status if tracker.evaluator.reads_status else state.values
         extra = {"limit": bound.level} if bound.level is not None else {}
         return render_message(template, {**self._ratings[bound.path], **values, **extra})
-
-    def _unit(self, bound: Bound, signal: str) -> str:
-        unit = self._units.get((bound.asset.profile or "", signal), "")
-        return f" {unit}" if unit else ""
-
-    def _default_raise(self, tracker: Tracker, state: AssetValues, ts: int) -> str:
-        bound, rule = tracker.bound, tracker.bound.rule
-        if isinstance(rule, ThresholdRule):
-            value, unit = state.values.get(rule.signal), self._unit(bound, rule.signal)
-            side, limit = ("above", rule.above) if rule.above is not None else ("below", rule.below)
-            return (
-                f"{rule.signal} {_number(value)}{unit}, {side} the "
-                f"{LIMIT_WORDS.get(str(limit), 'limit')} {_number(bound.level)}{unit}"
-            )
-        if isinstance(rule, RateRule):
-            return self._rate_words(tracker, rule)
-        if isinstance(rule, UnchangedRule):
-            value, unit = state.values.get(rule.signal), self._unit(bound, rule.signal)
-            since = tracker.still_since[1] if tracker.still_since else ts
-            return f"{rule.signal} stuck at {_number(value)}{unit} for {_duration(ts - since)}"
-        if isinstance(bound.when, ast.Expr) and isinstance(bound.when.value, ast.Name):
-            return bound.when.value.id.replace("_", " ")  # `when: tripped` says "tripped"
-        return rule.description.strip() or bound.id.replace("_", " ")
-
-    def _default_clear(self, tracker: Tracker, state: AssetValues) -> str:
-        bound, rule = tracker.bound, tracker.bound.rule
-        if isinstance(rule, ThresholdRule):
-            value, unit = state.values.get(rule.signal), self._unit(bound, rule.signal)
-            side, limit = ("above", rule.above) if rule.above is not None else ("below", rule.below)
-            back = "below" if side == "above" else "above"
-            return (
-                f"{rule.signal} back to {_number(value)}{unit}, {back} the "
-                f"{LIMIT_WORDS.get(str(limit), 'limit')} {_number(bound.level)}{unit}"
-            )
-        if isinstance(rule, RateRule):
-            return f"{self._rate_words(tracker, rule)}: back within the limit"
-        if isinstance(rule, UnchangedRule):
-            value, unit = state.values.get(rule.signal), self._unit(bound, rule.signal)
-            return f"{rule.signal} moving again, now {_number(value)}{unit}"
-        return f"{bound.id.replace('_', ' ')}: back to normal"
-
-    def _rate_words(self, tracker: Tracker, rule: RateRule) -> str:
-        per_min = tracker.rate_per_min
-        unit = self._units.get((tracker.bound.asset.profile or "", rule.signal), "")
-        per = f"{unit}/min" if unit else "/min"
-        direction, limit = (
-            ("rising", rule.max_rise_per_min)
-            if per_min >= 0
-            else ("falling", rule.max_fall_per_min)
-        )
-        text = f"{rule.signal} {direction} {abs(per_min):.3g} {per}"
-        return text + (f" (limit {limit:g} {per})" if limit is not None else "")
 
     def _all(self) -> Iterable[Tracker]:
         yield from self._gateways.values()
@@ -738,38 +609,11 @@ def _settled(changes: list[ConditionChange]) -> list[ConditionChange]:
 
 
 def _late_words(message: str, began: int, ended: int) -> str:
-    return f"{message} (for {_duration(ended - began)}, over before its data arrived)"
-
-
-def _tree(bound: Bound) -> ast.AST:
-    assert bound.when is not None
-    return bound.when
+    return f"{message} (for {duration_words(ended - began)}, over before its data arrived)"
 
 
 def _name(bound: Bound) -> str:
     return bound.asset.name or bound.asset.id
-
-
-def _number(value: Value | float | None) -> str:
-    return (
-        f"{value:g}"
-        if isinstance(value, int | float) and not isinstance(value, bool)
-        else str(value)
-    )
-
-
-def _duration(ms: int) -> str:
-    """60 s, 5 min, 2 h 10 min: how long, for a person."""
-    s = round(ms / 1000)
-    if s < 120:
-        return f"{s} s"
-    if s < 600:
-        m, s = divmod(s, 60)
-        return f"{m} min {s} s" if s else f"{m} min"
-    if s < 7200:
-        return f"{round(s / 60)} min"
-    h, m = divmod(round(s / 60), 60)
-    return f"{h} h {m} min" if m else f"{h} h"
 
 
 def _units(site: SiteConfig) -> dict[tuple[str, str], str]:
