@@ -16,7 +16,7 @@ from dashboards.validate import BoardInvalid
 from facility.config import load_site_config
 from facility.console import exit_on_config_error
 from facility.sourcemap import ConfigError
-from ingest.alarms.rules import RuleSet, load_rules
+from ingest.alarms.readout import RuleSet, load_rules
 
 dashboards_app = typer.Typer(help="Grafana boards from the site model.", no_args_is_help=True)
 console = Console()

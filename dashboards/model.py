@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from facility.config import SiteConfig
 from facility.kind import Kind
 from facility.site import Asset, AssetRef, AssetStatus, Site, Station
-from ingest.alarms.rules import Bound, ConditionRule, RuleSet, ThresholdRule
+from ingest.alarms.readout import Bound, ConditionRule, RuleSet, ThresholdRule
 
 PRIORITY_COLOURS = {"critical": "red", "high": "orange", "medium": "yellow", "low": "blue"}
 _RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}

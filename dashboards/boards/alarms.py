@@ -11,7 +11,7 @@ from dashboards.boards.base import Board, new, site_pairs
 from dashboards.influxql import InfluxQL
 from dashboards.model import PRIORITY_COLOURS, Facts
 from dashboards.panels import P
-from ingest.alarms.kpi import POSITION_MEASUREMENT
+from ingest.alarms.readout import POSITION_MEASUREMENT
 
 UID = "facility-alarms"
 SITE: list[queries.Tag] = ["site"]

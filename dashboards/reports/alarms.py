@@ -3,14 +3,22 @@ period, who was told, and the EEMUA figures (ingest/alarms/kpi.py)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
-from ingest.alarms.kpi import AlarmKpis, Positions, compute
-from ingest.alarms.model import AlarmKey, AlarmState, Priority
-from ingest.alarms.notify.store import NotifyStore
+from ingest.alarms.readout import (
+    AlarmBook,
+    AlarmEvent,
+    AlarmKey,
+    AlarmKpis,
+    AlarmState,
+    NotifyStore,
+    Positions,
+    Priority,
+    Transition,
+    alarm_kpis,
+    people_told,
+)
 
 HISTORY_LIMIT = 1_000_000
 PER_ALARM_LIMIT = 500  # transitions read back per alarm to find its state at an instant
@@ -145,39 +153,12 @@ def late_in(book: AlarmBook, start_ms: int, end_ms: int) -> list[Transition]:
     return sorted(late, key=lambda t: (t.since_ms or t.at_ms, t.key))
 
 
-@dataclass(frozen=True)
-class OutOfService:
-    path: str
-    since_ms: int
-    by: str
-    reason: str
-
-
-def out_of_service(book: AlarmBook, at_ms: int) -> list[OutOfService]:
-    """Assets the crew took out of service in the alarm book (maintenance, a known
-    fault) by `at_ms` and not yet returned now (the book keeps no record of a return).
-    The book has no listing call; this reads its table on the report's private copy."""
-    with sqlite3.connect(book.path) as db:
-        rows = db.execute(
-            "SELECT site, station, asset, since_ms, user, reason FROM out_of_service "
-            "WHERE since_ms <= ? ORDER BY site, station, asset",
-            (at_ms,),
-        ).fetchall()
-    return [
-        OutOfService(f"{a}/{b}/{c}", int(since), str(by), str(why))
-        for a, b, c, since, by, why in rows
-    ]
-
-
 def who_was_told(store: NotifyStore | None, key: AlarmKey, raise_id: int | None) -> tuple[str, ...]:
     """The people the notifier told of this raise (crew on duty, then escalation tiers),
     from its store; () when there is no store or no record."""
     if store is None or raise_id is None:
         return ()
-    episode = store.latest_episode(key, up_to_id=raise_id)
-    if episode is None or episode.raise_id != raise_id:
-        return ()
-    return tuple(p for tier in sorted(episode.reached) for p in episode.reached[tier].people)
+    return people_told(store, key, raise_id)
 
 
 def with_notified_raises(store: NotifyStore | None, raises: list[Raise]) -> list[Raise]:
@@ -215,7 +196,7 @@ def summarise(
     by_priority = Counter(r.priority.value for r in told)
     return AlarmSummary(
         raises=raises,
-        kpis=compute(book, until_ms=end_ms, window_ms=end_ms - start_ms, positions=positions),
+        kpis=alarm_kpis(book, until_ms=end_ms, window_ms=end_ms - start_ms, positions=positions),
         by_priority={p.value: by_priority.get(p.value, 0) for p in Priority},
         by_rule=dict(sorted(Counter(r.key.rule for r in told).items())),
         suppressed=len(raises) - len(told),

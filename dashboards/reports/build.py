@@ -8,11 +8,9 @@ from dataclasses import dataclass, field
 from dashboards.reports import charts
 from dashboards.reports.alarms import (
     AlarmSummary,
-    OutOfService,
     Raise,
     Standing,
     late_in,
-    out_of_service,
     raises_in,
     standing_at,
     summarise,
@@ -36,10 +34,16 @@ from dashboards.reports.periods import Period, days_of
 from facility.config import SiteConfig
 from facility.kind import Role
 from facility.site import AssetKind, AssetStatus
-from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
-from ingest.alarms.kpi import Positions
-from ingest.alarms.notify.store import NotifyStore
-from ingest.alarms.rules import RuleSet
+from ingest.alarms.readout import (
+    AlarmBook,
+    AlarmEvent,
+    NotifyStore,
+    OutOfService,
+    Positions,
+    RuleSet,
+    Transition,
+    assets_out_of_service,
+)
 
 MINUTE_MS = 60_000
 CHART_MARGIN_MS = 30 * MINUTE_MS  # before and after an incident, for context
@@ -217,7 +221,7 @@ def shift_report(
         cleared_earlier=cleared_earlier,
         late=late_in(book, period.start_ms, as_of + 1),
         register=register_not_in_service(config),
-        book_out_of_service=out_of_service(book, as_of),
+        book_out_of_service=assets_out_of_service(book, as_of),
         incidents=incident_views(influx, config, period, raises, now_ms, rules),
         notify_store=store is not None,
     )

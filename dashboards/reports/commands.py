@@ -31,9 +31,7 @@ from dashboards.reports.periods import (
 from facility.config import SiteConfig, load_site_config
 from facility.console import exit_on_config_error
 from facility.sourcemap import ConfigError
-from ingest.alarms.book import AlarmBook
-from ingest.alarms.notify.store import NotifyStore
-from ingest.alarms.rules import RuleSet, load_rules
+from ingest.alarms.readout import AlarmBook, NotifyStore, RuleSet, load_rules
 
 report_app = typer.Typer(
     help="Reports for supervisors: shift handover, daily, monthly.", no_args_is_help=True

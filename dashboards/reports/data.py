@@ -18,8 +18,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from ingest.alarms.book import AlarmBook
-from ingest.alarms.notify.store import NotifyStore
+from ingest.alarms.readout import AlarmBook, NotifyStore
 
 AssetPath = tuple[str, str, str]  # site, station, asset
 Samples = list[tuple[int, float]]  # (time ms, value), time ascending

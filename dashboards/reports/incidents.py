@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 from dashboards.reports.data import AssetPath, Influx, Window
 from dashboards.reports.periods import Period
-from ingest.alarms.rules import Bound, ConditionRule, RuleSet, ThresholdRule
+from ingest.alarms.readout import Bound, ConditionRule, RuleSet, ThresholdRule
 
 MINUTE_MS = 60_000
 GATEWAY_SILENCE_MIN = 5

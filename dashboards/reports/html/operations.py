@@ -25,7 +25,7 @@ from dashboards.reports.html.markup import (
 )
 from dashboards.reports.html.sections import incident_cards, late_section, raise_table
 from dashboards.reports.periods import Period
-from ingest.alarms.kpi import FLOOD_ALARMS, AlarmKpis, PositionKpis, Positions
+from ingest.alarms.readout import FLOOD_ALARMS, AlarmKpis, PositionKpis, Positions
 
 
 def _station_rows(st: StationFigures, p: Period) -> list[Cell]:

@@ -20,7 +20,7 @@ from dashboards.reports.html.markup import (
     when,
 )
 from dashboards.reports.periods import Period
-from ingest.alarms.book import Transition
+from ingest.alarms.readout import Transition
 
 RAISE_COLUMNS = [
     "priority",
