@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ from facility.site import (  # noqa: E402
 )
 from facility.wire import BadRow, Batch  # noqa: E402
 from gateway.daemon import Gateway  # noqa: E402
+from gateway.modbus.client import StreamModbusClient  # noqa: E402
+from gateway.modbus.poller import make_pymodbus_client  # noqa: E402
 from ingest.receiver import Receiver  # noqa: E402
 from simulators.modbus_server import BusServer  # noqa: E402
 
@@ -93,14 +96,17 @@ def random_values(profile: ModbusProfile, rnd: random.Random) -> dict[str, Any]:
 # --- helper process: N ports, one device each ----------------------------------------
 
 
-async def serve_ports(ports: int, registers: int, float32: bool, status: Path) -> None:
+async def serve_ports(
+    ports: int, registers: int, float32: bool, status: Path, rtu: bool = False
+) -> None:
     profile = device_profile(registers, float32)
     rnd = random.Random(1)
     servers: list[tuple[BusServer, RegisterImage]] = []
+    transport = Transport.RTU_OVER_TCP if rtu else Transport.TCP
     for n in range(ports):
         image = RegisterImage(profile)
         image.write_values(random_values(profile, rnd))
-        server = BusServer(Bus(id=f"p{n}", transport=Transport.TCP, port=0), {1: image})
+        server = BusServer(Bus(id=f"p{n}", transport=transport, port=0), {1: image})
         await server.start()
         await server.push(1)
         servers.append((server, image))
@@ -446,6 +452,151 @@ async def measure_outage(tmp: Path, devices: int, args: argparse.Namespace) -> O
         stop_broker(broker)
 
 
+# --- Modbus client libraries compared (issue 16) ---------------------------------------
+
+
+ClientRead = Callable[[int, int], Awaitable[Sequence[int]]]  # address, count -> registers
+
+
+class RefusedRead(Exception):
+    """A Modbus exception response, as whichever library reported it."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"exception {code}")
+        self.code = code
+
+
+async def pymodbus_reader(port: int, rtu: bool, timeout_s: float) -> tuple[ClientRead, Any]:
+    transport = Transport.RTU_OVER_TCP if rtu else Transport.TCP
+    client = make_pymodbus_client(Bus(id="c", transport=transport, port=port, timeout_s=timeout_s))
+    assert await client.connect()
+
+    async def read(address: int, count: int) -> Sequence[int]:
+        response = await client.read_holding_registers(address, count=count, device_id=1)
+        if response.isError():
+            raise RefusedRead(response.exception_code)
+        return list(response.registers)
+
+    return read, client.close
+
+
+async def stream_reader(port: int, rtu: bool, timeout_s: float) -> tuple[ClientRead, Any]:
+    client = StreamModbusClient("127.0.0.1", port, rtu=rtu, timeout=timeout_s)
+    assert await client.connect()
+
+    async def read(address: int, count: int) -> Sequence[int]:
+        response = await client.read_holding_registers(address, count=count, device_id=1)
+        if response.isError():
+            raise RefusedRead(response.exception_code)
+        return list(response.registers)
+
+    return read, client.close
+
+
+async def async_modbus_reader(port: int, rtu: bool, timeout_s: float) -> tuple[ClientRead, Any]:
+    """async-modbus (umodbus over asyncio streams): no timeout of its own, so the
+    poller's asyncio.timeout is part of what a request costs."""
+    import async_modbus  # type: ignore[import-not-found,import-untyped,unused-ignore]  # GPL-3.0, only measured here
+    from umodbus.exceptions import ModbusError  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    kind = async_modbus.AsyncRTUClient if rtu else async_modbus.AsyncTCPClient
+    client = kind((reader, writer))
+
+    async def read(address: int, count: int) -> Sequence[int]:
+        try:
+            async with asyncio.timeout(timeout_s):
+                return list(await client.read_holding_registers(1, address, count))
+        except ModbusError as exc:
+            raise RefusedRead(int(exc.error_code)) from exc
+
+    return read, writer.close
+
+
+CLIENTS: dict[str, Callable[[int, bool, float], Awaitable[tuple[ClientRead, Any]]]] = {
+    "pymodbus client (AsyncModbusTcpClient)": pymodbus_reader,
+    "pymodbus framer/PDU over asyncio (gateway/modbus/client.py)": stream_reader,
+    "async-modbus 0.2.3 (umodbus over asyncio streams)": async_modbus_reader,
+}
+
+
+@dataclass
+class ClientResult:
+    client: str
+    framing: str
+    requests_s: float
+    us_per_request: float
+    exception_2: str
+
+    def line(self) -> str:
+        return (
+            f"| {self.client} | {self.framing} | {self.requests_s:,.0f} "
+            f"| {self.us_per_request:.0f} | {self.exception_2} |"
+        )
+
+
+async def measure_client(
+    name: str, ports: list[int], rtu: bool, registers: int, seconds: float
+) -> ClientResult:
+    """One connection a device, each reading its registers back to back (the server on the
+    other core is the pace); CPU is this process's, so the client's own cost shows."""
+    framing = "RTU over TCP" if rtu else "Modbus TCP"
+    try:
+        opened = [await CLIENTS[name](port, rtu, 2.0) for port in ports]
+    except ImportError as exc:
+        return ClientResult(name, framing, float("nan"), float("nan"), f"not installed ({exc})")
+    first_read = opened[0][0]
+    try:
+        await first_read(60000, 10)
+        refused = "no exception raised"
+    except RefusedRead as exc:
+        refused = f"yes (code {exc.code})" if exc.code == 2 else f"code {exc.code}"
+    except Exception as exc:  # what the library does is the finding
+        refused = f"no: {type(exc).__name__}"
+    for read, _ in opened:  # the same values as pymodbus's client reads
+        assert len(await read(0, registers)) == registers
+    count = 0
+    stop = time.perf_counter() + seconds
+
+    async def loop(read: ClientRead) -> None:
+        nonlocal count
+        while time.perf_counter() < stop:
+            await read(0, registers)
+            count += 1
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(loop(read) for read, _ in opened))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    for _, close in opened:
+        close()
+    return ClientResult(name, framing, count / wall, cpu / max(1, count) * 1e6, refused)
+
+
+async def compare_clients(tmp: Path, args: argparse.Namespace) -> list[ClientResult]:
+    results = []
+    for rtu in (False, True):
+        work = Path(tempfile.mkdtemp(prefix="clients-", dir=tmp))
+        sim_args = ["--ports", str(args.client_ports), "--registers", str(args.registers)]
+        sim = Child(
+            "simulator", taskset(helper("simulator", *sim_args, *(["--rtu"] if rtu else []))), work
+        )
+        try:
+            ports = [int(p) for p in sim.wait_for("ports", 60)["ports"]]
+            for name in CLIENTS:
+                result = await measure_client(name, ports, rtu, args.registers, args.seconds)
+                print(result.line(), flush=True)
+                results.append(result)
+        finally:
+            sim.stop()
+    return results
+
+
+CLIENT_HEADER = (
+    "| client | framing | requests/s | CPU µs/request | exception 2 reported |\n"
+    "|---|---|---|---|---|"
+)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", default="100,200,500")
@@ -459,12 +610,23 @@ def main(argv: list[str]) -> None:
         "--outage", type=float, default=0.0, help="instead: an ingest outage of this many s"
     )
     parser.add_argument("--drain-limit", type=float, default=120.0)
+    parser.add_argument(
+        "--clients", action="store_true", help="instead: compare Modbus client libraries"
+    )
+    parser.add_argument("--client-ports", type=int, default=20)
     args = parser.parse_args(argv)
     enough_files()
     logging.basicConfig(level=logging.ERROR)  # one line per device would drown the table
     pin(0, GATEWAY_CORE)
     print(f"machine: {machine()}, load average {os.getloadavg()[0]:.1f}")
     print(f"command: {' '.join([Path(sys.argv[0]).name, *argv])}")
+    if args.clients:
+        with tempfile.TemporaryDirectory(prefix="bench-many-") as tmp:
+            results = asyncio.run(compare_clients(Path(tmp), args))
+        print(CLIENT_HEADER)
+        for result in results:
+            print(result.line())
+        return
     if args.outage:
         with tempfile.TemporaryDirectory(prefix="bench-many-") as tmp:
             for n in (int(x) for x in args.devices.split(",")):
@@ -492,8 +654,9 @@ def child_main(argv: list[str]) -> None:
         parser.add_argument("--ports", type=int, required=True)
         parser.add_argument("--registers", type=int, required=True)
         parser.add_argument("--float32", action="store_true")
+        parser.add_argument("--rtu", action="store_true")
         a = parser.parse_args(rest)
-        asyncio.run(serve_ports(a.ports, a.registers, a.float32, a.status))
+        asyncio.run(serve_ports(a.ports, a.registers, a.float32, a.status, a.rtu))
     elif name == "_receiver":
         parser.add_argument("--port", type=int, required=True)
         a = parser.parse_args(rest)
