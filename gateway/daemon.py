@@ -64,6 +64,7 @@ class Gateway:
     started_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
     _gate_open: bool = True
     _gate_checked: float = 0.0
+    _gate_since: float = 0.0
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -151,11 +152,18 @@ class Gateway:
         now = time.monotonic()
         if now - self._gate_checked >= GATE_EVERY_S:
             self._gate_checked = now
-            self._gate_open = not self.uplink.can_send or (
-                self.outbox.live_pending(time.time_ns() // 1_000_000)
-                <= self.settings.batch_max_readings
-            )
+            waiting = self.outbox.live_pending(time.time_ns() // 1_000_000)
+            # Hysteresis: closed above a batch, open again below half of one, so the gate
+            # does not flap with every batch sent.
+            limit = self.settings.batch_max_readings // (1 if self._gate_open else 2)
+            is_open = not self.uplink.can_send or waiting <= limit
+            if is_open != self._gate_open:
+                self._gate_open, self._gate_since = is_open, now
         return self._gate_open
+
+    def _held_s(self) -> float:
+        """How long overload control has been holding polls back (0 while open)."""
+        return 0.0 if self._gate_open else time.monotonic() - self._gate_since
 
     # --- building the drivers --------------------------------------------------------
 
@@ -189,7 +197,9 @@ class Gateway:
         devices = self._bus_devices(bus)
         if not devices:
             return
-        worker = BusWorker(bus, devices, self._accept_polled, may_poll=self._may_poll)
+        worker = BusWorker(
+            bus, devices, self._accept_polled, may_poll=self._may_poll, held_s=self._held_s
+        )
         task = self._supervise(f"bus {bus.id}", worker.run)
         self.buses[bus.id] = BusTask(worker, task, self._bus_spec(bus))
 

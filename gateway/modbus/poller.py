@@ -42,7 +42,7 @@ RELEARN_AFTER_S = 3600.0  # a device's learned plan is tried afresh after this l
 LEARNED_KEPT = 10  # what a device's plan learned, in words: the latest few
 BUS_RESET_AFTER = 5  # consecutive timeouts on a bus before the connection is reopened
 STATUS_EVERY_S = 0.5  # unchanged device status is reported at most this often
-HOLD_S = 0.01  # a bus held back by overload control looks again after this
+HOLD_MAX_S = 0.5  # a device held back by overload control looks again after at most this
 
 Emit = Callable[[list[Reading]], None]
 
@@ -181,6 +181,7 @@ class BusWorker:
     reconnects: int = 0
     last_poll_done: float = field(default_factory=time.monotonic)  # for stall detection
     may_poll: Callable[[], bool] = lambda: True  # False: skip this poll (overload control)
+    held_s: Callable[[], float] = lambda: 0.0  # how long overload control has held polls
     _decoders: dict[int, tuple[ReadRequest, RequestDecoder]] = field(default_factory=dict)
 
     async def run(self) -> None:
@@ -194,16 +195,29 @@ class BusWorker:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 if not self.may_poll():  # the uplink is behind: it gets the CPU first
-                    device.overruns += 1
-                    self.last_poll_done = time.monotonic()  # skipping on purpose: not stalled
-                    device.next_due = max(device.next_due + device.interval_s, loop.time())
-                    await asyncio.sleep(HOLD_S)  # never spin: the uplink must run meanwhile
+                    self._hold(device, loop.time())
                     continue
                 await self.poll(device)
                 honour_cancellation()
                 self._schedule(device, loop.time())
         finally:
             self.close()
+
+    def _hold(self, device: PolledDevice, now: float) -> None:
+        """Skip (and count) this slot and, while overload control has been holding polls
+        back for a while, the slots it will likely go on holding: one wake-up a hold, not
+        one a slot, so a thousand held devices do not spend the CPU the uplink needs.
+        The device stays on its grid, so held devices come back spread out, not at once."""
+        self.last_poll_done = time.monotonic()  # skipping on purpose: not stalled
+        hold = min(HOLD_MAX_S, max(device.interval_s, self.held_s()))
+        skipped = max(1, int(hold / device.interval_s))
+        due = device.next_due + skipped * device.interval_s
+        if due <= now:  # the loop itself ran late: the slots already passed are skipped too
+            late = int((now - due) // device.interval_s) + 1
+            skipped += late
+            due += late * device.interval_s
+        device.overruns += skipped
+        device.next_due = due
 
     def _schedule(self, device: PolledDevice, now: float) -> None:
         """The next poll on the device's grid. Slots that passed while this poll ran (or

@@ -14,6 +14,8 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from facility.aio import cancel_and_wait
 from facility.config import SiteConfig
 from facility.profile import ModbusProfile, Table
@@ -208,3 +210,42 @@ async def test_a_slow_uplink_holds_polls_back_and_the_live_backlog_stays_small(
     # outbox would hold ten thousand readings and more by now.
     assert max(backlog) <= 3000, f"the live backlog grew to {max(backlog)} readings"
     assert acquired <= set(receiver.seen)
+
+
+async def test_devices_held_back_wake_once_a_hold_and_every_skipped_slot_is_counted() -> None:
+    """While overload control holds polls back, a held device wakes once per hold (at
+    most HOLD_MAX_S), not once per slot: a thousand held devices at 100 ms must not
+    spend the CPU the uplink needs. Every slot that passed unpolled is still counted, and
+    the device stays on its grid. No request is made while held (the port is closed)."""
+    interval = 0.02
+    devices = [build_device(f"m{n}", n + 1, small_device(), interval, 8) for n in range(3)]
+    asked: list[float] = []
+
+    def may_poll() -> bool:
+        asked.append(asyncio.get_running_loop().time())
+        return False
+
+    worker = BusWorker(
+        Bus(id="held", transport=Transport.TCP, port=1),
+        devices,
+        lambda readings: pytest.fail("nothing may be polled while held"),
+        may_poll=may_poll,
+        held_s=lambda: 10.0,  # held for long already
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(1.2)
+    await cancel_and_wait(task)
+    elapsed = loop.time() - started
+    # One look per device per HOLD_MAX_S (0.5 s): at most 3 devices x 3 looks, where one
+    # look per slot would be 3 x 60.
+    assert 3 <= len(asked) <= 3 * 4, len(asked)
+    slots = elapsed / interval
+    for device in devices:
+        assert device.status.polls == 0
+        # Counted ahead for the hold under way: at most one hold's slots more than passed.
+        assert slots - 2 <= device.overruns <= slots + 0.5 / interval + 1, device.overruns
+        steps = (device.next_due - devices[0].next_due) / interval  # all began at one time
+        assert abs(steps - round(steps)) < 0.01, "the device left its grid"
+    assert worker.requests == 0
