@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 30.0
 IDLE_WAIT_S = 0.2
+LIVE_RESERVED_BATCHES = 1  # in-flight slots the backlog leaves to live data
 
 
 def now_ms() -> int:
@@ -225,12 +226,20 @@ class Uplink:
         lease = self.outbox.take("live", limit, now_ms())
         if lease is not None:
             return lease
-        if self._backfill_tokens() < 1:
+        if self._backfill_tokens() < 1 or self._backfill_in_flight() >= self._backfill_slots():
             return None
         lease = self.outbox.take("backfill", min(limit, int(self._tokens) or 1), now_ms())
         if lease is not None:
             self._tokens -= lease.count
         return lease
+
+    def _backfill_slots(self) -> int:
+        """Batches the backlog may have in flight: one slot stays free for live data, so
+        a live batch never waits behind a round trip of backlog (live lag while draining)."""
+        return max(1, self.settings.in_flight_batches - LIVE_RESERVED_BATCHES)
+
+    def _backfill_in_flight(self) -> int:
+        return sum(1 for f in self._in_flight.values() if f.lease.lane == "backfill")
 
     def _backfill_tokens(self) -> float:
         rate = self.settings.backfill_readings_per_s

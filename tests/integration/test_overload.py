@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +22,12 @@ from facility.config import SiteConfig
 from facility.profile import ModbusProfile, Table
 from facility.registers import RegisterImage
 from facility.site import Bus, GatewaySettings, Transport
+from facility.wire import Reading
 from gateway.daemon import Gateway
 from gateway.modbus.poller import BusWorker, build_device
+from gateway.outbox import Outbox
 from gateway.telemetry import CpuMeter, RateMeter
+from gateway.uplink.mqtt import Uplink
 from simulators.modbus_server import BusServer
 from tests.block_devices import block_station, uint16_block
 from tests.integration._gateway import Recorder
@@ -249,3 +253,35 @@ async def test_devices_held_back_wake_once_a_hold_and_every_skipped_slot_is_coun
         steps = (device.next_due - devices[0].next_due) / interval  # all began at one time
         assert abs(steps - round(steps)) < 0.01, "the device left its grid"
     assert worker.requests == 0
+
+
+async def test_a_backlog_never_takes_the_last_in_flight_slot_from_live_data(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """An ingest that stores but does not ack yet (InfluxDB slow) leaves backlog batches
+    in flight; live readings acquired meanwhile must still go out at once, in the slot
+    the backlog leaves free, not after a backlog batch's ack or timeout."""
+    receiver = Receiver(mosquitto.port)
+    receiver.ingest.acking = False
+    await receiver.start()
+    settings = GatewaySettings(
+        batch_max_readings=100, in_flight_batches=3, uplink={"port": mosquitto.port}
+    )
+    old = time.time_ns() // 1_000_000 - 3_600_000
+    with Outbox(tmp_path / "o.sqlite") as outbox:
+        for n in range(20):  # an hour-old backlog: 20 batches' worth
+            outbox.put([Reading("meter", f"r{i}", old + n, i) for i in range(100)])
+        uplink = Uplink("overload", "meters", settings, outbox)
+        task = asyncio.create_task(uplink.run())
+        try:
+            await receiver.wait_for(lambda: len(receiver.batches) >= 2, 20)
+            await asyncio.sleep(0.5)  # room for a third backlog batch, were it allowed
+            assert [b.lane for b in receiver.batches] == ["backfill", "backfill"]
+            outbox.put([Reading("meter", "live", time.time_ns() // 1_000_000, 1)])
+            uplink.data_ready()
+            await receiver.wait_for(lambda: len(receiver.batches) >= 3, 5)
+            assert receiver.batches[2].lane == "live"
+            assert uplink.stats.batches_acked == 0
+        finally:
+            await cancel_and_wait(task)
+            await receiver.stop()
