@@ -221,6 +221,7 @@ class Row:
     us_per_request: float
     us_per_reading: float
     overruns_s: float
+    failed_s: float  # polls that failed (timeouts on a starved machine, mostly)
     simulator_cpu_pct: float
     outbox_end: int
     rss_mb: float
@@ -232,15 +233,15 @@ class Row:
         return (
             f"| {name} | {self.expected_s:,.0f} | {self.stored_s:,.0f} | {self.cpu_pct:.1f} % "
             f"| {self.requests_s:,.0f} | {self.lag_p50_ms:,.0f} ms | {self.us_per_request:.0f} "
-            f"| {self.us_per_reading:.1f} | {self.overruns_s:,.0f} "
+            f"| {self.us_per_reading:.1f} | {self.overruns_s:,.0f} | {self.failed_s:,.0f} "
             f"| {self.simulator_cpu_pct:.0f} % | {self.outbox_end:,} | {self.rss_mb:.0f} |"
         )
 
 
 HEADER = (
     "| devices × registers, poll | expected/s | stored/s | gateway CPU | Modbus req/s "
-    "| live lag p50 | CPU µs/request | CPU µs/reading | overruns/s | simulator CPU "
-    "| outbox at end | RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| live lag p50 | CPU µs/request | CPU µs/reading | overruns/s | failed polls/s "
+    "| simulator CPU | outbox at end | RSS MB |\n" + "|---" * 13 + "|"
 )
 
 
@@ -308,6 +309,7 @@ async def measure(
                 "acquired": gateway.counters.readings_in if gateway else 0,
                 "stored": float(receiver.status().get("values", 0)),
                 "overruns": sum(d.overruns for w in workers for d in w.devices),
+                "failed": sum(d.status.failures for w in workers for d in w.devices),
                 "sim_cpu": sim.cpu_s(),
             }
 
@@ -360,6 +362,7 @@ async def measure(
             us_per_request=cpu / max(1, requests) * 1e6,
             us_per_reading=cpu / max(1, acquired) * 1e6,
             overruns_s=(last["overruns"] - first["overruns"]) / wall,
+            failed_s=(last["failed"] - first["failed"]) / wall,
             simulator_cpu_pct=100 * (last["sim_cpu"] - first["sim_cpu"]) / wall,
             outbox_end=gateway.outbox.stats().readings,
             rss_mb=rss_mb(),
