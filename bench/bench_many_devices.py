@@ -225,6 +225,7 @@ class Row:
     simulator_cpu_pct: float
     outbox_end: int
     rss_mb: float
+    rss_start_mb: float  # after the warm-up: flat means the two are close
 
     def line(self) -> str:
         name = f"{self.devices} × {self.registers}, {self.poll_ms:g} ms" + (
@@ -234,14 +235,15 @@ class Row:
             f"| {name} | {self.expected_s:,.0f} | {self.stored_s:,.0f} | {self.cpu_pct:.1f} % "
             f"| {self.requests_s:,.0f} | {self.lag_p50_ms:,.0f} ms | {self.us_per_request:.0f} "
             f"| {self.us_per_reading:.1f} | {self.overruns_s:,.0f} | {self.failed_s:,.0f} "
-            f"| {self.simulator_cpu_pct:.0f} % | {self.outbox_end:,} | {self.rss_mb:.0f} |"
+            f"| {self.simulator_cpu_pct:.0f} % | {self.outbox_end:,} "
+            f"| {self.rss_start_mb:.0f} → {self.rss_mb:.0f} |"
         )
 
 
 HEADER = (
     "| devices × registers, poll | expected/s | stored/s | gateway CPU | Modbus req/s "
     "| live lag p50 | CPU µs/request | CPU µs/reading | overruns/s | failed polls/s "
-    "| simulator CPU | outbox at end | RSS MB |\n" + "|---" * 13 + "|"
+    "| simulator CPU | outbox at end | RSS MB (window start → end) |\n" + "|---" * 13 + "|"
 )
 
 
@@ -311,6 +313,7 @@ async def measure(
                 "overruns": sum(d.overruns for w in workers for d in w.devices),
                 "failed": sum(d.status.failures for w in workers for d in w.devices),
                 "sim_cpu": sim.cpu_s(),
+                "rss": rss_mb(),
             }
 
         if args.py_spy:
@@ -366,6 +369,7 @@ async def measure(
             simulator_cpu_pct=100 * (last["sim_cpu"] - first["sim_cpu"]) / wall,
             outbox_end=gateway.outbox.stats().readings,
             rss_mb=rss_mb(),
+            rss_start_mb=first["rss"],
         )
     finally:
         if spy is not None:
