@@ -11,6 +11,8 @@ the rest of the machine is, while the readings/s and lags do.
 
     .venv/bin/python bench/bench_many_devices.py [--devices 100,200,500] [--registers 30]
         [--poll-ms 100] [--seconds 20] [--warmup 10] [--float32] [--py-spy profile.txt]
+    .venv/bin/python bench/bench_many_devices.py --devices 100 --outage 30   # ingest outage
+    .venv/bin/python bench/bench_many_devices.py --clients   # Modbus client libraries
 
 Prints the issue's table (expected/s, stored/s, gateway CPU %, Modbus req/s, live lag
 p50) plus CPU µs per request and per reading, and the health counters past saturation.
