@@ -42,7 +42,7 @@ RELEARN_AFTER_S = 3600.0  # a device's learned plan is tried afresh after this l
 LEARNED_KEPT = 10  # what a device's plan learned, in words: the latest few
 BUS_RESET_AFTER = 5  # consecutive timeouts on a bus before the connection is reopened
 STATUS_EVERY_S = 0.5  # unchanged device status is reported at most this often
-HOLD_MAX_S = 0.5  # a device held back by overload control looks again after at most this
+HOLD_MAX_S = 1.0  # a device held back by overload control looks again after at most this
 
 Emit = Callable[[list[Reading]], None]
 
@@ -208,7 +208,6 @@ class BusWorker:
         back for a while, the slots it will likely go on holding: one wake-up a hold, not
         one a slot, so a thousand held devices do not spend the CPU the uplink needs.
         The device stays on its grid, so held devices come back spread out, not at once."""
-        self.last_poll_done = time.monotonic()  # skipping on purpose: not stalled
         hold = min(HOLD_MAX_S, max(device.interval_s, self.held_s()))
         skipped = max(1, int(hold / device.interval_s))
         due = device.next_due + skipped * device.interval_s
@@ -218,6 +217,8 @@ class BusWorker:
             due += late * device.interval_s
         device.overruns += skipped
         device.next_due = due
+        # Skipping on purpose is not a stall: the stall clock starts when the hold ends.
+        self.last_poll_done = time.monotonic() + (due - now)
 
     def _schedule(self, device: PolledDevice, now: float) -> None:
         """The next poll on the device's grid. Slots that passed while this poll ran (or
