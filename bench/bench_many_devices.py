@@ -42,14 +42,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_gateway import (  # noqa: E402
+from bench.common import (  # noqa: E402
     Child,
     machine,
     start_broker,
-    stop_broker,
     until_stopped,
     write_status,
 )
+from bench.common import stop_service as stop_broker  # noqa: E402
 from facility.codec import DataType  # noqa: E402
 from facility.config import SiteConfig  # noqa: E402
 from facility.profile import ModbusProfile, ModbusSignal, Table  # noqa: E402
