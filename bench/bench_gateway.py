@@ -46,6 +46,7 @@ from bench import acking_receiver
 from bench.acking_receiver import LIVE_PREFIX
 from bench.common import (
     DEMO,
+    Child,
     Summary,
     bench_session,
     cpu_seconds,
@@ -55,16 +56,12 @@ from bench.common import (
     memory_mb,
     run_or_report,
     service_pid,
+    start_broker,
     stop_service,
+    until_stopped,
     verdict,
+    write_status,
 )
-
-# bench_many_devices.py imports these from here: kept until it imports bench.common.
-from bench.common import Child as Child
-from bench.common import machine as machine
-from bench.common import start_broker as start_broker
-from bench.common import until_stopped as until_stopped
-from bench.common import write_status as write_status
 from bench.simulated_demo import simulated_demo
 from facility.config import SiteConfig, load_site_config
 from facility.profile import ModbusProfile, Table
@@ -80,8 +77,6 @@ from gateway.outbox import Outbox, OutboxConfig
 from gateway.uplink.mqtt import Uplink
 from simulators.modbus_server import BusServer
 from tests.block_devices import block_station, uint16_block
-
-stop_broker = stop_service  # bench_many_devices.py's name for it
 
 HELPERS = "bench.bench_gateway"  # this module, run as its own helper processes
 
@@ -778,7 +773,8 @@ def section_rss(tmp: Path, summary: Summary) -> None:
     print(
         "  for scale, a fresh python after importing: nothing "
         f"{import_rss_mb(''):.1f} MB, gateway.daemon {import_rss_mb('gateway.daemon'):.1f} MB, "
-        f"wiring.cli (what `facility gateway run` loads) {import_rss_mb('wiring.cli'):.1f} MB"
+        "gateway.commands and gateway.daemon (what `facility gateway run` loads) "
+        f"{import_rss_mb('gateway.commands, gateway.daemon'):.1f} MB"
     )
     for error in r.errors:
         print(f"  problem: {error}")
