@@ -24,7 +24,7 @@ def test_check_accepts_the_demo_site() -> None:
 
 
 def test_check_lists_every_error_with_file_line_and_field() -> None:
-    case = ROOT / "tests" / "testcases" / "several_errors_at_once"
+    case = ROOT / "tests" / "testcases" / "site" / "several_errors_at_once"
     expected = [
         line
         for line in (case / "expected_errors.txt").read_text().splitlines()
@@ -148,9 +148,9 @@ def test_check_reports_every_error_of_site_rules_and_notifier_in_one_run(
     cases = ROOT / "tests" / "testcases"
     result = runner.invoke(
         app,
-        ["check", str(cases / "unknown_bus"),
-         "--rules", str(cases / "alarm_typo_hides_nothing" / "rules.yaml"),
-         "--notify", str(cases / "notify_typo_hides_nothing" / "notify.yaml")],
+        ["check", str(cases / "site" / "unknown_bus"),
+         "--rules", str(cases / "rules" / "typo_hides_nothing" / "rules.yaml"),
+         "--notify", str(cases / "notify" / "typo_hides_nothing" / "notify.yaml")],
     )  # fmt: skip
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("error ")]

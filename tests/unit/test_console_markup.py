@@ -18,7 +18,7 @@ from tests.integration._ingest import write_ingest_config
 from wiring.cli import app
 
 runner = CliRunner()
-MINIMAL = ROOT / "tests" / "testcases" / "valid_minimal"
+MINIMAL = ROOT / "tests" / "testcases" / "site" / "valid_minimal"
 MARKUP = ["[/oops]", "[bold red]loud[/bold red]", "[link=file:///etc/passwd]x", "[/]"]
 
 

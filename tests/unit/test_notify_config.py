@@ -2,7 +2,7 @@
 from the environment; the sample in deploy/) and the pure stages it drives: routing,
 group timing, urgency order, escalation and reminder timers, when timers stop.
 
-The regression cases tests/testcases/notify_*/ are checked here, with the comparison of
+The regression cases tests/testcases/notify/*/ are checked by
 tests/unit/test_testcases.py."""
 
 from __future__ import annotations

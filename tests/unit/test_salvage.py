@@ -22,7 +22,7 @@ from tests.conftest import ROOT
 
 # A small site: each example binds every rule to it, and the demo's 80 assets make
 # that slow; the demo itself is in test_a_junk_field_in_one_rule_leaves_the_others_checked.
-SMALL_SITE = load_site_config(ROOT / "tests" / "testcases" / "valid_minimal")
+SMALL_SITE = load_site_config(ROOT / "tests" / "testcases" / "site" / "valid_minimal")
 RULES = yaml.safe_load((ROOT / "deploy" / "alarms" / "rules.yaml").read_text())
 NOTIFY = yaml.safe_load((ROOT / "deploy" / "alarms" / "notify.yaml").read_text())
 

@@ -1,10 +1,10 @@
-"""Config regression cases as data: tests/testcases/<case>/ (format: its README.md).
-
-Every case folder is loaded with load_site_config (or load_ingest_config when it holds
-an ingest.yaml, load_notify_config for a notify.yaml, or load_rules against
-valid_minimal when it holds a rules.yaml); the ConfigError issues must match
-expected_errors.txt exactly in file, line and field, and contain the expected message
-text.
+"""Config regression cases as data: tests/testcases/<group>/<case>/ (format: its
+README.md), grouped by what they configure: `site/` cases are loaded with
+load_site_config, `ingest/` with load_ingest_config, `rules/` with load_rules against
+site/valid_minimal, `notify/` with load_notify_config. The ConfigError issues must
+match expected_errors.txt exactly in file, line and field, and contain the expected
+message text. (`modbus/` holds the data-driven register cases of
+tests/integration/test_modbus_cases.py.)
 """
 
 from __future__ import annotations
@@ -22,25 +22,38 @@ from ingest.alarms.rules import load_rules
 from ingest.config import load_ingest_config
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "testcases"
-CASES = sorted(p for p in CASES_DIR.iterdir() if p.is_dir())
+SITE_CASES = CASES_DIR / "site"
+# group -> the file every case of it holds (site cases: any *.yaml, one a site)
+GROUPS = {"site": "*.yaml", "ingest": "ingest.yaml", "rules": "rules.yaml",
+          "notify": "notify.yaml"}  # fmt: skip
+OTHER_FOLDERS = {"modbus"}  # register cases, tests/integration/test_modbus_cases.py
+CASES = sorted(p for group in GROUPS for p in (CASES_DIR / group).iterdir() if p.is_dir())
+
+
+def case_id(case: Path) -> str:
+    return f"{case.parent.name}/{case.name}"
+
 
 REQUIRED_CASES = {
-    "valid_minimal",
-    "unknown_data_type",
-    "overlapping_registers",
-    "register_out_of_range",
-    "string_past_last_address",
-    "bit_overlaps_whole_register",
-    "duplicate_asset_ids",
-    "duplicate_station_ids",
-    "missing_profile",
-    "unknown_field_typo",
-    "yaml_syntax_error",
-    "modbus_asset_without_address",
-    "unit_id_reused_on_bus",
-    "unknown_bus",
-    "lead_tank_not_fed",
-    "several_errors_at_once",
+    "site/valid_minimal",
+    "site/unknown_data_type",
+    "site/overlapping_registers",
+    "site/register_out_of_range",
+    "site/string_past_last_address",
+    "site/bit_overlaps_whole_register",
+    "site/duplicate_asset_ids",
+    "site/duplicate_station_ids",
+    "site/missing_profile",
+    "site/unknown_field_typo",
+    "site/yaml_syntax_error",
+    "site/modbus_asset_without_address",
+    "site/unit_id_reused_on_bus",
+    "site/unknown_bus",
+    "site/lead_tank_not_fed",
+    "site/several_errors_at_once",
+    "ingest/valid_shared_group",
+    "rules/valid_rules",
+    "notify/typo_hides_nothing",
 }
 
 
@@ -122,14 +135,16 @@ def mismatches(expected: list[Expected], actual: list[Actual]) -> list[str]:
 
 
 def load_issues(case: Path) -> list[Actual]:
+    group = case.parent.name
     try:
-        if (case / "notify.yaml").is_file():
+        if group == "notify":
             load_notify_config(case / "notify.yaml")
-        elif (case / "ingest.yaml").is_file():
+        elif group == "ingest":
             load_ingest_config(case / "ingest.yaml")
-        elif (case / "rules.yaml").is_file():
-            load_rules(case / "rules.yaml", load_site_config(CASES_DIR / "valid_minimal"))
+        elif group == "rules":
+            load_rules(case / "rules.yaml", load_site_config(SITE_CASES / "valid_minimal"))
         else:
+            assert group == "site", f"{case}: not in a group of {sorted(GROUPS)}"
             load_site_config(case)
     except ConfigError as exc:
         return [relative_issue(case, i) for i in exc.issues]
@@ -137,31 +152,47 @@ def load_issues(case: Path) -> list[Actual]:
 
 
 def test_all_required_cases_exist() -> None:
-    names = {c.name for c in CASES}
+    names = {case_id(c) for c in CASES}
     assert names >= REQUIRED_CASES, f"missing cases: {sorted(REQUIRED_CASES - names)}"
     for case in CASES:
-        assert (case / "expected_errors.txt").is_file(), f"{case.name}: no expected_errors.txt"
-        assert list(case.glob("*.yaml")), f"{case.name}: no site *.yaml"
+        name, wanted = case_id(case), GROUPS[case.parent.name]
+        assert (case / "expected_errors.txt").is_file(), f"{name}: no expected_errors.txt"
+        assert list(case.glob(wanted)), f"{name}: no {wanted}"
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_every_case_is_in_the_group_of_what_it_configures() -> None:
+    """A case folder left at the top (or holding another group's file) would be loaded
+    as the wrong thing or not at all: it must move into its group."""
+    stray = sorted(
+        p.name
+        for p in CASES_DIR.iterdir()
+        if p.is_dir() and p.name not in {*GROUPS, *OTHER_FOLDERS}
+    )
+    assert not stray, f"move these into {sorted(GROUPS)} by what they configure: {stray}"
+    for case in CASES:
+        others = {f for g, f in GROUPS.items() if g not in ("site", case.parent.name)}
+        misplaced = sorted(f for f in others if (case / f).is_file())
+        assert not misplaced, f"{case_id(case)} holds {misplaced}: another group's file"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
 def test_case(case: Path) -> None:
     expected = parse_expected(
         (case / "expected_errors.txt").read_text(encoding="utf-8"),
-        f"{case.name}/expected_errors.txt",
+        f"{case_id(case)}/expected_errors.txt",
     )
     actual = load_issues(case)
     problems = mismatches(expected, actual)
     if problems:
         report = "\n".join(
-            [f"case {case.name}:", *problems, "", "all reported issues:"]
+            [f"case {case_id(case)}:", *problems, "", "all reported issues:"]
             + [f"  {a}" for a in actual]
         )
         pytest.fail(report, pytrace=False)
 
 
 def test_valid_cases_load() -> None:
-    config = load_site_config(CASES_DIR / "valid_minimal")
+    config = load_site_config(SITE_CASES / "valid_minimal")
     assert [s.id for s in config.sites] == ["site_min"]
     assert [r.path for r in config.assets()] == [
         "site_min/station_a/gateway",
@@ -171,7 +202,7 @@ def test_valid_cases_load() -> None:
 
 
 def test_site_profile_overrides_builtin() -> None:
-    config = load_site_config(CASES_DIR / "valid_profile_override")
+    config = load_site_config(SITE_CASES / "valid_profile_override")
     tank = config.profiles["tank_level"]
     assert isinstance(tank, ModbusProfile)
     assert tank.description.startswith("Tank level RTU reporting centimetres")
@@ -179,7 +210,7 @@ def test_site_profile_overrides_builtin() -> None:
 
 
 def test_several_errors_are_all_reported_across_files() -> None:
-    actual = load_issues(CASES_DIR / "several_errors_at_once")
+    actual = load_issues(SITE_CASES / "several_errors_at_once")
     assert len(actual) >= 3
     assert {a.file for a in actual} == {"a_schema.yaml", "b_checks.yaml"}
 
@@ -214,7 +245,7 @@ def test_parse_expected_rejects_malformed_lines(bad: str) -> None:
 
 
 def test_off_by_one_line_is_a_mismatch() -> None:
-    case = CASES_DIR / "unknown_bus"
+    case = SITE_CASES / "unknown_bus"
     actual = load_issues(case)
     expected = parse_expected((case / "expected_errors.txt").read_text(encoding="utf-8"))
     assert mismatches(expected, actual) == []
