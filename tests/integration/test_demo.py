@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import DEMO_SITE, ROOT
+from tests.conftest import DEMO_PORTS, DEMO_SITE, ROOT
 from tests.services import free_port
+
+pytestmark = DEMO_PORTS  # the demo serves the site's own ports 15021-15042
 
 # Faults early and short enough that 20 real seconds at 60x hold the whole story: raised,
 # mailed, acknowledged, cleared (latched: a trip) and reset.
