@@ -406,6 +406,7 @@ class PooledWriter:
 class InfluxTarget:
     url: str
     database: str = "facility"
+    timeout_s: float = 10.0  # per request; the rollup of a whole day is one query
 
 
 async def fill_influx(
@@ -424,7 +425,7 @@ async def fill_influx(
     if notify is not None:
         sites = [s.id for s in history.config.sites]
         history.positions = positions_for(KpiSettings(), notify, sites)
-    writer = InfluxV1Writer(target.url, target.database)
+    writer = InfluxV1Writer(target.url, target.database, timeout_s=target.timeout_s)
     try:
         await init_database(writer, target.database, Retention())
         dead_letters = DeadLetters(data_dir / "dead-letters.sqlite")

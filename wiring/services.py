@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -17,12 +19,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+PORT_CLAIMS = Path(tempfile.gettempdir()) / "facility-free-ports"
+PORT_CLAIM_S = 120.0  # long enough for any server to bind the port it was handed
+
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port nothing listens on, not handed out by this function (in any process
+    on the machine) in the last PORT_CLAIM_S: parallel test workers and their
+    neighbours each choose ports and bind them a moment later, and the kernel would
+    hand the same free port to two of them."""
+    PORT_CLAIMS.mkdir(exist_ok=True)
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if _claim(PORT_CLAIMS / str(port)):
+            return port
+
+
+def _claim(path: Path) -> bool:
+    try:
+        if time.time() - path.stat().st_mtime < PORT_CLAIM_S:
+            return False
+        path.unlink(missing_ok=True)  # a stale claim
+    except FileNotFoundError:
+        pass
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:  # another process claimed it this instant
+        return False
+    return True
 
 
 def wait_for_port(port: int, timeout_s: float = 10.0) -> None:

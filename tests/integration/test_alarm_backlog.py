@@ -96,8 +96,8 @@ async def test_live_data_first_then_the_backlog_through_the_service(
     await service.start()
     assert service.alarms is not None and service.api is not None
     book = service.alarms.book
-    http = httpx.AsyncClient(
-        base_url=service.api.url, headers={"Authorization": f"Bearer {CREW_TOKEN}"}
+    http = httpx.AsyncClient(  # 30 s: answers come slower with parallel workers
+        base_url=service.api.url, headers={"Authorization": f"Bearer {CREW_TOKEN}"}, timeout=30
     )
     now = int(time.time()) * S
     start = now - 400 * S  # the overload began 400 s ago; the link went down at 60 s

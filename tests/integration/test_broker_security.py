@@ -13,7 +13,7 @@ import os
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,6 +182,20 @@ async def until(predicate: object, timeout_s: float, what: str) -> None:
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
+async def settled(count: Callable[[], int], quiet_s: float = 2.0, timeout_s: float = 30) -> int:
+    """The count once it has not changed for quiet_s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    last, since = count(), loop.time()
+    while loop.time() < deadline:
+        await asyncio.sleep(0.1)
+        if (now := count()) != last:
+            last, since = now, loop.time()
+        elif loop.time() - since >= quiet_s:
+            return now
+    raise AssertionError(f"the count kept changing for {timeout_s} s")
+
+
 async def test_each_gateway_delivers_with_its_own_credential_a_wrong_one_is_refused(
     secured: SecuredBroker, demo_config: SiteConfig, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
@@ -202,9 +216,11 @@ async def test_each_gateway_delivers_with_its_own_credential_a_wrong_one_is_refu
                 "readings from both stations",
             )
             # the same gateway with the other station's password: refused, nothing arrives
-            before = receiver.per_station[("fengshou", "xiba")]
             gateways[0].terminate()
             gateways[0].wait(20)
+            # what the stopped gateway sent may still be on its way to the receiver on a busy
+            # machine (parallel workers): count once that has arrived
+            before = await settled(lambda: receiver.per_station[("fengshou", "xiba")])
             wrong = secured.password("gateway-fengshou-sankeshu.env")
             gateways[0] = start_gateway(secured, site_dir, "xiba", tmp_path / "xiba-2", wrong)
             said = await asyncio.to_thread(
