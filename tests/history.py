@@ -79,5 +79,9 @@ def make_simulated_day(config: SiteConfig, workdir: Path, poll_s: float = 60.0) 
     scenario = day_scenario(config)
     history = SimulatedHistory(config, scenario, yesterday_ms(), poll_s=poll_s)
     target = InfluxTarget(server.url, DATABASE, timeout_s=120.0)  # a busy machine's rollup
-    result = asyncio.run(fill_influx(history, target, workdir, RULES, 86_400.0, demo_notify()))
+    try:
+        result = asyncio.run(fill_influx(history, target, workdir, RULES, 86_400.0, demo_notify()))
+    except BaseException:
+        server.stop()  # the session fixture never gets the server to stop it
+        raise
     return SimulatedDay(server, DATABASE, scenario, result, workdir / "alarms.sqlite", poll_s)
