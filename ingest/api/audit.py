@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
+from facility.sqlite import Schema, SqliteFile
 from ingest.alarms.book import wall_clock_ms
 
 
@@ -58,7 +59,9 @@ class AuditEntry:
     detail: str
 
 
-_SCHEMA = (
+# Step 1 is the table audit logs had before they were versioned (user_version 0), hence
+# IF NOT EXISTS: an unversioned file holding it is only stamped version 1.
+_TABLE = (
     """CREATE TABLE IF NOT EXISTS audit (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         at_ms INTEGER NOT NULL,
@@ -72,6 +75,7 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms)",
 )
+SCHEMA = Schema("audit log", (_TABLE,))
 _COLUMNS = "id, at_ms, user, role, action, target, comment, outcome, detail"
 
 
@@ -79,18 +83,11 @@ class AuditLog:
     """Thread-safe; every entry is committed (and fsynced) before `record` returns."""
 
     def __init__(self, path: Path, now_ms: Callable[[], int] = wall_clock_ms) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.now_ms = now_ms
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        for statement in _SCHEMA:
-            self._db.execute(statement)
+        self._file = SqliteFile(path, SCHEMA, synchronous="FULL")
+        self._file.open()
 
     def record(
         self,
@@ -179,9 +176,7 @@ class AuditLog:
 
     def close(self) -> None:
         with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            self._file.close()
 
     def __enter__(self) -> AuditLog:
         return self
@@ -197,9 +192,7 @@ class AuditLog:
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            if self._db is None:
-                raise RuntimeError(f"audit log {self.path} is closed")
-            yield self._db
+            yield self._file.connection
 
 
 def _entry(row: tuple[object, ...]) -> AuditEntry:

@@ -1,0 +1,308 @@
+"""Every store opens the files the software before the shared SQLite helper wrote, and
+refuses a file newer than itself.
+
+The SQL below is what main wrote on 2026-12-06 (8be3ca3), copied here on purpose: the
+stores' own schema definitions may change, the files on disk do not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from facility.sqlite import SchemaTooNew, schema_version
+from facility.wire import Reading
+from gateway.outbox import Outbox, OutboxConfig
+from ingest.alarms import book_store
+from ingest.alarms.book import AlarmBook
+from ingest.alarms.model import AlarmKey, AlarmState, Priority
+from ingest.alarms.notify.store import DeliveryStatus, NotifyStore
+from ingest.api.audit import AuditAction, AuditLog, Outcome
+from ingest.deadletters import DeadLetters, LetterKind
+
+NOW = 1_780_264_860_000
+
+OUTBOX_MAIN = """
+CREATE TABLE IF NOT EXISTS chunk (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: an acked id is never reused
+    oldest_ts INTEGER NOT NULL,
+    newest_ts INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunk_by_newest ON chunk (newest_ts, oldest_ts, count, bytes);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+AUDIT_MAIN = """
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+"""
+
+DEAD_LETTERS_MAIN = """
+CREATE TABLE IF NOT EXISTS dead_letter (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ms INTEGER NOT NULL,
+    site TEXT NOT NULL,
+    station TEXT NOT NULL,
+    kind TEXT NOT NULL,          -- row | line | batch
+    body TEXT NOT NULL,          -- wire row JSON | line protocol | payload base64
+    reason TEXT NOT NULL,
+    replayed_ms INTEGER          -- set once a replay has stored it
+);
+CREATE INDEX IF NOT EXISTS dead_letter_pending ON dead_letter (replayed_ms, id);
+PRAGMA user_version = 2;
+"""
+
+NOTIFY_MAIN = (
+    """CREATE TABLE IF NOT EXISTS waiting (
+        transition_id INTEGER PRIMARY KEY,  -- the book's id: a transition is taken once
+        crew TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        sent_ms INTEGER,                    -- NULL while it waits in its group
+        transition TEXT NOT NULL            -- JSON
+    )""",
+    "CREATE INDEX IF NOT EXISTS waiting_crew ON waiting (crew) WHERE sent_ms IS NULL",
+    "CREATE TABLE IF NOT EXISTS crew_group (crew TEXT PRIMARY KEY, last_sent_ms INTEGER)",
+    """CREATE TABLE IF NOT EXISTS episode (
+        raise_id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL, station TEXT NOT NULL, asset TEXT NOT NULL, rule TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        crew TEXT NOT NULL,
+        opened_ms INTEGER NOT NULL,         -- wall time the crew on duty was told
+        raised_ms INTEGER,                  -- the book's raised_ms then
+        closed_ms INTEGER,
+        closed_why TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS episode_open ON episode (closed_ms) WHERE closed_ms IS NULL",
+    "CREATE INDEX IF NOT EXISTS episode_key ON episode (site, station, asset, rule, raise_id)",
+    """CREATE TABLE IF NOT EXISTS episode_tier (
+        raise_id INTEGER NOT NULL REFERENCES episode (raise_id),
+        tier INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        repeats INTEGER NOT NULL DEFAULT 0,
+        people TEXT NOT NULL,               -- JSON list of person ids told
+        PRIMARY KEY (raise_id, tier)
+    )""",
+    """CREATE TABLE IF NOT EXISTS message (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        person TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        notify_type TEXT NOT NULL,
+        alarms TEXT NOT NULL,               -- JSON
+        created_ms INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS delivery (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id INTEGER NOT NULL REFERENCES message (id),
+        person TEXT NOT NULL,
+        contact_id TEXT NOT NULL,
+        contact_label TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT NOT NULL DEFAULT '',
+        created_ms INTEGER NOT NULL,
+        sent_ms INTEGER,
+        last_attempt_ms INTEGER             -- NULL until tried
+    )""",
+    "CREATE INDEX IF NOT EXISTS delivery_open ON delivery (status) "
+    "WHERE status IN ('pending', 'failed')",
+)
+
+
+def write_old_file(path: Path, script: str, version: int | None = None) -> sqlite3.Connection:
+    """A file as main left it: WAL, its schema, its version stamp (None: it set none)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(script)
+    if version is not None:
+        db.execute(f"PRAGMA user_version = {version}")
+    return db
+
+
+def version_of(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return schema_version(db)
+
+
+# -- files main wrote open, keep their rows, and are stamped ------------------------------
+
+
+def test_an_unversioned_outbox_keeps_its_chunks_and_counters(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    rows = [json.dumps(Reading("pump_1", f"s{i}", NOW + i, i * 0.5).row()) for i in range(3)]
+    body = "\n".join(rows)
+    db = write_old_file(path, OUTBOX_MAIN)
+    db.execute(
+        "INSERT INTO chunk (oldest_ts, newest_ts, count, bytes, body) VALUES (?, ?, 3, ?, ?)",
+        (NOW, NOW + 2, len(body) + 64, body),
+    )
+    db.execute("INSERT INTO meta (key, value) VALUES ('dropped_readings_age', 41)")
+    db.close()
+    with Outbox(path, OutboxConfig(compress=False), clock=lambda: NOW) as outbox:
+        stats = outbox.stats()
+        assert (stats.chunks, stats.readings, stats.dropped_readings_age) == (1, 3, 41)
+        lease = outbox.take("backfill", 100, NOW)
+        assert lease is not None and lease.rows_json == rows
+        assert outbox.ack(lease.lease_id) == 3
+        outbox.put([Reading("pump_1", "s9", NOW + 9, 1.0)])
+    assert version_of(path) == 1
+
+
+def test_an_alarm_book_of_main_keeps_its_alarms(tmp_path: Path) -> None:
+    path = tmp_path / "alarms.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for step in book_store.MIGRATIONS:  # unchanged since main: the same SQL
+        for statement in step:
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 2")
+    db.execute(
+        "INSERT INTO alarm VALUES ('fengshou', 'xiba', 'pump_1', 'trip', "
+        "'active_unacknowledged', 1, 'high', 'Pump 1 tripped', '7', 0, 5, 5, 6, "
+        "NULL, NULL, NULL, NULL, NULL)"
+    )
+    db.close()
+    key = AlarmKey("fengshou", "xiba", "pump_1", "trip")
+    with AlarmBook(path, now_ms=lambda: NOW) as book:
+        alarm = book.get(key)
+        assert alarm is not None
+        assert (alarm.state, alarm.priority, alarm.value) == (AlarmState.UNACKED, Priority.HIGH, 7)
+        assert book.acknowledge(key, "wang").to_state is AlarmState.ACKED
+    assert version_of(path) == 2
+
+
+def test_a_notifier_store_of_main_keeps_its_deliveries(tmp_path: Path) -> None:
+    path = tmp_path / "notify.db"
+    db = write_old_file(path, ";\n".join(NOTIFY_MAIN) + ";", version=2)
+    db.execute(
+        "INSERT INTO message (kind, person, title, body, notify_type, alarms, created_ms) "
+        "VALUES ('group', 'li_wei', 'RAISED', 'body', 'failure', '[]', 5)"
+    )
+    db.execute(
+        "INSERT INTO delivery (message_id, person, contact_id, contact_label, status, "
+        "attempts, next_attempt_ms, last_error, created_ms, last_attempt_ms) "
+        "VALUES (1, 'li_wei', 'c1', 'mailto://x', 'failed', 1, 15, 'refused', 5, 10)"
+    )
+    db.close()
+    store = NotifyStore(path)
+    [kept] = store.deliveries()
+    assert (kept.status, kept.last_error, kept.last_attempt_ms) == (
+        DeliveryStatus.FAILED,
+        "refused",
+        10,
+    )
+    store.mark_sent(kept.id, 20)
+    assert store.counts()[DeliveryStatus.SENT] == 1
+    store.close()
+    assert version_of(path) == 2
+
+
+def test_a_new_notifier_store_has_the_columns_main_made(tmp_path: Path) -> None:
+    """Step 1 then step 2 builds the same tables main built in one go."""
+
+    def tables(path: Path) -> list[tuple[str, list[str]]]:
+        with sqlite3.connect(path) as db:
+            names = [r[0] for r in db.execute("SELECT name FROM sqlite_master ORDER BY name")]
+            return [(n, [c[1] for c in db.execute(f"PRAGMA table_info({n})")]) for n in names]
+
+    write_old_file(tmp_path / "main.db", ";\n".join(NOTIFY_MAIN) + ";", version=2).close()
+    NotifyStore(tmp_path / "new.db").close()
+    assert tables(tmp_path / "new.db") == tables(tmp_path / "main.db")
+
+
+def test_an_unversioned_audit_log_keeps_its_entries(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    db = write_old_file(path, AUDIT_MAIN)
+    db.execute(
+        "INSERT INTO audit (at_ms, user, role, action, target, comment, outcome, detail) "
+        "VALUES (5, 'wang', 'operator', 'acknowledge', 'fengshou/xiba/pump_1/trip', "
+        "'on it', 'done', '')"
+    )
+    db.close()
+    with AuditLog(path, now_ms=lambda: NOW) as audit:
+        audit.record(
+            "li", "operator", AuditAction.RESET, "fengshou/xiba/pump_1/trip", "", Outcome.DONE
+        )
+        old, new = audit.entries()
+        assert (old.id, old.user, old.action, old.comment) == (
+            1,
+            "wang",
+            AuditAction.ACKNOWLEDGE,
+            "on it",
+        )
+        assert (new.id, new.at_ms) == (2, NOW)
+    assert version_of(path) == 1
+
+
+def test_a_dead_letter_store_of_main_keeps_its_letters(tmp_path: Path) -> None:
+    path = tmp_path / "dead.db"
+    db = write_old_file(path, DEAD_LETTERS_MAIN)
+    db.execute(
+        "INSERT INTO dead_letter (received_ms, site, station, kind, body, reason) "
+        "VALUES (5, 'fengshou', 'xiba', 'line', 'x value=1', 'type conflict')"
+    )
+    db.close()
+    dead = DeadLetters(path)
+    assert dead.pending == 1
+    dead.add_lines("fengshou", "xiba", [("y value=2", "type conflict")])
+    [newer, older] = dead.latest()
+    assert (older.kind, older.body, older.reason) == (LetterKind.LINE, "x value=1", "type conflict")
+    assert newer.body == "y value=2"
+    dead.close()
+    assert version_of(path) == 2
+
+
+# -- a file newer than the software is refused, and left as it was --------------------
+
+
+def _outbox(path: Path) -> object:
+    return Outbox(path)
+
+
+def _dead_letters(path: Path) -> object:
+    return DeadLetters(path)
+
+
+STORES: dict[str, tuple[Callable[[Path], object], int]] = {
+    "outbox": (_outbox, 1),
+    "alarm book": (AlarmBook, 2),
+    "notifier store": (NotifyStore, 2),
+    "audit log": (AuditLog, 1),
+    "dead-letter store": (_dead_letters, 2),
+}
+
+
+@pytest.mark.parametrize("what", STORES)
+def test_a_newer_file_is_refused(tmp_path: Path, what: str) -> None:
+    open_store, known = STORES[what]
+    path = tmp_path / "store.db"
+    opened = open_store(path)
+    opened.close()  # type: ignore[attr-defined]
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {known + 1}")
+        before = db.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall()
+    expected = f"{path}: {what} schema version {known + 1} is newer than this software's ({known})"
+    with pytest.raises(SchemaTooNew, match=re.escape(expected)):
+        open_store(path)
+    assert version_of(path) == known + 1
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall() == before
