@@ -34,12 +34,13 @@ import time
 from pathlib import Path
 
 from bench.common import DEMO, ROOT, memory_mb, print_header
+from facility.clock import now_ms
 from facility.config import load_site_config
 from facility.wire import encode_rows
 
 
 def refused_batch(rows: int) -> bytes:
-    now = int(time.time() * 1000)
+    now = now_ms()
     body = [
         json.dumps(
             ["v", "pump_9", "flow_m3h", now - rows + i, 12.5 + i % 7, "g"], separators=(",", ":")

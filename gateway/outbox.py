@@ -39,7 +39,6 @@ import json
 import secrets
 import sqlite3
 import threading
-import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from facility.clock import now_ms
 from facility.sqlite import Schema, SqliteFile, write_transaction
 from facility.wire import Reading
 
@@ -240,17 +240,13 @@ def _is_disk_full(exc: sqlite3.Error) -> bool:
     return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class Outbox:
     def __init__(
         self,
         path: Path,
         config: OutboxConfig = OutboxConfig(),
         *,
-        clock: Callable[[], int] = _now_ms,
+        clock: Callable[[], int] = now_ms,
         max_pages: int | None = None,
     ) -> None:
         """Open or create the outbox. `clock` gives now in ms for the age bound; `max_pages`

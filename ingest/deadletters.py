@@ -27,13 +27,13 @@ import itertools
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from facility.clock import now_ms
 from facility.logs import RateLimitedLog
 from facility.sqlite import Schema, SqliteFile, write_transaction
 from facility.wire import MAX_PAYLOAD_BYTES
@@ -155,7 +155,7 @@ class DeadLetters:
         )
 
     def _add(self, site: str, station: str, letters: Iterable[tuple[LetterKind, str, str]]) -> int:
-        now = time.time_ns() // 1_000_000
+        now = now_ms()
         offered = kept = size = 0
 
         def admitted(room: int) -> Iterator[tuple[int, str, str, str, str, str]]:
@@ -253,7 +253,7 @@ class DeadLetters:
         ]
 
     def mark_replayed(self, ids: Iterable[int]) -> None:
-        now = time.time_ns() // 1_000_000
+        now = now_ms()
         with self._lock, write_transaction(self._db):
             self._db.executemany(
                 "UPDATE dead_letter SET replayed_ms = ? WHERE id = ?", [(now, i) for i in ids]

@@ -17,8 +17,8 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
+from facility import clock
 from facility.sqlite import Schema, SqliteFile
-from ingest.alarms.book import wall_clock_ms
 
 
 class AuditAction(StrEnum):
@@ -82,7 +82,7 @@ _COLUMNS = "id, at_ms, user, role, action, target, comment, outcome, detail"
 class AuditLog:
     """Thread-safe; every entry is committed (and fsynced) before `record` returns."""
 
-    def __init__(self, path: Path, now_ms: Callable[[], int] = wall_clock_ms) -> None:
+    def __init__(self, path: Path, now_ms: Callable[[], int] = clock.now_ms) -> None:
         self.path = path
         self.now_ms = now_ms
         self._lock = threading.Lock()
