@@ -32,24 +32,23 @@ from ingest.alarms.book_store import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from ingest.alarms.lifecycle import (
     ACTIVE_STATES,
     EVENT_WORDS,
-    ON_ACK,
-    ON_RESET,
     Alarm,
     AlarmActionError,
     AlarmEvent,
     Transition,
-    check_in_view,
-    condition_flipped,
+    after_acknowledge,
+    after_condition,
+    after_reset,
+    after_shelve,
+    after_unshelve,
     duration_words,
     into_view,
+    is_stale,
     iso_time,
     new_alarm,
     parse_asset_path,
     require,
-    settle,
     unshelved,
-    why_no_ack,
-    why_no_reset,
 )
 from ingest.alarms.model import AlarmKey, AlarmState, ConditionChange
 
@@ -107,36 +106,19 @@ class AlarmBook:
             before = store.load(db, change.key)
             if change.late_since_ms is not None:
                 return _late(db, before, change, now)
-            if before is not None and change.at_ms < before.last_change_ms:
-                # Stale news: the gateway resent a batch, or a backlog from an outage
-                # arrived after newer readings. The book already holds what the condition
-                # was at a later instant, so an older change would undo newer knowledge
-                # (and re-raise what was cleared, re-notifying the crew). The same time is
-                # not stale: a repeat is then a no-op by `active`, and a real flip at the
-                # instant of the last one (never from the engine's delays) is not lost.
+            if is_stale(before, change):
                 return []
             if before is None:
                 before = new_alarm(change, now, store.asset_out_of_service(db, change.key))
-            # The alarm keeps the words it was raised with (what an acknowledgement or a
-            # reset is about); its return to normal has its own, on the transition.
-            news = replace(
-                before,
-                priority=change.priority,
-                message=change.message if change.active else before.message,
-                value=change.value if change.active else before.value,
-                latched=change.latched,
-                last_change_ms=change.at_ms,
-                updated_ms=now,
-            )
-            if before.active == change.active:
+            news, flip = after_condition(before, change, now)
+            if flip is None:
                 store.save(db, news)  # no transition, but the newest message and priority
                 return []
-            after = condition_flipped(news, change.active, change.at_ms)
-            event = AlarmEvent.RAISED if change.active else AlarmEvent.CLEARED
-            if change.active and before.hidden:
-                event = AlarmEvent.SUPPRESSED
-            words = None if change.active else (change.message, change.value)
-            return [store.record(db, before, after, event, change.at_ms, now, words=words)]
+            return [
+                store.record(
+                    db, before, flip.after, flip.event, change.at_ms, now, words=flip.words
+                )
+            ]
 
     # -- operator actions -------------------------------------------------------------
 
@@ -144,11 +126,8 @@ class AlarmBook:
         require(user, "a user")
         with self._write() as db:
             now = self.now_ms()
-            alarm = _in_view(db, key, "acknowledge")
-            if alarm.state not in ON_ACK:
-                raise AlarmActionError(why_no_ack(alarm))
-            state = settle(ON_ACK[alarm.state], alarm.latched)
-            after = replace(alarm, state=state, acked_ms=now, acked_by=user, updated_ms=now)
+            alarm = _known(db, key)
+            after = after_acknowledge(alarm, user, now)
             return store.record(db, alarm, after, AlarmEvent.ACKNOWLEDGED, now, now, user, comment)
 
     def reset(self, key: AlarmKey, user: str, comment: str = "") -> Transition:
@@ -156,10 +135,8 @@ class AlarmBook:
         require(user, "a user")
         with self._write() as db:
             now = self.now_ms()
-            alarm = _in_view(db, key, "reset")
-            if alarm.state not in ON_RESET:
-                raise AlarmActionError(why_no_reset(alarm))
-            after = replace(alarm, state=ON_RESET[alarm.state], updated_ms=now)
+            alarm = _known(db, key)
+            after = after_reset(alarm, now)
             return store.record(db, alarm, after, AlarmEvent.RESET, now, now, user, comment)
 
     def shelve(self, key: AlarmKey, user: str, reason: str, for_s: float) -> Transition:
@@ -175,14 +152,7 @@ class AlarmBook:
         with self._write() as db:
             now = self.now_ms()
             alarm = _known(db, key)
-            until = now + math.ceil(for_s * 1000)
-            after = replace(
-                alarm,
-                shelved_until_ms=until,
-                shelved_by=user,
-                shelve_reason=reason,
-                updated_ms=now,
-            )
+            after = after_shelve(alarm, user, reason, now + math.ceil(for_s * 1000), now)
             return store.record(db, alarm, after, AlarmEvent.SHELVED, now, now, user, reason)
 
     def unshelve(self, key: AlarmKey, user: str, comment: str = "") -> Transition:
@@ -190,9 +160,7 @@ class AlarmBook:
         with self._write() as db:
             now = self.now_ms()
             alarm = _known(db, key)
-            if not alarm.shelved:
-                raise AlarmActionError(f"{key} is not shelved")
-            after = into_view(unshelved(alarm, now))
+            after = after_unshelve(alarm, now)
             return store.record(db, alarm, after, AlarmEvent.UNSHELVED, now, now, user, comment)
 
     def expire_shelves(self) -> list[Transition]:
@@ -366,10 +334,4 @@ def _known(db: sqlite3.Connection, key: AlarmKey) -> Alarm:
     alarm = store.load(db, key)
     if alarm is None:
         raise AlarmActionError(f"no alarm {key}")
-    return alarm
-
-
-def _in_view(db: sqlite3.Connection, key: AlarmKey, verb: str) -> Alarm:
-    alarm = _known(db, key)
-    check_in_view(alarm, verb)
     return alarm

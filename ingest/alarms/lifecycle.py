@@ -280,3 +280,75 @@ def check_in_view(alarm: Alarm, verb: str) -> None:
         )
     if alarm.out_of_service:
         raise AlarmActionError(f"cannot {verb} {key}: {key.asset_path} is out of service")
+
+
+def is_stale(before: Alarm | None, change: ConditionChange) -> bool:
+    """Stale news: the gateway resent a batch, or a backlog from an outage arrived after
+    newer readings. The book already holds what the condition was at a later instant, so
+    an older change would undo newer knowledge (and re-raise what was cleared,
+    re-notifying the crew). The same time is not stale: a repeat is then a no-op by
+    `active`, and a real flip at the instant of the last one (never from the engine's
+    delays) is not lost."""
+    return before is not None and change.at_ms < before.last_change_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Flip:
+    """A condition change that moves the state: the alarm after it, the event it is
+    recorded as, and the transition's own words and value (a clear's), if any."""
+
+    after: Alarm
+    event: AlarmEvent
+    words: tuple[str, Value] | None
+
+
+def after_condition(before: Alarm, change: ConditionChange, now: int) -> tuple[Alarm, Flip | None]:
+    """The alarm with the change's priority and words, and the flip if its condition
+    changed (None: a repeat, stored without a transition)."""
+    # The alarm keeps the words it was raised with (what an acknowledgement or a reset
+    # is about); its return to normal has its own, on the transition.
+    news = replace(
+        before,
+        priority=change.priority,
+        message=change.message if change.active else before.message,
+        value=change.value if change.active else before.value,
+        latched=change.latched,
+        last_change_ms=change.at_ms,
+        updated_ms=now,
+    )
+    if before.active == change.active:
+        return news, None
+    after = condition_flipped(news, change.active, change.at_ms)
+    event = AlarmEvent.RAISED if change.active else AlarmEvent.CLEARED
+    if change.active and before.hidden:
+        event = AlarmEvent.SUPPRESSED
+    words = None if change.active else (change.message, change.value)
+    return news, Flip(after, event, words)
+
+
+def after_acknowledge(alarm: Alarm, user: str, now: int) -> Alarm:
+    check_in_view(alarm, "acknowledge")
+    if alarm.state not in ON_ACK:
+        raise AlarmActionError(why_no_ack(alarm))
+    state = settle(ON_ACK[alarm.state], alarm.latched)
+    return replace(alarm, state=state, acked_ms=now, acked_by=user, updated_ms=now)
+
+
+def after_reset(alarm: Alarm, now: int) -> Alarm:
+    check_in_view(alarm, "reset")
+    if alarm.state not in ON_RESET:
+        raise AlarmActionError(why_no_reset(alarm))
+    return replace(alarm, state=ON_RESET[alarm.state], updated_ms=now)
+
+
+def after_shelve(alarm: Alarm, user: str, reason: str, until_ms: int, now: int) -> Alarm:
+    """Shelving a shelved alarm sets a new end."""
+    return replace(
+        alarm, shelved_until_ms=until_ms, shelved_by=user, shelve_reason=reason, updated_ms=now
+    )
+
+
+def after_unshelve(alarm: Alarm, now: int) -> Alarm:
+    if not alarm.shelved:
+        raise AlarmActionError(f"{alarm.key} is not shelved")
+    return into_view(unshelved(alarm, now))
