@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Self
 
 # A migration step: SQL statements run in order, or a function given the connection
 # (for a step that has to look at the data first).
@@ -54,7 +54,25 @@ class Schema:
         return len(self.steps)
 
 
-class SqliteFile:
+class ClosedOnExit:
+    """A store used in a `with` block is closed at its end; it defines `close`."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SqliteFile(ClosedOnExit):
     """One store's SQLite file. The constructor only remembers; `open()` connects, sets
     the pragmas and migrates. `pragmas` are set after WAL and before the migrations, in
     order (name, value)."""
@@ -130,18 +148,10 @@ class SqliteFile:
             db, self._db = self._db, None
             db.close()
 
-    def __enter__(self) -> SqliteFile:
+    def __enter__(self) -> Self:
         if self._db is None:
             self.open()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @contextlib.contextmanager

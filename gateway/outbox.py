@@ -43,11 +43,10 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 from facility.clock import now_ms
-from facility.sqlite import Schema, SqliteFile, write_transaction
+from facility.sqlite import ClosedOnExit, Schema, SqliteFile, write_transaction
 from facility.wire import Reading
 
 Lane = Literal["live", "backfill"]
@@ -240,7 +239,7 @@ def _is_disk_full(exc: sqlite3.Error) -> bool:
     return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
 
 
-class Outbox:
+class Outbox(ClosedOnExit):
     def __init__(
         self,
         path: Path,
@@ -540,11 +539,3 @@ class Outbox:
                 pass  # still full: this count dies with the process; closing matters more
             finally:
                 self._file.close()
-
-    def __enter__(self) -> Outbox:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -35,7 +35,7 @@ from typing import Any
 
 from facility.clock import now_ms
 from facility.logs import RateLimitedLog
-from facility.sqlite import Schema, SqliteFile, write_transaction
+from facility.sqlite import ClosedOnExit, Schema, SqliteFile, write_transaction
 from facility.wire import MAX_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class DeadLetter:
         return base64.b64decode(self.body)
 
 
-class DeadLetters:
+class DeadLetters(ClosedOnExit):
     def __init__(
         self,
         path: Path,

@@ -22,10 +22,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
 
 from facility import clock
-from facility.sqlite import SqliteFile
+from facility.sqlite import ClosedOnExit, SqliteFile
 from ingest.alarms import book_store as store
 from ingest.alarms.alarm_events import ALARM_EVENT, alarm_event_line
 from ingest.alarms.book_store import MIGRATIONS, SCHEMA, SCHEMA_VERSION
@@ -76,7 +75,7 @@ DEFAULT_MAX_SHELVE_S = 8 * 3600.0
 wall_clock_ms = clock.now_ms
 
 
-class AlarmBook:
+class AlarmBook(ClosedOnExit):
     """The alarm states and their history in one SQLite file. Thread-safe; several
     processes may share the file (every change is a read-modify-write inside one
     `BEGIN IMMEDIATE` transaction)."""
@@ -277,17 +276,6 @@ class AlarmBook:
         """Close the file; twice is fine."""
         with self._lock:
             self._file.close()
-
-    def __enter__(self) -> AlarmBook:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- transactions -----------------------------------------------------------------
 

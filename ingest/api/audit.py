@@ -15,10 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from types import TracebackType
 
 from facility import clock
-from facility.sqlite import Schema, SqliteFile
+from facility.sqlite import ClosedOnExit, Schema, SqliteFile
 
 
 class AuditAction(StrEnum):
@@ -79,7 +78,7 @@ SCHEMA = Schema("audit log", (_TABLE,))
 _COLUMNS = "id, at_ms, user, role, action, target, comment, outcome, detail"
 
 
-class AuditLog:
+class AuditLog(ClosedOnExit):
     """Thread-safe; every entry is committed (and fsynced) before `record` returns."""
 
     def __init__(self, path: Path, now_ms: Callable[[], int] = clock.now_ms) -> None:
@@ -177,17 +176,6 @@ class AuditLog:
     def close(self) -> None:
         with self._lock:
             self._file.close()
-
-    def __enter__(self) -> AuditLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:

@@ -1,9 +1,5 @@
 """Every store opens the files the software before the shared SQLite helper wrote, and
-refuses a file newer than itself.
-
-The SQL below is what main wrote on 2026-12-06 (8be3ca3), copied here on purpose: the
-stores' own schema definitions may change, the files on disk do not.
-"""
+refuses a file newer than itself."""
 
 from __future__ import annotations
 
@@ -27,115 +23,16 @@ from ingest.deadletters import DeadLetters, LetterKind
 
 NOW = 1_780_264_860_000
 
-OUTBOX_MAIN = """
-CREATE TABLE IF NOT EXISTS chunk (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: an acked id is never reused
-    oldest_ts INTEGER NOT NULL,
-    newest_ts INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    bytes INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chunk_by_newest ON chunk (newest_ts, oldest_ts, count, bytes);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-"""
-
-AUDIT_MAIN = """
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at_ms INTEGER NOT NULL,
-    user TEXT NOT NULL,
-    role TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT NOT NULL,
-    comment TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
-"""
-
-DEAD_LETTERS_MAIN = """
-CREATE TABLE IF NOT EXISTS dead_letter (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    received_ms INTEGER NOT NULL,
-    site TEXT NOT NULL,
-    station TEXT NOT NULL,
-    kind TEXT NOT NULL,          -- row | line | batch
-    body TEXT NOT NULL,          -- wire row JSON | line protocol | payload base64
-    reason TEXT NOT NULL,
-    replayed_ms INTEGER          -- set once a replay has stored it
-);
-CREATE INDEX IF NOT EXISTS dead_letter_pending ON dead_letter (replayed_ms, id);
-PRAGMA user_version = 2;
-"""
-
-NOTIFY_MAIN = (
-    """CREATE TABLE IF NOT EXISTS waiting (
-        transition_id INTEGER PRIMARY KEY,  -- the book's id: a transition is taken once
-        crew TEXT NOT NULL,
-        received_ms INTEGER NOT NULL,
-        sent_ms INTEGER,                    -- NULL while it waits in its group
-        transition TEXT NOT NULL            -- JSON
-    )""",
-    "CREATE INDEX IF NOT EXISTS waiting_crew ON waiting (crew) WHERE sent_ms IS NULL",
-    "CREATE TABLE IF NOT EXISTS crew_group (crew TEXT PRIMARY KEY, last_sent_ms INTEGER)",
-    """CREATE TABLE IF NOT EXISTS episode (
-        raise_id INTEGER PRIMARY KEY,
-        site TEXT NOT NULL, station TEXT NOT NULL, asset TEXT NOT NULL, rule TEXT NOT NULL,
-        priority TEXT NOT NULL,
-        crew TEXT NOT NULL,
-        opened_ms INTEGER NOT NULL,         -- wall time the crew on duty was told
-        raised_ms INTEGER,                  -- the book's raised_ms then
-        closed_ms INTEGER,
-        closed_why TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS episode_open ON episode (closed_ms) WHERE closed_ms IS NULL",
-    "CREATE INDEX IF NOT EXISTS episode_key ON episode (site, station, asset, rule, raise_id)",
-    """CREATE TABLE IF NOT EXISTS episode_tier (
-        raise_id INTEGER NOT NULL REFERENCES episode (raise_id),
-        tier INTEGER NOT NULL,
-        at_ms INTEGER NOT NULL,
-        repeats INTEGER NOT NULL DEFAULT 0,
-        people TEXT NOT NULL,               -- JSON list of person ids told
-        PRIMARY KEY (raise_id, tier)
-    )""",
-    """CREATE TABLE IF NOT EXISTS message (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind TEXT NOT NULL,
-        person TEXT NOT NULL,
-        title TEXT NOT NULL,
-        body TEXT NOT NULL,
-        notify_type TEXT NOT NULL,
-        alarms TEXT NOT NULL,               -- JSON
-        created_ms INTEGER NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS delivery (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        message_id INTEGER NOT NULL REFERENCES message (id),
-        person TEXT NOT NULL,
-        contact_id TEXT NOT NULL,
-        contact_label TEXT NOT NULL,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_ms INTEGER NOT NULL,
-        last_error TEXT NOT NULL DEFAULT '',
-        created_ms INTEGER NOT NULL,
-        sent_ms INTEGER,
-        last_attempt_ms INTEGER             -- NULL until tried
-    )""",
-    "CREATE INDEX IF NOT EXISTS delivery_open ON delivery (status) "
-    "WHERE status IN ('pending', 'failed')",
-)
+# The SQL main wrote, one file a store, copied on purpose: the stores' own schema
+# definitions may change, the files on disk do not.
+BEFORE = Path(__file__).parent / "stores_before_helper"
 
 
-def write_old_file(path: Path, script: str, version: int | None = None) -> sqlite3.Connection:
-    """A file as main left it: WAL, its schema, its version stamp (None: it set none)."""
+def write_old_file(path: Path, store: str) -> sqlite3.Connection:
+    """A file as main left it: WAL, its schema and its version stamp, if it set one."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    db.executescript(script)
-    if version is not None:
-        db.execute(f"PRAGMA user_version = {version}")
+    db.executescript((BEFORE / f"{store}.sql").read_text())
     return db
 
 
@@ -151,7 +48,7 @@ def test_an_unversioned_outbox_keeps_its_chunks_and_counters(tmp_path: Path) -> 
     path = tmp_path / "outbox.db"
     rows = [json.dumps(Reading("pump_1", f"s{i}", NOW + i, i * 0.5).row()) for i in range(3)]
     body = "\n".join(rows)
-    db = write_old_file(path, OUTBOX_MAIN)
+    db = write_old_file(path, "outbox")
     db.execute(
         "INSERT INTO chunk (oldest_ts, newest_ts, count, bytes, body) VALUES (?, ?, 3, ?, ?)",
         (NOW, NOW + 2, len(body) + 64, body),
@@ -192,7 +89,7 @@ def test_an_alarm_book_of_main_keeps_its_alarms(tmp_path: Path) -> None:
 
 def test_a_notifier_store_of_main_keeps_its_deliveries(tmp_path: Path) -> None:
     path = tmp_path / "notify.db"
-    db = write_old_file(path, ";\n".join(NOTIFY_MAIN) + ";", version=2)
+    db = write_old_file(path, "notify")
     db.execute(
         "INSERT INTO message (kind, person, title, body, notify_type, alarms, created_ms) "
         "VALUES ('group', 'li_wei', 'RAISED', 'body', 'failure', '[]', 5)"
@@ -224,14 +121,14 @@ def test_a_new_notifier_store_has_the_columns_main_made(tmp_path: Path) -> None:
             names = [r[0] for r in db.execute("SELECT name FROM sqlite_master ORDER BY name")]
             return [(n, [c[1] for c in db.execute(f"PRAGMA table_info({n})")]) for n in names]
 
-    write_old_file(tmp_path / "main.db", ";\n".join(NOTIFY_MAIN) + ";", version=2).close()
+    write_old_file(tmp_path / "main.db", "notify").close()
     NotifyStore(tmp_path / "new.db").close()
     assert tables(tmp_path / "new.db") == tables(tmp_path / "main.db")
 
 
 def test_an_unversioned_audit_log_keeps_its_entries(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
-    db = write_old_file(path, AUDIT_MAIN)
+    db = write_old_file(path, "audit")
     db.execute(
         "INSERT INTO audit (at_ms, user, role, action, target, comment, outcome, detail) "
         "VALUES (5, 'wang', 'operator', 'acknowledge', 'fengshou/xiba/pump_1/trip', "
@@ -255,7 +152,7 @@ def test_an_unversioned_audit_log_keeps_its_entries(tmp_path: Path) -> None:
 
 def test_a_dead_letter_store_of_main_keeps_its_letters(tmp_path: Path) -> None:
     path = tmp_path / "dead.db"
-    db = write_old_file(path, DEAD_LETTERS_MAIN)
+    db = write_old_file(path, "dead_letters")
     db.execute(
         "INSERT INTO dead_letter (received_ms, site, station, kind, body, reason) "
         "VALUES (5, 'fengshou', 'xiba', 'line', 'x value=1', 'type conflict')"

@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from facility.sqlite import Schema, SqliteFile
+from facility.sqlite import ClosedOnExit, Schema, SqliteFile
 from ingest.alarms.book import AlarmEvent, Transition
 from ingest.alarms.model import AlarmKey, AlarmState, Priority
 from ingest.alarms.notify.config import Contact
@@ -176,7 +176,7 @@ _DELIVERY_COLUMNS = (
 )
 
 
-class NotifyStore:
+class NotifyStore(ClosedOnExit):
     def __init__(self, path: Path) -> None:
         self.path = path
         # Few writes, each a promise to tell someone: worth an fsync each (FULL). The
