@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from facility.sqlite import SchemaTooNew, schema_version
+from facility.sqlite import ClosedOnExit, SchemaTooNew, schema_version
 from facility.wire import Reading
 from gateway.outbox import Outbox, OutboxConfig
 from ingest.alarms import book_store
@@ -28,12 +28,19 @@ NOW = 1_780_264_860_000
 BEFORE = Path(__file__).parent / "stores_before_helper"
 
 
-def write_old_file(path: Path, store: str) -> sqlite3.Connection:
-    """A file as main left it: WAL, its schema and its version stamp, if it set one."""
+Row = str | tuple[str, tuple[object, ...]]  # an INSERT, with its parameters if any
+
+
+def write_old_file(path: Path, store: str, *rows: Row) -> None:
+    """A file as main left it (WAL, its schema and its version stamp if it set one),
+    holding the rows."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.executescript((BEFORE / f"{store}.sql").read_text())
-    return db
+    for row in rows:
+        sql, args = (row, ()) if isinstance(row, str) else row
+        db.execute(sql, args)
+    db.close()
 
 
 def version_of(path: Path) -> int:
@@ -48,13 +55,15 @@ def test_an_unversioned_outbox_keeps_its_chunks_and_counters(tmp_path: Path) -> 
     path = tmp_path / "outbox.db"
     rows = [json.dumps(Reading("pump_1", f"s{i}", NOW + i, i * 0.5).row()) for i in range(3)]
     body = "\n".join(rows)
-    db = write_old_file(path, "outbox")
-    db.execute(
-        "INSERT INTO chunk (oldest_ts, newest_ts, count, bytes, body) VALUES (?, ?, 3, ?, ?)",
-        (NOW, NOW + 2, len(body) + 64, body),
+    write_old_file(
+        path,
+        "outbox",
+        (
+            "INSERT INTO chunk (oldest_ts, newest_ts, count, bytes, body) VALUES (?, ?, 3, ?, ?)",
+            (NOW, NOW + 2, len(body) + 64, body),
+        ),
+        "INSERT INTO meta (key, value) VALUES ('dropped_readings_age', 41)",
     )
-    db.execute("INSERT INTO meta (key, value) VALUES ('dropped_readings_age', 41)")
-    db.close()
     with Outbox(path, OutboxConfig(compress=False), clock=lambda: NOW) as outbox:
         stats = outbox.stats()
         assert (stats.chunks, stats.readings, stats.dropped_readings_age) == (1, 3, 41)
@@ -89,17 +98,15 @@ def test_an_alarm_book_of_main_keeps_its_alarms(tmp_path: Path) -> None:
 
 def test_a_notifier_store_of_main_keeps_its_deliveries(tmp_path: Path) -> None:
     path = tmp_path / "notify.db"
-    db = write_old_file(path, "notify")
-    db.execute(
+    write_old_file(
+        path,
+        "notify",
         "INSERT INTO message (kind, person, title, body, notify_type, alarms, created_ms) "
-        "VALUES ('group', 'li_wei', 'RAISED', 'body', 'failure', '[]', 5)"
-    )
-    db.execute(
+        "VALUES ('group', 'li_wei', 'RAISED', 'body', 'failure', '[]', 5)",
         "INSERT INTO delivery (message_id, person, contact_id, contact_label, status, "
         "attempts, next_attempt_ms, last_error, created_ms, last_attempt_ms) "
-        "VALUES (1, 'li_wei', 'c1', 'mailto://x', 'failed', 1, 15, 'refused', 5, 10)"
+        "VALUES (1, 'li_wei', 'c1', 'mailto://x', 'failed', 1, 15, 'refused', 5, 10)",
     )
-    db.close()
     store = NotifyStore(path)
     [kept] = store.deliveries()
     assert (kept.status, kept.last_error, kept.last_attempt_ms) == (
@@ -121,20 +128,20 @@ def test_a_new_notifier_store_has_the_columns_main_made(tmp_path: Path) -> None:
             names = [r[0] for r in db.execute("SELECT name FROM sqlite_master ORDER BY name")]
             return [(n, [c[1] for c in db.execute(f"PRAGMA table_info({n})")]) for n in names]
 
-    write_old_file(tmp_path / "main.db", "notify").close()
+    write_old_file(tmp_path / "main.db", "notify")
     NotifyStore(tmp_path / "new.db").close()
     assert tables(tmp_path / "new.db") == tables(tmp_path / "main.db")
 
 
 def test_an_unversioned_audit_log_keeps_its_entries(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
-    db = write_old_file(path, "audit")
-    db.execute(
+    write_old_file(
+        path,
+        "audit",
         "INSERT INTO audit (at_ms, user, role, action, target, comment, outcome, detail) "
         "VALUES (5, 'wang', 'operator', 'acknowledge', 'fengshou/xiba/pump_1/trip', "
-        "'on it', 'done', '')"
+        "'on it', 'done', '')",
     )
-    db.close()
     with AuditLog(path, now_ms=lambda: NOW) as audit:
         audit.record(
             "li", "operator", AuditAction.RESET, "fengshou/xiba/pump_1/trip", "", Outcome.DONE
@@ -152,12 +159,12 @@ def test_an_unversioned_audit_log_keeps_its_entries(tmp_path: Path) -> None:
 
 def test_a_dead_letter_store_of_main_keeps_its_letters(tmp_path: Path) -> None:
     path = tmp_path / "dead.db"
-    db = write_old_file(path, "dead_letters")
-    db.execute(
+    write_old_file(
+        path,
+        "dead_letters",
         "INSERT INTO dead_letter (received_ms, site, station, kind, body, reason) "
-        "VALUES (5, 'fengshou', 'xiba', 'line', 'x value=1', 'type conflict')"
+        "VALUES (5, 'fengshou', 'xiba', 'line', 'x value=1', 'type conflict')",
     )
-    db.close()
     dead = DeadLetters(path)
     assert dead.pending == 1
     dead.add_lines("fengshou", "xiba", [("y value=2", "type conflict")])
@@ -171,20 +178,12 @@ def test_a_dead_letter_store_of_main_keeps_its_letters(tmp_path: Path) -> None:
 # -- a file newer than the software is refused, and left as it was --------------------
 
 
-def _outbox(path: Path) -> object:
-    return Outbox(path)
-
-
-def _dead_letters(path: Path) -> object:
-    return DeadLetters(path)
-
-
-STORES: dict[str, tuple[Callable[[Path], object], int]] = {
-    "outbox": (_outbox, 1),
+STORES: dict[str, tuple[Callable[[Path], ClosedOnExit], int]] = {
+    "outbox": (Outbox, 1),
     "alarm book": (AlarmBook, 2),
     "notifier store": (NotifyStore, 2),
     "audit log": (AuditLog, 1),
-    "dead-letter store": (_dead_letters, 2),
+    "dead-letter store": (DeadLetters, 2),
 }
 
 
@@ -192,8 +191,7 @@ STORES: dict[str, tuple[Callable[[Path], object], int]] = {
 def test_a_newer_file_is_refused(tmp_path: Path, what: str) -> None:
     open_store, known = STORES[what]
     path = tmp_path / "store.db"
-    opened = open_store(path)
-    opened.close()  # type: ignore[attr-defined]
+    open_store(path).close()
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {known + 1}")
         before = db.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall()
