@@ -274,7 +274,7 @@ class Outbox(ClosedOnExit):
             self.path,
             SCHEMA,
             synchronous=_SYNC_PRAGMA[config.sync],
-            busy_timeout_s=5.0,  # one process owns the file: only a reader's copy waits
+            busy_timeout_s=5.0,  # sqlite3's default, as before: one process owns the file
             pragmas=pragmas,
             make_parent=False,
         )
