@@ -12,11 +12,11 @@ import argparse
 import asyncio
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from bench.common import until_stopped, write_status
+from facility.clock import now_ms
 from facility.wire import BadRow, Batch
 from ingest.receiver import Receiver
 
@@ -33,7 +33,7 @@ async def receive(port: int, status: Path) -> None:
     delays: list[int] = []
 
     async def store(batch: Batch, rejected: list[BadRow]) -> None:
-        now = time.time_ns() // 1_000_000
+        now = now_ms()
         delays.extend(now - r.ts_ms for r in batch.readings if r.asset.startswith(LIVE_PREFIX))
 
     receiver = Receiver("127.0.0.1", port, store, client_id=f"bench-ingest-{os.getpid()}")

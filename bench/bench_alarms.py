@@ -33,6 +33,7 @@ from aiosmtpd.controller import Controller
 
 from bench.common import DEMO, print_header, stop_service
 from bench.common import DEMO_RULES as RULES
+from facility.clock import now_ms
 from facility.config import SiteConfig, load_site_config
 from facility.wire import Batch as WireBatch
 from facility.wire import Reading, encode_batch, topic
@@ -183,7 +184,7 @@ async def _publish(config: SiteConfig, port: int, alarms: int) -> dict[str, floa
     """Nominal load from every station, plus one pump trip every 2 s; returns the
     wall time each trip's batch was published, by asset path."""
     sent: dict[str, float] = {}
-    sim = Simulation(config, seed=1, start_ms=int(time.time() * 1000), step_s=5.0)
+    sim = Simulation(config, seed=1, start_ms=now_ms(), step_s=5.0)
     targets = pumps(config)[:alarms]
     seq = 0
     async with aiomqtt.Client("127.0.0.1", port, identifier="bench-gateways") as client:
@@ -204,7 +205,7 @@ async def _publish(config: SiteConfig, port: int, alarms: int) -> dict[str, floa
                         await _send(client, s.id, st.id, seq, _restamped(poll(sim, s.id, st.id)))
                 next_poll += POLL_MS / 1000
             seq += 1
-            trip = [Reading(pump, "tripped", int(time.time() * 1000), True)]
+            trip = [Reading(pump, "tripped", now_ms(), True)]
             sent[f"{site}/{station}/{pump}"] = time.time()
             await _send(client, site, station, seq, trip)
             await asyncio.sleep(2.0 if i < len(targets) - 1 else 0)
@@ -213,7 +214,7 @@ async def _publish(config: SiteConfig, port: int, alarms: int) -> dict[str, floa
 
 def _restamped(readings: list[Reading]) -> list[Reading]:
     """Stamped now, as a gateway would; without `tripped`, which the trips own here."""
-    now = int(time.time() * 1000)
+    now = now_ms()
     for r in readings:
         r.ts_ms = now
     return [r for r in readings if r.signal != "tripped"]
@@ -222,7 +223,7 @@ def _restamped(readings: list[Reading]) -> list[Reading]:
 async def _send(
     client: aiomqtt.Client, site: str, station: str, seq: int, rs: list[Reading]
 ) -> None:
-    batch = WireBatch(site, station, 1, seq, "live", int(time.time() * 1000), rs)
+    batch = WireBatch(site, station, 1, seq, "live", now_ms(), rs)
     await client.publish(topic(site, station, "up"), encode_batch(batch), qos=1)
 
 

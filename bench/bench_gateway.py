@@ -63,6 +63,7 @@ from bench.common import (
     write_status,
 )
 from bench.simulated_demo import simulated_demo
+from facility.clock import now_ms
 from facility.config import SiteConfig, load_site_config
 from facility.profile import ModbusProfile, Table
 from facility.registers import RegisterImage
@@ -295,7 +296,7 @@ def stages_ceiling(tmp: Path, seconds: float = 4.0) -> StagesResult:
             i += 1
             asset = f"dev_{i % PIPELINE_UNITS:02d}"
             t0 = clock()
-            ts = time.time_ns() // 1_000_000
+            ts = now_ms()
             decoded = request.decode(profile, responses[i % len(responses)])
             t1 = clock()
             readings = [decoded_reading(asset, s.name, ts, v) for s, v in decoded]
@@ -491,7 +492,7 @@ def fill_backlog(path: Path, config: OutboxConfig) -> tuple[int, int]:
         sync="off",
         live_window_s=config.live_window_s,
     )
-    end_ms = time.time_ns() // 1_000_000 - 30_000  # all of it outside the live window
+    end_ms = now_ms() - 30_000  # all of it outside the live window
     count = 0
     with Outbox(path, fast) as outbox:
         for chunk in backlog_polls(end_ms):
@@ -509,7 +510,7 @@ async def live_feeder(outbox: Outbox, uplink: Uplink, every_s: float, put: list[
     next_at = loop.time()
     while True:
         for d in range(BACKLOG_DEVICES):
-            ts = time.time_ns() // 1_000_000
+            ts = now_ms()
             outbox.put(
                 [
                     Reading(f"{LIVE_PREFIX}dev_{d}", f"s{i:02d}", ts, round(rnd.uniform(0, 500), 2))
@@ -563,7 +564,7 @@ async def backlog_drain(
         mqtt_pid = service_pid(broker)
         start, cpu0 = time.monotonic(), time.process_time()
         receiver0, broker0 = receiver.cpu_s(), cpu_seconds(mqtt_pid)
-        start_ms = time.time_ns() // 1_000_000
+        start_ms = now_ms()
         tasks.append(asyncio.create_task(uplink.run()))
         tasks.append(asyncio.create_task(live_feeder(outbox, uplink, live_every_s, live_put)))
         drained = False

@@ -85,6 +85,7 @@ from bench.common import (
     write_status,
 )
 from facility.aio import cancel_and_wait
+from facility.clock import now_ms
 from facility.config import SiteConfig, load_site_config
 from facility.profile import ModbusProfile, MqttProfile
 from facility.registers import RegisterImage
@@ -249,7 +250,7 @@ class BatchSource:
     @classmethod
     def demo(cls, cycles: int = TEMPLATE_CYCLES) -> BatchSource:
         config = load_site_config(DEMO)
-        start = time.time_ns() // 1_000_000 - START_AGO_MS
+        start = now_ms() - START_AGO_MS
         start -= start % 1000
         return cls(site_feeds(config, start, cycles), int(cycles * POLL_S * 1000))
 
@@ -780,9 +781,9 @@ class TimedStore:
     recording: bool = False
 
     async def __call__(self, batch: Batch, rejected: list[BadRow]) -> object:
-        start = time.time_ns() // 1_000_000
+        start = now_ms()
         result = await self.inner(batch, rejected)
-        end = time.time_ns() // 1_000_000
+        end = now_ms()
         if not self.recording:
             return result
         if batch.lane != "live":
@@ -841,7 +842,7 @@ async def latency(
     work: Path, seconds: float, warmup_s: float, variant: Variant, rules: Path | None
 ) -> LatencyResult:
     config = load_site_config(demo_site_on_free_ports(work / "site"))
-    start_ms = time.time_ns() // 1_000_000
+    start_ms = now_ms()
     source = Simulation(config, seed=1, start_ms=start_ms)
     demo = Demo(config, source, SimClock(start_ms, 1.0), work / "run", free_port(), rules=rules)
     run: asyncio.Task[None] | None = None

@@ -50,6 +50,7 @@ from bench.common import (  # noqa: E402
     write_status,
 )
 from bench.common import stop_service as stop_broker  # noqa: E402
+from facility.clock import now_ms  # noqa: E402
 from facility.codec import DataType  # noqa: E402
 from facility.config import SiteConfig  # noqa: E402
 from facility.profile import ModbusProfile, ModbusSignal, Table  # noqa: E402
@@ -144,7 +145,7 @@ async def receive_counting(port: int, status: Path) -> None:
     counted = {"values": 0, "seen": 0}
 
     async def store(batch: Batch, rejected: list[BadRow]) -> None:
-        now = time.time_ns() // 1_000_000
+        now = now_ms()
         live = batch.lane == "live"
         for r in batch.readings:
             if r.kind != "v":
@@ -425,7 +426,7 @@ async def measure_outage(tmp: Path, devices: int, args: argparse.Namespace) -> O
         backlog = gateway.outbox.stats().readings
         receiver.proc.send_signal(signal.SIGUSR1)
         back = time.perf_counter()
-        back_ms = time.time_ns() // 1_000_000
+        back_ms = now_ms()
         overruns_before = sum(d.overruns for b in gateway.buses.values() for d in b.worker.devices)
         lags: list[float] = []
         lag_max: list[float] = []

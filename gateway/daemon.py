@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facility.aio import cancel_and_wait
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.metrics import MetricsServer
 from facility.profile import ModbusProfile, MqttProfile
@@ -61,7 +62,7 @@ class Gateway:
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     mqtt: MqttDevices | None = None
     metrics: MetricsServer | None = None
-    started_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    started_ms: int = field(default_factory=now_ms)
     _gate_open: bool = True
     _gate_checked: float = 0.0
     _gate_since: float = 0.0
@@ -152,7 +153,7 @@ class Gateway:
         now = time.monotonic()
         if now - self._gate_checked >= GATE_EVERY_S:
             self._gate_checked = now
-            waiting = self.outbox.live_pending(time.time_ns() // 1_000_000)
+            waiting = self.outbox.live_pending(now_ms())
             # Hysteresis: closed above a batch, open again below half of one, so the gate
             # does not flap with every batch sent.
             limit = self.settings.batch_max_readings // (1 if self._gate_open else 2)
@@ -287,7 +288,7 @@ class Gateway:
         self.metrics = server
 
     def health(self, rates: RateMeter, cpu: CpuMeter) -> list[Reading]:
-        now_ms = time.time_ns() // 1_000_000
+        now = now_ms()
         stats = self.outbox.stats()
         up = self.uplink.stats
         mono = time.monotonic()
@@ -295,7 +296,7 @@ class Gateway:
         values: dict[str, float | int | bool | str] = {
             "outbox_readings": stats.readings,
             "outbox_bytes": stats.bytes,
-            "outbox_oldest_age_s": round((now_ms - stats.oldest_ts_ms) / 1000, 1)
+            "outbox_oldest_age_s": round((now - stats.oldest_ts_ms) / 1000, 1)
             if stats.oldest_ts_ms
             else 0.0,
             "readings_in_per_s": round(rates.rate("in", self.counters.readings_in, mono), 1),
@@ -325,7 +326,7 @@ class Gateway:
             "cpu_pct": round(cpu.percent(), 1),
         }
         up.max_live_delay_ms = 0
-        return health_readings("gateway", now_ms, values)
+        return health_readings("gateway", now, values)
 
     # --- lifecycle -------------------------------------------------------------------
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from facility.clock import now_ms
 from facility.metrics import Sample, SampleMaker, samples_as_json
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ STATUS_VERSION = 1
 
 def gateway_samples(gw: Gateway) -> list[Sample]:
     labels = (("site", gw.site_id), ("station", gw.station_id))
-    now_ms = time.time_ns() // 1_000_000
+    now = now_ms()
     box = gw.outbox.stats()
     up = gw.uplink.stats
     polled = [d for b in gw.buses.values() for d in b.worker.devices]
@@ -34,8 +34,8 @@ def gateway_samples(gw: Gateway) -> list[Sample]:
     make = SampleMaker(PREFIX, labels)
     gauge, counter = make.gauge, make.counter
 
-    oldest_age = (now_ms - box.oldest_ts_ms) / 1000 if box.oldest_ts_ms else 0.0
-    last_ack_age = (now_ms - up.last_ack_ms) / 1000 if up.last_ack_ms else -1.0
+    oldest_age = (now - box.oldest_ts_ms) / 1000 if box.oldest_ts_ms else 0.0
+    last_ack_age = (now - up.last_ack_ms) / 1000 if up.last_ack_ms else -1.0
     dropped = (
         ("overflow", box.dropped_readings_overflow),
         ("age", box.dropped_readings_age),
@@ -139,7 +139,7 @@ def write_status(gw: Gateway, path: Path, running: bool = True) -> None:
         "station": gw.station_id,
         "pid": os.getpid(),
         "running": running,
-        "written_ms": time.time_ns() // 1_000_000,
+        "written_ms": now_ms(),
         "started_ms": gw.started_ms,
         "uplink_error": _text(getattr(gw.uplink.stats, "error", "")),
         "samples": samples_as_json(gateway_samples(gw)),

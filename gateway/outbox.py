@@ -34,20 +34,19 @@ be used from worker threads, but it does not coordinate with other processes.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import secrets
 import sqlite3
 import threading
-import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
+from facility.clock import now_ms
+from facility.sqlite import ClosedOnExit, Schema, SqliteFile, write_transaction
 from facility.wire import Reading
 
 Lane = Literal["live", "backfill"]
@@ -69,22 +68,35 @@ COUNTERS = (
     "dropped_chunks",
     "disk_full_errors",
 )
-_SYNC_PRAGMA = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+_SYNC_PRAGMA: dict[str, Literal["FULL", "NORMAL", "OFF"]] = {
+    "full": "FULL",
+    "normal": "NORMAL",
+    "off": "OFF",
+}
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS chunk (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: an acked id is never reused
-    oldest_ts INTEGER NOT NULL,
-    newest_ts INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    bytes INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
--- Serves the live lane and the age bound (range on newest_ts) and, being covering, the
--- totals at open and the stats without reading the bodies.
-CREATE INDEX IF NOT EXISTS chunk_by_newest ON chunk (newest_ts, oldest_ts, count, bytes);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-"""
+# Step 1 is the schema outboxes had before they were versioned (user_version 0), hence
+# IF NOT EXISTS: an unversioned file already holding it is only stamped version 1.
+SCHEMA = Schema(
+    "outbox",
+    (
+        (
+            """CREATE TABLE IF NOT EXISTS chunk (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,  -- an acked id is never reused
+                oldest_ts INTEGER NOT NULL,
+                newest_ts INTEGER NOT NULL,
+                count INTEGER NOT NULL,
+                bytes INTEGER NOT NULL,
+                body BLOB NOT NULL
+            )""",
+            # Serves the live lane and the age bound (range on newest_ts) and, being
+            # covering, the totals at open and the stats without reading the bodies.
+            "CREATE INDEX IF NOT EXISTS chunk_by_newest"
+            " ON chunk (newest_ts, oldest_ts, count, bytes)",
+            "CREATE TABLE IF NOT EXISTS meta"
+            " (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+        ),
+    ),
+)
 
 _INSERT = "INSERT INTO chunk (oldest_ts, newest_ts, count, bytes, body) VALUES (?, ?, ?, ?, ?)"
 # INDEXED BY / NOT INDEXED pin the plans: without statistics the planner would scan the
@@ -227,17 +239,13 @@ def _is_disk_full(exc: sqlite3.Error) -> bool:
     return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class Outbox:
+class Outbox(ClosedOnExit):
     def __init__(
         self,
         path: Path,
         config: OutboxConfig = OutboxConfig(),
         *,
-        clock: Callable[[], int] = _now_ms,
+        clock: Callable[[], int] = now_ms,
         max_pages: int | None = None,
     ) -> None:
         """Open or create the outbox. `clock` gives now in ms for the age bound; `max_pages`
@@ -256,11 +264,24 @@ class Outbox:
         # Chunks this process stored and nobody acked yet: chunk id -> (newest_ts, count),
         # for live_pending() without a query (overload control asks often).
         self._recent: dict[int, tuple[int, int]] = {}
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        pragmas: list[tuple[str, int | str]] = [
+            ("journal_size_limit", WAL_SIZE_LIMIT),
+            ("temp_store", "MEMORY"),  # the live lane sorts a few ids
+        ]
+        if max_pages is not None:
+            pragmas.append(("max_page_count", int(max_pages)))
+        self._file = SqliteFile(
+            self.path,
+            SCHEMA,
+            synchronous=_SYNC_PRAGMA[config.sync],
+            busy_timeout_s=5.0,  # sqlite3's default, as before: one process owns the file
+            pragmas=pragmas,
+            make_parent=False,
+        )
         try:
-            self._configure(max_pages)
+            # The raw connection: a put is a hot path, and the lock below guards it.
+            self._db = self._file.open()
         except sqlite3.Error as exc:
-            self._db.close()
             if _is_disk_full(exc):
                 raise OutboxDiskFull(self.path, "creating the outbox", 0) from exc
             raise
@@ -269,17 +290,6 @@ class Outbox:
         ).fetchone()
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._counters.update(self._db.execute("SELECT key, value FROM meta").fetchall())
-
-    def _configure(self, max_pages: int | None) -> None:
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode != "wal":
-            raise sqlite3.OperationalError(f"{self.path}: WAL mode unavailable (got {mode})")
-        self._db.execute(f"PRAGMA synchronous={_SYNC_PRAGMA[self.config.sync]}")
-        self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        self._db.execute("PRAGMA temp_store=MEMORY")  # the live lane sorts a few ids
-        if max_pages is not None:
-            self._db.execute(f"PRAGMA max_page_count={int(max_pages)}")
-        self._db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
 
     # -- storing ---------------------------------------------------------------------------
 
@@ -370,14 +380,10 @@ class Outbox:
     def _commit(self, work: Callable[[], _Change], doing: str, readings: int) -> _Change:
         """Run `work` in one write transaction; totals change only once it has committed."""
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            change = work()
-            self._save_counters(change)
-            self._db.execute("COMMIT")
+            with write_transaction(self._db):
+                change = work()
+                self._save_counters(change)
         except sqlite3.Error as exc:
-            if self._db.in_transaction:  # SQLITE_FULL may already have rolled back
-                with contextlib.suppress(sqlite3.Error):  # report the first error, not this
-                    self._db.execute("ROLLBACK")
             if _is_disk_full(exc):
                 self._pending_disk_full += 1
                 raise OutboxDiskFull(self.path, doing, readings) from exc
@@ -532,12 +538,4 @@ class Outbox:
             except (OSError, sqlite3.Error):
                 pass  # still full: this count dies with the process; closing matters more
             finally:
-                self._db.close()
-
-    def __enter__(self) -> Outbox:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+                self._file.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from facility.clock import now_ms
 from gateway.metrics import PREFIX
 
 OUTBOX_SUFFIX = ".outbox.sqlite"
@@ -89,7 +89,7 @@ def status_command(
 def _report(outbox_path: Path) -> dict[str, Any]:
     name = outbox_path.name.removesuffix(OUTBOX_SUFFIX)
     status = read_status(outbox_path.with_name(f"{name}.status.json"))
-    now_ms = time.time_ns() // 1_000_000
+    now = now_ms()
     report: dict[str, Any] = {"gateway": name, "outbox_file": str(outbox_path)}
     try:
         box = read_outbox(outbox_path)
@@ -100,15 +100,13 @@ def _report(outbox_path: Path) -> dict[str, Any]:
             "readings": box.readings,
             "chunks": box.chunks,
             "bytes": box.bytes,
-            "oldest_age_s": round((now_ms - box.oldest_ts_ms) / 1000, 1)
-            if box.oldest_ts_ms
-            else 0.0,
+            "oldest_age_s": round((now - box.oldest_ts_ms) / 1000, 1) if box.oldest_ts_ms else 0.0,
             **box.counters,
         }
     if status is None:
         report["status"] = "no status file (gateway never ran, or an older version)"
         return report
-    age_s = (now_ms - int(status.get("written_ms", 0))) / 1000
+    age_s = (now - int(status.get("written_ms", 0))) / 1000
     running = bool(status.get("running")) and _alive(status.get("pid"))
     report["status"] = "running" if running and age_s < STALE_FACTOR_S else "not running"
     report["status_age_s"] = round(age_s, 1)

@@ -7,7 +7,6 @@ import gc
 import logging
 import sqlite3
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from facility.aio import run_until_signalled
+from facility.clock import now_ms
 from facility.console import exit_on_config_error
 from facility.logs import setup_logging
 from facility.sourcemap import ConfigError
@@ -148,7 +148,7 @@ def rollup(
 ) -> None:
     """Recompute the 1-minute and 1-hour rollups over a range (after a long outage)."""
     config = _config(config_path)
-    since_ms, until_ms = _instant(since), _instant(until) if until else int(time.time() * 1000)
+    since_ms, until_ms = _instant(since), _instant(until) if until else now_ms()
     points = asyncio.run(_rollup(config, since_ms, until_ms))
     console.print(f"{points} rollup points written", highlight=False)
 

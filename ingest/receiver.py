@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import aiomqtt
 
 from facility.aio import cancel_and_wait, honour_cancellation
+from facility.clock import now_ms
 from facility.logs import RateLimitedLog, reason_kind
 from facility.metrics import Histogram
 from facility.wire import (
@@ -275,7 +276,7 @@ class Receiver:
         if key not in self.per_station and len(self.per_station) >= MAX_STATIONS:
             key = ("?", "?")  # names from topics anyone may publish to: bounded
         self.per_station[key] += len(batch.readings)
-        self.last_batch_ms = time.time_ns() // 1_000_000
+        self.last_batch_ms = now_ms()
         if self.acking:
             ack = encode_ack(batch.boot, batch.seq, len(batch.readings), len(rejected))
             await client.publish(topic(site, station, "ack"), ack, qos=1)

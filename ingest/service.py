@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from facility.aio import cancel_and_wait, honour_cancellation
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.metrics import MetricsServer
 from facility.wire import BadRow, Batch
@@ -281,7 +282,7 @@ class IngestService:
 
     def _rosters(self) -> list[dict[str, object]]:
         assert self.notifier is not None
-        return duty_board(self.notifier.config, time.time_ns() // 1_000_000)
+        return duty_board(self.notifier.config, now_ms())
 
     async def _kpis(self, since_ms: int, until_ms: int) -> AlarmKpis:
         """The KPIs of a window, off the event loop: a year of history takes a while."""
@@ -291,7 +292,7 @@ class IngestService:
         return await asyncio.to_thread(compute, book, until_ms, window, self.positions, sites)
 
     async def _write_kpis(self) -> None:
-        now = time.time_ns() // 1_000_000
+        now = now_ms()
         kpis = await self._kpis(now - DAY_MS, now)
         try:
             await self.writer.write(kpi_lines(kpis))
@@ -367,7 +368,7 @@ class IngestService:
             await asyncio.sleep(self.config.settings.health_every_s)
             honour_cancellation()
             self._tell_dead_letters()
-            line = encode_point("ingest_health", tags, self.health(), time.time_ns() // 1_000_000)
+            line = encode_point("ingest_health", tags, self.health(), now_ms())
             try:
                 await self.writer.write([line])
             except InfluxError as exc:  # its own health is the least of what cannot land

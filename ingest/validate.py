@@ -7,11 +7,11 @@ from now. The rest of the batch is still written.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.logs import preview
 from facility.profile import ModbusProfile, MqttProfile
@@ -75,7 +75,7 @@ class Validator:
                 (r.row(), f"unknown gateway {batch.site}/{batch.station}") for r in batch.readings
             ]
             return verdict
-        now = self.now_ms or time.time() * 1000
+        now = self.now_ms or now_ms()
         earliest, latest = now - MAX_PAST_MS, now + MAX_FUTURE_MS
         values, status = rules.values, rules.status
         accepted, rejected = verdict.accepted, verdict.rejected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from facility import clock as wall_clock
 from facility.durations import parse_duration
 
 __all__ = ["SimClock", "parse_duration"]
@@ -19,7 +20,7 @@ class SimClock:
     start_ms: int
     speed: float = 1.0
     _wall0: float = field(default_factory=time.monotonic)
-    _epoch0_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    _epoch0_ms: int = field(default_factory=wall_clock.now_ms)
 
     def now_ms(self) -> int:
         return self.start_ms + int((time.monotonic() - self._wall0) * self.speed * MS)

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from facility.aio import cancel_and_wait, run_until_signalled
 from facility.cli_args import SitePath, host_port, load_site
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.console import console, err
 from facility.site import Broker
@@ -41,7 +42,7 @@ DISPLAY_TZ = ZoneInfo("Asia/Shanghai")  # the demo sites' time zone; readings st
 
 def parse_start(start: str | None) -> int:
     if start is None:
-        return int(time.time() * 1000)
+        return now_ms()
     try:
         return int(datetime.fromisoformat(start).timestamp() * 1000)
     except ValueError:

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from facility.clock import now_ms
 from facility.wire import BadRow, Batch
 from ingest.receiver import Receiver as IngestReceiver
 
@@ -32,7 +33,7 @@ class Receiver:
 
     async def _keep(self, batch: Batch, rejected: list[BadRow]) -> None:
         self.batches.append(batch)
-        self.arrived_ms.append(time.time_ns() // 1_000_000)
+        self.arrived_ms.append(now_ms())
         for r in batch.readings:
             key = (batch.station, r.kind, r.asset, r.signal, r.ts_ms)
             self.seen[key] += 1

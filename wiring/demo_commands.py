@@ -20,6 +20,7 @@ from rich.text import Text
 from dashboards.reports.data import ReportError
 from facility.aio import cancel_and_wait, run_until_signalled
 from facility.cli_args import SitePath, load_site
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.console import console, err
 from facility.logs import setup_logging
@@ -64,9 +65,7 @@ def history(
     config = load_site(path)
     scen = read_scenario(scenario, config)
     seconds = parse_duration(duration)
-    found = history_start(
-        parse_start(start) if start else None, scen, seconds, int(time.time() * 1000)
-    )
+    found = history_start(parse_start(start) if start else None, scen, seconds, now_ms())
     if found.note:
         console.print(escape(found.note), highlight=False)
     begin = found.start_ms

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from dashboards.reports.periods import (
     parse_handover,
     shift_period,
 )
+from facility.clock import now_ms
 from facility.config import SiteConfig, load_site_config
 from facility.console import exit_on_config_error
 from facility.sourcemap import ConfigError
@@ -58,10 +58,6 @@ RulesOpt = Annotated[
         "(default: deploy/alarms/rules.yaml of this checkout, if there).",
     ),
 ]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _sites(path: Path) -> SiteConfig:
@@ -192,7 +188,7 @@ def shift_handover(config: SiteConfig, sources: ReportSources, period: Period) -
     """The shift handover page for `period` and its file stem; ReportError if a source
     cannot be read. The demo calls this too."""
     with _opened(sources) as (influx, book, store):
-        report = shift_report(influx, book, store, config, period, _now_ms(), sources.rules)
+        report = shift_report(influx, book, store, config, period, now_ms(), sources.rules)
     stem = "shift-" + period.local(period.start_ms).strftime("%Y-%m-%d-%H%M")
     return render_shift(report), stem
 
@@ -211,7 +207,7 @@ def _operations(
     kind: str, period: Period, config: SiteConfig, sources: ReportSources, out: Output
 ) -> None:
     with _opened(sources) as (influx, book, _):
-        report = operations_report(kind, influx, book, config, period, _now_ms(), sources.rules)
+        report = operations_report(kind, influx, book, config, period, now_ms(), sources.rules)
     _write(render_operations(report), out.folder, out.stem, out.pdf)
 
 

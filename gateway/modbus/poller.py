@@ -23,6 +23,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
 from facility.aio import honour_cancellation
+from facility.clock import now_ms
 from facility.codec import CodecError
 from facility.profile import ModbusProfile, Table
 from facility.registers import SignalDecoder, signal_decoder
@@ -45,10 +46,6 @@ STATUS_EVERY_S = 0.5  # unchanged device status is reported at most this often
 HOLD_MAX_S = 1.0  # a device held back by overload control looks again after at most this
 
 Emit = Callable[[list[Reading]], None]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass

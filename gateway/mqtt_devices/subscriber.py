@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import logging
 import math
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 import aiomqtt
 
 from facility.aio import honour_cancellation
+from facility.clock import now_ms
 from facility.logs import RateLimitedLog, preview
 from facility.profile import MqttProfile, MqttSignal, MqttTimestamp
 from facility.wire import Reading, Value
@@ -161,7 +161,7 @@ class MqttDevices:
         if route is None:
             return True
         self.received += 1
-        received_ms = time.time_ns() // 1_000_000
+        received_ms = now_ms()
         try:
             mapped = map_message(route, payload, received_ms, self.max_behind_ms)
         except BadMessage as exc:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import aiomqtt
 
 from facility.aio import honour_cancellation
+from facility.clock import now_ms
 from facility.logs import RateLimitedLog, reason_kind
 from facility.metrics import Histogram
 from facility.site import GatewaySettings
@@ -35,10 +36,6 @@ RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 30.0
 IDLE_WAIT_S = 0.2
 LIVE_RESERVED_BATCHES = 1  # in-flight slots the backlog leaves to live data
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass

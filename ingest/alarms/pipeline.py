@@ -8,12 +8,12 @@ timelines) and the listeners (the notifier, the console's live feed).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from facility import clock
 from facility.config import SiteConfig
 from facility.wire import Reading
 from ingest.alarms.book import AlarmBook, Transition, alarm_event_line
@@ -52,12 +52,12 @@ class AlarmPipeline:
     async def observe(
         self, site: str, station: str, readings: Sequence[Reading], received_ms: int | None = None
     ) -> list[Transition]:
-        now = received_ms if received_ms is not None else time.time_ns() // 1_000_000
+        now = received_ms if received_ms is not None else clock.now_ms()
         return await self._record(self.engine.observe(site, station, readings, now))
 
     async def tick(self, now_ms: int | None = None) -> list[Transition]:
         """The wall-clock part: gateway deadman and shelves running out."""
-        now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        now = now_ms if now_ms is not None else clock.now_ms()
         transitions = await self._record(self.engine.tick(now))
         expired = self.book.expire_shelves()
         await self._publish(expired)

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from types import TracebackType
 
-from ingest.alarms.book import wall_clock_ms
+from facility import clock
+from facility.sqlite import ClosedOnExit, Schema, SqliteFile
 
 
 class AuditAction(StrEnum):
@@ -58,7 +58,9 @@ class AuditEntry:
     detail: str
 
 
-_SCHEMA = (
+# Step 1 is the table audit logs had before they were versioned (user_version 0), hence
+# IF NOT EXISTS: an unversioned file holding it is only stamped version 1.
+_TABLE = (
     """CREATE TABLE IF NOT EXISTS audit (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         at_ms INTEGER NOT NULL,
@@ -72,25 +74,19 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms)",
 )
+SCHEMA = Schema("audit log", (_TABLE,))
 _COLUMNS = "id, at_ms, user, role, action, target, comment, outcome, detail"
 
 
-class AuditLog:
+class AuditLog(ClosedOnExit):
     """Thread-safe; every entry is committed (and fsynced) before `record` returns."""
 
-    def __init__(self, path: Path, now_ms: Callable[[], int] = wall_clock_ms) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, now_ms: Callable[[], int] = clock.now_ms) -> None:
         self.path = path
         self.now_ms = now_ms
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        for statement in _SCHEMA:
-            self._db.execute(statement)
+        self._file = SqliteFile(path, SCHEMA, synchronous="FULL")
+        self._file.open()
 
     def record(
         self,
@@ -179,27 +175,12 @@ class AuditLog:
 
     def close(self) -> None:
         with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-    def __enter__(self) -> AuditLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+            self._file.close()
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            if self._db is None:
-                raise RuntimeError(f"audit log {self.path} is closed")
-            yield self._db
+            yield self._file.connection
 
 
 def _entry(row: tuple[object, ...]) -> AuditEntry:

@@ -24,6 +24,7 @@ import httpx
 import pytest
 import yaml
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.wire import Reading
 from ingest.alarms.book import AlarmBook
@@ -64,10 +65,6 @@ PUMP_LOCAL = AlarmKey(SITE, "sankeshu", "pump_2", "pump_local_control")  # low (
 
 def trip_key(station: str, pump: str) -> AlarmKey:
     return AlarmKey(SITE, station, pump, "pump_trip")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def auth(role: Role) -> dict[str, str]:

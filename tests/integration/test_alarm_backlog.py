@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from dashboards.reports.commands import ReportSources, report_app, shift_handover
 from dashboards.reports.periods import DEFAULT_HANDOVERS, shift_period
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.wire import Batch, Reading, encode_batch, topic
 from ingest.alarms.book import AlarmBook, AlarmEvent, Transition
@@ -74,7 +75,7 @@ def poll(t_ms: int, load_pct: float, bearing_c: float) -> list[Reading]:
 
 
 async def send(gw: aiomqtt.Client, seq: int, lane: Lane, readings: list[Reading]) -> None:
-    batch = Batch("fengshou", "xiba", 7, seq, lane, int(time.time() * 1000), readings)
+    batch = Batch("fengshou", "xiba", 7, seq, lane, now_ms(), readings)
     await gw.publish(topic("fengshou", "xiba", "up"), encode_batch(batch), qos=1)
 
 

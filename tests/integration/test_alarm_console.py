@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.wire import Reading
 from ingest.alarms.book import AlarmEvent
@@ -30,7 +31,6 @@ from tests.integration.test_alarm_api import (
     TANK_LL,
     TOKENS,
     Stack,
-    now_ms,
     path_of,
     running_stack,
     trip_key,

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from ingest.api import Role
-from tests.integration.test_alarm_api import now_ms, running_stack
+from tests.integration.test_alarm_api import running_stack
 
 MINUTE = 60_000
 

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from facility.aio import cancel_and_wait
+from facility.clock import now_ms
 from facility.wire import Batch, Reading, encode_batch, topic
 from ingest.alarms.book import Alarm, AlarmBook
 from ingest.alarms.kpi import TEN_MIN_MS
@@ -88,7 +89,7 @@ def service_with_alarms(
 
 
 async def send(client: aiomqtt.Client, seq: int, tripped: bool) -> None:
-    now = int(time.time() * 1000)
+    now = now_ms()
     readings = [
         Reading("pump_1", "tripped", now, tripped),
         Reading("pump_1", "running", now, False),
@@ -210,7 +211,7 @@ async def test_kpis_written_to_influxdb_per_site_and_per_operator_position(
 ) -> None:
     writer = InfluxV1Writer(influxdb.url, DB)
     await writer.create_database(DB)
-    _known_alarm_book(tmp_path / "data" / "alarms.sqlite", int(time.time() * 1000))
+    _known_alarm_book(tmp_path / "data" / "alarms.sqlite", now_ms())
     kpi = {"write_every_s": 0.3}
     service = service_with_alarms(tmp_path, mosquitto.port, influxdb.url, 1, kpi=kpi)
     await service.start()

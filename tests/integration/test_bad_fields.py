@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import zlib
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.wire import topic
 from ingest.deadletters import DeadLetters, LetterKind
@@ -21,7 +21,7 @@ from tests.integration._ingest import ingest_into_influx
 from tests.services import Mosquitto
 from wiring.services import InfluxDB
 
-NOW_MS = int(time.time() * 1000)
+NOW_MS = now_ms()
 
 
 def _batch(rows: list[Any]) -> bytes:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import zlib
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.wire import topic
 from ingest.deadletters import DeadLetters
@@ -25,7 +25,7 @@ from tests.integration._ingest import ingest_into_influx
 from tests.services import Mosquitto
 from wiring.services import InfluxDB
 
-NOW_MS = int(time.time() * 1000)
+NOW_MS = now_ms()
 
 
 async def test_a_flood_of_distinct_bad_device_messages_costs_a_few_log_lines(

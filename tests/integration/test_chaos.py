@@ -30,6 +30,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from ingest.influx import InfluxV1Writer
 from tests.integration._gateway import one_station
@@ -364,7 +365,7 @@ async def run_chaos(
             if event.target == "gateway xiba" and event.action in ("kill", "freeze"):
                 snapshot()  # what is at stake at the kill
             await rig.act(event.action, event.target)
-        end_ms = time.time_ns() // 1_000_000
+        end_ms = now_ms()
         rig.note("chaos over: everything runs; waiting for the backlog to drain")
         await asyncio.sleep(5.0)  # devices' queued messages are all published by now
         acquired_mqtt = {

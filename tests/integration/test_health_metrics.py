@@ -21,6 +21,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.wire import Batch, Reading, decode_ack, encode_batch, topic
 from ingest.influx import InfluxV1Writer
@@ -126,9 +127,7 @@ async def test_an_ingest_started_before_its_broker_keeps_trying_and_then_deliver
         await eventually(
             url, "the ingest to connect", lambda s: value(s, "facility_ingest_broker_connected"), 10
         )
-        readings = [
-            Reading("pump_1", "flow_m3h", int(time.time() * 1000) - i, 12.5) for i in range(5)
-        ]
+        readings = [Reading("pump_1", "flow_m3h", now_ms() - i, 12.5) for i in range(5)]
         batch = Batch("fengshou", "xiba", boot=1, seq=1, lane="live", sent_ms=0, readings=readings)
         async with aiomqtt.Client("127.0.0.1", broker.port, identifier="test-gateway") as client:
             await client.subscribe(topic("fengshou", "xiba", "ack"), qos=1)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from ingest.config import Retention
 from ingest.deadletters import DeadLetters, LetterKind
@@ -29,7 +29,7 @@ DB = "facility"
 
 
 def hours_ago(n: int) -> int:
-    return int(time.time() * 1000) // HOUR_MS * HOUR_MS - n * HOUR_MS
+    return now_ms() // HOUR_MS * HOUR_MS - n * HOUR_MS
 
 
 def query(influxdb: InfluxDB, q: str) -> list[dict[str, Any]]:
@@ -112,7 +112,7 @@ def test_facility_history_begins_at_the_scenarios_own_start(
     start_ms = first["values"][0][0]
     begun = datetime.fromtimestamp(start_ms / 1000, PLUS_8)
     assert (begun.hour, begun.minute, begun.second) == (2, 0, 0)
-    assert 0 < time.time() * 1000 - (start_ms + HOUR_MS) < DAY_MS
+    assert 0 < now_ms() - (start_ms + HOUR_MS) < DAY_MS
     [trip] = query(influxdb, 'SELECT first("fault_code") FROM "pump" WHERE "fault_code" = 3')
     assert 20 * 60_000 <= trip["values"][0][0] - start_ms <= 21 * 60_000  # the next poll
     [last] = query(influxdb, 'SELECT last("flow_m3h") FROM "pump"')

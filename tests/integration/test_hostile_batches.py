@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.wire import MAX_PAYLOAD_BYTES, WireError, decode_batch, topic
 from ingest.deadletters import DeadLetters, LetterKind
@@ -32,7 +32,7 @@ from wiring.services import InfluxDB
 
 DB = "facility"
 UP = topic("fengshou", "xiba", "up")
-NOW_MS = int(time.time() * 1000)
+NOW_MS = now_ms()
 KNOWN = [("pump_1", "flow_m3h", 12.5), ("pump_1", "running", True), ("tank_no4", "level_m", 3.0)]
 NASTY_TEXT = st.sampled_from(
     [

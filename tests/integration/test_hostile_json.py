@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import zlib
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.wire import topic
 from ingest.deadletters import DeadLetters, LetterKind
@@ -27,7 +27,7 @@ from wiring.services import InfluxDB
 
 DEEP = b"[" * 60_000 + b"]" * 60_000
 DIGITS = "7" * 5_000
-NOW_MS = int(time.time() * 1000)
+NOW_MS = now_ms()
 
 
 def device_payloads() -> list[bytes]:

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from typer.testing import CliRunner
 
+from facility.clock import now_ms
 from facility.wire import Batch, Reading
 from ingest.config import load_ingest_config
 from ingest.deadletters import DeadLetters, LetterKind
@@ -23,7 +24,7 @@ from wiring.cli import app
 from wiring.services import InfluxDB
 
 cli = CliRunner()
-NOW = int(time.time() * 1000) // 3_600_000 * 3_600_000 - 3 * 3_600_000  # a whole hour
+NOW = now_ms() // 3_600_000 * 3_600_000 - 3 * 3_600_000  # a whole hour
 
 
 def ingest(*args: str) -> Any:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from gateway.daemon import Gateway
 from gateway.telemetry import CpuMeter, RateMeter
@@ -123,7 +123,7 @@ async def test_a_json_path_that_matches_nothing_is_counted_and_logged_once(
                 await asyncio.sleep(0.05)
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as device:
             for n in range(3):
-                body = {**state, "ts": 1_000 * n + _now_ms() - 5_000}
+                body = {**state, "ts": 1_000 * n + now_ms() - 5_000}
                 await device.publish("parking/wanda/north_gate/state", json.dumps(body), qos=1)
         async with asyncio.timeout(10):
             while gateway.mqtt.unmatched < 3:
@@ -139,10 +139,6 @@ async def test_a_json_path_that_matches_nothing_is_counted_and_logged_once(
     assert health["mqtt_unmatched"] == 3
     kept = {r.signal for r in recorder.readings if r.asset == "north_gate"}
     assert kept == {"barrier_open", "fault", "vehicles_in_total", "vehicles_out_total"}
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def test_a_modbus_exception_names_the_register_range_and_the_signals_it_cost(

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiomqtt
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.wire import Reading
 from gateway.daemon import Gateway
@@ -44,7 +45,7 @@ Popen = subprocess.Popen[bytes]
 
 def passages(count: int, gate: str = "main_gate", base_ms: int | None = None) -> list[Message]:
     """A gate's passages, published back to back, each with its own millisecond."""
-    base = base_ms if base_ms is not None else time.time_ns() // 1_000_000 - 60_000
+    base = base_ms if base_ms is not None else now_ms() - 60_000
     return [
         (
             f"parking/{SITE}/{gate}/event",

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from pathlib import Path
 
 import aiomqtt
 import pytest
 import yaml
 
+from facility.clock import now_ms
 from facility.wire import Batch, Reading, encode_batch, topic
 from tests.conftest import ROOT
 from tests.integration._ingest import read_log_until, start_ingest, write_ingest_config
@@ -34,7 +34,7 @@ routes:
 
 
 async def trip(broker: int) -> None:
-    now = int(time.time() * 1000)
+    now = now_ms()
     readings = [Reading("pump_1", "tripped", now, True), Reading("pump_1", "running", now, False)]
     batch = Batch("fengshou", "xiba", 7, 1, "live", now, readings)
     async with aiomqtt.Client("127.0.0.1", broker, identifier="fake-gateway") as client:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from facility.aio import cancel_and_wait
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.profile import ModbusProfile, Table
 from facility.registers import RegisterImage
@@ -273,7 +274,7 @@ async def test_a_backlog_never_takes_the_last_in_flight_slot_from_live_data(
     settings = GatewaySettings(
         batch_max_readings=100, in_flight_batches=3, uplink={"port": mosquitto.port}
     )
-    old = time.time_ns() // 1_000_000 - 3_600_000
+    old = now_ms() - 3_600_000
     with Outbox(tmp_path / "o.sqlite") as outbox:
         for n in range(20):  # an hour-old backlog: 20 batches' worth
             outbox.put([Reading("meter", f"r{i}", old + n, i) for i in range(100)])
@@ -283,7 +284,7 @@ async def test_a_backlog_never_takes_the_last_in_flight_slot_from_live_data(
             await receiver.wait_for(lambda: len(receiver.batches) >= 2, 20)
             await asyncio.sleep(0.5)  # room for a third backlog batch, were it allowed
             assert [b.lane for b in receiver.batches] == ["backfill", "backfill"]
-            outbox.put([Reading("meter", "live", time.time_ns() // 1_000_000, 1)])
+            outbox.put([Reading("meter", "live", now_ms(), 1)])
             uplink.data_ready()
             await receiver.wait_for(lambda: len(receiver.batches) >= 3, 5)
             assert receiver.batches[2].lane == "live"

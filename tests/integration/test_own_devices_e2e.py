@@ -35,6 +35,7 @@ from dashboards.model import Facts
 from dashboards.reports.build import operations_report
 from dashboards.reports.data import Influx, alarm_book_snapshot
 from dashboards.reports.periods import day_period
+from facility.clock import now_ms
 from facility.config import load_site_config
 from ingest.alarms.rules import load_rules
 from tests.conftest import ROOT
@@ -192,7 +193,7 @@ def test_four_devices_of_a_real_site_from_profile_to_board_report_and_alarm(
         ingest = spawn("ingest", "run", "--config", str(ingest_config))
         read_log_until(ingest, "serving", 30)
         water_before, energy_before = counters(lan)
-        read_before_ms = started_ms = int(time.time() * 1000)
+        read_before_ms = started_ms = now_ms()
         gateway = spawn(
             "gateway", "run", "--site", str(folder), "--gateway", "riverside/outlet",
             "--data-dir", str(tmp_path / "gateway"),
@@ -200,12 +201,12 @@ def test_four_devices_of_a_real_site_from_profile_to_board_report_and_alarm(
         raised = _wait_for_alarm(influxdb.url, timeout_s=60)
         assert raised & {"main_pressure_low", "main_pressure_low_low"}, raised
         # counters on the boards are differences per 10 s: a few intervals of polls
-        time.sleep(max(0.0, POLLED_S - (time.time() * 1000 - started_ms) / 1000))
+        time.sleep(max(0.0, POLLED_S - (now_ms() - started_ms) / 1000))
         gateway_log = stop(gateway)
         gateway = None
-        read_after_ms = int(time.time() * 1000)
+        read_after_ms = now_ms()
         water_after, energy_after = counters(lan)
-        stopped_ms = int(time.time() * 1000)
+        stopped_ms = now_ms()
         time.sleep(2)  # the ingest writes what the gateway delivered last
     finally:
         logs = {}

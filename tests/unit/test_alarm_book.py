@@ -17,7 +17,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-import ingest.alarms.book as book_module
+import ingest.alarms.book_store as book_store
 from facility.wire import Value
 from ingest.alarms.book import (
     SCHEMA_VERSION,
@@ -476,7 +476,7 @@ def test_state_and_transition_are_stored_together_or_not_at_all(
     def crash(*_: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(book_module, "_save", crash)
+    monkeypatch.setattr(book_store, "save", crash)
     with pytest.raises(sqlite3.OperationalError):
         book.acknowledge(TRIP, "wang")
     monkeypatch.undo()
@@ -891,7 +891,7 @@ def test_a_late_condition_is_journal_only_once_and_changes_no_state(book: AlarmB
 def test_a_book_of_the_first_schema_gains_the_late_column(tmp_path: Path) -> None:
     path = tmp_path / "alarms.db"
     db = sqlite3.connect(path)
-    for statement in book_module._MIGRATIONS[0]:
+    for statement in book_store.MIGRATIONS[0]:
         db.execute(statement)
     db.execute("PRAGMA user_version = 1")
     db.execute(

@@ -6,11 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from typer.testing import CliRunner
 
+from facility.clock import now_ms
 from facility.wire import Reading
 from gateway.outbox import Outbox
 from wiring.cli import app
@@ -66,7 +66,7 @@ def test_a_status_file_of_a_live_process_says_running(tmp_path: Path) -> None:
     status_file.write_text(json.dumps(document))
     code, text = status(tmp_path)
     assert code == 0 and "not running" in text  # written long ago: stale
-    document["written_ms"] = int(time.time() * 1000)
+    document["written_ms"] = now_ms()
     status_file.write_text(json.dumps(document))
     code, text = status(tmp_path, "--gateway", "fengshou/xiba")
     assert code == 0 and "running (pid" in text and "never" in text

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from ingest.alarms.book import Alarm, AlarmEvent, Transition, wall_clock_ms
+from facility import clock
+from ingest.alarms.book import Alarm, AlarmEvent, Transition
 from ingest.alarms.links import AckLinks
 from ingest.alarms.model import AlarmKey, AlarmState
 from ingest.alarms.notify.channels import AppriseChannel, Channel, MqttChannel
@@ -88,7 +89,7 @@ class Notifier:
         book: AlarmLookup,
         links: AckLinks | None,
         store_path: Path,
-        now_ms: Callable[[], int] = wall_clock_ms,
+        now_ms: Callable[[], int] = clock.now_ms,
         *,
         site_timezones: Mapping[str, str] | None = None,
     ) -> None:

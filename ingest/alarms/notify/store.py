@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from facility.sqlite import ClosedOnExit, Schema, SqliteFile
 from ingest.alarms.book import AlarmEvent, Transition
 from ingest.alarms.model import AlarmKey, AlarmState, Priority
 from ingest.alarms.notify.config import Contact
@@ -101,7 +101,8 @@ class Delivery:
     last_attempt_ms: int | None = None
 
 
-_SCHEMA = (
+# Schema 1, as the first stores were written (a new file gets it, then every step after).
+_SCHEMA_1 = (
     """CREATE TABLE IF NOT EXISTS waiting (
         transition_id INTEGER PRIMARY KEY,  -- the book's id: a transition is taken once
         crew TEXT NOT NULL,
@@ -152,18 +153,21 @@ _SCHEMA = (
         next_attempt_ms INTEGER NOT NULL,
         last_error TEXT NOT NULL DEFAULT '',
         created_ms INTEGER NOT NULL,
-        sent_ms INTEGER,
-        last_attempt_ms INTEGER             -- NULL until tried
+        sent_ms INTEGER
     )""",
     "CREATE INDEX IF NOT EXISTS delivery_open ON delivery (status) "
     "WHERE status IN ('pending', 'failed')",
 )
 
-SCHEMA_VERSION = 2
-# What takes a store of the version before up to this one (a new file gets _SCHEMA).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    2: ("ALTER TABLE delivery ADD COLUMN last_attempt_ms INTEGER",),
-}
+SCHEMA = Schema(
+    "notifier store",
+    (
+        _SCHEMA_1,
+        # 2: when a delivery was last tried, NULL until it is
+        ("ALTER TABLE delivery ADD COLUMN last_attempt_ms INTEGER",),
+    ),
+)
+SCHEMA_VERSION = SCHEMA.version
 
 _DELIVERY_COLUMNS = (
     "d.id, d.message_id, m.kind, d.person, d.contact_id, d.contact_label, d.status, "
@@ -172,42 +176,17 @@ _DELIVERY_COLUMNS = (
 )
 
 
-class NotifyStore:
+class NotifyStore(ClosedOnExit):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # Few writes, each a promise to tell someone: worth an fsync each.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        with self._transaction() as db:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{path}: notifier store schema version {version} is newer than this "
-                    f"software's ({SCHEMA_VERSION})"
-                )
-            for statement in _SCHEMA:
-                db.execute(statement)
-            for step in range(version + 1, SCHEMA_VERSION + 1) if version else ():
-                for statement in _MIGRATIONS[step]:
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        # Few writes, each a promise to tell someone: worth an fsync each (FULL). The
+        # notifier runs on the event loop's thread only: sqlite3 checks that.
+        self._file = SqliteFile(path, SCHEMA, synchronous="FULL", check_same_thread=True)
+        self._db = self._file.open()
+        self._transaction = self._file.transaction
 
     def close(self) -> None:
-        self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+        self._file.close()
 
     # -- groups -----------------------------------------------------------------------
 
