@@ -23,7 +23,7 @@ from typing import Literal
 from facility.config import SiteConfig
 from facility.profile import MqttProfile
 from facility.wire import Batch, Reading
-from gateway.mqtt_devices.subscriber import map_message, routes_for
+from gateway.mqtt_devices.subscriber import TopicRoute, map_message, routes_for
 from gateway.telemetry import health_readings
 from ingest.alarms.book import AlarmActionError, AlarmBook, Transition
 from ingest.alarms.kpi import AlarmKpis, Positions, compute, kpi_lines, positions_for
@@ -58,6 +58,8 @@ class GatewayView:
     sim: Simulation
     poll_s: float = 60.0
     device_errors: dict[StationKey, int] = field(default_factory=dict)
+    _routes: dict[tuple[str, str, str, str], TopicRoute] = field(default_factory=dict)
+    _modbus: dict[StationKey, list[AssetKey]] = field(default_factory=dict)
 
     def poll(self, step: Advance) -> dict[StationKey, list[Reading]]:
         """Every station's readings now, link up or not (the outbox keeps them)."""
@@ -74,12 +76,7 @@ class GatewayView:
         # Whatever a device's message says, it reached the gateway after the last poll.
         since = self.sim.t_ms - int(self.poll_s * 1000) + 1
         for (site, station), msg in step.messages:
-            profile = self.sim.config.profiles[
-                self.sim.config.site(site).station(station).asset(msg.asset).profile or ""
-            ]
-            assert isinstance(profile, MqttProfile)
-            routes = routes_for(site, station, {msg.asset: profile})
-            route = routes[profile.topic_for(msg.topic, site, station, msg.asset)]
+            route = self._route(site, station, msg.asset, msg.topic)
             payload = json.dumps(msg.payload).encode()
             # A reading keeps its device's time; a message without one is stamped when
             # it arrives, not at the next poll (one stamp would keep only the last).
@@ -92,19 +89,38 @@ class GatewayView:
         t = self.sim.t_ms
         out: list[Reading] = []
         failing = 0
-        for asset in self.sim.config.site(site).station(station).assets:
-            if asset.modbus is None:
-                continue
-            key = (site, station, asset.id)
+        for key in self._polled_assets(site, station):
             fault = self.sim.comms.get(key)
-            out += device_status(asset.id, t, fault)
+            out += device_status(key[2], t, fault)
             if fault is None:
-                out += [Reading(asset.id, s, t, v) for s, v in self.sim.values(key).items()]
+                out += [Reading(key[2], s, t, v) for s, v in self.sim.values(key).items()]
             else:
                 failing += 1
         errors = self.device_errors.get((site, station), 0) + failing
         self.device_errors[(site, station)] = errors
         return out + self._health(site, station, t, failing, errors)
+
+    def _route(self, site: str, station: str, asset: str, topic: str) -> TopicRoute:
+        """A device message's route, as the gateway's subscriber maps it; looked up in
+        the config once per (asset, topic), not per message."""
+        key = (site, station, asset, topic)
+        route = self._routes.get(key)
+        if route is None:
+            config = self.sim.config
+            profile = config.profiles[config.site(site).station(station).asset(asset).profile or ""]
+            assert isinstance(profile, MqttProfile)
+            routes = routes_for(site, station, {asset: profile})
+            route = self._routes[key] = routes[profile.topic_for(topic, site, station, asset)]
+        return route
+
+    def _polled_assets(self, site: str, station: str) -> list[AssetKey]:
+        """The station's Modbus assets in config order, found once per station."""
+        keys = self._modbus.get((site, station))
+        if keys is None:
+            assets = self.sim.config.site(site).station(station).assets
+            keys = [(site, station, a.id) for a in assets if a.modbus is not None]
+            self._modbus[(site, station)] = keys
+        return keys
 
     def _health(self, site: str, station: str, t: int, failing: int, errors: int) -> list[Reading]:
         up = (site, station, "gateway") not in self.sim.links_down
