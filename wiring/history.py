@@ -33,7 +33,7 @@ from ingest.alarms.pipeline import AlarmPipeline
 from ingest.config import KpiSettings, Retention
 from ingest.deadletters import DeadLetters
 from ingest.influx import InfluxV1Writer, WriteResult
-from ingest.schema import init_database, rollup_range
+from ingest.schema import ROLLUP_CHUNK_MS, init_database, rollup_range
 from ingest.store import InfluxStore
 from ingest.validate import Validator
 from simulators.engine import Advance, Simulation
@@ -423,6 +423,9 @@ class InfluxTarget:
     url: str
     database: str = "facility"
     timeout_s: float = 10.0  # per request; the rollup of a whole day is one query
+    # The rollup's stretch per query (whole hours): larger is less of InfluxDB's CPU
+    # for the same rows, and needs a longer timeout.
+    rollup_chunk_ms: int = ROLLUP_CHUNK_MS
 
 
 async def fill_influx(
@@ -460,7 +463,9 @@ async def fill_influx(
             if alarms is not None:
                 alarms.close()
             store.dead_letters.close()
-        await rollup_range(writer, target.database, result.start_ms, result.end_ms)
+        await rollup_range(
+            writer, target.database, result.start_ms, result.end_ms, target.rollup_chunk_ms
+        )
         return result
     finally:
         await writer.close()
