@@ -216,7 +216,8 @@ class AlarmEngine:
         self, site: str, station: str, readings: Sequence[Reading], received_ms: int
     ) -> list[ConditionChange]:
         """One batch from a gateway: its readings in event-time order, per asset."""
-        changes = self._heard(site, station, readings, received_ms)
+        newest = max((r.ts_ms for r in readings), default=received_ms)
+        changes = self._heard(site, station, newest, received_ms)
         by_instant: dict[tuple[int, str], list[Reading]] = defaultdict(list)
         for reading in readings:
             if reading.kind != "h":
@@ -231,7 +232,7 @@ class AlarmEngine:
                 state.newest = ts
                 changes += self._evaluate(path, ts)
         if readings and (site, station) in self._silent:
-            changes += self._silence(site, station, max(r.ts_ms for r in readings))
+            changes += self._silence(site, station, newest)
         return _settled(changes)
 
     # --- deadmen ---------------------------------------------------------------------
@@ -290,9 +291,9 @@ class AlarmEngine:
         return f"{self._station_names.get(station, station[1])} gateway"
 
     def _heard(
-        self, site: str, station: str, readings: Sequence[Reading], received_ms: int
+        self, site: str, station: str, newest: int, received_ms: int
     ) -> list[ConditionChange]:
-        newest = max((r.ts_ms for r in readings), default=received_ms)
+        """`newest`: the batch's newest reading's event time (received_ms if none)."""
         before = self._last_heard.get((site, station))
         self._last_heard[(site, station)] = (received_ms, max(newest, before[1] if before else 0))
         tracker = self._gateways.get((site, station))
