@@ -21,8 +21,9 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Literal, Self
+
+from facility.closing import ClosedOnExit
 
 # A migration step: SQL statements run in order, or a function given the connection
 # (for a step that has to look at the data first).
@@ -52,24 +53,6 @@ class Schema:
     @property
     def version(self) -> int:
         return len(self.steps)
-
-
-class ClosedOnExit:
-    """A store used in a `with` block is closed at its end; it defines `close`."""
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class SqliteFile(ClosedOnExit):

@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from facility.clock import now_ms
-from facility.sqlite import ClosedOnExit, Schema, SqliteFile, write_transaction
+from facility.closing import ClosedOnExit
+from facility.sqlite import Schema, SqliteFile, write_transaction
 from facility.wire import Reading
 
 Lane = Literal["live", "backfill"]

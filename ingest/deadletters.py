@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from facility.clock import now_ms
+from facility.closing import ClosedOnExit
 from facility.logs import RateLimitedLog
-from facility.sqlite import ClosedOnExit, Schema, SqliteFile, write_transaction
+from facility.sqlite import Schema, SqliteFile, write_transaction
 from facility.wire import MAX_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)

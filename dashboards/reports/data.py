@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from types import TracebackType
 from typing import Any, Protocol
 
 import httpx
 
+from facility.closing import ClosedOnExit
 from ingest.alarms.readout import AlarmBook, NotifyStore
 
 AssetPath = tuple[str, str, str]  # site, station, asset
@@ -48,7 +48,7 @@ def _ident(text: str) -> str:
     return '"' + text.replace('"', '\\"') + '"'
 
 
-class Influx:
+class Influx(ClosedOnExit):
     """A read-only InfluxDB 1.x client for the reports' few query shapes."""
 
     def __init__(self, url: str, database: str, timeout_s: float = 60.0) -> None:
@@ -58,17 +58,6 @@ class Influx:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> Influx:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def query(self, q: str) -> list[dict[str, Any]]:
         """The series of one statement's answer (empty if nothing matched)."""

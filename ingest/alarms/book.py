@@ -24,7 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from facility import clock
-from facility.sqlite import ClosedOnExit, SqliteFile
+from facility.closing import ClosedOnExit
+from facility.sqlite import SqliteFile
 from ingest.alarms import book_store as store
 from ingest.alarms.alarm_events import ALARM_EVENT, alarm_event_line
 from ingest.alarms.book_store import MIGRATIONS, SCHEMA, SCHEMA_VERSION

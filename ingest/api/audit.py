@@ -17,7 +17,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from facility import clock
-from facility.sqlite import ClosedOnExit, Schema, SqliteFile
+from facility.closing import ClosedOnExit
+from facility.sqlite import Schema, SqliteFile
 
 
 class AuditAction(StrEnum):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from facility.sqlite import ClosedOnExit, SchemaTooNew, schema_version
+from facility.closing import ClosedOnExit
+from facility.sqlite import SchemaTooNew, schema_version
 from facility.wire import Reading
 from gateway.outbox import Outbox, OutboxConfig
 from ingest.alarms import book_store

@@ -21,7 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from facility.sqlite import ClosedOnExit, Schema, SqliteFile
+from facility.closing import ClosedOnExit
+from facility.sqlite import Schema, SqliteFile
 from ingest.alarms.book import AlarmEvent, Transition
 from ingest.alarms.model import AlarmKey, AlarmState, Priority
 from ingest.alarms.notify.config import Contact
