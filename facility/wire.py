@@ -24,6 +24,13 @@ An `ack` payload is JSON: {"v": 1, "boot": ..., "seq": 42, "stored": 310, "rejec
 The ingest sends it only after InfluxDB has accepted the batch (rejected readings are
 in its dead-letter store by then); the gateway deletes the batch from its outbox only
 on this ack, never on the broker's PUBACK.
+
+When the batch could not be stored, the ingest says so on the same topic:
+{"v": 1, "boot": ..., "seq": 42, "stored": false, "not_stored": "InfluxUnavailable",
+"retry_after_ms": 2000}. The gateway sends the batch again after that pause instead of
+waiting out its ack timeout. `"stored": false` is what keeps gateways that predate this
+reply safe: their decoder takes a missing `stored` as 0 (an ack, the batch deleted), but
+refuses one that is not an integer, so to them the reply is a malformed ack, ignored.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ WIRE_VERSION = 1
 TOPIC_ROOT = "facility/v1"
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # a batch larger than this is refused unread
 MAX_ACK_BYTES = 4096  # an ack is ~80 bytes
+MAX_NOT_STORED_CHARS = 200  # the reason in a not-stored reply
+MAX_RETRY_AFTER_MS = 10_000  # a not-stored reply never pauses a gateway longer
 
 Kind = Literal["v", "s", "h"]
 Quality = Literal["g", "u", "b"]
@@ -245,11 +254,22 @@ class Ack:
 
 
 def decode_ack(payload: bytes) -> Ack:
+    """An ack; anything else, a not-stored reply included, raises WireError. Gateways
+    released before the not-stored reply run this decoder: tests/unit/test_wire_reply.py
+    holds a copy of theirs and proves it refuses every not-stored reply."""
+    return _ack(_reply_body(payload))
+
+
+def _reply_body(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_ACK_BYTES:
         raise WireError(f"ack of {len(payload)} bytes exceeds {MAX_ACK_BYTES}")
     body = parse_json(payload, "ack")
     if not isinstance(body, dict) or body.get("v") != WIRE_VERSION:
         raise WireError("ack is not a v1 object")
+    return body
+
+
+def _ack(body: dict[str, Any]) -> Ack:
     numbers = []
     for name in ("boot", "seq", "stored", "rejected"):
         value = body.get(name, 0 if name in ("stored", "rejected") else None)
@@ -258,6 +278,54 @@ def decode_ack(payload: bytes) -> Ack:
             raise WireError(f"ack field {name!r} missing or not an integer")
         numbers.append(value)
     return Ack(*numbers)
+
+
+@dataclass(frozen=True)
+class NotStored:
+    """The ingest could not store batch (boot, seq): send it again after retry_after_ms."""
+
+    boot: int
+    seq: int
+    reason: str
+    retry_after_ms: int
+
+
+def encode_not_stored(boot: int, seq: int, reason: str, retry_after_ms: int) -> bytes:
+    # "stored": false, never left out: see the module's docstring (old gateways).
+    body = {
+        "v": WIRE_VERSION,
+        "boot": boot,
+        "seq": seq,
+        "stored": False,
+        "not_stored": reason[:MAX_NOT_STORED_CHARS] or "not stored",
+        "retry_after_ms": min(MAX_RETRY_AFTER_MS, max(0, retry_after_ms)),
+    }
+    return json.dumps(body).encode()
+
+
+def decode_reply(payload: bytes) -> Ack | NotStored:
+    """What the ingest answered about one batch: an Ack, or a NotStored. A message
+    naming `not_stored` is a not-stored reply or refused, never taken for an ack."""
+    body = _reply_body(payload)
+    if body.get("stored") is False or "not_stored" in body:
+        return _not_stored(body)
+    return _ack(body)
+
+
+def _not_stored(body: dict[str, Any]) -> NotStored:
+    if body.get("stored") is not False:
+        raise WireError("a not-stored reply must say \"stored\": false")
+    numbers: list[int] = []
+    for name in ("boot", "seq", "retry_after_ms"):
+        value = body.get(name)
+        if type(value) is not int:  # exact ints, as in an ack
+            raise WireError(f"not-stored field {name!r} missing or not an integer")
+        numbers.append(value)
+    boot, seq, wait = numbers
+    reason = body.get("not_stored")
+    if not isinstance(reason, str) or not 0 < len(reason) <= MAX_NOT_STORED_CHARS:
+        raise WireError(f"not-stored reason missing, not text or over {MAX_NOT_STORED_CHARS}")
+    return NotStored(boot, seq, reason, min(MAX_RETRY_AFTER_MS, max(0, wait)))
 
 
 def parse_json(text: bytes | str, what: str) -> Any:

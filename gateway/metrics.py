@@ -68,6 +68,11 @@ def gateway_samples(gw: Gateway) -> list[Sample]:
         counter("batches_sent_total", "batches sent upstream", up.batches_sent),
         counter("batches_acked_total", "batches acknowledged", up.batches_acked),
         counter("batches_expired_total", "batches resent after no ack", up.batches_expired),
+        counter(
+            "batches_not_stored_total",
+            "batches resent after the ingest answered not stored",
+            up.batches_not_stored,
+        ),
         gauge("last_ack_age_seconds", "since the last ack (-1: none yet)", last_ack_age),
         Sample(
             PREFIX + "batch_round_trip_seconds",

@@ -141,6 +141,7 @@ _SHOWN = {
     "devices": "devices polled",
     "batch_round_trip_seconds": "batch round trip (mean s)",
     "batches_expired_total": "batches resent",
+    "batches_not_stored_total": "batches not stored (resent)",
     "mqtt_rejected_total": "device messages refused",
     "task_restarts_total": "task restarts",
 }

@@ -33,7 +33,12 @@ def ingest_samples(service: IngestService) -> list[Sample]:
             "messages that could not be decoded",
             sum(r.malformed.values()),
         ),
-        counter("store_failures_total", "batches not stored (not acked: resent)", r.store_failures),
+        counter("store_failures_total", "batches not stored (resent)", r.store_failures),
+        counter(
+            "not_stored_replies_total",
+            "not-stored answers sent to gateways",
+            r.not_stored_replies,
+        ),
         Sample(
             PREFIX + "batch_store_seconds",
             "a batch received until stored (before its ack)",

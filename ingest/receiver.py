@@ -3,6 +3,9 @@
 Subscribes to the gateways' `up` topics (QoS 1, persistent session), decodes each
 batch with facility.wire, hands it to a store (ingest.store.InfluxStore in the service),
 and acks the batch to its gateway only after the store says the batch is durable.
+When the store fails (InfluxDB down), it answers "not stored" with a pause that grows
+while the failures go on, so the gateway resends after that pause instead of after its
+ack timeout (docs/wire-format.md).
 A message that cannot be decoded (whatever it holds: JSON nested 60,000 deep, 5,000-digit
 integers, a zip bomb) is counted, logged at a bounded rate per kind of fault and handed
 to `quarantine` (the dead-letter store), and the receiver goes on.
@@ -38,6 +41,7 @@ from facility.wire import (
     WireError,
     decode_batch,
     encode_ack,
+    encode_not_stored,
     parse_topic,
     topic,
 )
@@ -54,6 +58,10 @@ OFF_LOOP_BYTES = 64 * 1024
 MAX_REASONS = 100
 MAX_STATIONS = 10_000  # reasons can quote sizes or values: bound the counter a flood could grow
 RECONNECT_S = 0.5
+# The pause a not-stored reply asks for: doubling with each store failure in a row,
+# back to the first after a batch is stored.
+RETRY_AFTER_FIRST_MS = 500
+RETRY_AFTER_CAP_MS = 5_000
 BROKER_LOG_EVERY_S = 60.0  # while the broker stays away, say so again this often
 
 
@@ -69,6 +77,12 @@ async def decode(payload: bytes) -> tuple[Batch, list[BadRow]]:
     if len(payload) > OFF_LOOP_BYTES:
         return await asyncio.to_thread(decode_batch, payload)
     return decode_batch(payload)
+
+
+def retry_after_ms(failures_in_a_row: int) -> int:
+    """The pause a not-stored reply asks for after this many store failures in a row."""
+    doublings = min(max(0, failures_in_a_row - 1), 16)  # 2**16 x 500 ms is far past the cap
+    return min(RETRY_AFTER_CAP_MS, RETRY_AFTER_FIRST_MS << doublings)
 
 
 async def keep_nothing(batch: Batch, rejected: list[BadRow]) -> None:
@@ -88,7 +102,7 @@ class Receiver:
     username: str | None = None
     password: str | None = None
     tls_context: ssl.SSLContext | None = None
-    acking: bool = True  # False: behave like an ingest whose database is down
+    acking: bool = True  # False: answer nothing at all (an ingest that hangs)
     topics: Sequence[str] = (ALL_GATEWAYS,)
     quarantine: Quarantine = forget
     batches: int = 0
@@ -97,6 +111,7 @@ class Receiver:
     malformed: Counter[str] = field(default_factory=Counter)
     last_batch_ms: int = 0
     store_failures: int = 0
+    not_stored_replies: int = 0  # "not stored" answers sent to gateways
     connected: bool = False
     broker_losses: int = 0  # connections lost or refused since start
     broker_error: str = ""  # why the last connection attempt failed, "" when connected
@@ -112,6 +127,7 @@ class Receiver:
     _big_batch: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     _down_since: float | None = None
     _down_logged: float = 0.0
+    _failures_in_a_row: int = 0
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.max_in_flight)
@@ -259,16 +275,10 @@ class Receiver:
         started = time.monotonic()
         try:
             await self.store(batch, rejected)
-        except Exception as exc:  # not stored: no ack, so the gateway keeps it and resends
-            self.store_failures += 1
-            log.warning(
-                "batch %d from %s/%s not stored (%s); not acknowledged",
-                batch.seq,
-                site,
-                station,
-                exc,
-            )
+        except Exception as exc:  # not stored: the gateway keeps it and resends
+            await self._not_stored(client, batch, exc)
             return
+        self._failures_in_a_row = 0
         self.store_times.observe(time.monotonic() - started)
         self.batches += 1
         self.readings += len(batch.readings)
@@ -280,6 +290,24 @@ class Receiver:
         if self.acking:
             ack = encode_ack(batch.boot, batch.seq, len(batch.readings), len(rejected))
             await client.publish(topic(site, station, "ack"), ack, qos=1)
+
+    async def _not_stored(self, client: aiomqtt.Client, batch: Batch, exc: Exception) -> None:
+        self.store_failures += 1
+        self._failures_in_a_row += 1
+        wait_ms = retry_after_ms(self._failures_in_a_row)
+        self._refusals.log(
+            "not stored",
+            "batch %d from %s/%s not stored (%s); its gateway sends it again",
+            batch.seq,
+            batch.site,
+            batch.station,
+            str(exc)[:300],
+        )
+        if self._stopping or not self.acking:
+            return  # stopping: its gateway resends to whoever is up, after its ack timeout
+        reply = encode_not_stored(batch.boot, batch.seq, type(exc).__name__, wait_ms)
+        await client.publish(topic(batch.site, batch.station, "ack"), reply, qos=1)
+        self.not_stored_replies += 1
 
     async def _refuse(self, name: str, payload: bytes, reason: str) -> None:
         key = reason_kind(reason)

@@ -323,6 +323,7 @@ class IngestService:
             "refused": s.refused,
             "malformed": sum(r.malformed.values()),
             "store_failures": r.store_failures,
+            "not_stored_replies": r.not_stored_replies,
             # As of its last write: count() would wait for a batch's letters being written.
             "dead_letters_pending": self.dead_letters.pending,
             "dead_letters_dropped": self.dead_letters.dropped,

@@ -4,8 +4,10 @@ Two lanes share one connection: the live lane (readings acquired in the last few
 seconds) always goes first, so current values stay current during a catch-up; the
 backfill lane drains the backlog oldest first at a capped rate. A batch leaves the
 outbox only when the ingest's ack for its (boot, seq) arrives; a batch not acked in
-time, or in flight when the connection drops, is released and sent again. Resends are
-harmless: readings keep their acquisition timestamps, so they land on the same points.
+time, or in flight when the connection drops, is released and sent again. When the
+ingest answers "not stored" (its InfluxDB is down) the batch is released at once and
+nothing is sent until the pause it asks for has passed. Resends are harmless: readings
+keep their acquisition timestamps, so they land on the same points.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from facility.clock import now_ms
 from facility.logs import RateLimitedLog, reason_kind
 from facility.metrics import Histogram
 from facility.site import GatewaySettings
-from facility.wire import WireError, decode_ack, encode_rows, encode_status, topic
+from facility.wire import (
+    MAX_RETRY_AFTER_MS,
+    Ack,
+    WireError,
+    decode_reply,
+    encode_rows,
+    encode_status,
+    topic,
+)
 from gateway.broker_errors import connect_reason, refused
 from gateway.outbox import Lease, Outbox, OutboxDiskFull
 
@@ -52,6 +62,7 @@ class UplinkStats:
     readings_sent: int = 0
     readings_acked: int = 0
     batches_expired: int = 0
+    batches_not_stored: int = 0  # released on the ingest's "not stored", sent again
     connects: int = 0
     last_ack_ms: int = 0
     max_live_delay_ms: int = 0  # acquisition -> sent, over the live lane, since the last health
@@ -75,6 +86,7 @@ class Uplink:
     _refilled: float = field(default_factory=time.monotonic)
     _client: aiomqtt.Client | None = None
     _refusals: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
+    _paused_until: float = 0.0  # monotonic; a not-stored reply holds sending until then
 
     @property
     def client_id(self) -> str:
@@ -183,28 +195,53 @@ class Uplink:
     async def _receive_acks(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             try:
-                ack = decode_ack(message.payload if isinstance(message.payload, bytes) else b"")
+                reply = decode_reply(message.payload if isinstance(message.payload, bytes) else b"")
             except WireError as exc:  # anyone may publish on the ack topic: never fatal
                 self.stats.acks_malformed += 1
                 self._refusals.log(reason_kind(str(exc)), "ignoring a malformed ack: %s", exc)
                 continue
-            flight = self._in_flight.pop(ack.seq, None) if ack.boot == self.boot else None
+            flight = self._in_flight.pop(reply.seq, None) if reply.boot == self.boot else None
             if flight is None:
-                continue  # a late ack for a batch already released and resent
-            try:
-                self.stats.readings_acked += self.outbox.ack(flight.lease.lease_id)
-            except OutboxDiskFull as exc:  # the delete could not be written: send again later
-                log.error("cannot record ack of batch %d: %s", ack.seq, exc)
-                self.outbox.release(flight.lease.lease_id)
-                continue
-            self.stats.batches_acked += 1
-            self.stats.last_ack_ms = now_ms()
-            self.stats.round_trips.observe(time.monotonic() - flight.sent_at)
-            self._wake.set()
+                continue  # a late reply for a batch already released and resent
+            if isinstance(reply, Ack):
+                self._acked(reply, flight)
+            else:
+                self._not_stored(flight, reply.retry_after_ms)
+
+    def _acked(self, ack: Ack, flight: Flight) -> None:
+        try:
+            self.stats.readings_acked += self.outbox.ack(flight.lease.lease_id)
+        except OutboxDiskFull as exc:  # the delete could not be written: send again later
+            log.error("cannot record ack of batch %d: %s", ack.seq, exc)
+            self.outbox.release(flight.lease.lease_id)
+            return
+        self.stats.batches_acked += 1
+        self.stats.last_ack_ms = now_ms()
+        self.stats.round_trips.observe(time.monotonic() - flight.sent_at)
+        self._wake.set()
+
+    def _not_stored(self, flight: Flight, retry_after_ms: int) -> None:
+        """Released to be sent again once the ingest's pause is over. The pause only
+        grows to the latest reply's and never past MAX_RETRY_AFTER_MS from now, so
+        replies naming batches in flight (the only ones heeded) hold sending at most
+        that long each."""
+        self.outbox.release(flight.lease.lease_id)
+        self.stats.batches_not_stored += 1
+        now = time.monotonic()
+        wanted = now + min(retry_after_ms, MAX_RETRY_AFTER_MS) / 1000
+        self._paused_until = max(self._paused_until, wanted)
+
+    @property
+    def paused_s(self) -> float:
+        """How long sending still waits for the ingest's pause (0: not paused)."""
+        return max(0.0, self._paused_until - time.monotonic())
 
     async def _send(self, client: aiomqtt.Client) -> None:
         while True:
             self._expire()
+            if (paused := self.paused_s) > 0:
+                await asyncio.sleep(min(paused, IDLE_WAIT_S))  # expiry goes on meanwhile
+                continue
             lease = (
                 self._next_lease()
                 if len(self._in_flight) < self.settings.in_flight_batches

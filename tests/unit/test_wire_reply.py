@@ -1,0 +1,132 @@
+"""The ingest's "not stored" reply on the ack topic: it round-trips, its fields are
+checked and clamped, it stays within an ack's size, and the ack decoder of gateways
+released before it (copied here as it shipped) refuses it, so an old gateway never takes
+it for an ack and deletes a batch that was not stored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from facility.wire import (
+    MAX_ACK_BYTES,
+    MAX_NOT_STORED_CHARS,
+    MAX_RETRY_AFTER_MS,
+    WIRE_VERSION,
+    Ack,
+    NotStored,
+    WireError,
+    decode_ack,
+    decode_reply,
+    encode_ack,
+    encode_not_stored,
+    parse_json,
+)
+from ingest.receiver import RETRY_AFTER_CAP_MS, retry_after_ms
+
+INTS = st.integers(min_value=-(2**63), max_value=2**63)
+
+
+def released_decode_ack(payload: bytes) -> Ack:
+    """facility.wire.decode_ack as gateways run it since the wire's first version, up to
+    commit 3436dff, verbatim: those gateways stay in the field after this change."""
+    if len(payload) > MAX_ACK_BYTES:
+        raise WireError(f"ack of {len(payload)} bytes exceeds {MAX_ACK_BYTES}")
+    body = parse_json(payload, "ack")
+    if not isinstance(body, dict) or body.get("v") != WIRE_VERSION:
+        raise WireError("ack is not a v1 object")
+    numbers = []
+    for name in ("boot", "seq", "stored", "rejected"):
+        value = body.get(name, 0 if name in ("stored", "rejected") else None)
+        # Exact ints only: int() of 1e400 overflows, of 1.5 rounds, of "7" guesses.
+        if type(value) is not int:
+            raise WireError(f"ack field {name!r} missing or not an integer")
+        numbers.append(value)
+    return Ack(*numbers)
+
+
+@settings(max_examples=200)
+@given(boot=INTS, seq=INTS, reason=st.text(min_size=1, max_size=300), wait=INTS)
+def test_a_not_stored_reply_round_trips_and_no_ack_decoder_takes_it(
+    boot: int, seq: int, reason: str, wait: int
+) -> None:
+    payload = encode_not_stored(boot, seq, reason, wait)
+    assert len(payload) <= MAX_ACK_BYTES
+    clamped = min(MAX_RETRY_AFTER_MS, max(0, wait))
+    assert decode_reply(payload) == NotStored(boot, seq, reason[:MAX_NOT_STORED_CHARS], clamped)
+    for old_or_new in (released_decode_ack, decode_ack):
+        with pytest.raises(WireError, match="'stored' missing or not an integer"):
+            old_or_new(payload)
+
+
+def test_a_reply_leaving_stored_out_would_be_an_ack_to_released_gateways() -> None:
+    """Why the reply says "stored": false: the released decoder takes a missing `stored`
+    as 0, an ack, and would delete the batch. The new decoder refuses such a reply."""
+    bare = json.dumps({"v": 1, "boot": 7, "seq": 3, "not_stored": "x", "retry_after_ms": 500})
+    assert released_decode_ack(bare.encode()) == Ack(7, 3, 0, 0)
+    with pytest.raises(WireError, match='"stored": false'):
+        decode_reply(bare.encode())
+
+
+def test_acks_still_decode_as_acks() -> None:
+    assert decode_reply(encode_ack(7, 3, 310, 2)) == Ack(7, 3, 310, 2)
+    assert released_decode_ack(encode_ack(7, 3, 310, 2)) == Ack(7, 3, 310, 2)
+
+
+def test_the_longest_reason_in_the_widest_characters_stays_within_an_ack() -> None:
+    payload = encode_not_stored(2**63, 2**63, "\U0001f525" * 10_000, 2**63)
+    assert len(payload) <= MAX_ACK_BYTES
+    reply = decode_reply(payload)
+    assert isinstance(reply, NotStored) and len(reply.reason) == MAX_NOT_STORED_CHARS
+    assert decode_reply(encode_not_stored(1, 2, "", 500)) == NotStored(1, 2, "not stored", 500)
+
+
+def _reply(**fields: object) -> bytes:
+    body: dict[str, object] = {"v": 1, "boot": 7, "seq": 3, "stored": False}
+    body |= {"not_stored": "InfluxUnavailable", "retry_after_ms": 500} | fields
+    return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (_reply(stored=0), '"stored": false'),
+        (_reply(stored=None), '"stored": false'),
+        (_reply(stored="false"), '"stored": false'),
+        (_reply(not_stored=...), "reason missing"),
+        (_reply(not_stored=""), "reason missing"),
+        (_reply(not_stored=["InfluxUnavailable"]), "reason missing"),
+        (_reply(not_stored="x" * (MAX_NOT_STORED_CHARS + 1)), "reason missing"),
+        (_reply(retry_after_ms=...), "'retry_after_ms'"),
+        (_reply(retry_after_ms=500.0), "'retry_after_ms'"),
+        (_reply(retry_after_ms="500"), "'retry_after_ms'"),
+        (_reply(retry_after_ms=True), "'retry_after_ms'"),
+        (_reply(retry_after_ms=float("inf")), "'retry_after_ms'"),  # Python reads Infinity
+        (_reply(boot=...), "'boot'"),
+        (_reply(seq=True), "'seq'"),
+        (_reply(seq=3.0), "'seq'"),
+        (_reply(v=2), "not a v1 object"),
+        (_reply(not_stored="x" * 10) + b" " * MAX_ACK_BYTES, "exceeds"),
+        (_reply(retry_after_ms=...)[:-1] + b', "retry_after_ms": 1e400}', "'retry_after_ms'"),
+    ],
+)
+def test_a_not_stored_reply_that_breaks_the_contract_is_refused(
+    payload: bytes, reason: str
+) -> None:
+    with pytest.raises(WireError, match=reason):
+        decode_reply(payload)
+
+
+def test_the_retry_after_a_reply_asks_for_is_clamped_to_a_sane_range() -> None:
+    assert decode_reply(_reply(retry_after_ms=-5)) == NotStored(7, 3, "InfluxUnavailable", 0)
+    huge = decode_reply(_reply(retry_after_ms=10**30))
+    assert isinstance(huge, NotStored) and huge.retry_after_ms == MAX_RETRY_AFTER_MS
+
+
+def test_the_ingest_asks_for_a_pause_doubling_with_failures_in_a_row_up_to_a_cap() -> None:
+    pauses = [retry_after_ms(n) for n in range(1, 8)]
+    assert pauses == [500, 1000, 2000, 4000, 5000, 5000, 5000]
+    assert retry_after_ms(10**9) == RETRY_AFTER_CAP_MS <= MAX_RETRY_AFTER_MS
