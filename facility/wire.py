@@ -314,7 +314,7 @@ def decode_reply(payload: bytes) -> Ack | NotStored:
 
 def _not_stored(body: dict[str, Any]) -> NotStored:
     if body.get("stored") is not False:
-        raise WireError("a not-stored reply must say \"stored\": false")
+        raise WireError('a not-stored reply must say "stored": false')
     numbers: list[int] = []
     for name in ("boot", "seq", "retry_after_ms"):
         value = body.get(name)
