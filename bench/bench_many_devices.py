@@ -12,6 +12,7 @@ the rest of the machine is, while the readings/s and lags do.
     .venv/bin/python bench/bench_many_devices.py [--devices 100,200,500] [--registers 30]
         [--poll-ms 100] [--seconds 20] [--warmup 10] [--float32] [--py-spy profile.txt]
     .venv/bin/python bench/bench_many_devices.py --devices 100 --outage 30   # ingest outage
+        [--silent-outage]   # the ingest says nothing during it instead of "not stored"
     .venv/bin/python bench/bench_many_devices.py --clients   # Modbus client libraries
 
 Prints the issue's table (expected/s, stored/s, gateway CPU %, Modbus req/s, live lag
@@ -140,11 +141,17 @@ async def serve_ports(
             await server.stop()
 
 
-async def receive_counting(port: int, status: Path) -> None:
+async def receive_counting(port: int, status: Path, silent_outage: bool = False) -> None:
+    """SIGUSR1 starts and ends an outage: the store raises, as the ingest's does while its
+    InfluxDB is down (the receiver answers "not stored"), or with `silent_outage` the
+    receiver answers nothing at all (the gateway's ack timeout runs out)."""
     lags: list[tuple[int, int]] = []  # (acquired ms, lag ms)
     counted = {"values": 0, "seen": 0}
+    influx = {"down": False}
 
     async def store(batch: Batch, rejected: list[BadRow]) -> None:
+        if influx["down"]:
+            raise ConnectionError("InfluxDB down (bench outage)")
         now = now_ms()
         live = batch.lane == "live"
         for r in batch.readings:
@@ -157,8 +164,11 @@ async def receive_counting(port: int, status: Path) -> None:
     receiver = Receiver("127.0.0.1", port, store, client_id=f"bench-many-{os.getpid()}")
     await receiver.start()
 
-    def toggle() -> None:  # an ingest whose InfluxDB is down does not ack
-        receiver.acking = not receiver.acking
+    def toggle() -> None:
+        if silent_outage:
+            receiver.acking = not receiver.acking
+        else:
+            influx["down"] = not influx["down"]
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, toggle)
 
@@ -174,6 +184,8 @@ async def receive_counting(port: int, status: Path) -> None:
                 "lag_p50_recent_ms": statistics.median(recent) if recent else None,
                 "lag_max_recent_ms": max(recent) if recent else None,
                 "acking": receiver.acking,
+                "influx_down": influx["down"],
+                "not_stored_replies": receiver.not_stored_replies,
                 "recent": lags,
             },
         )
@@ -395,11 +407,14 @@ class OutageResult:
     lag_p50_ms: float
     lag_max_ms: float
     overruns: int
+    batches_not_stored: int  # released at the ingest's "not stored"
+    batches_expired: int  # released when ack_timeout_s ran out
 
 
 async def measure_outage(tmp: Path, devices: int, args: argparse.Namespace) -> OutageResult:
-    """The ingest stops acking (its InfluxDB is down) for `outage_s`, then comes back:
-    how long until the backlog has left the outbox, and how late live data is meanwhile."""
+    """The ingest's InfluxDB is down for `outage_s` (the ingest answers "not stored", or
+    nothing with --silent-outage), then comes back: how long until the backlog has left
+    the outbox, and how late live data is meanwhile."""
     work = Path(tempfile.mkdtemp(prefix=f"outage-{devices}-", dir=tmp))
     broker = start_broker(work / "mqtt")
     assert broker.proc is not None
@@ -410,7 +425,9 @@ async def measure_outage(tmp: Path, devices: int, args: argparse.Namespace) -> O
         sim_args = ["--ports", str(devices), "--registers", str(args.registers)]
         sim = Child("simulator", taskset(helper("simulator", *sim_args)), work)
         children.append(sim)
-        receiver = Child("receiver", taskset(helper("receiver", "--port", str(broker.port))), work)
+        silent = ["--silent-outage"] if args.silent_outage else []
+        receiver_args = helper("receiver", "--port", str(broker.port), *silent)
+        receiver = Child("receiver", taskset(receiver_args), work)
         children.append(receiver)
         ports = [int(p) for p in sim.wait_for("ports", 60)["ports"]]
         receiver.wait_for("ready")
@@ -421,7 +438,7 @@ async def measure_outage(tmp: Path, devices: int, args: argparse.Namespace) -> O
         )
         gateway.start()
         await asyncio.sleep(args.warmup)
-        receiver.proc.send_signal(signal.SIGUSR1)  # InfluxDB down: no acks
+        receiver.proc.send_signal(signal.SIGUSR1)  # InfluxDB down: nothing stored
         await asyncio.sleep(args.outage)
         backlog = gateway.outbox.stats().readings
         receiver.proc.send_signal(signal.SIGUSR1)
@@ -452,6 +469,8 @@ async def measure_outage(tmp: Path, devices: int, args: argparse.Namespace) -> O
             lag_p50_ms=statistics.median(lags) if lags else float("nan"),
             lag_max_ms=max(lag_max) if lag_max else float("nan"),
             overruns=overruns - overruns_before,
+            batches_not_stored=gateway.uplink.stats.batches_not_stored,
+            batches_expired=gateway.uplink.stats.batches_expired,
         )
     finally:
         if gateway is not None:
@@ -621,6 +640,11 @@ def main(argv: list[str]) -> None:
     )
     parser.add_argument("--drain-limit", type=float, default=120.0)
     parser.add_argument(
+        "--silent-outage",
+        action="store_true",
+        help="during the outage the ingest answers nothing (not 'not stored')",
+    )
+    parser.add_argument(
         "--clients", action="store_true", help="instead: compare Modbus client libraries"
     )
     parser.add_argument("--client-ports", type=int, default=20)
@@ -669,8 +693,9 @@ def child_main(argv: list[str]) -> None:
         asyncio.run(serve_ports(a.ports, a.registers, a.float32, a.status, a.rtu))
     elif name == "_receiver":
         parser.add_argument("--port", type=int, required=True)
+        parser.add_argument("--silent-outage", action="store_true")
         a = parser.parse_args(rest)
-        asyncio.run(receive_counting(a.port, a.status))
+        asyncio.run(receive_counting(a.port, a.status, a.silent_outage))
     else:
         raise SystemExit(f"unknown helper {name}")
 

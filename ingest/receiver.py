@@ -58,8 +58,10 @@ OFF_LOOP_BYTES = 64 * 1024
 MAX_REASONS = 100
 MAX_STATIONS = 10_000  # reasons can quote sizes or values: bound the counter a flood could grow
 RECONNECT_S = 0.5
-# The pause a not-stored reply asks for: doubling with each store failure in a row,
-# back to the first after a batch is stored.
+# The pause a not-stored reply asks for: as long as the store has been failing, at least
+# the first, at most the cap; back to the first once a batch is stored. For a gateway
+# that resends after each pause this doubles it, whatever its batches in flight and
+# however many gateways there are (a count of failures would reach the cap at once).
 RETRY_AFTER_FIRST_MS = 500
 RETRY_AFTER_CAP_MS = 5_000
 BROKER_LOG_EVERY_S = 60.0  # while the broker stays away, say so again this often
@@ -79,10 +81,9 @@ async def decode(payload: bytes) -> tuple[Batch, list[BadRow]]:
     return decode_batch(payload)
 
 
-def retry_after_ms(failures_in_a_row: int) -> int:
-    """The pause a not-stored reply asks for after this many store failures in a row."""
-    doublings = min(max(0, failures_in_a_row - 1), 16)  # 2**16 x 500 ms is far past the cap
-    return min(RETRY_AFTER_CAP_MS, RETRY_AFTER_FIRST_MS << doublings)
+def retry_after_ms(failing_for_s: float) -> int:
+    """The pause a not-stored reply asks for when the store has failed this long."""
+    return min(RETRY_AFTER_CAP_MS, max(RETRY_AFTER_FIRST_MS, int(failing_for_s * 1000)))
 
 
 async def keep_nothing(batch: Batch, rejected: list[BadRow]) -> None:
@@ -127,7 +128,7 @@ class Receiver:
     _big_batch: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     _down_since: float | None = None
     _down_logged: float = 0.0
-    _failures_in_a_row: int = 0
+    _failing_since: float | None = None  # monotonic, the first of the failures in a row
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.max_in_flight)
@@ -278,7 +279,7 @@ class Receiver:
         except Exception as exc:  # not stored: the gateway keeps it and resends
             await self._not_stored(client, batch, exc)
             return
-        self._failures_in_a_row = 0
+        self._failing_since = None
         self.store_times.observe(time.monotonic() - started)
         self.batches += 1
         self.readings += len(batch.readings)
@@ -293,8 +294,10 @@ class Receiver:
 
     async def _not_stored(self, client: aiomqtt.Client, batch: Batch, exc: Exception) -> None:
         self.store_failures += 1
-        self._failures_in_a_row += 1
-        wait_ms = retry_after_ms(self._failures_in_a_row)
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        wait_ms = retry_after_ms(now - self._failing_since)
         self._refusals.log(
             "not stored",
             "batch %d from %s/%s not stored (%s); its gateway sends it again",

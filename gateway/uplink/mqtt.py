@@ -335,8 +335,13 @@ class Uplink:
 
     @property
     def can_send(self) -> bool:
-        """Connected, with room for another batch: what it lacks now is data or CPU."""
-        return self.stats.connected and len(self._in_flight) < self.settings.in_flight_batches
+        """Connected, with room for another batch and not held by the ingest's "not
+        stored": what it lacks now is data or CPU (the gateway's overload control)."""
+        return (
+            self.stats.connected
+            and len(self._in_flight) < self.settings.in_flight_batches
+            and self.paused_s == 0
+        )
 
     @property
     def in_flight_readings(self) -> int:

@@ -6,6 +6,7 @@ back, not after the gateway's ack timeout."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tests.services import Mosquitto
 from wiring.services import InfluxDB
 
 DB = "facility"
+FLOW = ("pump_1", "flow_m3h")
 
 
 async def influx_values(writer: InfluxV1Writer, asset: str, field: str) -> dict[int, object]:
@@ -46,7 +48,11 @@ async def test_every_reading_lands_once_and_delivery_resumes_seconds_after_an_in
 ) -> None:
     """The ack timeout at the default 30 s: without the not-stored replies the batches in
     flight during the outage would hold up delivery until it ran out (~30 s)."""
-    config = one_station(demo_config, "fengshou", "xiba", ack_timeout_s=30.0)
+    # Batches of 100 readings: the backlog of the outage passes the overload control's
+    # threshold (a batch of live readings waiting), which must not hold polls back.
+    config = one_station(
+        demo_config, "fengshou", "xiba", ack_timeout_s=30.0, batch_max_readings=100
+    )
     runner = await start_site(config, mosquitto)
     writer = InfluxV1Writer(influxdb.url, DB, max_retries=1, backoff_cap_s=0.2)
     await writer.create_database(DB)
@@ -86,6 +92,10 @@ async def test_every_reading_lands_once_and_delivery_resumes_seconds_after_an_in
     assert up.batches_not_stored > 0 and receiver.not_stored_replies >= up.batches_not_stored
     assert up.batches_expired == 0 and up.acks_malformed == 0
     assert failures > 0 and held > 0, "the outage held readings back"
+    # Polled every 0.5 s throughout: a paused uplink is not one short of CPU (held
+    # back, the polls of the outage left gaps of seconds).
+    polled = sorted(r.ts_ms for r in recorder.readings if (r.asset, r.signal) == FLOW)
+    assert max(b - a for a, b in itertools.pairwise(polled)) < 2_000
     assert store.refused == 0 and store.dead_letters.count() == 0
     for asset, signal in (
         ("pump_1", "flow_m3h"),

@@ -126,7 +126,12 @@ def test_the_retry_after_a_reply_asks_for_is_clamped_to_a_sane_range() -> None:
     assert isinstance(huge, NotStored) and huge.retry_after_ms == MAX_RETRY_AFTER_MS
 
 
-def test_the_ingest_asks_for_a_pause_doubling_with_failures_in_a_row_up_to_a_cap() -> None:
-    pauses = [retry_after_ms(n) for n in range(1, 8)]
-    assert pauses == [500, 1000, 2000, 4000, 5000, 5000, 5000]
-    assert retry_after_ms(10**9) == RETRY_AFTER_CAP_MS <= MAX_RETRY_AFTER_MS
+def test_the_ingest_asks_for_a_pause_as_long_as_its_store_has_failed_within_bounds() -> None:
+    """A gateway resending after each pause sees it double: 0.5, 0.5, 1, 2, 4, 5 s."""
+    failing_for, pauses = 0.0, []
+    for _ in range(7):
+        pauses.append(retry_after_ms(failing_for))
+        failing_for += pauses[-1] / 1000
+    assert pauses == [500, 500, 1000, 2000, 4000, 5000, 5000]
+    assert retry_after_ms(-1.0) == 500 and retry_after_ms(1e12) == RETRY_AFTER_CAP_MS
+    assert RETRY_AFTER_CAP_MS <= MAX_RETRY_AFTER_MS
