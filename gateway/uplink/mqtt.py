@@ -221,10 +221,10 @@ class Uplink:
         self._wake.set()
 
     def _not_stored(self, flight: Flight, retry_after_ms: int) -> None:
-        """Released to be sent again once the ingest's pause is over. The pause only
-        grows to the latest reply's and never past MAX_RETRY_AFTER_MS from now, so
-        replies naming batches in flight (the only ones heeded) hold sending at most
-        that long each."""
+        """Released, to be sent again once the ingest's pause is over. Only a reply
+        naming a batch in flight gets here, once per batch, and a pause never reaches
+        past MAX_RETRY_AFTER_MS from the reply: a flood of replies holds sending at
+        most that long after the last batch it could name."""
         self.outbox.release(flight.lease.lease_id)
         self.stats.batches_not_stored += 1
         now = time.monotonic()
