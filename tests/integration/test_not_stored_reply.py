@@ -49,17 +49,17 @@ async def test_the_uplink_heeds_not_stored_only_for_a_batch_in_flight_and_pauses
 
             replied_ms = now_ms()
             await intruder.publish(
-                ACK, encode_not_stored(uplink.boot, first.seq, "x", 1_000), qos=1
+                ACK, encode_not_stored(uplink.boot, first.seq, "x", 1_500), qos=1
             )
             await ingest.wait_for(lambda: stats.batches_not_stored == 1)
-            assert 0 < uplink.paused_s <= 1.0
+            assert 0 < uplink.paused_s <= 1.5
             same = {(r.asset, r.signal, r.ts_ms) for r in first.readings}
             await ingest.wait_for(lambda: _resent(ingest, first.seq, same) is not None)
             # Released at once, but sent again only after the pause (without it: ~0.2 s);
             # a publish under way when the reply came may land just after it, then none.
-            assert (_resent(ingest, first.seq, same) or 0) >= replied_ms + 950
+            assert (_resent(ingest, first.seq, same) or 0) >= replied_ms + 1_450
             sent = [t - replied_ms for t in ingest.arrived_ms if t > replied_ms]
-            assert all(t < 150 or t >= 950 for t in sent), f"sent during the pause: {sent}"
+            assert all(t < 400 or t >= 1_450 for t in sent), f"sent during the pause: {sent}"
 
             # A flood naming every seq, each asking for a day: each batch in flight is
             # released once, the rest ignored; the pause stays at the cap.
