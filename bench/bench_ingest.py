@@ -24,7 +24,8 @@ throughput  gateway batches published to Mosquitto by the 13 demo gateways (one 
             that many in flight, `gc` the collector tuned exactly as `facility ingest
             run` tunes it (ingest.commands.tune_gc), undone after the run.
 breakdown   the same batches in process, no MQTT: decode, validate, line encoding and the
-            HTTP write (gzip + POST, awaited), µs a reading each, default and tuned GC.
+            HTTP write (gzip + POST, awaited), µs a reading each, default and tuned GC
+            (--breakdown-clock cpu: this process's CPU time instead of wall time).
 ceiling     what influxd alone accepts: the same batches' lines, encoded and gzipped in
             advance, POSTed by 1, 2 and 4 concurrent writers.
 latency     the demo (wiring.demo.Demo: simulators, 13 gateways, the ingest service
@@ -36,6 +37,7 @@ latency     the demo (wiring.demo.Demo: simulators, 13 gateways, the ingest serv
 
     .venv/bin/python -m bench.bench_ingest [--only throughput,breakdown,ceiling,latency]
         [--seconds 10] [--variants serial,as-is,8,gc,...] [--latency-seconds 45]
+        [--breakdown-clock wall|cpu]
 
 About 5 minutes in all; each section cleans up its processes, even when it fails.
 The machine may have few cores: Mosquitto, InfluxDB and the publishing gateways share
@@ -61,6 +63,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiomqtt
 import httpx
@@ -112,8 +115,10 @@ from ingest.store import InfluxStore
 from ingest.validate import Validator
 from simulators.clock import SimClock
 from simulators.engine import Simulation
-from wiring.demo import Demo
 from wiring.services import InfluxDB, Mosquitto
+
+if TYPE_CHECKING:
+    from wiring.demo import Demo
 
 HELPERS = "bench.bench_ingest"  # this module, run as its own helper processes
 DATABASE = "bench"
@@ -629,7 +634,7 @@ class BreakdownResult:
 
 
 async def breakdown(
-    work: Path, payload_file: Path, batches: int, gc_tuned: bool
+    work: Path, payload_file: Path, batches: int, gc_tuned: bool, cpu_clock: bool = False
 ) -> BreakdownResult:
     work.mkdir(parents=True)
     payloads = [p.body for p in read_payloads(payload_file, batches)]
@@ -643,7 +648,7 @@ async def breakdown(
         spent = dict.fromkeys(STAGES, 0.0)
         gzip_s = store_s = 0.0
         readings = lines_n = size = 0
-        clock = time.perf_counter
+        clock = time.process_time if cpu_clock else time.perf_counter
         with tuned_gc(gc_tuned):
             for payload in payloads[:20]:  # warm the caches and the connection
                 await store(*decode_batch(payload))
@@ -841,6 +846,11 @@ async def restart_receiver(ingest: IngestService, in_flight: int) -> Receiver:
 async def latency(
     work: Path, seconds: float, warmup_s: float, variant: Variant, rules: Path | None
 ) -> LatencyResult:
+    # Imported here: the demo brings the reports (matplotlib, ~55,000 more objects), and
+    # an ingest process without them would collect its garbage faster than this one in
+    # the other sections (default GC: +0.5 µs a reading in validate).
+    from wiring.demo import Demo
+
     config = load_site_config(demo_site_on_free_ports(work / "site"))
     start_ms = now_ms()
     source = Simulation(config, seed=1, start_ms=start_ms)
@@ -906,6 +916,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="throughput window a run")
     parser.add_argument("--latency-seconds", type=float, default=45.0, help="latency window")
     parser.add_argument(
+        "--breakdown-clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="breakdown: wall time, or this process's CPU time (comparable on a busy "
+        "machine; the HTTP write then leaves out InfluxDB's own work)",
+    )
+    parser.add_argument(
         "--latency-variants",
         type=lambda text: [Variant.parse(v.strip()) for v in text.split(",")],
         default="as-is,serial",
@@ -941,7 +958,7 @@ def main(argv: list[str]) -> None:
         if "throughput" in only:
             section_throughput(tmp, payload_file, args.seconds, args.variants, summary)
         if "breakdown" in only:
-            section_breakdown(tmp, payload_file, summary)
+            section_breakdown(tmp, payload_file, summary, args.breakdown_clock == "cpu")
         if "ceiling" in only:
             section_ceiling(tmp, payload_file, summary)
         if "latency" in only:
@@ -983,17 +1000,20 @@ def section_throughput(
         )
 
 
-def section_breakdown(tmp: Path, payload_file: Path, summary: Summary) -> None:
+def section_breakdown(tmp: Path, payload_file: Path, summary: Summary, cpu_clock: bool) -> None:
     print()
     print(
         f"breakdown: {BREAKDOWN_BATCHES} batches in process, no MQTT, each stage timed "
-        "(the HTTP write awaited: gzip, POST, InfluxDB's answer)"
+        "(the HTTP write awaited: gzip, POST, InfluxDB's answer), "
+        + ("in this process's CPU time" if cpu_clock else "in wall time")
     )
     results = {}
     for gc_tuned in (False, True):
         label = "GC tuned" if gc_tuned else "default GC"
         work = tmp / f"breakdown-{int(gc_tuned)}"
-        r = run_or_report(label, breakdown(work, payload_file, BREAKDOWN_BATCHES, gc_tuned))
+        r = run_or_report(
+            label, breakdown(work, payload_file, BREAKDOWN_BATCHES, gc_tuned, cpu_clock)
+        )
         if r is not None:
             results[label] = r
     for label, r in results.items():
