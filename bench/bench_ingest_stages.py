@@ -160,6 +160,13 @@ def _child(
     return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def _commit(tree: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip() or "commit ?"
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--batches", type=int, default=100, help="5,000-reading batches a pass")
@@ -173,6 +180,10 @@ def main(argv: list[str]) -> None:
         "process held): more objects for each full collection to scan",
     )
     args = parser.parse_args(argv)
+    # Imported here, not at the top: the child imports this file from an old tree's path.
+    from bench.common import print_header
+
+    print_header()
     with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp:
         payloads = args.payloads or Path(tmp) / "payloads.bin"
         if not payloads.exists():
@@ -181,7 +192,8 @@ def main(argv: list[str]) -> None:
         also = [name for name in args.also_import.split(",") if name]
         r = _child(args.tree.resolve(), payloads, args.batches, args.repeats, also)
     print(
-        f"{args.tree}: {r['batches']} batches, {r['readings']:,} readings a pass "
+        f"{args.tree} ({_commit(args.tree)}): {r['batches']} batches, "
+        f"{r['readings']:,} readings a pass "
         f"({r['accepted']:,} accepted, {r['refused']:,} refused), {r['objects']:,} objects "
         f"tracked before; best of {args.repeats}, CPU µs a reading (of it in collections); "
         f"load average {load[0]:.2f} {load[1]:.2f} at the start"
