@@ -111,4 +111,5 @@ def simulated_day(
 
     day = make_simulated_day(demo_config, tmp_path_factory.mktemp("simulated_day"))
     yield day
+    day.close()
     day.influxdb.stop()

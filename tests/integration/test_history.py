@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from facility.config import SiteConfig
@@ -14,9 +13,7 @@ from tests.history import SimulatedDay
 
 
 def query(day: SimulatedDay, q: str) -> list[dict[str, Any]]:
-    params = {"db": day.database, "q": q, "epoch": "ms"}
-    answer = httpx.get(f"{day.url}/query", params=params, timeout=30).json()
-    return list(answer["results"][0].get("series", []))
+    return list(day.statement(q).get("series", []))
 
 
 def between(day: SimulatedDay) -> str:

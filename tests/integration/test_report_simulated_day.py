@@ -25,7 +25,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 from typer.testing import CliRunner
@@ -471,9 +470,7 @@ def test_water_delivered_is_flow_over_run_time(daily: OperationsReport) -> None:
 
 
 def influx_query(day: SimulatedDay, q: str) -> list[dict[str, object]]:
-    params = {"db": day.database, "q": q, "epoch": "ms"}
-    answer = httpx.get(f"{day.url}/query", params=params, timeout=30).json()
-    series: list[dict[str, object]] = answer["results"][0].get("series", [])
+    series: list[dict[str, object]] = day.statement(q).get("series", [])
     return series
 
 
