@@ -12,6 +12,8 @@ Running init again changes what differs and leaves the rest: it is safe to re-ru
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,11 +38,13 @@ class Rollup:
     resample_for: str  # how far back each run recomputes, for data that arrived late
     days_attr: str
 
-    def select_into(self, database: str, where: str = "") -> str:
+    def select_into(self, database: str, where: str = "", measurement: str = "") -> str:
+        """Every raw measurement rolled up into its namesake, or the one named."""
         db = quote_ident(database)
+        source = quote_ident(measurement) if measurement else "/.*/"
         return (
             f"SELECT mean(*), min(*), max(*) INTO {db}.{quote_ident(self.name)}.:MEASUREMENT "
-            f"FROM {db}.{quote_ident(RAW)}./.*/{where} GROUP BY time({self.interval}), *"
+            f"FROM {db}.{quote_ident(RAW)}.{source}{where} GROUP BY time({self.interval}), *"
         )
 
     def continuous_query(self, database: str) -> str:
@@ -115,24 +119,37 @@ ROLLUP_CHUNK_MS = 3_600_000
 
 
 async def rollup_range(
-    db: InfluxQL, database: str, since_ms: int, until_ms: int, chunk_ms: int = ROLLUP_CHUNK_MS
+    db: InfluxQL,
+    database: str,
+    since_ms: int,
+    until_ms: int,
+    chunk_ms: int = ROLLUP_CHUNK_MS,
+    measurements: Sequence[str] = (),
 ) -> int:
     """Recompute both rollups over [since, until): for a backlog older than the CQs look.
     An hour at a time (`chunk_ms`, whole hours), aligned to it: one `SELECT … INTO` over
     days of every field outlasts any sensible HTTP timeout. Larger chunks give the same
     rows for less of InfluxDB's CPU (a simulated day: 6 h chunks 43 s, 1 h chunks 60 s)
-    and need a longer timeout."""
+    and need a longer timeout. `measurements` given: a statement per measurement, the
+    same rows for half of InfluxDB's CPU (the simulated day's 6 h chunks: 44 s -> 22 s;
+    `FROM /.*/` merges every measurement's series in one cursor)."""
     written = 0
     start = since_ms - since_ms % chunk_ms
+    sources = list(measurements) or [""]
     for chunk in range(start, until_ms, chunk_ms):
         lo, hi = max(chunk, since_ms), min(chunk + chunk_ms, until_ms)
         where = f" WHERE time >= {lo}ms AND time < {hi}ms"
-        for rollup in ROLLUPS:
-            answer = await db.statement(rollup.select_into(database, where))
+        for rollup, source in itertools.product(ROLLUPS, sources):
+            answer = await db.statement(rollup.select_into(database, where, source))
             for result in answer.get("results", []):
                 for series in result.get("series", []):
                     written += int(series["values"][0][1])
     return written
+
+
+async def measurements(db: InfluxQL, database: str) -> list[str]:
+    answer = await db.query(f"SHOW MEASUREMENTS ON {quote_ident(database)}")
+    return [v[0] for s in answer["results"][0].get("series", []) for v in s["values"]]
 
 
 async def _policies(db: InfluxQL, database: str) -> dict[str, tuple[str, bool]]:

@@ -33,7 +33,7 @@ from ingest.alarms.pipeline import AlarmPipeline
 from ingest.config import KpiSettings, Retention
 from ingest.deadletters import DeadLetters
 from ingest.influx import InfluxV1Writer, WriteResult
-from ingest.schema import ROLLUP_CHUNK_MS, init_database, rollup_range
+from ingest.schema import ROLLUP_CHUNK_MS, init_database, measurements, rollup_range
 from ingest.store import InfluxStore
 from ingest.validate import Validator
 from simulators.engine import Advance, Simulation
@@ -464,7 +464,12 @@ async def fill_influx(
                 alarms.close()
             store.dead_letters.close()
         await rollup_range(
-            writer, target.database, result.start_ms, result.end_ms, target.rollup_chunk_ms
+            writer,
+            target.database,
+            result.start_ms,
+            result.end_ms,
+            target.rollup_chunk_ms,
+            await measurements(writer, target.database),
         )
         return result
     finally:
