@@ -106,7 +106,10 @@ def _fill(
             fill_influx(history, target, workdir, rules, duration_s)
         )
         day = SimulatedDay(server, "facility", scenario, result, workdir / "alarms.sqlite", 60.0)
-        yield Filled(config, day, rules, history.counted)
+        try:
+            yield Filled(config, day, rules, history.counted)
+        finally:
+            day.close()
     finally:
         server.stop()
 

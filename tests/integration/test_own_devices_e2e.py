@@ -241,7 +241,10 @@ def test_four_devices_of_a_real_site_from_profile_to_board_report_and_alarm(
         alarm_book=tmp_path / "ingest" / "alarms.sqlite",
         poll_s=1.0,
     )
-    _every_panel_returns_data(day, build_all(Facts(config, ruleset)))
+    try:
+        _every_panel_returns_data(day, build_all(Facts(config, ruleset)))
+    finally:
+        day.close()
 
     period = day_period(datetime.fromtimestamp(started_ms / 1000, TZ).date(), TZ)
     book_path = next((tmp_path / "ingest").rglob("alarms*.sqlite"))
