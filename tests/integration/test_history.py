@@ -3,13 +3,19 @@ pipeline into a real InfluxDB (the session's `simulated_day`)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from facility.clock import now_ms
 from facility.config import SiteConfig
 from facility.site import AssetKind
-from tests.history import SimulatedDay
+from ingest.config import Retention
+from ingest.influx import InfluxV1Writer
+from ingest.schema import init_database, measurements, rollup_range
+from tests.history import HOUR_MS, SimulatedDay
+from wiring.services import InfluxDB
 
 
 def query(day: SimulatedDay, q: str) -> list[dict[str, Any]]:
@@ -85,3 +91,35 @@ def test_the_days_incidents_are_alarm_events_acknowledged_by_the_crew(
         f"AND {between(simulated_day)}",
     )
     assert {row[1] for row in acked[0]["values"]} == {"crew.simulated"}
+
+
+def test_a_rollup_statement_per_measurement_gives_the_same_rows(influxdb: InfluxDB) -> None:
+    """The simulated day rolls up a measurement a statement (half of influxd's CPU): the
+    rows equal those of the one `FROM /.*/` statement of `facility ingest rollup`, for
+    floats, integers, booleans and strings, points within a minute, several tag sets."""
+    start = now_ms() - now_ms() % HOUR_MS - 24 * HOUR_MS  # within the raw retention
+    lines = [
+        f"pump,site=a,station=s{i % 2},asset=p{i % 3} flow=1.{i},starts={i}i,running={i % 2 == 0},"
+        f'state="x{i}" {start + i * 7_000}'
+        for i in range(900)
+    ] + [f"tank,site=a,station=s0,asset=t level={i / 10} {start + i * 60_000}" for i in range(90)]
+
+    async def rolled(database: str, per_measurement: bool) -> list[dict[str, Any]]:
+        async with InfluxV1Writer(influxdb.url, database) as writer:
+            await init_database(writer, database, Retention())
+            await writer.write(lines)
+            names = await measurements(writer, database) if per_measurement else []
+            assert not per_measurement or names == ["pump", "tank"]
+            await rollup_range(writer, database, start, start + 2 * HOUR_MS, HOUR_MS, names)
+            answers = []
+            for rp in ("rollup_1m", "rollup_1h"):
+                q = f'SELECT * FROM "{rp}"./.*/ GROUP BY *'
+                answers += (await writer.query(q))["results"][0]["series"]
+            return answers
+
+    one, each = asyncio.run(rolled("one", False)), asyncio.run(rolled("each", True))
+    assert one == each
+    # both policies: the pump's six tag sets and the tank's one, every minute with data
+    assert [s["name"] for s in one].count("pump") == 2 * 6 and len(one) == 2 * 7
+    assert sum(len(s["values"]) for s in one if s["name"] == "tank") == 90 + 2
+    assert {"mean_flow", "max_starts", "min_running"} <= set(one[0]["columns"])
