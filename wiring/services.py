@@ -101,13 +101,22 @@ class ServerProcess:
         self.start()
 
     def _launch(
-        self, argv: list[str], log_path: Path, ready: Callable[[], bool], timeout_s: float = 20.0
+        self,
+        argv: list[str],
+        log_path: Path,
+        ready: Callable[[], bool],
+        timeout_s: float = 20.0,
+        env: dict[str, str] | None = None,
     ) -> None:
         """Start the server with its output appended to log_path (a restart keeps the
         earlier log) and wait until ready(); a server that exits or never gets ready is
-        killed and named in a RuntimeError that points at its log."""
+        killed and named in a RuntimeError that points at its log. `env`: variables
+        added to this process's for the server."""
+        environment = {**os.environ, **env} if env else None
         with log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=environment
+            )
         name, deadline = Path(argv[0]).name, time.monotonic() + timeout_s
         while not ready():
             if self.proc is None or self.proc.poll() is not None:
@@ -163,6 +172,8 @@ class InfluxDB(ServerProcess):
     rpc_port: int = field(default_factory=free_port)
     auth_enabled: bool = False
     http_options: str = ""  # extra [http] lines, e.g. "max-body-size = 4096\n"
+    # Go's GC target (GOGC, default 100): higher trades memory for CPU in big queries
+    gc_percent: int | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -182,7 +193,9 @@ class InfluxDB(ServerProcess):
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "influxdb.conf"
         conf.write_text(self._config())
-        self._launch([require("influxd"), "run", "-config", str(conf)], self.log_path, self._ping)
+        env = {"GOGC": str(self.gc_percent)} if self.gc_percent else None
+        argv = [require("influxd"), "run", "-config", str(conf)]
+        self._launch(argv, self.log_path, self._ping, env=env)
 
     def _config(self) -> str:
         w = self.workdir
