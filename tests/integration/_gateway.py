@@ -115,9 +115,11 @@ def recorded(gateway: Gateway) -> Recorder:
 
 
 async def record_for(
-    seconds: float, gateway: Gateway, runner: SiteRunner, grace_s: float = 5.0
+    seconds: float, gateway: Gateway, runner: SiteRunner, grace_s: float = 0.0
 ) -> Recorder:
-    """What the gateway acquires from the served site in `seconds`; both stopped after."""
+    """What the gateway acquires from the served site in `seconds`; both stopped after.
+    No grace by default: no ingest acknowledges what these gateways send, so a drain
+    would wait out its whole grace (5 s) for acks that never come."""
     recorder = recorded(gateway)
     try:
         await asyncio.sleep(seconds)

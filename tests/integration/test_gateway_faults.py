@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,21 @@ from tests.integration.test_gateway_e2e import RunningSite, start_site
 from tests.services import Mosquitto
 
 XIBA = ("fengshou", "xiba")
+RECOVERING = ("tank_no4", "transformer", "pump_3", "pump_1")
+# No ingest acknowledges these gateways' batches: stopping with a grace would wait it out
+# whole for acks that never come (5 s a test), and nothing here is about the uplink.
+NO_INGEST = 0.0
+
+
+async def until(done: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not done():
+        assert asyncio.get_running_loop().time() < deadline, f"{what}: not within {timeout_s} s"
+        await asyncio.sleep(0.05)
+
+
+def statuses_of(recorder: Recorder) -> set[tuple[str, str, object]]:
+    return {(r.asset, r.signal, r.value) for r in recorder.readings if r.kind == "s"}
 
 
 def polls(recorder: Recorder, asset: str) -> int:
@@ -95,19 +111,24 @@ async def test_exception_codes_and_garbled_frames_are_reported_per_device(
     runner, gateway = await faulty_xiba(demo_config, mosquitto, tmp_path, faults)
     comms = runner.source.comms
     recorder = recorded(gateway)
+    faulty = {("tank_no4", "exception_code", 2), ("transformer", "exception_code", 6)}
+    faulty.add(("pump_3", "comm_ok", False))
     try:
-        await asyncio.sleep(4.0)
+        await until(lambda: faulty <= statuses_of(recorder), "each fault reported")
         comms.clear()
         await runner.tick()
-        await asyncio.sleep(4.0)
+        await until(
+            lambda: all(last_status(recorder, a).get("comm_ok") is True for a in RECOVERING),
+            "every device answering again",
+        )
     finally:
-        await gateway.stop()
+        await gateway.stop(grace_s=NO_INGEST)
         await runner.stop()
     statuses = [(r.asset, r.signal, r.value) for r in recorder.readings if r.kind == "s"]
     assert ("tank_no4", "exception_code", 2) in statuses
     assert ("transformer", "exception_code", 6) in statuses  # busy: retried, then reported
     assert ("pump_3", "comm_ok", False) in statuses
-    for asset in ("tank_no4", "transformer", "pump_3", "pump_1"):
+    for asset in RECOVERING:
         assert last_status(recorder, asset)["comm_ok"] is True, f"{asset} did not recover"
 
 
@@ -130,7 +151,7 @@ async def test_garbage_on_device_topics_is_counted_and_the_daemon_keeps_running(
         json.dumps({"unrelated": 1}).encode(),
     ]
     try:
-        await asyncio.sleep(1.0)
+        await until(lambda: gateway.mqtt is not None and gateway.mqtt.connected, "subscribed")
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as device:
             for payload in garbage:
                 await device.publish("parking/wanda/lot/occupancy", payload, qos=1)
@@ -142,7 +163,7 @@ async def test_garbage_on_device_topics_is_counted_and_the_daemon_keeps_running(
                 break
             await asyncio.sleep(0.05)
     finally:
-        await gateway.stop()
+        await gateway.stop(grace_s=NO_INGEST)
     assert sum(gateway.mqtt.rejected.values()) >= len(garbage)
     assert {"not JSON", "not a JSON object"} <= set(gateway.mqtt.rejected)
     assert [r.value for r in recorder.readings if r.signal == "occupied"] == [12]
@@ -201,9 +222,10 @@ async def test_outbox_disk_full_is_a_clear_error_not_a_crash(
     config = one_station(demo_config, *XIBA)
     runner = await start_site(config, mosquitto)
     gateway = gateway_for(served_at(config, runner), *XIBA, tmp_path, mosquitto.port)
-    # A volume with a few pages left: the outbox's test hook caps the file's size.
+    # A volume with three pages left (the new outbox takes five): the outbox's test hook
+    # caps the file's size.
     gateway.outbox.close()
-    gateway.outbox = Outbox(gateway.outbox_path, max_pages=12)
+    gateway.outbox = Outbox(gateway.outbox_path, max_pages=8)
     gateway.uplink.outbox = gateway.outbox
     gateway.start()
     try:
@@ -211,11 +233,26 @@ async def test_outbox_disk_full_is_a_clear_error_not_a_crash(
             while gateway.counters.readings_lost_disk_full == 0:
                 await asyncio.sleep(0.1)
         polls_then = gateway.counters.readings_in
-        await asyncio.sleep(2.0)
+        lost_then = gateway.counters.readings_lost_disk_full
+        # Instead of a fixed 2 s: polls go on and two more stores are refused by the full
+        # disk and counted (status readings are stored every poll); a task dying of a
+        # refusal has died by then.
+        await until(
+            lambda: (
+                gateway.counters.readings_lost_disk_full > lost_then
+                and gateway.counters.readings_in > polls_then
+            ),
+            "polls refused by the full disk",
+        )
+        lost_then = gateway.counters.readings_lost_disk_full
+        await until(
+            lambda: gateway.counters.readings_lost_disk_full > lost_then,
+            "a second poll refused by the full disk",
+        )
         assert gateway.counters.readings_in > polls_then, "polling stopped after disk full"
         assert all(not t.done() for t in gateway.tasks.values()), "a task died"
     finally:
-        await gateway.stop()
+        await gateway.stop(grace_s=NO_INGEST)
         await runner.stop()
     errors = [r.getMessage() for r in caplog.records if "disk full" in r.getMessage()]
     assert errors and "readings lost" in errors[0]
