@@ -353,11 +353,16 @@ async def run_chaos(
     recording = asyncio.create_task(record.run())
     snapshots = asyncio.create_task(every(0.5, snapshot))
     try:
+        started_ms = now_ms()
         for name in ("ingest", "gateway xiba", "gateway wanda_lot"):
             rig.processes[name].start()
         await devices_connected(rig.site_broker)
         rig.processes["simulator"].start()
-        await asyncio.sleep(5.0)  # everything up and delivering before the chaos
+        writer = InfluxV1Writer(rig.influxd.url, DB)
+        try:  # everything up and delivering before the chaos
+            assert await until_delivering(writer, record, started_ms, 60.0), "never delivered"
+        finally:
+            await writer.close()
         rig.note(f"chaos starts (seed {seed})")
         started = time.monotonic()
         for event in events:
@@ -367,7 +372,9 @@ async def run_chaos(
             await rig.act(event.action, event.target)
         end_ms = now_ms()
         rig.note("chaos over: everything runs; waiting for the backlog to drain")
-        await asyncio.sleep(5.0)  # devices' queued messages are all published by now
+        # The devices' messages are published in order from one queue: once one stamped
+        # after the end has reached our record, every earlier one still queued has too.
+        await devices_published_past(record, end_ms, 30.0)
         acquired_mqtt = {
             k: v for k, v in expected_from_devices(record.messages).items() if k[2] < end_ms
         }
@@ -385,19 +392,9 @@ async def run_chaos(
             missing = await until_stored(writer, acquired_mqtt, acquired_modbus, 120.0)
             deadline = time.monotonic() + 30.0
             while any((drained := backlog()).values()) and time.monotonic() < deadline:
-                await asyncio.sleep(1.0)  # the last acks on their way
+                await asyncio.sleep(0.2)  # the last acks on their way
             car_park = await stored_readings(writer, "wanda_lot")
-
-            async def delivering() -> bool:
-                """Each gateway's health reached InfluxDB after the chaos, and the
-                devices (the simulator, maybe just restarted) publish again."""
-                latest = await latest_health(writer)
-                fresh = all(latest.get(station, 0) > end_ms for _, station in GATEWAYS)
-                return fresh and record.messages[-1][0] * 1000 > end_ms
-
-            deadline = time.monotonic() + 30.0
-            while not (again := await delivering()) and time.monotonic() < deadline:
-                await asyncio.sleep(1.0)
+            again = await until_delivering(writer, record, end_ms, 30.0)
         finally:
             await writer.close()
         rig.note("checked")
@@ -430,6 +427,32 @@ async def every(period_s: float, work: Callable[[], None]) -> None:
         await asyncio.sleep(period_s)
 
 
+async def delivering(writer: InfluxV1Writer, record: DeviceRecord, since_ms: int) -> bool:
+    """Each gateway's health reached InfluxDB since then, and the devices (the simulator,
+    maybe just restarted) publish again."""
+    latest = await latest_health(writer)
+    fresh = all(latest.get(station, 0) > since_ms for _, station in GATEWAYS)
+    return fresh and bool(record.messages) and record.messages[-1][0] * 1000 > since_ms
+
+
+async def until_delivering(
+    writer: InfluxV1Writer, record: DeviceRecord, since_ms: int, timeout_s: float
+) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not (again := await delivering(writer, record, since_ms)):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    return again
+
+
+async def devices_published_past(record: DeviceRecord, end_ms: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not any(int(body["ts"]) > end_ms for _, _, body in record.messages[-50:]):
+        assert time.monotonic() < deadline, f"no device message after the chaos in {timeout_s} s"
+        await asyncio.sleep(0.1)
+
+
 async def until_stored(
     writer: InfluxV1Writer,
     mqtt: dict[Key, object],
@@ -446,7 +469,7 @@ async def until_stored(
             wrong += [(k, v, stored.get(k)) for k, v in wanted.items() if stored.get(k) != v]
         if not wrong or time.monotonic() > deadline:
             return wrong
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(0.5)
 
 
 async def latest_health(writer: InfluxV1Writer) -> dict[str, int]:
