@@ -9,7 +9,7 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiomqtt
@@ -89,11 +89,15 @@ async def test_kill_9_loses_nothing_and_acked_readings_never_come_back(
     receiver = Receiver(mosquitto.port)
     await receiver.start()
     kills: list[int] = []
+    pending: set[Key] = set()
     try:
-        for round_ in range(3):
+        for _ in range(3):
             receiver.ingest.acking = True
             proc = start_gateway(site_dir, data_dir, mosquitto.port)
-            await asyncio.sleep(3.0 + round_)
+            batches = len(receiver.batches)
+            # Delivering and acknowledged (the last kill's backlog included), not a fixed
+            # 3-5 s of which the start took half.
+            await receiver.wait_for(delivered(receiver, batches + 3, pending), 30)
             receiver.ingest.acking = False  # the ingest stalls: readings pile up unacked
             # Long enough for every ack already sent to be stored, even on a busy machine:
             # a reading acked before the stall and delivered again is then a real fault.
@@ -123,6 +127,10 @@ async def test_kill_9_loses_nothing_and_acked_readings_never_come_back(
         k for k, receipts in receiver.receipts.items() if redelivered_after_ack(receipts, kills)
     ]
     assert not again, f"{len(again)} acknowledged readings were delivered again"
+
+
+def delivered(receiver: Receiver, batches: int, backlog: set[Key]) -> Callable[[], bool]:
+    return lambda: len(receiver.batches) > batches and backlog <= set(receiver.seen)
 
 
 SECOND = 1_000_000_000
