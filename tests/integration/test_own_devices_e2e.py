@@ -31,7 +31,9 @@ import yaml
 from pymodbus.client import ModbusTcpClient
 
 from dashboards.build import build_all
+from dashboards.macros import interval_to_ms
 from dashboards.model import Facts
+from dashboards.panels import MIN_INTERVAL
 from dashboards.reports.build import operations_report
 from dashboards.reports.data import Influx, alarm_book_snapshot
 from dashboards.reports.periods import day_period
@@ -51,7 +53,10 @@ TZ = ZoneInfo("Europe/Berlin")
 SPEED = 20.0  # simulated seconds per second: a few minutes of counting in seconds
 FLOW_MAX_M3H = 60.0 * 1.3  # the role source's outlet flow at its daily peak
 POWER_MAX_KW = 25.0 * 1.3
-POLLED_S = 20.0  # how long the gateway polls at least
+# The boards' counters are differences per interval, MIN_INTERVAL (10 s) at the least: the
+# gateway polls until the stored readings span two intervals (a poll of slack), once
+# counted as 20 s from the gateway's spawn, of which its start took a few.
+POLLED_MS = interval_to_ms(MIN_INTERVAL) + 1_000
 KINDS = {"energy_meter", "flow_meter", "pressure_transmitter", "chlorine_analyser"}
 SCENARIO = """
 scenario: pressure_falls_now
@@ -200,8 +205,7 @@ def test_four_devices_of_a_real_site_from_profile_to_board_report_and_alarm(
         )  # fmt: skip
         raised = _wait_for_alarm(influxdb.url, timeout_s=60)
         assert raised & {"main_pressure_low", "main_pressure_low_low"}, raised
-        # counters on the boards are differences per 10 s: a few intervals of polls
-        time.sleep(max(0.0, POLLED_S - (now_ms() - started_ms) / 1000))
+        _wait_for_span(influxdb.url, POLLED_MS, timeout_s=60)
         gateway_log = stop(gateway)
         gateway = None
         read_after_ms = now_ms()
@@ -265,15 +269,30 @@ def test_four_devices_of_a_real_site_from_profile_to_board_report_and_alarm(
     assert report.alarms.raises, "the report lists the pressure alarm"
 
 
-def _stored_span(url: str) -> tuple[int, int]:
-    """When the flow meter's first and last stored readings were taken."""
+def _stored_span(
+    url: str, measurement: str = "flow_meter", field: str = "total_m3"
+) -> tuple[int, int]:
+    """When the first and last stored readings of a field (the flow meter's total) were
+    taken; (0, 0) while there are none."""
     times = []
     for pick in ("first", "last"):
-        q = f'SELECT {pick}("total_m3") FROM "flow_meter"'
+        q = f'SELECT {pick}("{field}") FROM "{measurement}"'
         params = {"db": "facility", "q": q, "epoch": "ms"}
         answer = httpx.get(f"{url}/query", params=params).json()["results"][0]
+        if "series" not in answer:
+            return 0, 0
         times.append(int(answer["series"][0]["values"][0][0]))
     return times[0], times[1]
+
+
+def _wait_for_span(url: str, span_ms: int, timeout_s: float) -> None:
+    """Until the flow meter's readings and the gateway's health (the boards' counters)
+    stored in InfluxDB each span span_ms."""
+    deadline = time.monotonic() + timeout_s
+    for measurement, field in (("flow_meter", "total_m3"), ("gateway_health", "poll_overruns")):
+        while (span := _stored_span(url, measurement, field))[1] - span[0] < span_ms:
+            assert time.monotonic() < deadline, f"{measurement} spans only {span} ms"
+            time.sleep(0.2)
 
 
 def _wait_for_alarm(url: str, timeout_s: float) -> set[str]:
