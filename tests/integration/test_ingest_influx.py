@@ -65,7 +65,9 @@ async def test_every_reading_lands_once_and_delivery_resumes_seconds_after_an_in
     recorder = Recorder(gateway)
     gateway.start()
     try:
-        await asyncio.sleep(2.0)
+        async with asyncio.timeout(20):  # stored and acknowledged before the outage
+            while not gateway.uplink.stats.readings_acked:
+                await asyncio.sleep(0.05)
         influxdb.stop()  # the ingest cannot store: it answers "not stored", nothing is lost
         await asyncio.sleep(3.0)
         held = gateway.outbox.stats().readings
