@@ -141,7 +141,7 @@ async def test_broker_outage_loses_nothing_and_live_data_resumes_first(
     )
     runner, receiver, gateway, recorder = await xiba_delivering(config, mosquitto, tmp_path)
     try:
-        await asyncio.sleep(2.0)
+        await receiver.wait_for(lambda: gateway.uplink.stats.readings_acked > 0)  # delivering
         mosquitto.stop() if how == "stop" else mosquitto.kill()
         await asyncio.sleep(6.0)
         backlog = gateway.outbox.stats().readings
