@@ -108,7 +108,8 @@ async def test_mqtt_device_messages_become_readings(
     await receiver.start()
     gateway = gateway_for(config, "wanda", "wanda_lot", tmp_path, mosquitto.port)
     gateway.start()
-    await asyncio.sleep(1.0)  # the persistent subscription exists before devices talk
+    # the persistent subscription exists before devices talk
+    await receiver.wait_for(lambda: gateway.mqtt is not None and gateway.mqtt.connected, 10)
     runner = await start_site(config, mosquitto, speed=600.0)
     try:
         await receiver.wait_for(lambda: any(k[3] == "passage" for k in receiver.received()), 30)
