@@ -38,7 +38,7 @@ from facility.simspec import (
 from facility.site import Asset
 from simulators.physics.common import Value
 from simulators.physics.parking import DeviceMessage, GateModel, ParkingLotModel
-from simulators.world import AssetKey, World
+from simulators.world import CAR_PARK_MODELS, AssetKey, World
 
 PUBLISH_EVERY_S = 10.0
 DEFAULT_RANGE = (0.0, 100.0)  # a number nobody described wanders here (within its type)
@@ -264,7 +264,7 @@ def model_values(world: World, key: AssetKey) -> dict[str, Value]:
     """What the world's model of an asset says (physics, or another source the world
     keeps for its kind); nothing for an asset without one or a car-park device."""
     model = world.models.get(key)
-    if model is None or isinstance(model, ParkingLotModel | GateModel):
+    if model is None or isinstance(model, CAR_PARK_MODELS):
         return {}
     try:
         return dict(world.values(key))

@@ -42,6 +42,9 @@ Model = (
     | GateModel
     | RoleSignalModel
 )
+# Built once: an isinstance on `ParkingLotModel | GateModel` builds the union each call,
+# and the gateway view asks for every polled asset's values every poll.
+CAR_PARK_MODELS = (ParkingLotModel, GateModel)
 # Kinds whose values come from physics; every other kind's from its signals' roles.
 PHYSICS_KINDS = MODELLED_KINDS
 
@@ -258,7 +261,7 @@ class World:
     def values(self, key: AssetKey) -> dict[str, Value]:
         """The physical state of a polled (Modbus) asset as its profile's signals."""
         model = self.models[key]
-        if isinstance(model, ParkingLotModel | GateModel) or (
+        if isinstance(model, CAR_PARK_MODELS) or (
             isinstance(model, RoleSignalModel) and model.publishes
         ):
             raise KeyError(f"{'/'.join(key)} publishes over MQTT; it has no register image")

@@ -49,8 +49,6 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import partial
 
-from simpleeval import SimpleEval
-
 from facility.config import SiteConfig
 from facility.wire import Reading, Value
 from ingest.alarms.evaluators import (
@@ -60,6 +58,7 @@ from ingest.alarms.evaluators import (
     duration_words,
     evaluator_for,
 )
+from ingest.alarms.expressions import Test, compile_test
 from ingest.alarms.model import AlarmKey, ConditionChange
 from ingest.alarms.rules import (
     FUNCTIONS,
@@ -161,6 +160,7 @@ class Tracker:
     bound: Bound
     key: AlarmKey
     evaluator: Evaluator
+    suppress: Test | None  # the rule's `suppress_when`, compiled
     phase: Phase = field(default_factory=Phase)
     past: Phase | None = None
 
@@ -183,16 +183,16 @@ class AlarmEngine:
         self._outage_until: dict[tuple[str, str], int] = {}  # event ms a gateway came back
         self._clear_not_before: dict[tuple[str, str], int] = {}  # per station (BACKLOG_WAIT)
         self._pace: dict[tuple[str, str], float] = {}  # per station: ms between batches
-        self._eval = SimpleEval(functions=FUNCTIONS)
         self._units = _units(site)
         self._station_names = {
             (s.id, st.id): st.name or st.id for s in site.sites for st in s.stations
         }
         self._ratings = {b.path: ratings_of(b.asset) for b in rules.bound}
-        context = Context(self._truth, self._units)
+        context = Context(self._test, self._units)
         for bound in rules.bound:
             key = AlarmKey(bound.site, bound.station, bound.asset.id, bound.id)
-            tracker = Tracker(bound, key, evaluator_for(bound, context))
+            suppress = self._test(bound.suppress, bound) if bound.suppress else None
+            tracker = Tracker(bound, key, evaluator_for(bound, context), suppress)
             if isinstance(bound.rule, GatewayRule):
                 self._gateways[(bound.site, bound.station)] = tracker
             elif isinstance(bound.rule, SilentRule):
@@ -216,12 +216,8 @@ class AlarmEngine:
         self, site: str, station: str, readings: Sequence[Reading], received_ms: int
     ) -> list[ConditionChange]:
         """One batch from a gateway: its readings in event-time order, per asset."""
-        newest = max((r.ts_ms for r in readings), default=received_ms)
+        newest, by_instant = _instants(readings, received_ms)
         changes = self._heard(site, station, newest, received_ms)
-        by_instant: dict[tuple[int, str], list[Reading]] = defaultdict(list)
-        for reading in readings:
-            if reading.kind != "h":
-                by_instant[(reading.ts_ms, reading.asset)].append(reading)
         for (ts, asset), group in sorted(by_instant.items()):
             path = f"{site}/{station}/{asset}"
             state = self._assets[path]
@@ -242,25 +238,27 @@ class AlarmEngine:
         rule on the asset (not answering, errors) is the narrower cause: it holds the
         silence back."""
         first = self._first_event.setdefault((site, station), newest)
+        back = self._outage_until.get((site, station), first)
+        trackers = self._silent[(site, station)]
+        self.evaluations += len(trackers)
         changes = []
-        for tracker in self._silent[(site, station)]:
+        for tracker in trackers:
             rule = tracker.bound.rule
             assert isinstance(rule, SilentRule)
             state = self._assets[tracker.bound.path]
-            back = self._outage_until.get((site, station), first)
-            heard = back if state.newest is None else max(state.newest, back)
-            silent_ms = newest - heard
-            self.evaluations += 1
-            name = _name(tracker.bound)
-            if not tracker.active and silent_ms >= rule.silent_for * 1000:
+            heard = back if state.newest is None or state.newest < back else state.newest
+            silent = newest - heard >= rule.silent_for * 1000
+            if silent == tracker.active:
+                continue  # the usual case: nothing changed
+            if silent:
                 if self._device_trouble(tracker.bound.path):
                     continue
-                message = f"{name}: nothing received for {duration_words(silent_ms)} "
-                message += "while its gateway delivers"
+                message = f"{_name(tracker.bound)}: nothing received for "
+                message += f"{duration_words(newest - heard)} while its gateway delivers"
                 at = heard + int(rule.silent_for * 1000)
                 changes.append(self._change(tracker, True, at, message, None))
-            elif tracker.active and silent_ms < rule.silent_for * 1000:
-                message = f"{name}: reporting again"
+            else:
+                message = f"{_name(tracker.bound)}: reporting again"
                 changes.append(self._change(tracker, False, heard, message, None))
         return changes
 
@@ -347,11 +345,15 @@ class AlarmEngine:
         changes = []
         state = self._assets[path]
         trackers = self._trackers.get(path, [])
+        self.evaluations += len(trackers)
         for tracker in trackers:
-            self.evaluations += 1
             phase = tracker.phase
             raw, value = self._condition(tracker, state, ts, phase.active)
             if raw is None:
+                continue
+            if not raw and not phase.active:
+                # what `advance` makes of it, without its arguments: the usual case
+                phase.pending_since = phase.clearing_since = None
                 continue
             began, was = phase.late_since, (phase.late_message, phase.late_value)
             hold = partial(self._held, tracker, trackers, ts)
@@ -517,21 +519,18 @@ class AlarmEngine:
         self, tracker: Tracker, state: AssetValues, ts: int, active: bool
     ) -> tuple[bool | None, Value]:
         """(raw condition or None when it cannot be told yet, the value)."""
-        bound = tracker.bound
-        if bound.suppress is not None:
-            suppressed = self._truth(bound.suppress, bound, state.values)
+        if tracker.suppress is not None:
+            suppressed = tracker.suppress(state.values)
             if suppressed is None:
                 return None, None  # cannot tell yet whether it applies
             if suppressed:
                 return False, None
         return tracker.evaluator.condition(state, ts, active)
 
-    def _truth(self, tree: ast.AST, bound: Bound, values: dict[str, Value]) -> bool | None:
-        self._eval.names = {**self._ratings[bound.path], **values}
-        try:
-            return bool(self._eval.eval("", previously_parsed=tree))
-        except Exception:  # a signal not seen yet, or null: undecided, not an alarm
-            return None
+    def _test(self, tree: ast.AST, bound: Bound) -> Test:
+        """An expression of the rule, compiled once: the asset's values (and its
+        ratings) to its truth."""
+        return compile_test(tree, self._ratings[bound.path], FUNCTIONS)
 
     # --- words -----------------------------------------------------------------------
 
@@ -551,7 +550,7 @@ class AlarmEngine:
         text = self._render(tracker, bound.clear_message, state)
         if text is None:
             text = tracker.evaluator.clear_words(state)
-        if bound.suppress is not None and self._truth(bound.suppress, bound, state.values):
+        if tracker.suppress is not None and tracker.suppress(state.values):
             text += " (no alarm in this state, by design)"
         return f"{_name(bound)}: {text}"
 
@@ -576,16 +575,46 @@ class AlarmEngine:
 def _apply(state: AssetValues, readings: list[Reading]) -> bool:
     """Take the readings that are news; False when all of them were late."""
     fresh = False
+    values, stamps = state.values, state.stamps
     for r in readings:
-        values, stamps = (
-            (state.status, state.status_stamps) if r.kind == "s" else (state.values, state.stamps)
-        )
-        if r.ts_ms <= stamps.get(r.signal, -1):
-            continue
-        values[r.signal] = r.value
-        stamps[r.signal] = r.ts_ms
-        fresh = True
+        if r.kind == "s":
+            fresh = _take(state.status, state.status_stamps, r) or fresh
+        elif r.ts_ms > stamps.get(r.signal, -1):  # inline: one call a reading costs
+            values[r.signal] = r.value
+            stamps[r.signal] = r.ts_ms
+            fresh = True
     return fresh
+
+
+def _take(values: dict[str, Value], stamps: dict[str, int], r: Reading) -> bool:
+    if r.ts_ms <= stamps.get(r.signal, -1):
+        return False
+    values[r.signal] = r.value
+    stamps[r.signal] = r.ts_ms
+    return True
+
+
+def _instants(
+    readings: Sequence[Reading], received_ms: int
+) -> tuple[int, dict[tuple[int, str], list[Reading]]]:
+    """The batch's newest event time (received_ms if none) and its readings by
+    (acquisition time, asset), health aside. A gateway sends an asset's poll together:
+    a reading like the one before joins its group without a key made."""
+    newest = received_ms if not readings else readings[0].ts_ms
+    by_instant: dict[tuple[int, str], list[Reading]] = {}
+    group: list[Reading] = []
+    ts: int | None = None
+    asset = ""
+    for reading in readings:
+        if reading.ts_ms > newest:
+            newest = reading.ts_ms
+        if reading.kind == "h":
+            continue
+        if reading.ts_ms != ts or reading.asset != asset:
+            ts, asset = reading.ts_ms, reading.asset
+            group = by_instant.setdefault((ts, asset), [])
+        group.append(reading)
+    return newest, by_instant
 
 
 def _settled(changes: list[ConditionChange]) -> list[ConditionChange]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,9 @@ class ParkingLotModel:
     occupied: int = 0
     turned_away: int = 0
     _regs: list[Regular] = field(default_factory=list)
+    # the travelling regulars' (leave hour, index) and (return hour, index), sorted
+    _leaving: list[tuple[float, int]] = field(default_factory=list)
+    _returning: list[tuple[float, int]] = field(default_factory=list)
     _visitor_exits: list[int] = field(default_factory=list)  # heap of departure times
     _day: int = -1
     _last_report_ms: int = -(10**15)
@@ -129,6 +133,9 @@ class ParkingLotModel:
             )
             for r in old
         ]
+        travelling = [(i, r) for i, r in enumerate(self._regs) if r.travels]
+        self._leaving = sorted((r.leave_h, i) for i, r in travelling)
+        self._returning = sorted((r.return_h, i) for i, r in travelling)
 
     def visitor_rate_per_h(self, h: float) -> float:
         # shops and visits: low at night, a broad daytime plateau, an evening peak
@@ -166,9 +173,8 @@ class ParkingLotModel:
         def at() -> int:
             return t_ms + int(rng.random() * dt_s * 1000)
 
-        for r in self._regs:
-            if not r.travels:
-                continue
+        for i in self._due(h0, h1):
+            r = self._regs[i]
             if r.present and h0 <= r.leave_h < h1:
                 out.append((at(), "out"))
                 r.present = False
@@ -184,6 +190,15 @@ class ParkingLotModel:
         while self._visitor_exits and self._visitor_exits[0] < end:
             out.append((max(t_ms, heapq.heappop(self._visitor_exits)), "out"))
         return out
+
+    def _due(self, h0: float, h1: float) -> list[int]:
+        """The travelling regulars leaving or returning in [h0, h1), in their order: a
+        step is seconds, a day's regulars hundreds, so most steps have none."""
+        due: set[int] = set()
+        for hours in (self._leaving, self._returning):
+            lo, hi = bisect_left(hours, (h0,)), bisect_left(hours, (h1,))
+            due.update(i for _, i in hours[lo:hi])
+        return sorted(due)
 
     def _pass(self, when: int, direction: str) -> list[DeviceMessage]:
         if direction == "in" and self.occupied >= self.capacity:

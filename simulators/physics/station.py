@@ -98,25 +98,35 @@ class StationModel:
             head = self._common_head(pumping)
         elif pumping:  # every valve shut: pumps churn at shut-off head
             head = max(p.curve.shutoff_head_m * p.speed_ratio**2 for p in pumping)
+        # Membership by identity: `in` on the lists compared the models as dataclasses,
+        # field by field, for every other pump and tank of the station (a third of a
+        # station's step); two models are never equal, each has its own random stream.
+        turning, delivering = {id(p) for p in spinning}, {id(p) for p in pumping}
+        filling = {id(t) for t in open_tanks}
         total = 0.0
         for pump in self.pumps.values():
             flow = pump.curve.flow_at_head(head, pump.speed_ratio) if open_tanks else 0.0
-            flow = flow if pump in pumping else 0.0
-            pump.set_operating_point(flow, head if pump in spinning else self.static_head_m)
-            total += pump.flow_m3h if pump in pumping else 0.0
+            flow = flow if id(pump) in delivering else 0.0
+            pump.set_operating_point(flow, head if id(pump) in turning else self.static_head_m)
+            total += pump.flow_m3h if id(pump) in delivering else 0.0
         self.flow_m3h, self.head_m = total, head
         share = sum(t.capacity_m3 for t in open_tanks)
         for tank in self.tanks.values():
-            tank.inflow_m3h = total * tank.capacity_m3 / share if tank in open_tanks else 0.0
+            tank.inflow_m3h = total * tank.capacity_m3 / share if id(tank) in filling else 0.0
 
     def _common_head(self, pumps: list[PumpModel]) -> float:
         lo = self.static_head_m
         hi = max(p.curve.shutoff_head_m * p.speed_ratio**2 for p in pumps)
         if hi <= lo:
             return lo
+        # each pump's curve at its speed, looked up once for the 40 halvings: the same
+        # arithmetic as `PumpCurve.flow_at_head`, so the same head to the last bit
+        curves = [(p.curve.shutoff_head_m * p.speed_ratio**2, p.curve.k) for p in pumps]
         for _ in range(40):
             mid = 0.5 * (lo + hi)
-            supplied = sum(p.curve.flow_at_head(mid, p.speed_ratio) for p in pumps)
+            supplied = sum(
+                math.sqrt((top - mid) / k) if top - mid > 0 else 0.0 for top, k in curves
+            )
             wanted = math.sqrt((mid - self.static_head_m) / self._resistance)
             lo, hi = (mid, hi) if supplied > wanted else (lo, mid)
         return 0.5 * (lo + hi)
