@@ -86,14 +86,15 @@ class GatewayView:
         return out
 
     def _polled(self, site: str, station: str) -> list[Reading]:
-        t = self.sim.t_ms
+        sim = self.sim
+        t, comms = sim.t_ms, sim.comms
         out: list[Reading] = []
         failing = 0
         for key in self._polled_assets(site, station):
-            fault = self.sim.comms.get(key)
-            out += device_status(key[2], t, fault)
+            asset, fault = key[2], comms.get(key)
+            out += device_status(asset, t, fault)
             if fault is None:
-                out += [Reading(key[2], s, t, v) for s, v in self.sim.values(key).items()]
+                out += [Reading(asset, s, t, v) for s, v in sim.values(key).items()]
             else:
                 failing += 1
         errors = self.device_errors.get((site, station), 0) + failing

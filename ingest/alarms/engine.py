@@ -163,6 +163,10 @@ class Tracker:
     suppress: Test | None  # the rule's `suppress_when`, compiled
     phase: Phase = field(default_factory=Phase)
     past: Phase | None = None
+    path: str = field(init=False)  # the asset's, made once: every batch asks
+
+    def __post_init__(self) -> None:
+        self.path = self.bound.path
 
     @property
     def active(self) -> bool:
@@ -221,11 +225,14 @@ class AlarmEngine:
         for (ts, asset), group in sorted(by_instant.items()):
             path = f"{site}/{station}/{asset}"
             state = self._assets[path]
-            if state.newest is not None and ts < state.newest:
+            if state.newest is None or ts > state.newest:
+                _apply_newer(state, group, ts)
+                state.newest = ts
+                changes += self._evaluate(path, ts)
+            elif ts < state.newest:
                 changes += self._evaluate_past(path, ts, group)
                 _apply(state, group)  # a signal with nothing newer: its latest value
-            elif _apply(state, group):
-                state.newest = ts
+            elif _apply(state, group):  # the asset's newest instant again: what is news
                 changes += self._evaluate(path, ts)
         if readings and (site, station) in self._silent:
             changes += self._silence(site, station, newest)
@@ -245,13 +252,13 @@ class AlarmEngine:
         for tracker in trackers:
             rule = tracker.bound.rule
             assert isinstance(rule, SilentRule)
-            state = self._assets[tracker.bound.path]
+            state = self._assets[tracker.path]
             heard = back if state.newest is None or state.newest < back else state.newest
             silent = newest - heard >= rule.silent_for * 1000
-            if silent == tracker.active:
+            if silent == tracker.phase.active:
                 continue  # the usual case: nothing changed
             if silent:
-                if self._device_trouble(tracker.bound.path):
+                if self._device_trouble(tracker.path):
                     continue
                 message = f"{_name(tracker.bound)}: nothing received for "
                 message += f"{duration_words(newest - heard)} while its gateway delivers"
@@ -348,7 +355,10 @@ class AlarmEngine:
         self.evaluations += len(trackers)
         for tracker in trackers:
             phase = tracker.phase
-            raw, value = self._condition(tracker, state, ts, phase.active)
+            if tracker.suppress is None:  # `_condition`, inline: the hottest loop
+                raw, value = tracker.evaluator.condition(state, ts, phase.active)
+            else:
+                raw, value = self._condition(tracker, state, ts, phase.active)
             if raw is None:
                 continue
             if not raw and not phase.active:
@@ -586,6 +596,20 @@ def _apply(state: AssetValues, readings: list[Reading]) -> bool:
     return fresh
 
 
+def _apply_newer(state: AssetValues, readings: list[Reading], ts: int) -> None:
+    """Readings of an instant newer than all the asset has (every stamp is at most its
+    `newest`): all news, no stamp to compare. Taken last to first, so that of a signal
+    sent twice the first stays, as `_apply` keeps it."""
+    values, stamps = state.values, state.stamps
+    for r in reversed(readings):
+        if r.kind == "s":
+            state.status[r.signal] = r.value
+            state.status_stamps[r.signal] = ts
+        else:
+            values[r.signal] = r.value
+            stamps[r.signal] = ts
+
+
 def _take(values: dict[str, Value], stamps: dict[str, int], r: Reading) -> bool:
     if r.ts_ms <= stamps.get(r.signal, -1):
         return False
@@ -606,12 +630,13 @@ def _instants(
     ts: int | None = None
     asset = ""
     for reading in readings:
-        if reading.ts_ms > newest:
-            newest = reading.ts_ms
+        at = reading.ts_ms
+        if at > newest:
+            newest = at
         if reading.kind == "h":
             continue
-        if reading.ts_ms != ts or reading.asset != asset:
-            ts, asset = reading.ts_ms, reading.asset
+        if at != ts or reading.asset != asset:
+            ts, asset = at, reading.asset
             group = by_instant.setdefault((ts, asset), [])
         group.append(reading)
     return newest, by_instant

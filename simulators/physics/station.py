@@ -124,9 +124,7 @@ class StationModel:
         curves = [(p.curve.shutoff_head_m * p.speed_ratio**2, p.curve.k) for p in pumps]
         for _ in range(40):
             mid = 0.5 * (lo + hi)
-            supplied = sum(
-                math.sqrt((top - mid) / k) if top - mid > 0 else 0.0 for top, k in curves
-            )
+            supplied = _supplied(curves, mid)
             wanted = math.sqrt((mid - self.static_head_m) / self._resistance)
             lo, hi = (mid, hi) if supplied > wanted else (lo, mid)
         return 0.5 * (lo + hi)
@@ -147,3 +145,12 @@ class StationModel:
         if self.water_quality is not None:
             self.water_quality.flow_m3h = self.flow_m3h
             self.water_quality.advance(dt_s, t_ms)
+
+
+def _supplied(curves: list[tuple[float, float]], head_m: float) -> float:
+    """What pumps with these (shut-off head at speed, k) deliver together against a head;
+    one pump (most stations) without `sum`, which adds its one flow to 0: the same."""
+    if len(curves) == 1:
+        top, k = curves[0]
+        return math.sqrt((top - head_m) / k) if top - head_m > 0 else 0.0
+    return sum(math.sqrt((top - head_m) / k) if top - head_m > 0 else 0.0 for top, k in curves)
