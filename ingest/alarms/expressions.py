@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import copy
 import operator
+import warnings
 from collections.abc import Callable, Mapping
 from types import CodeType
 from typing import Any
@@ -102,7 +103,12 @@ def _compiled(body: ast.expr, functions: Mapping[str, Any]) -> CodeType | None:
     if not all(_plain(node, functions) for node in ast.walk(body)):
         return None
     tree = ast.fix_missing_locations(ast.Expression(_Guarded().visit(copy.deepcopy(body))))
-    return compile(tree, "<rule expression>", "eval")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # `x is 0`: simpleeval takes it without a word
+            return compile(tree, "<rule expression>", "eval")
+    except Exception:  # (too deep, say) simpleeval's walk decides, as before
+        return None
 
 
 def _plain(node: ast.AST, functions: Mapping[str, Any]) -> bool:

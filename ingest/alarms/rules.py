@@ -21,8 +21,9 @@ overrides:
   - {asset: fengshou/xiba/tank_no4, rule: tank_level_high_high, set: {deadband: 0.1}}
 ```
 
-Expressions (`when`, `suppress_when`) use simpleeval, never eval: names are the
-asset's signals and its nameplate ratings, plus abs/min/max. They are parsed and their
+Expressions (`when`, `suppress_when`) are parsed by simpleeval, never eval'd as text
+(the engine compiles the plain ones to the walk's equal: ingest/alarms/expressions.py):
+names are the asset's signals and its nameplate ratings, plus abs/min/max. They are parsed and their
 names checked when the file loads, so a typo is a ConfigError naming rule and field.
 
 A `message` is a template for the text an alarm is raised with, `clear_message` for
