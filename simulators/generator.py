@@ -266,7 +266,6 @@ def model_values(world: World, key: AssetKey) -> dict[str, Value]:
     model = world.models.get(key)
     if model is None or isinstance(model, CAR_PARK_MODELS):
         return {}
-    try:
-        return dict(world.values(key))
-    except KeyError:  # a model of an MQTT device: it has values, not a register image
-        return dict(model.values())
+    # `World.values` is the same call, refused for a model of an MQTT device (values,
+    # no register image): asked of the model at once, every poll of every asset.
+    return dict(model.values())
