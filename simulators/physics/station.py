@@ -99,8 +99,8 @@ class StationModel:
         elif pumping:  # every valve shut: pumps churn at shut-off head
             head = max(p.curve.shutoff_head_m * p.speed_ratio**2 for p in pumping)
         # Membership by identity: `in` on the lists compared the models as dataclasses,
-        # field by field, for every other pump and tank of the station (a third of a
-        # station's step); two models are never equal, each has its own random stream.
+        # field by field, for every other pump and tank of the station, every step; two
+        # models are never equal anyway (each has its own random stream).
         turning, delivering = {id(p) for p in spinning}, {id(p) for p in pumping}
         filling = {id(t) for t in open_tanks}
         total = 0.0
