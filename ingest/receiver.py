@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import ssl
 import time
@@ -64,6 +65,7 @@ RECONNECT_S = 0.5
 # however many gateways there are (a count of failures would reach the cap at once).
 RETRY_AFTER_FIRST_MS = 500
 RETRY_AFTER_CAP_MS = 5_000
+RETRY_AFTER_SPREAD = 0.2
 BROKER_LOG_EVERY_S = 60.0  # while the broker stays away, say so again this often
 
 
@@ -84,6 +86,12 @@ async def decode(payload: bytes) -> tuple[Batch, list[BadRow]]:
 def retry_after_ms(failing_for_s: float) -> int:
     """The pause a not-stored reply asks for when the store has failed this long."""
     return min(RETRY_AFTER_CAP_MS, max(RETRY_AFTER_FIRST_MS, int(failing_for_s * 1000)))
+
+
+def spread(pause_ms: int) -> int:
+    """The pause plus up to a fifth more, at random: the gateways told to wait during one
+    InfluxDB outage then come back spread out, not all in the same instant."""
+    return pause_ms + int(pause_ms * RETRY_AFTER_SPREAD * random.random())
 
 
 async def keep_nothing(batch: Batch, rejected: list[BadRow]) -> None:
@@ -297,7 +305,7 @@ class Receiver:
         now = time.monotonic()
         if self._failing_since is None:
             self._failing_since = now
-        wait_ms = retry_after_ms(now - self._failing_since)
+        wait_ms = spread(retry_after_ms(now - self._failing_since))
         self._refusals.log(
             "not stored",
             "batch %d from %s/%s not stored (%s); its gateway sends it again",

@@ -25,7 +25,7 @@ from facility.wire import (
     encode_not_stored,
     parse_json,
 )
-from ingest.receiver import RETRY_AFTER_CAP_MS, retry_after_ms
+from ingest.receiver import RETRY_AFTER_CAP_MS, RETRY_AFTER_SPREAD, retry_after_ms, spread
 
 INTS = st.integers(min_value=-(2**63), max_value=2**63)
 
@@ -135,3 +135,10 @@ def test_the_ingest_asks_for_a_pause_as_long_as_its_store_has_failed_within_boun
     assert pauses == [500, 500, 1000, 2000, 4000, 5000, 5000]
     assert retry_after_ms(-1.0) == 500 and retry_after_ms(1e12) == RETRY_AFTER_CAP_MS
     assert RETRY_AFTER_CAP_MS <= MAX_RETRY_AFTER_MS
+
+
+def test_the_ingest_spreads_its_pauses_so_gateways_do_not_return_together() -> None:
+    pauses = {spread(2_000) for _ in range(200)}
+    assert min(pauses) >= 2_000 and max(pauses) <= 2_000 * (1 + RETRY_AFTER_SPREAD)
+    assert len(pauses) > 50  # not one instant for everyone
+    assert RETRY_AFTER_CAP_MS * (1 + RETRY_AFTER_SPREAD) <= MAX_RETRY_AFTER_MS  # never clamped
