@@ -510,19 +510,17 @@ async def pymodbus_reader(port: int, rtu: bool, timeout_s: float) -> tuple[Clien
     transport = Transport.RTU_OVER_TCP if rtu else Transport.TCP
     client = make_pymodbus_client(Bus(id="c", transport=transport, port=port, timeout_s=timeout_s))
     assert await client.connect()
-
-    async def read(address: int, count: int) -> Sequence[int]:
-        response = await client.read_holding_registers(address, count=count, device_id=1)
-        if response.isError():
-            raise RefusedRead(response.exception_code)
-        return list(response.registers)
-
-    return read, client.close
+    return holding_reader(client), client.close
 
 
 async def stream_reader(port: int, rtu: bool, timeout_s: float) -> tuple[ClientRead, Any]:
     client = StreamModbusClient("127.0.0.1", port, rtu=rtu, timeout=timeout_s)
     assert await client.connect()
+    return holding_reader(client), client.close
+
+
+def holding_reader(client: Any) -> ClientRead:
+    """Reads of unit 1's holding registers through a client with pymodbus's API."""
 
     async def read(address: int, count: int) -> Sequence[int]:
         response = await client.read_holding_registers(address, count=count, device_id=1)
@@ -530,7 +528,7 @@ async def stream_reader(port: int, rtu: bool, timeout_s: float) -> tuple[ClientR
             raise RefusedRead(response.exception_code)
         return list(response.registers)
 
-    return read, client.close
+    return read
 
 
 async def async_modbus_reader(port: int, rtu: bool, timeout_s: float) -> tuple[ClientRead, Any]:
