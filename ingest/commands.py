@@ -26,7 +26,7 @@ from ingest.config import IngestConfig, load_ingest_config
 from ingest.deadletters import DeadLetters
 from ingest.influx import InfluxError, InfluxV1Writer
 from ingest.replay import replay
-from ingest.schema import init_database, rollup_range
+from ingest.schema import init_database, measurements, rollup_range
 from ingest.service import IngestService, make_writer
 from ingest.store import InfluxStore
 from ingest.validate import Validator
@@ -156,7 +156,8 @@ def rollup(
 async def _rollup(config: IngestConfig, since_ms: int, until_ms: int) -> int:
     writer = _v1_writer(config)
     try:
-        return await rollup_range(writer, writer.database, since_ms, until_ms)
+        names = await measurements(writer, writer.database)  # half influxd's CPU of /.*/
+        return await rollup_range(writer, writer.database, since_ms, until_ms, measurements=names)
     finally:
         await writer.close()
 

@@ -95,7 +95,7 @@ def test_the_days_incidents_are_alarm_events_acknowledged_by_the_crew(
 
 def test_a_rollup_statement_per_measurement_gives_the_same_rows(influxdb: InfluxDB) -> None:
     """The simulated day rolls up a measurement a statement (half of influxd's CPU): the
-    rows equal those of the one `FROM /.*/` statement of `facility ingest rollup`, for
+    rows equal those of the one `FROM /.*/` statement (the continuous queries' form), for
     floats, integers, booleans and strings, points within a minute, several tag sets."""
     start = now_ms() - now_ms() % HOUR_MS - 24 * HOUR_MS  # within the raw retention
     lines = [
