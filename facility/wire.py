@@ -26,11 +26,13 @@ in its dead-letter store by then); the gateway deletes the batch from its outbox
 on this ack, never on the broker's PUBACK.
 
 When the batch could not be stored, the ingest says so on the same topic:
-{"v": 1, "boot": ..., "seq": 42, "stored": false, "not_stored": "InfluxUnavailable",
+{"v": 1, "boot": ..., "seq": 42, "stored": null, "not_stored": "InfluxUnavailable",
 "retry_after_ms": 2000}. The gateway sends the batch again after that pause instead of
-waiting out its ack timeout. `"stored": false` is what keeps gateways that predate this
-reply safe: their decoder takes a missing `stored` as 0 (an ack, the batch deleted), but
-refuses one that is not an integer, so to them the reply is a malformed ack, ignored.
+waiting out its ack timeout. `"stored": null` is what keeps gateways that predate this
+reply safe: the first decoders (2026-11-22 on) took `int(body.get("stored", 0))`, the
+later ones an exact integer defaulting to 0, so a missing `stored` is an ack to both and
+`false` is `int(False) == 0` to the first; `null` makes both refuse the message as a
+malformed ack.
 """
 
 from __future__ import annotations
@@ -291,12 +293,12 @@ class NotStored:
 
 
 def encode_not_stored(boot: int, seq: int, reason: str, retry_after_ms: int) -> bytes:
-    # "stored": false, never left out: see the module's docstring (old gateways).
+    # "stored": null, never left out nor false: see the module's docstring (old gateways).
     body = {
         "v": WIRE_VERSION,
         "boot": boot,
         "seq": seq,
-        "stored": False,
+        "stored": None,
         "not_stored": reason[:MAX_NOT_STORED_CHARS] or "not stored",
         "retry_after_ms": min(MAX_RETRY_AFTER_MS, max(0, retry_after_ms)),
     }
@@ -307,14 +309,18 @@ def decode_reply(payload: bytes) -> Ack | NotStored:
     """What the ingest answered about one batch: an Ack, or a NotStored. A message
     naming `not_stored` is a not-stored reply or refused, never taken for an ack."""
     body = _reply_body(payload)
-    if body.get("stored") is False or "not_stored" in body:
+    if _says_not_stored(body) or "not_stored" in body:
         return _not_stored(body)
     return _ack(body)
 
 
+def _says_not_stored(body: dict[str, Any]) -> bool:
+    return "stored" in body and body["stored"] is None
+
+
 def _not_stored(body: dict[str, Any]) -> NotStored:
-    if body.get("stored") is not False:
-        raise WireError('a not-stored reply must say "stored": false')
+    if not _says_not_stored(body):
+        raise WireError('a not-stored reply must say "stored": null')
     numbers: list[int] = []
     for name in ("boot", "seq", "retry_after_ms"):
         value = body.get(name)

@@ -46,6 +46,7 @@ from facility.wire import (
     parse_topic,
     topic,
 )
+from ingest.influx import InfluxAuthError, InfluxUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ RECONNECT_S = 0.5
 RETRY_AFTER_FIRST_MS = 500
 RETRY_AFTER_CAP_MS = 5_000
 RETRY_AFTER_SPREAD = 0.2
+# Failures a quick resend can outlast: the database away or refusing our credential
+# (OSError: a store that talks to it directly). Anything else (a bug, the alarms after a
+# stored batch) stays silent: the gateway resends after its ack timeout, not in a loop.
+STORE_AWAY: tuple[type[Exception], ...] = (InfluxUnavailable, InfluxAuthError, OSError)
 BROKER_LOG_EVERY_S = 60.0  # while the broker stays away, say so again this often
 
 
@@ -316,6 +321,8 @@ class Receiver:
         )
         if self._stopping or not self.acking:
             return  # stopping: its gateway resends to whoever is up, after its ack timeout
+        if not isinstance(exc, STORE_AWAY):
+            return  # a fault of ours, not of the database: no quick resend loop, the timeout
         reply = encode_not_stored(batch.boot, batch.seq, type(exc).__name__, wait_ms)
         await client.publish(topic(batch.site, batch.station, "ack"), reply, qos=1)
         self.not_stored_replies += 1

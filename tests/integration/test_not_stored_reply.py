@@ -7,13 +7,26 @@ hours holds sending at most MAX_RETRY_AFTER_MS."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiomqtt
 
 from facility.clock import now_ms
 from facility.config import SiteConfig
-from facility.wire import MAX_RETRY_AFTER_MS, encode_not_stored, topic
+from facility.wire import (
+    MAX_RETRY_AFTER_MS,
+    BadRow,
+    Batch,
+    NotStored,
+    Reading,
+    decode_reply,
+    encode_batch,
+    encode_not_stored,
+    topic,
+)
+from ingest.influx import InfluxUnavailable
+from ingest.receiver import Receiver
 from tests.integration._gateway import gateway_for, one_station
 from tests.receiver import Receiver as KeepingReceiver
 from tests.services import Mosquitto
@@ -83,3 +96,41 @@ def _resent(ingest: KeepingReceiver, seq: int, keys: set[tuple[str, str, int]]) 
         if batch.seq > seq and keys <= {(r.asset, r.signal, r.ts_ms) for r in batch.readings}:
             return arrived_ms
     return None
+
+
+async def test_the_ingest_answers_not_stored_only_when_its_database_is_away(
+    mosquitto: Mosquitto,
+) -> None:
+    """InfluxDB away: a reply, so the gateway resends after a short pause. Any other
+    failure of the store (a bug, the alarms after the write): no reply, else the gateway
+    would resend it twice a second for ever; it waits out its ack timeout as before."""
+    failures: dict[int, Exception] = {1: InfluxUnavailable("down"), 2: RuntimeError("bug")}
+    failures[3] = ConnectionRefusedError("refused")
+
+    async def store(batch: Batch, rejected: list[BadRow]) -> None:
+        raise failures[batch.seq]
+
+    receiver = Receiver("127.0.0.1", mosquitto.port, store, client_id="ingest-not-stored")
+    await receiver.start()
+    replies: list[object] = []
+    try:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as gateway:
+            await gateway.subscribe(ACK, qos=1)
+            for seq in failures:
+                reading = Reading("lot", "occupied", now_ms(), seq)
+                batch = Batch("wanda", "wanda_lot", 7, seq, "live", now_ms(), [reading])
+                await gateway.publish(topic("wanda", "wanda_lot", "up"), encode_batch(batch))
+            async with asyncio.timeout(10):
+                async for message in gateway.messages:
+                    replies.append(decode_reply(bytes(message.payload)))
+                    if len(replies) == 2:
+                        break
+            while receiver.store_failures < 3:
+                await asyncio.sleep(0.05)
+    finally:
+        await receiver.stop()
+    assert [(r.seq, r.reason) for r in replies if isinstance(r, NotStored)] == [
+        (1, "InfluxUnavailable"),
+        (3, "ConnectionRefusedError"),
+    ]
+    assert receiver.not_stored_replies == 2 and receiver.store_failures == 3

@@ -30,9 +30,30 @@ from ingest.receiver import RETRY_AFTER_CAP_MS, RETRY_AFTER_SPREAD, retry_after_
 INTS = st.integers(min_value=-(2**63), max_value=2**63)
 
 
+def first_decode_ack(payload: bytes) -> Ack:
+    """facility.wire.decode_ack as the wire's first version shipped it (888fd32, up to
+    5a2d369), verbatim but for the JSON parser: `int()` of whatever `stored` holds, so
+    `false` would be 0, an ack."""
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError(f"ack is not JSON: {exc}") from exc
+    if not isinstance(body, dict) or body.get("v") != WIRE_VERSION:
+        raise WireError("ack is not a v1 object")
+    try:
+        return Ack(
+            int(body["boot"]),
+            int(body["seq"]),
+            int(body.get("stored", 0)),
+            int(body.get("rejected", 0)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WireError(f"ack lacks boot/seq: {exc}") from exc
+
+
 def released_decode_ack(payload: bytes) -> Ack:
-    """facility.wire.decode_ack as gateways run it since the wire's first version, up to
-    commit 3436dff, verbatim: those gateways stay in the field after this change."""
+    """facility.wire.decode_ack as gateways run it from 7b53137 up to commit 3436dff,
+    verbatim: those gateways stay in the field after this change."""
     if len(payload) > MAX_ACK_BYTES:
         raise WireError(f"ack of {len(payload)} bytes exceeds {MAX_ACK_BYTES}")
     body = parse_json(payload, "ack")
@@ -60,20 +81,28 @@ def test_a_not_stored_reply_round_trips_and_no_ack_decoder_takes_it(
     for old_or_new in (released_decode_ack, decode_ack):
         with pytest.raises(WireError, match="'stored' missing or not an integer"):
             old_or_new(payload)
+    with pytest.raises(WireError, match="ack lacks boot/seq"):
+        first_decode_ack(payload)
 
 
-def test_a_reply_leaving_stored_out_would_be_an_ack_to_released_gateways() -> None:
-    """Why the reply says "stored": false: the released decoder takes a missing `stored`
-    as 0, an ack, and would delete the batch. The new decoder refuses such a reply."""
-    bare = json.dumps({"v": 1, "boot": 7, "seq": 3, "not_stored": "x", "retry_after_ms": 500})
-    assert released_decode_ack(bare.encode()) == Ack(7, 3, 0, 0)
-    with pytest.raises(WireError, match='"stored": false'):
-        decode_reply(bare.encode())
+def test_a_reply_leaving_stored_out_or_false_would_be_an_ack_to_released_gateways() -> None:
+    """Why the reply says "stored": null: both released decoders take a missing `stored`
+    as 0, an ack, and the first takes `false` as 0 too: either would delete the batch.
+    The new decoder refuses both."""
+    bare = {"v": 1, "boot": 7, "seq": 3, "not_stored": "x", "retry_after_ms": 500}
+    false = json.dumps(bare | {"stored": False}).encode()
+    for decoder in (first_decode_ack, released_decode_ack):
+        assert decoder(json.dumps(bare).encode()) == Ack(7, 3, 0, 0)
+    assert first_decode_ack(false) == Ack(7, 3, 0, 0)
+    for refused in (json.dumps(bare).encode(), false):
+        with pytest.raises(WireError, match='"stored": null'):
+            decode_reply(refused)
 
 
 def test_acks_still_decode_as_acks() -> None:
     assert decode_reply(encode_ack(7, 3, 310, 2)) == Ack(7, 3, 310, 2)
     assert released_decode_ack(encode_ack(7, 3, 310, 2)) == Ack(7, 3, 310, 2)
+    assert first_decode_ack(encode_ack(7, 3, 310, 2)) == Ack(7, 3, 310, 2)
 
 
 def test_the_longest_reason_in_the_widest_characters_stays_within_an_ack() -> None:
@@ -85,7 +114,7 @@ def test_the_longest_reason_in_the_widest_characters_stays_within_an_ack() -> No
 
 
 def _reply(**fields: object) -> bytes:
-    body: dict[str, object] = {"v": 1, "boot": 7, "seq": 3, "stored": False}
+    body: dict[str, object] = {"v": 1, "boot": 7, "seq": 3, "stored": None}
     body |= {"not_stored": "InfluxUnavailable", "retry_after_ms": 500} | fields
     return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
 
@@ -93,9 +122,9 @@ def _reply(**fields: object) -> bytes:
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        (_reply(stored=0), '"stored": false'),
-        (_reply(stored=None), '"stored": false'),
-        (_reply(stored="false"), '"stored": false'),
+        (_reply(stored=0), '"stored": null'),
+        (_reply(stored=False), '"stored": null'),
+        (_reply(stored="null"), '"stored": null'),
         (_reply(not_stored=...), "reason missing"),
         (_reply(not_stored=""), "reason missing"),
         (_reply(not_stored=["InfluxUnavailable"]), "reason missing"),
