@@ -43,7 +43,9 @@ NATIVE = {
     kind
     for kind, function in DEFAULT_OPERATORS.items()
     if getattr(operator, getattr(function, "__name__", ""), None) is function
-} | {ast.In, ast.NotIn, ast.Is, ast.IsNot}  # simpleeval's lambdas of the same meaning
+} | {ast.In, ast.NotIn}  # simpleeval's lambdas of the same meaning
+# Not `is`: compiled code shares equal constants and folds constant arithmetic, so
+# `0.5 is 0.5` would be True where simpleeval's walk says False: `is` keeps the walk.
 GUARDED = {kind: f"__op_{kind.__name__}" for kind in DEFAULT_OPERATORS}
 CALLED = "__fn_"  # prefix of a function's name in the globals (never a value's name)
 PLAIN_NODES = (
@@ -102,10 +104,10 @@ def _compiled(body: ast.expr, functions: Mapping[str, Any]) -> CodeType | None:
     """The code object, or None when the expression has a node outside the plain ones."""
     if not all(_plain(node, functions) for node in ast.walk(body)):
         return None
-    tree = ast.fix_missing_locations(ast.Expression(_Guarded().visit(copy.deepcopy(body))))
-    try:
+    try:  # copying, rewriting and compiling all recurse: a deep expression keeps the walk
+        tree = ast.fix_missing_locations(ast.Expression(_Guarded().visit(copy.deepcopy(body))))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # `x is 0`: simpleeval takes it without a word
+            warnings.simplefilter("ignore")
             return compile(tree, "<rule expression>", "eval")
     except Exception:  # (too deep, say) simpleeval's walk decides, as before
         return None

@@ -145,3 +145,22 @@ def test_the_parsed_tree_is_left_as_parsed() -> None:
     before = ast.dump(tree)
     compile_test(tree, RATINGS, FUNCTIONS)
     assert ast.dump(tree) == before
+
+
+def test_identity_keeps_simpleevals_answer_where_compiled_constants_would_be_shared() -> None:
+    for text in ("0.5 is 0.5", "(2 - 2.0) is (2 - 2.0)", "flow_m3h is not 0.5"):
+        values = {"flow_m3h": 0.5}
+        assert compiled(text, values, RATINGS) == walked(text, values, RATINGS), text
+
+
+def test_an_expression_too_deep_to_compile_is_walked_not_refused() -> None:
+    """Copying and compiling a tree recurse: 300 terms must not stop the engine's start."""
+    values = {"flow_m3h": 1.0}
+    for text in (
+        " + ".join(["flow_m3h"] * 300) + " > 0",
+        "not " * 300 + "running",
+        " if running else ".join(["flow_m3h"] * 200),
+    ):
+        assert compiled(text, values | {"running": True}, RATINGS) == walked(
+            text, values | {"running": True}, RATINGS
+        ), text[:40]
